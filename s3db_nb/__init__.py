@@ -1,0 +1,74 @@
+"""s3db_nb — a document database whose records live as S3 objects, built for Jupyter.
+
+    >>> import s3db_nb
+    >>> db = s3db_nb.connect("memory://demo")
+    >>> users = db.create_resource("users", attributes={"name": "string", "age": "number|integer|optional"})
+    >>> users.insert({"id": "ana", "name": "Ana", "age": 31})["age"]
+    31
+
+Buckets are compatible with s3db.js 21.x: a notebook opens what a Node application wrote,
+and the application reads what the notebook wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .connection import DEFAULT_URL, ConnectionConfig, make_client, parse_url
+from .database import Database
+from .errors import (
+    ConflictError,
+    ConnectionStringError,
+    MetadataLimitError,
+    MissingDependencyError,
+    NotFoundError,
+    PluginError,
+    S3DBError,
+    SchemaError,
+    StorageError,
+    ValidationError,
+)
+from .record import Content, Page, Record
+from .resource import Resource
+
+__version__ = "0.1.0"
+
+_CONNECT_OPTIONS = {
+    "region", "endpoint_url", "profile", "passphrase", "parallelism", "strict_validation", "create_bucket",
+}
+
+
+def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
+    """Open the database at ``url`` (default: the folder ``./s3db-data``).
+
+    URLs: ``memory://bucket/prefix``, ``file:///abs/path`` or ``file://./relative``,
+    ``s3://KEY:SECRET@bucket/prefix?region=...``, ``http(s)://KEY:SECRET@host:port/bucket/prefix``.
+    Options: ``region``, ``endpoint_url``, ``profile``, ``passphrase`` (for secret fields),
+    ``parallelism`` (bulk-operation threads), ``strict_validation`` (reject
+    fields not in the schema), ``create_bucket`` (create a missing S3 bucket).
+    """
+    unknown = sorted(set(options) - _CONNECT_OPTIONS)
+    if unknown:
+        raise ConnectionStringError(f"unknown connect() option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(_CONNECT_OPTIONS))}")
+    config = parse_url(url, region=options.get("region"), endpoint_url=options.get("endpoint_url"), profile=options.get("profile"))
+    parallelism = options.get("parallelism") or (8 if config.scheme in ("memory", "file") else 32)
+    if not isinstance(parallelism, int) or parallelism < 1:
+        raise ConnectionStringError(f"parallelism must be a positive integer, got {parallelism!r}")
+    client = make_client(config, parallelism=parallelism)
+    if options.get("create_bucket") and hasattr(client, "ensure_bucket"):
+        client.ensure_bucket()
+    db = Database(
+        config,
+        client,
+        passphrase=options.get("passphrase") or "secret",
+        parallelism=parallelism,
+        strict_validation=bool(options.get("strict_validation", False)),
+    )
+    return db.connect()
+
+
+__all__ = [
+    "connect", "Database", "Resource", "Record", "Page", "Content", "ConnectionConfig", "parse_url", "make_client",
+    "S3DBError", "ConnectionStringError", "StorageError", "NotFoundError", "ConflictError", "ValidationError",
+    "SchemaError", "MetadataLimitError", "PluginError", "MissingDependencyError", "__version__",
+]

@@ -1,0 +1,249 @@
+"""How a mapped record is split between S3 user metadata (2 KB) and the object body.
+
+Each behavior takes the mapped record (short keys → encoded strings, ``_v`` included) and
+returns an ``Encoded`` (metadata, body, content type). The size maths follow
+s3db-format.md §7 exactly, so s3db.js reads what we write and we make the same choices it
+would; one addition: metadata that would still exceed S3's real limit after the
+``u:``/``b:`` codec is moved to the body instead of being rejected by S3 (user-managed,
+body-overflow) or reported up front (enforce-limits).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import encoding
+from .errors import MetadataLimitError, SchemaError
+
+S3_METADATA_LIMIT = 2047
+BEHAVIORS = ("user-managed", "enforce-limits", "truncate-data", "body-overflow", "body-only")
+TRUNCATED_FLAG_BYTES = len("$truncated") + len("true")  # 14
+OVERFLOW_FLAG_BYTES = len("$overflow") + len("true")  # 13
+
+
+@dataclass
+class Encoded:
+    """What one PUT of a record carries."""
+
+    metadata: dict[str, str | None]
+    body: bytes = b""
+    content_type: str | None = None
+    exceeded: bool = False  # user-managed moved everything to the body
+    truncated: bool = False
+
+
+def check_behavior(name: str) -> str:
+    if name not in BEHAVIORS:
+        raise SchemaError(f"unknown behavior {name!r}; use one of: {', '.join(BEHAVIORS)}")
+    return name
+
+
+def value_size(value: Any) -> int:
+    return encoding.utf8_len(encoding.transform_for_size(value))
+
+
+def object_size(obj: Mapping[str, Any]) -> int:
+    """Bytes of keys + values as s3db.js counts them (before the metadata codec)."""
+    return sum(encoding.utf8_len(k) + value_size(v) for k, v in obj.items())
+
+
+def effective_limit(version: str, *, timestamps: bool, record_id: str | None = None) -> int:
+    """2047 minus s3db.js's "system overhead" (§7.1)."""
+    overhead: dict[str, Any] = {"_v": version}
+    if timestamps:
+        overhead["createdAt"] = "x" * 24
+        overhead["updatedAt"] = "x" * 24
+    if record_id is not None:
+        overhead["id"] = record_id
+    return S3_METADATA_LIMIT - object_size(overhead)
+
+
+def stored_metadata_size(metadata: Mapping[str, str | None]) -> int:
+    """Bytes S3 itself counts: sanitised key + codec-encoded value, UTF-8."""
+    return sum(
+        len(encoding.sanitize_metadata_key(k).encode()) + len(encode_metadata_value(v).encode())
+        for k, v in metadata.items()
+    )
+
+
+def encode_metadata_value(value: str | None) -> str:
+    """The client-level codec (§6.2), protecting the literal strings "null"/"undefined"."""
+    if isinstance(value, str) and value in ("null", "undefined"):
+        # metadata_encode would store them verbatim and every reader would decode them to
+        # null; "u:" + text decodes back to the same text in both libraries.
+        return "u:" + value
+    if value == "":
+        # some S3 servers (SeaweedFS) drop empty metadata values; "b:=" is base64 of
+        # nothing, which s3db.js and we both decode to "".
+        return "b:="
+    return encoding.metadata_encode(value)
+
+
+def _json_body(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _with_plugin_map(meta: dict[str, Any], plugin_map: Mapping[str, str] | None) -> dict[str, Any]:
+    if plugin_map:
+        meta["_pluginMap"] = json.dumps(dict(plugin_map), separators=(",", ":"))
+    return meta
+
+
+def apply(
+    behavior: str,
+    mapped: dict[str, str | None],
+    *,
+    version: str,
+    timestamps: bool,
+    field_map: Mapping[str, str],
+    plugin_map: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
+) -> Encoded:
+    """Split ``mapped`` (which already holds ``_v``) according to ``behavior``.
+
+    ``names`` maps short keys back to attribute names, for error messages.
+    """
+    limit = effective_limit(version, timestamps=timestamps)
+    names = names or {}
+    if behavior == "user-managed":
+        if object_size(mapped) > limit or stored_metadata_size(mapped) > S3_METADATA_LIMIT:
+            meta = _with_plugin_map({"_v": version}, plugin_map)
+            return Encoded(meta, _json_body(mapped), "application/json", exceeded=True)
+        return Encoded(dict(mapped))
+    if behavior == "enforce-limits":
+        total = object_size(mapped)
+        stored = stored_metadata_size(mapped)
+        if total > limit or stored > S3_METADATA_LIMIT:
+            sizes = {names.get(k, k): encoding.utf8_len(k) + value_size(v) for k, v in mapped.items() if k != "_v"}
+            biggest = sorted(sizes.items(), key=lambda kv: -kv[1])[:5]
+            detail = ", ".join(f"{n}={s} B" for n, s in biggest)
+            shown = max(total, stored)
+            raise MetadataLimitError(
+                f"record metadata is {shown} bytes, over the {min(limit, S3_METADATA_LIMIT)}-byte limit of "
+                f"behavior 'enforce-limits' (largest fields: {detail}); shorten those fields or create the "
+                "resource with behavior='body-overflow' or 'body-only'",
+                total=shown,
+                limit=limit,
+                fields=sizes,
+            )
+        return Encoded(dict(mapped))
+    if behavior == "truncate-data":
+        return _truncate(mapped, version, limit)
+    if behavior == "body-overflow":
+        return _overflow(mapped, version, limit, plugin_map)
+    if behavior == "body-only":
+        body = {k: v for k, v in mapped.items()}
+        meta = {"_v": version, "_map": json.dumps(dict(field_map), separators=(",", ":"), ensure_ascii=False)}
+        _with_plugin_map(meta, plugin_map)
+        return Encoded(meta, _json_body(body), "application/json")
+    raise SchemaError(f"unknown behavior {behavior!r}; use one of: {', '.join(BEHAVIORS)}")
+
+
+def _fields_by_size(mapped: Mapping[str, Any]) -> list[tuple[str, Any, int]]:
+    # Python's sort is stable and ``mapped`` is already in JS property order, so ties keep
+    # the order s3db.js would produce.
+    items = [(k, v, value_size(v)) for k, v in mapped.items() if k != "_v"]
+    return sorted(items, key=lambda item: item[2])
+
+
+def _overflow(mapped: dict[str, Any], version: str, limit: int, plugin_map: Mapping[str, str] | None) -> Encoded:
+    meta: dict[str, Any] = _with_plugin_map({"_v": version}, plugin_map)
+    body: dict[str, Any] = {}
+    current = object_size(meta)
+    overflowing = False
+    for key, value, size in _fields_by_size(mapped):
+        needed = encoding.utf8_len(key) + size
+        if not overflowing and current + needed > limit:
+            overflowing = True
+            limit -= OVERFLOW_FLAG_BYTES
+        if overflowing:
+            body[key] = value
+        else:
+            meta[key] = value
+            current += needed
+    # Our addition: keep the *stored* metadata under S3's limit after the u:/b: codec.
+    while stored_metadata_size(meta) + (OVERFLOW_FLAG_BYTES if body else 0) > S3_METADATA_LIMIT:
+        movable = [k for k in meta if k not in ("_v", "_pluginMap")]
+        if not movable:
+            break
+        largest = max(movable, key=lambda k: len(encode_metadata_value(meta[k])))
+        body[largest] = meta.pop(largest)
+    if body:
+        meta["$overflow"] = "true"
+        ordered = {k: body[k] for k in mapped if k in body}
+        return Encoded(meta, _json_body(ordered), "application/json")
+    return Encoded(meta)
+
+
+def _truncate_utf8(text: str, max_bytes: int) -> str:
+    raw = text.encode()[: max(0, max_bytes)]
+    return raw.decode("utf-8", errors="ignore")
+
+
+def _truncate(mapped: dict[str, Any], version: str, limit: int) -> Encoded:
+    meta: dict[str, Any] = {"_v": version}
+    current = value_size(version)  # s3db.js sums value bytes only while filling
+    truncated = False
+    dropped = False
+    for key, value, size in _fields_by_size(mapped):
+        if dropped:
+            truncated = True
+            continue
+        if current + size + TRUNCATED_FLAG_BYTES <= limit:
+            meta[key] = value
+            current += size
+            continue
+        text = value if isinstance(value, str) else encoding.transform_for_size(value)
+        meta[key] = _truncate_utf8(text, limit - current - TRUNCATED_FLAG_BYTES)
+        current += value_size(meta[key])
+        truncated = True
+        dropped = True
+    # s3db.js's safety loop: blank the last key in JS property order while over the limit.
+    from .schema import js_key_order
+
+    while object_size(meta) + TRUNCATED_FLAG_BYTES > limit:
+        candidates = [k for k in js_key_order(list(meta)) if k != "_v" and meta[k] != ""]
+        if not candidates:
+            break
+        meta[candidates[-1]] = ""
+        truncated = True
+    if truncated:
+        meta["$truncated"] = "true"
+    ordered = {k: meta[k] for k in js_key_order([k for k in meta if k not in ("_v", "$truncated")])}
+    ordered["_v"] = version
+    if truncated:
+        ordered["$truncated"] = "true"
+    return Encoded(ordered, truncated=truncated)
+
+
+def decode_stored(
+    behavior: str, metadata: Mapping[str, str | None], body: bytes
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str] | None]:
+    """Split a stored object back into (body dict, metadata dict, ``_map`` override).
+
+    Metadata values must already be codec-decoded. The reader is tolerant: whatever the
+    declared behavior, a JSON-object body is used (metadata wins on conflicts), because
+    Node's ``update()`` writes bodies for every behavior and an older version of the
+    resource may have had another behavior.
+    """
+    body_dict: dict[str, Any] = {}
+    if body and behavior != "truncate-data":
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        if isinstance(parsed, dict):
+            body_dict = parsed
+    map_override = None
+    raw_map = metadata.get("_map")
+    if raw_map:
+        try:
+            candidate = json.loads(raw_map)
+            if isinstance(candidate, dict):
+                map_override = {str(k): str(v) for k, v in candidate.items()}
+        except ValueError:
+            pass
+    return body_dict, dict(metadata), map_override

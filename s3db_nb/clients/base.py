@@ -1,0 +1,223 @@
+"""The storage-client interface: the handful of S3 operations the database needs.
+
+Three implementations share it: ``MemoryClient`` (in process), ``FileClient`` (a folder, in
+the on-disk layout of s3db.js's FileSystemClient) and ``S3Client`` (boto3). Keys passed to a
+client are *relative to the client's key prefix*; clients apply and strip the prefix.
+
+Metadata passed to ``put`` is already encoded (``u:``/``b:``/``d:`` codec) and its keys already
+sanitised and lower-cased: the client stores exactly what it is given, like S3 does.
+"""
+
+from __future__ import annotations
+
+import abc
+import posixpath
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD (or a listing) tells about one object."""
+
+    key: str
+    size: int
+    etag: str  # without quotes
+    last_modified: datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A whole object: its info plus its body bytes."""
+
+    info: ObjectInfo
+    body: bytes
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return self.info.metadata
+
+    @property
+    def etag(self) -> str:
+        return self.info.etag
+
+    @property
+    def content_type(self) -> str | None:
+        return self.info.content_type
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of a listing."""
+
+    keys: list[str]  # relative to the client's prefix, in lexicographic order
+    common_prefixes: list[str]
+    next_token: str | None  # pass back as ``token`` for the next page; None when done
+
+
+def join_key(prefix: str, key: str) -> str:
+    """Join a key prefix and a key the way s3db.js does (POSIX join, normalised)."""
+    if not prefix:
+        return key
+    joined = posixpath.normpath(posixpath.join(prefix, key))
+    # normpath drops a trailing slash that list prefixes rely on
+    if key.endswith("/") and not joined.endswith("/"):
+        joined += "/"
+    return joined
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """One request a client made, reported to listeners (costs and metrics plugins use it).
+
+    ``operation`` is the S3 API name: PutObject, GetObject, HeadObject, CopyObject,
+    DeleteObject, DeleteObjects, ListObjectsV2. ``key`` is relative to the client prefix (the
+    list prefix for listings). ``error`` is the error class name when the request failed.
+    """
+
+    operation: str
+    key: str
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+
+
+RequestListener = Callable[[RequestEvent], None]
+
+
+class StorageClient(abc.ABC):
+    """Abstract S3-like object store. All methods are thread-safe."""
+
+    #: human-readable backend name ("memory", "file", "s3")
+    kind: str = "abstract"
+
+    def __init__(self) -> None:
+        self._listeners: list[RequestListener] = []
+
+    def add_listener(self, listener: RequestListener) -> None:
+        """Call ``listener(RequestEvent)`` after every request this client makes."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: RequestListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _emit(self, event: RequestEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken observer must never break storage
+                pass
+
+    @abc.abstractmethod
+    def put(
+        self,
+        key: str,
+        body: bytes = b"",
+        *,
+        metadata: dict[str, str] | None = None,
+        content_type: str | None = None,
+        if_none_match: str | None = None,
+        if_match: str | None = None,
+    ) -> str:
+        """Write an object in one request and return its ETag (no quotes).
+
+        ``if_none_match="*"`` fails with ``ConflictError`` when the key exists;
+        ``if_match=etag`` fails with ``ConflictError`` when the current ETag differs and
+        with ``NotFoundError`` when the key does not exist.
+        """
+
+    @abc.abstractmethod
+    def get(self, key: str) -> StoredObject:
+        """Read a whole object; ``NotFoundError`` when missing."""
+
+    @abc.abstractmethod
+    def head(self, key: str) -> ObjectInfo:
+        """Read an object's info without its body; ``NotFoundError`` when missing."""
+
+    @abc.abstractmethod
+    def copy(
+        self,
+        source: str,
+        dest: str,
+        *,
+        metadata: dict[str, str] | None = None,
+        content_type: str | None = None,
+        if_match: str | None = None,
+    ) -> str:
+        """Server-side copy. With ``metadata`` the copy's metadata is replaced (S3's
+        ``MetadataDirective=REPLACE``); without it the source metadata is kept. Returns the
+        new ETag. ``if_match`` is checked against the *destination*'s current ETag."""
+
+    @abc.abstractmethod
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Delete one object. Deleting a missing key is not an error (as on S3)."""
+
+    @abc.abstractmethod
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete many objects (batched 1 000 per request on S3); returns how many were asked."""
+
+    @abc.abstractmethod
+    def list_page(
+        self,
+        prefix: str = "",
+        *,
+        delimiter: str | None = None,
+        token: str | None = None,
+        limit: int = 1000,
+        start_after: str | None = None,
+    ) -> ListPage:
+        """List one page (at most ``limit`` keys, at most 1 000) of keys under ``prefix``."""
+
+    # -- conveniences built on the primitives -------------------------------------------
+
+    def list(self, prefix: str = "", *, limit: int | None = None, start_after: str | None = None) -> Iterator[str]:
+        """Yield every key under ``prefix`` in order, following pagination lazily."""
+        token: str | None = None
+        remaining = limit
+        while True:
+            page_size = 1000 if remaining is None else max(1, min(1000, remaining))
+            page = self.list_page(prefix, token=token, limit=page_size, start_after=start_after if token is None else None)
+            for key in page.keys:
+                yield key
+            if remaining is not None:
+                remaining -= len(page.keys)
+                if remaining <= 0:
+                    return
+            if not page.next_token:
+                return
+            token = page.next_token
+
+    def count(self, prefix: str = "") -> int:
+        """Count keys under ``prefix`` (LIST requests only)."""
+        return sum(1 for _ in self.list(prefix))
+
+    def exists(self, key: str) -> bool:
+        """True when ``key`` exists (one HEAD)."""
+        from ..errors import NotFoundError
+
+        try:
+            self.head(key)
+            return True
+        except NotFoundError:
+            return False
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under ``prefix``; returns how many were deleted."""
+        deleted = 0
+        batch: list[str] = []
+        for key in self.list(prefix):
+            batch.append(key)
+            if len(batch) == 1000:
+                deleted += self.delete_many(batch)
+                batch = []
+        if batch:
+            deleted += self.delete_many(batch)
+        return deleted
+
+    def close(self) -> None:
+        """Release connections or other resources held by the client."""

@@ -1,0 +1,640 @@
+"""``FileClient``: objects as files in a folder, in the layout of s3db.js's FileSystemClient.
+
+Object key ``K`` is the file ``<root>/<K>`` (``/`` becomes the OS separator) plus the sidecar
+``<root>/<K>.meta.json``::
+
+    {"metadata": {...}, "contentType": "...", "etag": "<md5 hex>", "lastModified": "<ISO>",
+     "size": N, "contentLength": N, "compressed": false, "expiresAt": null}
+
+written like Node's ``JSON.stringify(meta, null, 2)``. s3db.js also writes the body a second
+time into the sidecar (``"body": {"type": "Buffer", "data": [...]}``) but never reads it back
+(``FileSystemStorage.get`` reads ``<root>/<K>``; ``head`` and ``list`` read only ``etag`` and
+the other fields), so this client does not write it and ignores it when present.
+
+As in s3db.js, an object exists when its sidecar exists: a file without a sidecar (a temp file,
+a half-written object) is not listed and reads as missing. Objects written by s3db.js with
+``compression`` enabled (``"compressed": true``) are gunzipped on ``get``.
+
+Concurrency: writes go to temp files in the target folder that are ``os.replace``d over the
+body, then the sidecar (the sidecar is the commit point). A reader checks that the body's MD5
+matches the sidecar's ETag and reads again when a writer was in between. Every write of a key
+(put, copy, delete) holds that key's lock: a thread lock and an ``fcntl.flock`` on one of 256
+lock files under ``<root>/.s3db-locks/``, so conditional writes are atomic across threads and
+processes sharing the folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: thread locks only
+    fcntl = None  # type: ignore[assignment]
+
+from ..errors import ConflictError, NotFoundError, S3DBError, StorageError
+from .base import ListPage, ObjectInfo, RequestEvent, StorageClient, StoredObject
+from .memory import (
+    DEFAULT_CONTENT_TYPE,
+    MAX_LIST_KEYS,
+    PrefixMixin,
+    ResumePoint,
+    clamp_limit,
+    md5_hex,
+    paginate,
+    resume_point,
+    strip_quotes,
+)
+
+SIDECAR_SUFFIX = ".meta.json"
+LOCK_DIR = ".s3db-locks"
+# lock files end like sidecars so that s3db.js's listing (which walks every folder and skips
+# "*.meta.json" files) never reports ".s3db-locks/" as a key or CommonPrefix
+LOCK_SUFFIX = ".lock.meta.json"
+TEMP_SUFFIX = ".s3db-tmp"
+LOCK_STRIPES = 256
+_READ_ATTEMPTS = 30
+
+
+def _iso_now() -> str:
+    """``new Date().toISOString()``: UTC, milliseconds, ``Z``."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
+    if isinstance(value, str) and value:
+        text = value[:-1] + "+00:00" if value.endswith("Z") else value
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(0, tz=timezone.utc)
+
+
+class FileClient(PrefixMixin, StorageClient):
+    """A folder used as a bucket, byte-compatible with s3db.js's ``FileSystemClient``."""
+
+    kind = "file"
+
+    def __init__(self, root: str | os.PathLike[str], prefix: str = "") -> None:
+        super().__init__()
+        self.root = Path(root).expanduser().resolve()
+        self._init_prefix(prefix)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the data folder {str(self.root)!r}: {exc.strerror or exc}") from exc
+        self._root_str = str(self.root)
+        self._root_prefix = self._root_str.rstrip(os.sep) + os.sep
+        self._lock_dir = self.root / LOCK_DIR
+        self._thread_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+
+    def __repr__(self) -> str:
+        return f"FileClient(root={self._root_str!r}, prefix={self.prefix!r})"
+
+    # -- paths and keys --------------------------------------------------------------
+
+    def _check_key(self, full: str) -> list[str]:
+        """Validate a full key for the file system; return its segments."""
+        if not full:
+            raise StorageError("an empty object key cannot be stored by FileClient")
+        if "\x00" in full:
+            raise StorageError(f"object key {full!r} contains a NUL character")
+        parts = full.split("/")
+        for part in parts:
+            if part in ("", ".", ".."):
+                raise StorageError(
+                    f"object key {full!r} cannot be stored in a folder: it has an empty, '.' or '..' "
+                    "path segment (leading/trailing/double '/' or a path that would escape the root)"
+                )
+            if os.sep != "/" and os.sep in part:  # pragma: no cover - Windows
+                raise StorageError(f"object key {full!r} contains the path separator {os.sep!r}")
+        if parts[0] == LOCK_DIR:
+            raise StorageError(f"object key {full!r} is inside the reserved folder {LOCK_DIR!r}")
+        last = parts[-1]
+        if last.endswith(SIDECAR_SUFFIX) or last.endswith(TEMP_SUFFIX):
+            raise StorageError(
+                f"object key {full!r} ends with {SIDECAR_SUFFIX!r} or {TEMP_SUFFIX!r}, which FileClient "
+                "reserves for its sidecar and temp files"
+            )
+        return parts
+
+    def _path(self, full: str) -> str:
+        parts = self._check_key(full)
+        path = os.path.join(self._root_str, *parts)
+        # belt and braces: the normalised path must stay under the root
+        if not os.path.normpath(path).startswith(self._root_prefix):
+            raise StorageError(f"object key {full!r} would escape the data folder {self._root_str!r}")
+        return path
+
+    def _map_os_error(self, exc: OSError, key: str, op: str) -> S3DBError:
+        code = exc.errno
+        if code in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+            return StorageError(
+                f"{op} {key!r}: the key collides with an existing folder or file in {self._root_str!r} "
+                "(a folder store cannot hold both 'a' and 'a/b')"
+            )
+        if code == errno.ENAMETOOLONG:
+            return StorageError(f"{op} {key!r}: the key is too long for the file system (a path segment is over 245 bytes)")
+        if code in (errno.EACCES, errno.EPERM):
+            return StorageError(f"{op} {key!r}: permission denied in {self._root_str!r}")
+        if code == errno.ENOSPC:
+            return StorageError(f"{op} {key!r}: no space left on the device holding {self._root_str!r}")
+        return StorageError(f"{op} {key!r} failed: {exc.strerror or exc}")
+
+    # -- locking -----------------------------------------------------------------
+
+    def _open_lock_file(self, stripe: int) -> int:
+        lock_path = os.path.join(self._root_str, LOCK_DIR, f"{stripe:03d}{LOCK_SUFFIX}")
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        try:
+            return os.open(lock_path, flags, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.join(self._root_str, LOCK_DIR), exist_ok=True)
+            return os.open(lock_path, flags, 0o666)
+
+    @staticmethod
+    def _stripe(full: str) -> int:
+        return int.from_bytes(hashlib.blake2b(full.encode("utf-8"), digest_size=4).digest(), "big") % LOCK_STRIPES
+
+    @contextmanager
+    def _key_lock(self, full: str) -> Iterator[None]:
+        """Exclusive lock on a key (one of 256 stripes): threads, then processes (flock)."""
+        stripe = self._stripe(full)
+        with self._thread_locks[stripe]:
+            if fcntl is None:  # pragma: no cover
+                yield
+                return
+            fd = self._open_lock_file(stripe)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the flock
+
+    @contextmanager
+    def _shared_lock(self, full: str) -> Iterator[None]:
+        """Shared lock for readers: waits while a writer of the key's stripe is mid-write.
+
+        Each reader opens its own descriptor, so readers never block one another. When the
+        lock file cannot be made (read-only folder) readers go on without it.
+        """
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        try:
+            fd = self._open_lock_file(self._stripe(full))
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- events --------------------------------------------------------------------
+
+    def _report(self, operation: str, key: str, started: float, sent: int = 0, received: int = 0, error: BaseException | None = None) -> None:
+        if not self._listeners:
+            return
+        self._emit(
+            RequestEvent(
+                operation=operation,
+                key=key,
+                bytes_sent=sent,
+                bytes_received=received,
+                duration_s=time.perf_counter() - started,
+                error=type(error).__name__ if error is not None else None,
+            )
+        )
+
+    # -- low-level reads and writes ------------------------------------------------
+
+    @staticmethod
+    def _read_sidecar(path: str) -> dict[str, Any] | None:
+        try:
+            with open(path + SIDECAR_SUFFIX, "rb") as fh:
+                raw = fh.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            meta = json.loads(raw)
+        except ValueError as exc:
+            raise StorageError(f"the sidecar {path + SIDECAR_SUFFIX!r} is not valid JSON") from exc
+        if not isinstance(meta, dict):
+            raise StorageError(f"the sidecar {path + SIDECAR_SUFFIX!r} is not a JSON object")
+        return meta
+
+    def _read_pair(self, path: str) -> tuple[dict[str, Any] | None, bytes | None]:
+        meta = self._read_sidecar(path)
+        if meta is None:
+            return None, None
+        try:
+            with open(path, "rb") as fh:
+                return meta, fh.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return meta, None  # a sidecar without its body (s3db.js deletes the body first)
+
+    def _read_consistent(self, full: str, path: str) -> tuple[dict[str, Any], bytes] | None:
+        """Read sidecar and body so that they belong together (None when missing).
+
+        Writers rename the body and then the sidecar into place, so a reader can meet a new
+        body with the old sidecar for a moment: the body's MD5 then differs from the
+        sidecar's ETag. On a mismatch we read again under the key's shared lock, which waits
+        for our writers (they hold the exclusive lock); writers that do not lock (s3db.js)
+        are waited out by reading again until the pair matches. A mismatch that stays put
+        for a while (a hand-edited body) trusts the sidecar.
+        """
+        meta, body = self._read_pair(path)
+        if meta is None:
+            return None
+        if body is not None and md5_hex(body) == meta.get("etag"):
+            return meta, body
+        with self._shared_lock(full):
+            meta, body = self._read_pair(path)
+        if meta is None:
+            return None
+        if body is not None and md5_hex(body) == meta.get("etag"):
+            return meta, body
+        previous = (meta.get("etag"), meta.get("lastModified"))
+        stable_since = time.monotonic()
+        for attempt in range(_READ_ATTEMPTS):
+            time.sleep(min(0.0005 * (2**attempt), 0.02))
+            meta, body = self._read_pair(path)
+            if meta is None:
+                return None
+            if body is not None and md5_hex(body) == meta.get("etag"):
+                return meta, body
+            signature = (meta.get("etag"), meta.get("lastModified"))
+            if signature != previous:
+                previous, stable_since = signature, time.monotonic()
+            elif body is not None and time.monotonic() - stable_since > 0.1:
+                break
+        if meta is None or body is None:
+            return None
+        return meta, body
+
+    @staticmethod
+    def _write_temp(directory: str, final_path: str, data: bytes) -> str:
+        tmp = os.path.join(directory, f".{os.path.basename(final_path)}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return tmp
+
+    def _write_object(self, path: str, body: bytes, meta: dict[str, Any]) -> None:
+        """Write body and sidecar to temp files, then rename body, then sidecar (the commit).
+
+        The caller holds the key lock. Both temp files are complete before the first rename,
+        so the two renames follow each other closely (lockless readers see a short window).
+        """
+        directory = os.path.dirname(path)
+        sidecar = json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8")
+        for attempt in range(10):
+            temps: list[str] = []
+            try:
+                os.makedirs(directory, exist_ok=True)
+                temps.append(self._write_temp(directory, path, body))
+                temps.append(self._write_temp(directory, path + SIDECAR_SUFFIX, sidecar))
+                os.replace(temps[0], path)
+                os.replace(temps[1], path + SIDECAR_SUFFIX)
+                return
+            except BaseException as exc:
+                for tmp in temps:
+                    try:
+                        os.unlink(tmp)
+                    except OSError:
+                        pass
+                # a concurrent delete removed the (then empty) folder: make it again
+                if isinstance(exc, FileNotFoundError) and attempt < 9:
+                    continue
+                raise
+
+    def _remove_object(self, path: str) -> bool:
+        """Delete sidecar (the commit marker) then body, then prune empty folders."""
+        existed = False
+        for victim in (path + SIDECAR_SUFFIX, path):
+            try:
+                os.unlink(victim)
+                existed = True
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+            except IsADirectoryError:
+                pass
+        self._prune_dirs(os.path.dirname(path))
+        return existed
+
+    def _prune_dirs(self, directory: str) -> None:
+        while directory != self._root_str and directory.startswith(self._root_prefix):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                return
+            directory = os.path.dirname(directory)
+
+    @staticmethod
+    def _sidecar(metadata: dict[str, str], content_type: str | None, etag: str, size: int) -> dict[str, Any]:
+        # key order as s3db.js writes it (undefined fields are dropped by JSON.stringify)
+        return {
+            "metadata": dict(metadata),
+            "contentType": content_type or DEFAULT_CONTENT_TYPE,
+            "etag": etag,
+            "lastModified": _iso_now(),
+            "size": size,
+            "contentLength": size,
+            "compressed": False,
+            "expiresAt": None,
+        }
+
+    def _info(self, key: str, meta: dict[str, Any]) -> ObjectInfo:
+        metadata = meta.get("metadata") or {}
+        return ObjectInfo(
+            key=key,
+            size=int(meta.get("size") or 0),
+            etag=str(meta.get("etag") or ""),
+            last_modified=_parse_time(meta.get("lastModified")),
+            metadata={str(k): str(v) for k, v in metadata.items()},
+            content_type=meta.get("contentType"),
+        )
+
+    def _check_conditions(self, path: str, key: str, if_none_match: str | None, if_match: str | None) -> None:
+        if if_match is None and if_none_match is None:
+            return
+        current = self._read_sidecar(path)
+        if if_match is not None:
+            if current is None:
+                raise NotFoundError(f"object {key!r} does not exist in {self._root_str!r}, so if_match cannot hold")
+            wanted = strip_quotes(if_match)
+            if wanted != "*" and wanted != current.get("etag"):
+                raise ConflictError(f"precondition failed for {key!r}: its ETag is {current.get('etag')!r}, not {wanted!r}")
+        if if_none_match is not None and current is not None:
+            if if_none_match == "*" or strip_quotes(if_none_match) == current.get("etag"):
+                raise ConflictError(f"precondition failed: object {key!r} already exists (if_none_match={if_none_match!r})")
+
+    # -- primitives ----------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        body: bytes = b"",
+        *,
+        metadata: dict[str, str] | None = None,
+        content_type: str | None = None,
+        if_none_match: str | None = None,
+        if_match: str | None = None,
+    ) -> str:
+        started = time.perf_counter()
+        body = bytes(body) if body is not None else b""
+        try:
+            full = self._full(key)
+            path = self._path(full)
+            etag = md5_hex(body)
+            meta = self._sidecar(metadata or {}, content_type, etag, len(body))
+            try:
+                with self._key_lock(full):
+                    self._check_conditions(path, key, if_none_match, if_match)
+                    self._write_object(path, body, meta)
+            except OSError as exc:
+                raise self._map_os_error(exc, key, "put") from exc
+        except S3DBError as exc:
+            self._report("PutObject", key, started, sent=len(body), error=exc)
+            raise
+        self._report("PutObject", key, started, sent=len(body))
+        return etag
+
+    def _load(self, key: str, op: str) -> tuple[dict[str, Any], bytes]:
+        full = self._full(key)
+        path = self._path(full)
+        try:
+            found = self._read_consistent(full, path)
+        except OSError as exc:
+            raise self._map_os_error(exc, key, op) from exc
+        if found is None:
+            raise NotFoundError(f"object {key!r} not found in {self._root_str!r}")
+        return found
+
+    def get(self, key: str) -> StoredObject:
+        started = time.perf_counter()
+        try:
+            meta, raw = self._load(key, "get")
+            body = raw
+            if meta.get("compressed"):
+                try:
+                    body = gzip.decompress(raw)
+                except (OSError, EOFError):
+                    body = raw  # as s3db.js: return the stored bytes when they do not gunzip
+        except S3DBError as exc:
+            self._report("GetObject", key, started, error=exc)
+            raise
+        self._report("GetObject", key, started, received=len(raw))
+        return StoredObject(info=self._info(key, meta), body=body)
+
+    def head(self, key: str) -> ObjectInfo:
+        started = time.perf_counter()
+        try:
+            path = self._path(self._full(key))
+            try:
+                meta = self._read_sidecar(path)
+            except OSError as exc:
+                raise self._map_os_error(exc, key, "head") from exc
+            if meta is None:
+                raise NotFoundError(f"object {key!r} not found in {self._root_str!r}")
+        except S3DBError as exc:
+            self._report("HeadObject", key, started, error=exc)
+            raise
+        self._report("HeadObject", key, started)
+        return self._info(key, meta)
+
+    def copy(
+        self,
+        source: str,
+        dest: str,
+        *,
+        metadata: dict[str, str] | None = None,
+        content_type: str | None = None,
+        if_match: str | None = None,
+    ) -> str:
+        started = time.perf_counter()
+        try:
+            src_meta, raw = self._load(source, "copy")
+            full_dest = self._full(dest)
+            dest_path = self._path(full_dest)
+            new_meta = {k: v for k, v in src_meta.items() if k != "body"}
+            new_meta["metadata"] = dict(metadata) if metadata is not None else dict(src_meta.get("metadata") or {})
+            new_meta["contentType"] = content_type or src_meta.get("contentType") or DEFAULT_CONTENT_TYPE
+            new_meta["etag"] = md5_hex(raw)
+            new_meta["lastModified"] = _iso_now()
+            try:
+                with self._key_lock(full_dest):
+                    self._check_conditions(dest_path, dest, None, if_match)
+                    self._write_object(dest_path, raw, new_meta)
+            except OSError as exc:
+                raise self._map_os_error(exc, dest, "copy") from exc
+        except S3DBError as exc:
+            self._report("CopyObject", dest, started, error=exc)
+            raise
+        self._report("CopyObject", dest, started)
+        return new_meta["etag"]
+
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        started = time.perf_counter()
+        try:
+            full = self._full(key)
+            path = self._path(full)
+            try:
+                with self._key_lock(full):
+                    self._check_conditions(path, key, None, if_match)
+                    self._remove_object(path)
+            except OSError as exc:
+                raise self._map_os_error(exc, key, "delete") from exc
+        except S3DBError as exc:
+            self._report("DeleteObject", key, started, error=exc)
+            raise
+        self._report("DeleteObject", key, started)
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        asked = 0
+        batch: list[str] = []
+        for key in keys:
+            batch.append(key)
+            if len(batch) == MAX_LIST_KEYS:
+                asked += self._delete_batch(batch)
+                batch = []
+        if batch:
+            asked += self._delete_batch(batch)
+        return asked
+
+    def _delete_batch(self, batch: list[str]) -> int:
+        started = time.perf_counter()
+        try:
+            for key in batch:
+                full = self._full(key)
+                path = self._path(full)
+                try:
+                    with self._key_lock(full):
+                        self._remove_object(path)
+                except OSError as exc:
+                    raise self._map_os_error(exc, key, "delete") from exc
+        except S3DBError as exc:
+            self._report("DeleteObjects", batch[0], started, error=exc)
+            raise
+        self._report("DeleteObjects", batch[0], started)
+        return len(batch)
+
+    # -- listing -------------------------------------------------------------------
+
+    def list_page(
+        self,
+        prefix: str = "",
+        *,
+        delimiter: str | None = None,
+        token: str | None = None,
+        limit: int = 1000,
+        start_after: str | None = None,
+    ) -> ListPage:
+        started = time.perf_counter()
+        limit = clamp_limit(limit)
+        full_prefix = self._full_prefix(prefix)
+        resume = resume_point(
+            full_prefix,
+            delimiter,
+            self._base + token if token else None,
+            self._full(start_after) if start_after else None,
+        )
+        if limit == 0:
+            keys, prefixes, nxt = [], [], None
+        else:
+            try:
+                entries = self._iter_entries(full_prefix, delimiter, resume)
+                keys, prefixes, nxt = paginate(entries, full_prefix, delimiter, limit)
+            except OSError as exc:
+                err = self._map_os_error(exc, prefix, "list")
+                self._report("ListObjectsV2", prefix, started, error=err)
+                raise err from exc
+        self._report("ListObjectsV2", prefix, started)
+        return ListPage(
+            keys=[self._rel(k) for k in keys],
+            common_prefixes=[self._rel(p) for p in prefixes],
+            next_token=self._rel(nxt) if nxt is not None else None,
+        )
+
+    def _iter_entries(self, full_prefix: str, delimiter: str | None, resume: ResumePoint) -> Iterator[tuple[bool, str]]:
+        dir_part, _, name_part = full_prefix.rpartition("/")
+        if dir_part:
+            segments = dir_part.split("/")
+            if any(seg in ("", ".", "..") for seg in segments):
+                return  # no stored key can have such a prefix
+            start_dir = os.path.join(self._root_str, *segments)
+            key_base = dir_part + "/"
+        else:
+            start_dir = self._root_str
+            key_base = ""
+        # with delimiter "/", every sub-folder of the start folder is one CommonPrefix
+        collapse = delimiter == "/"
+        yield from self._walk(start_dir, key_base, name_part, resume, collapse)
+
+    def _walk(self, directory: str, key_base: str, name_filter: str, resume: ResumePoint, collapse: bool) -> Iterator[tuple[bool, str]]:
+        """Yield ``(is_prefix, full key)`` in S3 (code point) order under ``directory``."""
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        names = {e.name for e in entries}
+        items: list[tuple[str, bool, str]] = []
+        for entry in entries:
+            name = entry.name
+            if name_filter and not name.startswith(name_filter):
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                continue
+            if is_dir:
+                if not key_base and name == LOCK_DIR:
+                    continue
+                # all keys below start with "name/": sort the folder as that string
+                items.append((name + "/", True, entry.path))
+            else:
+                if name.endswith(SIDECAR_SUFFIX) or name.endswith(TEMP_SUFFIX):
+                    continue
+                if name + SIDECAR_SUFFIX not in names:
+                    continue  # no sidecar: not (or not yet) an object, as in s3db.js
+                items.append((name, False, entry.path))
+        items.sort()
+        for sort_name, is_dir, path in items:
+            key = key_base + sort_name
+            if is_dir:
+                if resume.subtree_done(key):
+                    continue
+                if collapse:
+                    # report the folder once, if it holds at least one eligible object
+                    if next(self._walk(path, key, "", resume, False), None) is not None:
+                        yield True, key
+                    continue
+                yield from self._walk(path, key, "", resume, False)
+            elif resume.key_ok(key):
+                yield False, key

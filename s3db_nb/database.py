@@ -1,0 +1,446 @@
+"""``Database``: one bucket + key prefix, its resources, and the ``s3db.json`` that describes them.
+
+``s3db.json`` is shared with s3db.js applications writing to the same bucket, so it is never
+overwritten blindly: every save re-reads the file, merges our change into it and writes it
+back with a conditional PUT (``If-Match`` on the ETag), retrying when someone else wrote
+first. Resources, versions and field registries that we did not touch are kept as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from . import behaviors, encoding
+from . import partitions as partition_index
+from .clients.base import StorageClient
+from .connection import ConnectionConfig
+from .errors import ConflictError, NotFoundError, S3DBError, SchemaError
+from .events import EventEmitter
+from .resource import Resource
+from .schema import Schema, SchemaRegistry, iso_ms
+
+log = logging.getLogger("s3db_nb")
+
+METADATA_KEY = "s3db.json"
+FORMAT_VERSION = "1"
+S3DB_JS_VERSION = "21.6.2"  # the s3db.js release whose bucket format we write
+DB_HOOKS = ("before_create_resource", "after_create_resource")
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def stable_json(value: Any) -> str:
+    """json-stable-stringify: sorted keys, no whitespace, numbers written the JavaScript way."""
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{stable_json(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(stable_json(v) for v in value) + "]"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return encoding.js_number_to_string(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def definition_hash(attributes: Mapping[str, Any], behavior: str, partitions_: Mapping[str, Any], timestamps: bool) -> str:
+    """The ``versions.vN.hash`` of s3db-format.md §3.2."""
+    attrs = dict(attributes)
+    if timestamps:
+        attrs.pop("createdAt", None)
+        attrs.pop("updatedAt", None)
+    payload = {"attributes": attrs, "behavior": behavior or "user-managed", "partitions": partitions_ or {}}
+    return "sha256:" + hashlib.sha256(stable_json(payload).encode()).hexdigest()
+
+
+def _now_iso() -> str:
+    return iso_ms(dt.datetime.now(dt.timezone.utc))
+
+
+class Database:
+    """A connection to one bucket/prefix. Create it with ``s3db_nb.connect(url)``."""
+
+    def __init__(
+        self,
+        config: ConnectionConfig,
+        client: StorageClient,
+        *,
+        passphrase: str = "secret",
+        parallelism: int = 16,
+        strict_validation: bool = False,
+    ) -> None:
+        if not isinstance(parallelism, int) or parallelism < 1:
+            raise S3DBError(f"parallelism must be a positive integer, got {parallelism!r}")
+        self.config = config
+        self.client = client
+        self._passphrase = passphrase
+        self.parallelism = parallelism
+        self.strict_validation = strict_validation
+        self.events = EventEmitter()
+        self._resources: dict[str, Resource] = {}
+        self._metadata: dict[str, Any] = {}
+        self._hooks: dict[str, list[Callable[..., Any]]] = {name: [] for name in DB_HOOKS}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._meta_lock = threading.RLock()
+        self.connected = False
+        self.plugins: dict[str, Any] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def connect(self) -> Database:
+        """Read ``s3db.json`` and restore every resource it describes."""
+        self._metadata = self._load_metadata()[0]
+        for name in list(self._metadata.get("resources", {})):
+            try:
+                self._resources[name] = self._restore(name, self._metadata["resources"][name])
+            except S3DBError as exc:
+                log.warning("resource %r in s3db.json could not be restored: %s", name, exc)
+        self.connected = True
+        self.events.emit("connected", self)
+        return self
+
+    def disconnect(self) -> None:
+        """Stop background work and release connections. Safe to call twice."""
+        if not self.connected and self._pool is None:
+            return
+        self.events.emit("disconnecting", self)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self.client.close()
+        self.connected = False
+        self.events.emit("disconnected", self)
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()
+
+    def __repr__(self) -> str:
+        names = ", ".join(self._resources)
+        return f"<Database {self.config.masked_url} resources=[{names}]>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(
+            f"<tr><td>{html.escape(r.name)}</td><td>{html.escape(r.behavior)}</td><td>{html.escape(r.version)}</td>"
+            f"<td>{len(r.schema.user_attributes())}</td><td>{html.escape(', '.join(r.partitions)) or '—'}</td></tr>"
+            for r in self._resources.values()
+        )
+        return (
+            f"<div class='s3db-database'><b>Database</b> <code>{html.escape(self.config.masked_url)}</code>"
+            f"<table><tr><th>resource</th><th>behavior</th><th>version</th><th>fields</th><th>partitions</th></tr>{rows}</table></div>"
+        )
+
+    # -- concurrency ----------------------------------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="s3db")
+            return self._pool
+
+    def _submit(self, fn: Callable[..., R], *args: Any) -> Future:
+        return self._executor().submit(fn, *args)
+
+    def _map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """Run ``fn`` over ``items`` on the bounded pool, keeping order; re-raises the first error
+        after every task has finished (so no write is left running unobserved)."""
+        items = list(items)
+        if len(items) <= 1 or threading.current_thread().name.startswith("s3db"):
+            return [fn(item) for item in items]  # no nested pool use: avoids deadlocks
+        futures = [self._executor().submit(fn, item) for item in items]
+        results: list[R] = []
+        error: BaseException | None = None
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                error = error or exc
+        if error is not None:
+            raise error
+        return results
+
+    def _changed(self, resource: str) -> None:
+        self.events.emit("resource-changed", resource)
+
+    # -- resources ------------------------------------------------------------------------
+
+    @property
+    def resources(self) -> dict[str, Resource]:
+        """Every resource by name (a copy: adding to it does nothing)."""
+        return dict(self._resources)
+
+    def resource(self, name: str) -> Resource:
+        """The resource called ``name``; ``NotFoundError`` lists the ones that exist."""
+        try:
+            return self._resources[name]
+        except KeyError:
+            known = ", ".join(sorted(self._resources)) or "(none)"
+            raise NotFoundError(f"no resource named {name!r} in {self.config.masked_url}; resources: {known}") from None
+
+    def __getitem__(self, name: str) -> Resource:
+        return self.resource(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._resources
+
+    def add_hook(self, event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``before_create_resource(config) -> config`` or ``after_create_resource(resource)``."""
+        name = {"beforeCreateResource": "before_create_resource", "afterCreateResource": "after_create_resource"}.get(event, event)
+        if name not in self._hooks:
+            raise SchemaError(f"unknown database hook {event!r}; use one of: {', '.join(DB_HOOKS)}")
+        self._hooks[name].append(fn)
+        return fn
+
+    def remove_hook(self, event: str, fn: Callable[..., Any]) -> None:
+        if fn in self._hooks.get(event, []):
+            self._hooks[event].remove(fn)
+
+    def on(self, event: str, listener: Callable[..., Any]) -> Callable[..., Any]:
+        return self.events.on(event, listener)
+
+    def create_resource(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        behavior: str = "user-managed",
+        partitions: Mapping[str, Any] | list[str] | None = None,
+        timestamps: bool = False,
+        id_size: int = 22,
+        id_generator: Callable[[Mapping[str, Any]], Any] | None = None,
+        paranoid: bool = True,
+        hooks: Mapping[str, Callable[..., Any] | list[Callable[..., Any]]] | None = None,
+        all_nested_objects_optional: bool = True,
+        auto_decrypt: bool = True,
+        created_by: str = "user",
+    ) -> Resource:
+        """Create a resource, or return it when it exists with the same definition.
+
+        A changed definition becomes a new version (``v2``…) in ``s3db.json``; field keys of
+        existing attributes never move, so records written before stay readable.
+        """
+        config: dict[str, Any] = {
+            "name": name, "attributes": dict(attributes or {}), "behavior": behavior, "partitions": partitions,
+            "timestamps": timestamps, "id_size": id_size, "id_generator": id_generator, "paranoid": paranoid,
+            "hooks": hooks, "all_nested_objects_optional": all_nested_objects_optional, "auto_decrypt": auto_decrypt,
+            "created_by": created_by,
+        }
+        for hook in self._hooks["before_create_resource"]:
+            result = hook(config)
+            if result is not None:
+                config = dict(result)
+        name = config["name"]
+        partition_index.check_segment("resource name", name)
+        behaviors.check_behavior(config["behavior"])
+        if not isinstance(config["id_size"], int) or not 1 <= config["id_size"] <= 256:
+            raise SchemaError(f"id_size must be an integer between 1 and 256, got {config['id_size']!r}")
+        if config["id_generator"] is not None and not callable(config["id_generator"]):
+            raise SchemaError("id_generator must be a callable taking the record and returning its id")
+
+        with self._meta_lock:
+            stored = copy.deepcopy(self._metadata.get("resources", {}).get(name))
+            registry = SchemaRegistry.from_json(stored.get("schemaRegistry")) if stored else None
+            schema = Schema(
+                config["attributes"],
+                timestamps=config["timestamps"],
+                registry=copy.deepcopy(registry),
+                passphrase=self._passphrase,
+                all_nested_objects_optional=config["all_nested_objects_optional"],
+                strict=self.strict_validation,
+                resource=name,
+                now_iso=_now_iso(),
+                plugin_map=_plugin_map(stored),
+            )
+            parts = partition_index.normalize(config["partitions"], schema, timestamps=config["timestamps"])
+            digest = definition_hash(schema.export(), config["behavior"], parts, config["timestamps"])
+            entry = stored or {"currentVersion": "v1", "partitions": {}, "createdBy": config["created_by"], "versions": {}}
+            current = entry.get("currentVersion", "v1")
+            current_data = entry.get("versions", {}).get(current)
+            changed = current_data is None or current_data.get("hash") != digest or schema.registry_changed
+            if current_data is not None and current_data.get("hash") != digest:
+                numbers = [int(v[1:]) for v in entry.get("versions", {}) if v[1:].isdigit()]
+                current = f"v{max(numbers, default=0) + 1}"
+            existing = self._resources.get(name)
+            if not changed and existing is not None:
+                _attach_hooks(existing, config["hooks"])
+                if config["id_generator"] is not None:
+                    existing.id_generator = config["id_generator"]
+                return existing
+            if changed:
+                version_entry = {
+                    "hash": digest,
+                    "attributes": schema.export(),
+                    "behavior": config["behavior"],
+                    "timestamps": config["timestamps"],
+                    "partitions": parts,
+                    "paranoid": config["paranoid"],
+                    "allNestedObjectsOptional": config["all_nested_objects_optional"],
+                    "autoDecrypt": config["auto_decrypt"],
+                    "cache": False,
+                    "hooks": {},
+                    "idSize": config["id_size"],
+                    "idGenerator": "custom" if config["id_generator"] is not None else "default",
+                    "createdAt": (current_data or {}).get("createdAt") if current_data and current_data.get("hash") == digest else _now_iso(),
+                }
+                entry.setdefault("versions", {})[current] = version_entry
+                entry["currentVersion"] = current
+                entry["partitions"] = parts
+                entry["schemaRegistry"] = schema.registry.to_json()
+                entry.setdefault("pluginSchemaRegistry", {})
+                self._save_resource_entry(name, entry)
+            resource = Resource(
+                self,
+                name,
+                schema=schema,
+                behavior=config["behavior"],
+                partitions_=parts,
+                timestamps=config["timestamps"],
+                id_size=config["id_size"],
+                id_generator=config["id_generator"],
+                paranoid=config["paranoid"],
+                version=current,
+                auto_decrypt=config["auto_decrypt"],
+                created_by=config["created_by"],
+            )
+            if existing is not None:  # keep listeners, hooks and middleware across redefinition
+                resource.events = existing.events
+                resource._hooks = existing._hooks
+                resource._middleware = existing._middleware
+            _attach_hooks(resource, config["hooks"])
+            self._resources[name] = resource
+        for hook in self._hooks["after_create_resource"]:
+            hook(resource)
+        self.events.emit("resource-created", resource)
+        return resource
+
+    def _restore(self, name: str, entry: Mapping[str, Any]) -> Resource:
+        version = entry.get("currentVersion") or "v1"
+        data = (entry.get("versions") or {}).get(version)
+        if not isinstance(data, Mapping):
+            raise SchemaError(f"s3db.json has no definition for {name!r} version {version!r}")
+        registry = SchemaRegistry.from_json(entry.get("schemaRegistry"))
+        if registry is None and isinstance(data.get("map"), Mapping):  # legacy versions.vN.map
+            registry = SchemaRegistry(mapping={k: encoding.b36_decode(v) for k, v in data["map"].items()})
+            registry.next_index = max(registry.mapping.values(), default=-1) + 1
+        schema = Schema(
+            data.get("attributes") or {},
+            timestamps=bool(data.get("timestamps")),
+            registry=registry,
+            passphrase=self._passphrase,
+            all_nested_objects_optional=data.get("allNestedObjectsOptional", True),
+            strict=self.strict_validation,
+            resource=name,
+            now_iso=_now_iso(),
+            plugin_map=_plugin_map(entry),
+        )
+        parts = entry.get("partitions") or data.get("partitions") or {}
+        return Resource(
+            self,
+            name,
+            schema=schema,
+            behavior=data.get("behavior") or "user-managed",
+            partitions_=parts,
+            timestamps=bool(data.get("timestamps")),
+            id_size=int(data.get("idSize") or 22),
+            paranoid=data.get("paranoid", True),
+            version=version,
+            auto_decrypt=data.get("autoDecrypt", True),
+            created_by=entry.get("createdBy", "user"),
+        )
+
+    # -- s3db.json ------------------------------------------------------------------------
+
+    def _load_metadata(self) -> tuple[dict[str, Any], str | None]:
+        try:
+            obj = self.client.get(METADATA_KEY)
+        except NotFoundError:
+            return {"version": FORMAT_VERSION, "s3dbVersion": S3DB_JS_VERSION, "lastUpdated": _now_iso(), "resources": {}}, None
+        try:
+            data = json.loads(obj.body.decode("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            backup = f"{METADATA_KEY}.corrupted.{_now_iso().replace(':', '-').replace('.', '-')}.backup"
+            self.client.put(backup, obj.body)
+            log.warning("s3db.json is not valid JSON (%s); kept a copy at %s and started a fresh one", exc, backup)
+            return {"version": FORMAT_VERSION, "s3dbVersion": S3DB_JS_VERSION, "lastUpdated": _now_iso(), "resources": {}}, obj.etag
+        data.setdefault("resources", {})
+        return data, obj.etag
+
+    def _save_resource_entry(self, name: str, entry: Mapping[str, Any]) -> None:
+        """Merge one resource's entry into the stored s3db.json with a conditional write."""
+        for _ in range(20):
+            fresh, etag = self._load_metadata()
+            theirs = fresh["resources"].get(name)
+            merged = copy.deepcopy(dict(entry))
+            if theirs:
+                merged["schemaRegistry"] = _merge_registries(theirs.get("schemaRegistry"), merged.get("schemaRegistry"))
+                versions = dict(theirs.get("versions") or {})
+                versions.update(merged.get("versions") or {})
+                merged["versions"] = versions
+            fresh["resources"][name] = merged
+            fresh["lastUpdated"] = _now_iso()
+            fresh.setdefault("version", FORMAT_VERSION)
+            fresh.setdefault("s3dbVersion", S3DB_JS_VERSION)
+            body = json.dumps(fresh, indent=2, ensure_ascii=False).encode()
+            try:
+                if etag is None:
+                    self.client.put(METADATA_KEY, body, content_type="application/json", if_none_match="*")
+                else:
+                    self.client.put(METADATA_KEY, body, content_type="application/json", if_match=etag)
+            except (ConflictError, NotFoundError):
+                continue  # another writer got there first: merge again
+            self._metadata = fresh
+            self.events.emit("metadata-uploaded", fresh)
+            return
+        raise ConflictError("s3db.json kept changing while saving; another writer is busy, try again")
+
+    def metadata(self) -> dict[str, Any]:
+        """A copy of ``s3db.json`` as last read or written."""
+        return copy.deepcopy(self._metadata)
+
+
+def _attach_hooks(resource: Resource, hooks: Mapping[str, Any] | None) -> None:
+    for event, fns in (hooks or {}).items():
+        for fn in fns if isinstance(fns, (list, tuple)) else [fns]:
+            if fn not in resource._hooks.get(event, []):
+                resource.add_hook(event, fn)
+
+
+def _plugin_map(entry: Mapping[str, Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for mapping in ((entry or {}).get("pluginSchemaRegistry") or {}).values():
+        if isinstance(mapping, Mapping):
+            out.update({str(k): str(v) for k, v in (mapping.get("mapping") or {}).items()})
+    return out
+
+
+def _merge_registries(theirs: Mapping[str, Any] | None, ours: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Union of two registries: larger index wins on conflict, burned lists unioned."""
+    theirs = theirs or {}
+    ours = ours or {}
+    mapping = dict(theirs.get("mapping") or {})
+    for key, index in (ours.get("mapping") or {}).items():
+        mapping[key] = max(index, mapping.get(key, index))
+    burned = list(theirs.get("burned") or [])
+    seen = {(b.get("index"), b.get("attribute")) for b in burned}
+    for item in ours.get("burned") or []:
+        if (item.get("index"), item.get("attribute")) not in seen:
+            burned.append(item)
+    burned_names = {b.get("attribute") for b in burned}
+    mapping = {k: v for k, v in mapping.items() if not (k in burned_names and k not in (ours.get("mapping") or {}))}
+    used = list(mapping.values()) + [b.get("index", -1) for b in burned]
+    next_index = max([theirs.get("nextIndex", 0), ours.get("nextIndex", 0), max(used, default=-1) + 1])
+    return {"nextIndex": next_index, "mapping": mapping, "burned": burned}

@@ -1,0 +1,71 @@
+"""The error hierarchy: every error this package raises derives from ``S3DBError``.
+
+Messages name what was wrong and what would fix it. They never contain credentials or
+secret field values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class S3DBError(Exception):
+    """Root of every error raised by s3db_nb."""
+
+
+class ConnectionStringError(S3DBError, ValueError):
+    """A connection URL or connection option is malformed or incomplete."""
+
+
+class StorageError(S3DBError):
+    """The storage backend failed in a way we do not have a more precise class for."""
+
+
+class NotFoundError(S3DBError, KeyError):
+    """A record, object, resource or plugin does not exist."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConflictError(S3DBError):
+    """A conditional write failed (HTTP 412) or the thing already exists."""
+
+
+class ValidationError(S3DBError, ValueError):
+    """One or more fields failed validation; nothing was written.
+
+    ``errors`` is a list of dicts with ``field``, ``rule``, ``message`` and ``value``
+    (secret values are replaced by ``"***"``).
+    """
+
+    def __init__(self, errors: list[dict[str, Any]], resource: str | None = None) -> None:
+        self.errors = errors
+        self.resource = resource
+        where = f" for resource {resource!r}" if resource else ""
+        lines = [f"{len(errors)} field(s) failed validation{where}:"]
+        for err in errors:
+            lines.append(f"  - {err['field']}: {err['message']} (rule {err['rule']!r}, got {err['value']!r})")
+        super().__init__("\n".join(lines))
+
+
+class SchemaError(S3DBError, ValueError):
+    """An attribute, partition or resource definition is invalid."""
+
+
+class MetadataLimitError(S3DBError):
+    """A record does not fit in S3's 2 KB user-metadata budget under ``enforce-limits``."""
+
+    def __init__(self, message: str, *, total: int = 0, limit: int = 0, fields: dict[str, int] | None = None):
+        self.total = total
+        self.limit = limit
+        self.fields = fields or {}
+        super().__init__(message)
+
+
+class PluginError(S3DBError):
+    """A plugin was misconfigured or failed during its lifecycle."""
+
+
+class MissingDependencyError(PluginError, ImportError):
+    """A plugin needs a package that is missing or too old; the message holds the pip command."""

@@ -1,0 +1,874 @@
+"""``Resource``: one collection of records, each stored as one S3 object.
+
+Write path: hooks → validate → encode (schema) → split (behavior) → one PUT → partition refs
+→ events. Read path: GET → metadata codec → behavior split → single-pass decode. Every record
+is written with a single PUT, so a failure never leaves half a record behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from . import behaviors, encoding, partitions
+from .clients.base import StoredObject
+from .errors import ConflictError, NotFoundError, S3DBError, SchemaError, ValidationError
+from .events import EventEmitter
+from .record import Content, Page, Record
+from .schema import Schema, iso_ms, unflatten
+
+if TYPE_CHECKING:
+    from .database import Database
+
+HOOK_NAMES = (
+    "before_insert", "after_insert", "before_update", "after_update",
+    "before_delete", "after_delete", "before_get", "after_get",
+)
+MIDDLEWARE_METHODS = (
+    "insert", "insert_many", "get", "get_many", "get_all", "exists", "update", "patch", "replace",
+    "upsert", "update_conditional", "delete", "delete_many", "delete_all", "count", "list_ids",
+    "list", "page", "query", "set_content", "get_content", "has_content", "delete_content",
+)
+SYSTEM_KEYS = {
+    "_v", "_overflow", "_truncated", "_map", "_pluginmap", "_historicaltimestamp",
+    "_contentlength", "_lastmodified", "_hascontent", "_mimetype", "_etag", "_definitionhash",
+    "_originalversion", "_versionmapped", "_versionid", "_expiresat", "id", "metadata_updatedat", "_rev",
+}
+UPDATE_RETRIES = 8
+
+
+def _camel_to_snake(name: str) -> str:
+    out = "".join("_" + c.lower() if c.isupper() else c for c in name)
+    return out.lstrip("_")
+
+
+def _deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any], schema: Schema, prefix: str = "") -> dict[str, Any]:
+    """Merge ``changes`` into ``base``; nested schema objects merge field by field."""
+    out = copy.deepcopy(dict(base))
+    for key, value in changes.items():
+        path = f"{prefix}{key}"
+        if "." in key and not prefix:
+            node = out
+            parts = key.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+            node[parts[-1]] = copy.deepcopy(value)
+            continue
+        field = schema.field(path)
+        from .schema import NestedObject
+
+        if isinstance(field, NestedObject) and isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value, schema, path + ".")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+class Resource:
+    """A named collection of records. Create one with ``db.create_resource(...)``."""
+
+    def __init__(
+        self,
+        database: Database,
+        name: str,
+        *,
+        schema: Schema,
+        behavior: str = "user-managed",
+        partitions_: Mapping[str, Any] | None = None,
+        timestamps: bool = False,
+        id_size: int = 22,
+        id_generator: Callable[[Mapping[str, Any]], Any] | None = None,
+        paranoid: bool = True,
+        version: str = "v1",
+        auto_decrypt: bool = True,
+        created_by: str = "user",
+    ) -> None:
+        self.database = database
+        self.name = name
+        self.schema = schema
+        self.behavior = behaviors.check_behavior(behavior)
+        self.timestamps = timestamps
+        self.partitions = dict(partitions_ or {})
+        self.id_size = id_size
+        self.id_generator = id_generator
+        self.paranoid = paranoid
+        self.version = version
+        self.auto_decrypt = auto_decrypt
+        self.created_by = created_by
+        self.events = EventEmitter()
+        self._hooks: dict[str, list[Callable[..., Any]]] = {name: [] for name in HOOK_NAMES}
+        self._middleware: dict[str, list[Callable[..., Any]]] = {}
+        self._lock = threading.RLock()
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    @property
+    def client(self):
+        return self.database.client
+
+    def __repr__(self) -> str:
+        fields = ", ".join(self.schema.user_attributes())
+        return f"<Resource {self.name!r} behavior={self.behavior!r} version={self.version!r} fields=[{fields}]>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(
+            f"<tr><td>{html.escape(str(k))}</td><td><code>{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</code></td></tr>"
+            for k, v in self.schema.user_attributes().items()
+        )
+        parts = ", ".join(html.escape(p) for p in self.partitions) or "none"
+        return (
+            f"<div class='s3db-resource'><b>Resource {html.escape(self.name)}</b> "
+            f"<small>({html.escape(self.behavior)}, {html.escape(self.version)}, partitions: {parts})</small>"
+            f"<table><tr><th>field</th><th>definition</th></tr>{rows}</table></div>"
+        )
+
+    def on(self, event: str, listener: Callable[..., Any]) -> Callable[..., Any]:
+        """Listen to ``inserted``, ``updated``, ``deleted`` (and other) events of this resource."""
+        return self.events.on(event, listener)
+
+    def off(self, event: str, listener: Callable[..., Any] | None = None) -> None:
+        self.events.off(event, listener)
+
+    def add_hook(self, event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Run ``fn(data)`` around writes/reads; it may return changed data or raise to reject.
+
+        Events: before/after × insert, update, delete, get (snake_case or s3db.js camelCase).
+        """
+        name = _camel_to_snake(event)
+        if name not in self._hooks:
+            raise SchemaError(f"unknown hook {event!r}; use one of: {', '.join(HOOK_NAMES)}")
+        self._hooks[name].append(fn)
+        return fn
+
+    def remove_hook(self, event: str, fn: Callable[..., Any]) -> None:
+        name = _camel_to_snake(event)
+        if fn in self._hooks.get(name, []):
+            self._hooks[name].remove(fn)
+
+    def use_middleware(self, method: str, fn: Callable[..., Any]) -> None:
+        """Wrap a public method: ``fn(next, *args, **kwargs)`` must call ``next(*args, **kwargs)``.
+
+        Middlewares nest like an onion: the first registered is the outermost.
+        """
+        if method not in MIDDLEWARE_METHODS:
+            raise SchemaError(f"cannot add middleware to {method!r}; methods: {', '.join(MIDDLEWARE_METHODS)}")
+        self._middleware.setdefault(method, []).append(fn)
+
+    def _dispatch(self, method: str, impl: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        chain = self._middleware.get(method)
+        if not chain:
+            return impl(*args, **kwargs)
+        call = impl
+        for middleware in reversed(chain):
+            call = (lambda mw, nxt: lambda *a, **k: mw(nxt, *a, **k))(middleware, call)
+        return call(*args, **kwargs)
+
+    def _run_hooks(self, name: str, data: Any) -> Any:
+        for hook in list(self._hooks[name]):
+            result = hook(data)
+            if result is not None:
+                data = result
+        return data
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def _data_prefix(self) -> str:
+        return f"resource={self.name}/data/"
+
+    def _key(self, record_id: str) -> str:
+        return f"resource={self.name}/data/id={record_id}"
+
+    def _check_id(self, record_id: Any) -> str:
+        if record_id is None:
+            raise ValidationError([{"field": "id", "rule": "required", "message": "is required", "value": None}], self.name)
+        if not isinstance(record_id, str):
+            record_id = str(record_id)
+        try:
+            return partitions.check_segment("id", record_id)
+        except SchemaError as exc:
+            raise ValidationError([{"field": "id", "rule": "segment", "message": str(exc), "value": record_id}], self.name) from None
+
+    def _new_id(self, data: Mapping[str, Any]) -> str:
+        if self.id_generator is not None:
+            return self._check_id(self.id_generator(data))
+        return encoding.new_id(self.id_size)
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def _encode(self, record: Mapping[str, Any]) -> behaviors.Encoded:
+        mapped = self.schema.encode(record, self.version)
+        names = {v: k for k, v in self.schema.map.items()}
+        return behaviors.apply(
+            self.behavior,
+            mapped,
+            version=self.version,
+            timestamps=self.timestamps,
+            field_map=self.schema.map,
+            plugin_map=self.schema.plugin_map or None,
+            names=names,
+        )
+
+    def _store_metadata(self, metadata: Mapping[str, str | None]) -> dict[str, str]:
+        return {encoding.sanitize_metadata_key(k): behaviors.encode_metadata_value(v) for k, v in metadata.items()}
+
+    def _put_record(
+        self,
+        record_id: str,
+        record: Mapping[str, Any],
+        *,
+        if_none_match: str | None = None,
+        if_match: str | None = None,
+        new_revision: bool = False,
+        content: tuple[bytes, str | None] | None = None,
+    ) -> str:
+        """One PUT of the whole record; returns the S3 ETag.
+
+        ``new_revision`` adds a fresh ``_rev`` nonce to the JSON body. S3's ETag is the MD5 of
+        the body, so without it a record kept entirely in metadata would keep the same ETag
+        forever and ``If-Match`` could not tell two concurrent updates apart. Readers (ours
+        and s3db.js) ignore ``_`` keys. ``content`` keeps a record's binary body instead.
+        """
+        enc = self._encode(record)
+        if enc.exceeded:
+            self.events.emit("exceedsLimit", {"id": record_id, "behavior": self.behavior})
+        body, content_type = enc.body, enc.content_type
+        if content is not None:
+            if body:
+                raise S3DBError(f"record {record_id!r} of {self.name!r} no longer fits in metadata and has binary content; delete_content() first")
+            body, content_type = content
+        elif new_revision:
+            payload = json.loads(body) if body else {}
+            payload["_rev"] = encoding.new_id(12)
+            body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+            content_type = "application/json"
+        return self.client.put(
+            self._key(record_id),
+            body,
+            metadata=self._store_metadata(enc.metadata),
+            content_type=content_type,
+            if_none_match=if_none_match,
+            if_match=if_match,
+        )
+
+    def _decode_object(self, record_id: str, obj: StoredObject, *, decrypt: bool | None = None) -> Record:
+        meta = {k.lower(): encoding.metadata_decode(v) for k, v in obj.metadata.items()}
+        body = obj.body
+        content_type = (obj.content_type or "").split(";")[0].strip()
+        binary = False
+        if body and content_type not in ("application/json", ""):
+            binary, body = True, b""  # binary content, not record data
+        body_dict, meta_dict, map_override = behaviors.decode_stored(self.behavior, meta, body)
+        data_keys = [k for k in meta_dict if k not in SYSTEM_KEYS]
+        if body_dict and data_keys and "_overflow" not in meta_dict and "_map" not in meta_dict:
+            # metadata holds the record: a body can only be Node's update() image (original
+            # names) or user content that happens to be JSON — keep only known fields.
+            known = set(self.schema.map) | set(self.schema.map.values()) | set(self.schema.plugin_map) | set(self.schema.plugin_map.values())
+            known |= {k.split(".")[0] for k in self.schema.map}
+            data_body = {k: v for k, v in body_dict.items() if not k.startswith("_")}
+            leftover = {k: v for k, v in data_body.items() if k in known}
+            binary = binary or (bool(data_body) and not leftover)
+            body_dict = leftover
+        schema = self.schema
+        if map_override:
+            reverse = {v: k for k, v in map_override.items()}
+            if reverse != schema.reverse_map:
+                body_dict = {reverse.get(k, k): v for k, v in body_dict.items()}
+                meta_dict = {reverse.get(k, k): v for k, v in meta_dict.items()}
+        version = meta_dict.get("_v")
+        merged: dict[str, Any] = {}
+        for source in (body_dict, meta_dict):
+            for key, value in source.items():
+                lowered = key.lower()
+                if lowered in SYSTEM_KEYS or (key.startswith("_") and key not in schema.reverse_plugin_map and key not in schema.plugin_map):
+                    continue
+                if isinstance(value, (dict, list)) and key not in schema.map and key not in schema.reverse_map and key not in schema.leaves_by_path():
+                    # original-name body of a nested object: flatten so decode sees paths
+                    if isinstance(value, dict) and schema.field(key) is not None:
+                        for sub_key, sub_value in _flatten_dict(value, key).items():
+                            merged[sub_key] = sub_value
+                        continue
+                merged[key] = value
+        decrypt = self.auto_decrypt if decrypt is None else decrypt
+        data = schema.decode(merged, decrypt=decrypt)
+        record = Record({"id": record_id, **{k: v for k, v in data.items() if k != "id"}})
+        record.etag = obj.etag
+        record.version = version
+        record.last_modified = obj.info.last_modified
+        record.content_length = obj.info.size
+        record.content_type = obj.content_type if binary else None
+        record.has_content = bool(binary and obj.info.size)
+        record.secret_fields = tuple(schema.secret_paths())
+        return record
+
+    # -- create ---------------------------------------------------------------------------
+
+    def insert(self, data: Mapping[str, Any]) -> Record:
+        """Validate and store one record (1 PUT + 1 per partition). Raises ``ConflictError`` if the id exists."""
+        return self._dispatch("insert", self._insert, data)
+
+    def _prepare_insert(self, data: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        if not isinstance(data, Mapping):
+            raise ValidationError([{"field": "<record>", "rule": "object", "message": "a record must be a dict", "value": type(data).__name__}], self.name)
+        data = dict(data)
+        if self.timestamps:
+            now = iso_ms(dt.datetime.now(dt.timezone.utc))
+            data.setdefault("createdAt", now)
+            data.setdefault("updatedAt", now)
+        data = self._run_hooks("before_insert", data)
+        record_id = self._check_id(data["id"]) if data.get("id") is not None else self._new_id(data)
+        data.pop("id", None)
+        valid = self.schema.validate(data)
+        self._partition_values(valid)  # reject bad partition values before writing anything
+        return record_id, valid
+
+    def _insert(self, data: Mapping[str, Any]) -> Record:
+        record_id, valid = self._prepare_insert(data)
+        return self._insert_prepared(record_id, valid)
+
+    def _insert_prepared(self, record_id: str, valid: dict[str, Any]) -> Record:
+        try:
+            etag = self._put_record(record_id, valid, if_none_match="*")
+        except ConflictError:
+            raise ConflictError(f"record {record_id!r} already exists in resource {self.name!r}; use update(), replace() or upsert()") from None
+        self._write_partition_refs(record_id, valid)
+        record = self._as_record(record_id, valid, etag)
+        record = self._run_hooks("after_insert", record)
+        self.events.emit("inserted", record)
+        self.database._changed(self.name)
+        return record
+
+    def _as_record(self, record_id: str, data: Mapping[str, Any], etag: str) -> Record:
+        record = Record({"id": record_id, **copy.deepcopy(dict(data))})
+        # the returned record mirrors what get() gives back: geo points as latitude/longitude
+        for path, attr in self.schema.leaves_by_path().items():
+            if attr.type == "geo:point":
+                parts = path.split(".")
+                node = record
+                for part in parts[:-1]:
+                    node = node.get(part) if isinstance(node, dict) else None
+                if isinstance(node, dict) and isinstance(node.get(parts[-1]), dict):
+                    point = node[parts[-1]]
+                    node[parts[-1]] = {"latitude": point.get("lat"), "longitude": point.get("lon")}
+        record.etag = etag
+        record.version = self.version
+        record.secret_fields = tuple(self.schema.secret_paths())
+        return record
+
+    def insert_many(self, items: Iterable[Mapping[str, Any]]) -> list[Record]:
+        """Insert many records in parallel. Every record is validated first: if any fails,
+        ``ValidationError`` lists them all (with their positions) and nothing is written."""
+        return self._dispatch("insert_many", self._insert_many, items)
+
+    def _insert_many(self, items: Iterable[Mapping[str, Any]]) -> list[Record]:
+        prepared: list[tuple[str, dict[str, Any]]] = []
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            try:
+                prepared.append(self._prepare_insert(item))
+            except ValidationError as exc:
+                for err in exc.errors:
+                    errors.append({**err, "field": f"[{index}].{err['field']}"})
+        if errors:
+            raise ValidationError(errors, self.name)
+        ids = [rid for rid, _ in prepared]
+        if len(set(ids)) != len(ids):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValidationError([{"field": "id", "rule": "unique", "message": "appears more than once in the batch", "value": d} for d in dupes], self.name)
+        return self.database._map(lambda pair: self._insert_prepared(*pair), prepared)
+
+    # -- read -----------------------------------------------------------------------------
+
+    def get(self, record_id: str, *, decrypt: bool | None = None) -> Record:
+        """Read one record (1 GET). Raises ``NotFoundError`` when it does not exist."""
+        return self._dispatch("get", self._get, record_id, decrypt=decrypt)
+
+    def _get(self, record_id: str, *, decrypt: bool | None = None) -> Record:
+        return self._get_raw(record_id, decrypt=decrypt)[1]
+
+    def _get_raw(self, record_id: str, *, decrypt: bool | None = None) -> tuple[StoredObject, Record]:
+        record_id = self._check_id(record_id)
+        record_id = self._run_hooks("before_get", record_id)
+        try:
+            obj = self.client.get(self._key(record_id))
+        except NotFoundError:
+            raise NotFoundError(f"record {record_id!r} not found in resource {self.name!r}") from None
+        record = self._decode_object(record_id, obj, decrypt=decrypt)
+        return obj, self._run_hooks("after_get", record)
+
+    def get_or_none(self, record_id: str) -> Record | None:
+        try:
+            return self.get(record_id)
+        except NotFoundError:
+            return None
+
+    def exists(self, record_id: str) -> bool:
+        """True when the record exists (1 HEAD)."""
+        return self._dispatch("exists", lambda rid: self.client.exists(self._key(self._check_id(rid))), record_id)
+
+    def get_many(self, ids: Iterable[str], *, missing: str = "skip") -> list[Record]:
+        """Read many records in parallel, in the order given. ``missing``: "skip" or "error"."""
+        return self._dispatch("get_many", self._get_many, ids, missing=missing)
+
+    def _get_many(self, ids: Iterable[str], *, missing: str = "skip") -> list[Record]:
+        if missing not in ("skip", "error"):
+            raise ValueError("missing must be 'skip' or 'error'")
+
+        def fetch(record_id: str) -> Record | None:
+            try:
+                return self._get(record_id)
+            except NotFoundError:
+                if missing == "error":
+                    raise
+                return None
+
+        return [r for r in self.database._map(fetch, list(ids)) if r is not None]
+
+    def iter_records(self, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, limit: int | None = None) -> Iterator[Record]:
+        """Stream records: listing is pipelined with parallel GETs (bounded look-ahead)."""
+        ids = self._iter_ids(partition=partition, partition_values=partition_values, limit=limit)
+        window = max(4, self.database.parallelism * 2)
+        pending: list[Future] = []
+
+        def fetch(record_id: str) -> Record | None:
+            try:
+                return self._get(record_id)
+            except NotFoundError:  # deleted between LIST and GET, or a stale partition ref
+                return None
+
+        for record_id in ids:
+            pending.append(self.database._submit(fetch, record_id))
+            if len(pending) >= window:
+                record = pending.pop(0).result()
+                if record is not None:
+                    yield record
+        for future in pending:
+            record = future.result()
+            if record is not None:
+                yield record
+
+    def get_all(self) -> list[Record]:
+        """Every record (1 LIST per 1 000 ids + 1 GET each, in parallel)."""
+        return self._dispatch("get_all", lambda: list(self.iter_records()))
+
+    # -- listing --------------------------------------------------------------------------
+
+    def _iter_ids(self, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0) -> Iterator[str]:
+        if partition is None:
+            prefix = self._data_prefix()
+        else:
+            if partition not in self.partitions:
+                raise NotFoundError(f"resource {self.name!r} has no partition {partition!r}; partitions: {', '.join(self.partitions) or '(none)'}")
+            fields = self.partitions[partition]["fields"]
+            unknown = set(partition_values or {}) - set(fields)
+            if unknown:
+                raise SchemaError(f"partition {partition!r} has fields {sorted(fields)}, not {sorted(unknown)}")
+            values = {f: partitions.format_value(v, fields[f]) for f, v in (partition_values or {}).items()}
+            prefix = partitions.prefix(self.name, partition, values) if values else f"resource={self.name}/partition={partition}/"
+            if values and len(values) < len(fields):
+                # the given fields may not be the leading ones: filter instead of prefixing
+                prefix = f"resource={self.name}/partition={partition}/"
+        seen: set[str] = set()
+        skipped = 0
+        produced = 0
+        for key in self.client.list(prefix):
+            values, record_id = partitions.parse_ref(key)
+            if record_id is None:
+                continue
+            if partition is not None and partition_values:
+                wanted = {f: partitions.format_value(v, self.partitions[partition]["fields"][f]) for f, v in partition_values.items()}
+                if any(values.get(f) != v for f, v in wanted.items()):
+                    continue
+            if record_id in seen:
+                continue
+            seen.add(record_id)
+            if skipped < offset:
+                skipped += 1
+                continue
+            yield record_id
+            produced += 1
+            if limit is not None and produced >= limit:
+                return
+
+    def list_ids(self, *, limit: int | None = None, offset: int = 0, partition: str | None = None, partition_values: Mapping[str, Any] | None = None) -> list[str]:
+        """Ids in key order (LIST requests only)."""
+        return self._dispatch("list_ids", lambda: list(self._iter_ids(partition=partition, partition_values=partition_values, limit=limit, offset=offset)))
+
+    def list(self, *, limit: int | None = None, offset: int = 0, partition: str | None = None, partition_values: Mapping[str, Any] | None = None) -> list[Record]:
+        """Records in key order, with ``limit``/``offset``."""
+
+        def run() -> list[Record]:
+            ids = list(self._iter_ids(partition=partition, partition_values=partition_values, limit=limit, offset=offset))
+            return self._get_many(ids)
+
+        return self._dispatch("list", run)
+
+    def list_partition(self, partition: str, values: Mapping[str, Any] | None = None, *, limit: int | None = None, offset: int = 0) -> list[Record]:
+        """Records whose partition ``partition`` has the given field values."""
+        return self.list(partition=partition, partition_values=values, limit=limit, offset=offset)
+
+    def get_from_partition(self, record_id: str, partition: str, values: Mapping[str, Any]) -> Record:
+        """Read a record through a partition: ``NotFoundError`` unless it is indexed there (1 HEAD + 1 GET)."""
+        record_id = self._check_id(record_id)
+        if partition not in self.partitions:
+            raise NotFoundError(f"resource {self.name!r} has no partition {partition!r}")
+        fields = self.partitions[partition]["fields"]
+        formatted = {f: partitions.format_value(values[f], fields[f]) for f in fields if f in values}
+        if set(formatted) != set(fields):
+            raise SchemaError(f"get_from_partition needs every field of partition {partition!r}: {sorted(fields)}")
+        if not self.client.exists(partitions.ref_key(self.name, partition, formatted, record_id)):
+            raise NotFoundError(f"record {record_id!r} is not in partition {partition!r} {formatted}")
+        return self.get(record_id)
+
+    def count(self, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None) -> int:
+        """How many records (LIST requests only, no GET)."""
+        return self._dispatch("count", lambda: sum(1 for _ in self._iter_ids(partition=partition, partition_values=partition_values)))
+
+    def page(self, size: int = 100, cursor: str | None = None, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None) -> Page:
+        """One page of records; pass ``page.next_cursor`` back for the next one."""
+        return self._dispatch("page", self._page, size, cursor, partition=partition, partition_values=partition_values)
+
+    def _page(self, size: int, cursor: str | None, *, partition: str | None, partition_values: Mapping[str, Any] | None) -> Page:
+        if size < 1:
+            raise ValueError("page size must be >= 1")
+        after = None
+        if cursor:
+            try:
+                state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+                after = state["after"]
+            except (ValueError, KeyError, TypeError):
+                raise S3DBError(f"invalid page cursor {cursor!r}; pass the next_cursor of a previous page") from None
+        ids: list[str] = []
+        for record_id in self._iter_ids(partition=partition, partition_values=partition_values):
+            if after is not None and record_id <= after:
+                continue
+            ids.append(record_id)
+            if len(ids) > size:
+                break
+        more = len(ids) > size
+        ids = ids[:size]
+        items = self._get_many(ids)
+        next_cursor = None
+        if more and ids:
+            raw = json.dumps({"v": 1, "after": ids[-1], "size": size}).encode()
+            next_cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return Page(items=items, next_cursor=next_cursor, size=size)
+
+    def query(self, filter: Mapping[str, Any] | None = None, *, limit: int | None = None, offset: int = 0, partition: str | None = None, partition_values: Mapping[str, Any] | None = None) -> list[Record]:
+        """Records whose fields equal every value in ``filter`` (dotted paths allowed; a callable
+        value is used as a predicate). A partition covering the filter's fields is used
+        automatically, so only that partition is read."""
+        return self._dispatch("query", self._query, filter or {}, limit=limit, offset=offset, partition=partition, partition_values=partition_values)
+
+    def _query(self, filter: Mapping[str, Any], *, limit: int | None, offset: int, partition: str | None, partition_values: Mapping[str, Any] | None) -> list[Record]:
+        if partition is None:
+            for name, definition in self.partitions.items():
+                fields = definition["fields"]
+                if all(f in filter and not callable(filter[f]) and filter[f] is not None for f in fields):
+                    partition, partition_values = name, {f: filter[f] for f in fields}
+                    break
+        out: list[Record] = []
+        skipped = 0
+        for record in self.iter_records(partition=partition, partition_values=partition_values):
+            if not _matches(record, filter):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            out.append(record)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    # -- update ---------------------------------------------------------------------------
+
+    def update(self, record_id: str, changes: Mapping[str, Any]) -> Record:
+        """Merge ``changes`` into the stored record (nested objects merge field by field).
+
+        Read-modify-write guarded by the ETag: a concurrent writer makes us re-read and
+        re-apply, so no update is lost (1 GET + 1 PUT, plus partition moves)."""
+        return self._dispatch("update", self._update, record_id, changes)
+
+    def patch(self, record_id: str, changes: Mapping[str, Any]) -> Record:
+        """Alias of ``update`` kept for s3db.js users (``patch`` there is an optimised update)."""
+        return self._dispatch("patch", self._update, record_id, changes)
+
+    def update_conditional(self, record_id: str, changes: Mapping[str, Any], *, if_match: str) -> Record:
+        """Update only if the stored ETag is still ``if_match``; ``ConflictError`` otherwise."""
+        return self._dispatch("update_conditional", self._update, record_id, changes, if_match=if_match)
+
+    def _update(self, record_id: str, changes: Mapping[str, Any], *, if_match: str | None = None) -> Record:
+        record_id = self._check_id(record_id)
+        if not isinstance(changes, Mapping):
+            raise ValidationError([{"field": "<record>", "rule": "object", "message": "changes must be a dict", "value": type(changes).__name__}], self.name)
+        for _ in range(UPDATE_RETRIES):
+            obj, before = self._get_raw(record_id)
+            if if_match is not None and before.etag != if_match:
+                raise ConflictError(f"record {record_id!r} in {self.name!r} changed since ETag {if_match!r} (now {before.etag!r}); re-read it and retry")
+            merged = _deep_merge({k: v for k, v in before.items() if k != "id"}, {k: v for k, v in changes.items() if k != "id"}, self.schema)
+            if self.timestamps:
+                merged["updatedAt"] = iso_ms(dt.datetime.now(dt.timezone.utc))
+            merged = self._run_hooks("before_update", merged)
+            valid = self.schema.validate(merged)
+            self._partition_values(valid)
+            content = (obj.body, obj.content_type) if before.has_content else None
+            try:
+                etag = self._put_record(record_id, valid, if_match=obj.etag, new_revision=True, content=content)
+            except ConflictError:
+                if if_match is not None:
+                    raise ConflictError(f"record {record_id!r} in {self.name!r} changed since ETag {if_match!r}; re-read it and retry") from None
+                continue  # someone wrote in between: re-read and re-apply
+            except NotFoundError:
+                raise NotFoundError(f"record {record_id!r} was deleted from {self.name!r} during the update") from None
+            self._move_partition_refs(record_id, before, valid)
+            record = self._as_record(record_id, valid, etag)
+            record.has_content, record.content_type = before.has_content, before.content_type
+            record = self._run_hooks("after_update", record)
+            self.events.emit("updated", record, before)
+            self.database._changed(self.name)
+            return record
+        raise ConflictError(f"record {record_id!r} in {self.name!r} kept changing during {UPDATE_RETRIES} update attempts")
+
+    def replace(self, record_id: str, data: Mapping[str, Any]) -> Record:
+        """Overwrite a record with ``data`` (no merge; creates it when missing)."""
+        return self._dispatch("replace", self._replace, record_id, data)
+
+    def _replace(self, record_id: str, data: Mapping[str, Any]) -> Record:
+        record_id = self._check_id(record_id)
+        before = self.get_or_none(record_id)
+        data = dict(data)
+        data.pop("id", None)
+        if self.timestamps:
+            now = iso_ms(dt.datetime.now(dt.timezone.utc))
+            data.setdefault("createdAt", (before or {}).get("createdAt", now))
+            data["updatedAt"] = now
+        hook = "before_update" if before is not None else "before_insert"
+        data = self._run_hooks(hook, data)
+        valid = self.schema.validate(data)
+        self._partition_values(valid)
+        etag = self._put_record(record_id, valid, new_revision=before is not None)
+        if before is not None:
+            self._move_partition_refs(record_id, before, valid)
+        else:
+            self._write_partition_refs(record_id, valid)
+        record = self._as_record(record_id, valid, etag)
+        if before is not None:
+            record = self._run_hooks("after_update", record)
+            self.events.emit("updated", record, before)
+        else:
+            record = self._run_hooks("after_insert", record)
+            self.events.emit("inserted", record)
+        self.database._changed(self.name)
+        return record
+
+    def upsert(self, data: Mapping[str, Any]) -> Record:
+        """Insert, or update the record with the same ``id`` when it exists."""
+
+        def run(data: Mapping[str, Any]) -> Record:
+            if data.get("id") is None:
+                return self._insert(data)
+            record_id = self._check_id(data["id"])
+            changes = {k: v for k, v in data.items() if k != "id"}
+            if self.client.exists(self._key(record_id)):
+                return self._update(record_id, changes)
+            try:
+                return self._insert(data)
+            except ConflictError:  # created by someone else since the HEAD
+                return self._update(record_id, changes)
+
+        return self._dispatch("upsert", run, data)
+
+    # -- delete ---------------------------------------------------------------------------
+
+    def delete(self, record_id: str) -> Record:
+        """Delete one record and its partition refs; returns the deleted record (1 GET + 1 DELETE)."""
+        return self._dispatch("delete", self._delete, record_id)
+
+    def _delete(self, record_id: str) -> Record:
+        record_id = self._check_id(record_id)
+        before = self._get(record_id)
+        self._run_hooks("before_delete", before)
+        self.client.delete(self._key(record_id))
+        self._delete_partition_refs(record_id, before)
+        self._run_hooks("after_delete", before)
+        self.events.emit("deleted", before)
+        self.database._changed(self.name)
+        return before
+
+    def delete_many(self, ids: Iterable[str]) -> int:
+        """Delete many records in parallel; missing ids are skipped. Returns how many were deleted."""
+
+        def run(ids: Iterable[str]) -> int:
+            ids = [self._check_id(i) for i in ids]
+
+            def one(record_id: str) -> int:
+                try:
+                    self._delete(record_id)
+                    return 1
+                except NotFoundError:
+                    return 0
+
+            return sum(self.database._map(one, ids))
+
+        return self._dispatch("delete_many", run, ids)
+
+    def delete_all(self, *, confirm: bool = False) -> int:
+        """Delete every record and partition ref of this resource.
+
+        Refused on a paranoid resource (the default) unless ``confirm=True``."""
+
+        def run() -> int:
+            if self.paranoid and not confirm:
+                raise S3DBError(
+                    f"delete_all() on paranoid resource {self.name!r} refused; call delete_all(confirm=True) "
+                    "or create the resource with paranoid=False"
+                )
+            count = self.client.delete_prefix(self._data_prefix())
+            self.client.delete_prefix(f"resource={self.name}/partition=")
+            self.events.emit("deleted-all", {"count": count})
+            self.database._changed(self.name)
+            return count
+
+        return self._dispatch("delete_all", run)
+
+    # -- binary content -------------------------------------------------------------------
+
+    def set_content(self, record_id: str, data: bytes, content_type: str = "application/octet-stream") -> Record:
+        """Attach binary content (the object body) to an existing record (1 GET + 1 PUT)."""
+
+        def run() -> Record:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise ValidationError([{"field": "content", "rule": "bytes", "message": "must be bytes", "value": type(data).__name__}], self.name)
+            record = self._get(record_id)
+            enc = self._encode({k: v for k, v in record.items() if k != "id"})
+            if enc.body:
+                raise S3DBError(
+                    f"record {record_id!r} of {self.name!r} keeps data in its body (behavior {self.behavior!r}), "
+                    "so it cannot also hold binary content; use a resource whose records fit in metadata"
+                )
+            etag = self.client.put(self._key(record_id), bytes(data), metadata=self._store_metadata(enc.metadata), content_type=content_type, if_match=record.etag)
+            record.etag = etag
+            record.has_content = bool(data)
+            record.content_type = content_type
+            self.events.emit("content-set", record)
+            return record
+
+        return self._dispatch("set_content", run)
+
+    def get_content(self, record_id: str) -> Content:
+        """The record's binary content (1 GET); empty bytes when it has none."""
+
+        def run() -> Content:
+            rid = self._check_id(record_id)
+            try:
+                obj = self.client.get(self._key(rid))
+            except NotFoundError:
+                raise NotFoundError(f"record {rid!r} not found in resource {self.name!r}") from None
+            record = self._decode_object(rid, obj)
+            if not record.has_content:
+                return Content(b"", None)
+            return Content(obj.body, obj.content_type)
+
+        return self._dispatch("get_content", run)
+
+    def has_content(self, record_id: str) -> bool:
+        return self._dispatch("has_content", lambda: self.get_content(record_id).data != b"")
+
+    def delete_content(self, record_id: str) -> Record:
+        """Remove the binary content, keeping the record's fields."""
+
+        def run() -> Record:
+            obj, record = self._get_raw(record_id)
+            etag = self._put_record(record["id"], {k: v for k, v in record.items() if k != "id"}, if_match=obj.etag, new_revision=True)
+            record.etag = etag
+            record.has_content = False
+            record.content_type = None
+            self.events.emit("content-deleted", record)
+            return record
+
+        return self._dispatch("delete_content", run)
+
+    # -- partitions -----------------------------------------------------------------------
+
+    def _partition_values(self, record: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+        out = {}
+        for name, definition in self.partitions.items():
+            values = partitions.values_for(record, definition["fields"])
+            if values is not None:
+                partitions.check_values(name, values)
+                out[name] = values
+        return out
+
+    def _write_partition_refs(self, record_id: str, record: Mapping[str, Any]) -> None:
+        meta = self._store_metadata({"_v": self.version})
+        for name, values in self._partition_values(record).items():
+            self.client.put(partitions.ref_key(self.name, name, values, record_id), b"", metadata=meta)
+
+    def _delete_partition_refs(self, record_id: str, record: Mapping[str, Any]) -> None:
+        keys = [partitions.ref_key(self.name, n, v, record_id) for n, v in self._partition_values(record).items()]
+        if keys:
+            self.client.delete_many(keys)
+
+    def _move_partition_refs(self, record_id: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+        old = self._partition_values(before)
+        new = self._partition_values(after)
+        meta = self._store_metadata({"_v": self.version})
+        for name, values in new.items():
+            if old.get(name) != values:
+                self.client.put(partitions.ref_key(self.name, name, values, record_id), b"", metadata=meta)
+        stale = [partitions.ref_key(self.name, n, v, record_id) for n, v in old.items() if new.get(n) != v]
+        if stale:
+            self.client.delete_many(stale)
+
+    # -- schema views ---------------------------------------------------------------------
+
+    def schema_view(self) -> dict[str, Any]:
+        """The user-facing attribute definitions (plugin attributes hidden)."""
+        return self.schema.user_attributes()
+
+    def definition(self) -> dict[str, Any]:
+        """Everything ``create_resource`` needs to recreate this resource."""
+        return {
+            "name": self.name,
+            "attributes": self.schema_view(),
+            "behavior": self.behavior,
+            "partitions": copy.deepcopy(self.partitions),
+            "timestamps": self.timestamps,
+            "paranoid": self.paranoid,
+            "id_size": self.id_size,
+            "version": self.version,
+        }
+
+
+def _flatten_dict(value: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, child in value.items():
+        path = f"{prefix}.{key}"
+        if isinstance(child, dict) and child:
+            out.update(_flatten_dict(child, path))
+        else:
+            out[path] = child
+    return out
+
+
+def _matches(record: Mapping[str, Any], filter: Mapping[str, Any]) -> bool:
+    for path, expected in filter.items():
+        actual = partitions.get_path(record, path) if "." in path else record.get(path)
+        if callable(expected):
+            if not expected(actual):
+                return False
+        elif actual != expected:
+            return False
+    return True
+
+
+__all__ = ["Resource", "Record", "Page", "Content", "unflatten"]

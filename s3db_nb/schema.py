@@ -1,0 +1,887 @@
+"""Attribute definitions → validators, value codecs and the base-36 field-key registry.
+
+Definitions use the s3db.js shorthand (``"string|required|min:2"``, ``"number|integer"``,
+``"array|items:string"``, nested dicts, ``"embedding:384"`` …) or the object form
+(``{"type": "enum", "values": [...]}``). As in s3db.js (fastest-validator), a field is
+*required unless marked ``optional``*; nested objects are optional by default.
+
+Short keys follow s3db-format.md §5: user fields get base-36 keys by position, persisted in
+``s3db.json`` as ``schemaRegistry``; a key once given is never reused ("burned").
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import decimal
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import encoding
+from .errors import SchemaError, ValidationError
+
+KNOWN_TYPES = {
+    "string", "number", "boolean", "bool", "email", "url", "uuid", "enum", "array", "object", "any",
+    "json", "secret", "secretAny", "secretNumber", "password", "embedding", "datetime", "dateonly",
+    "timeonly", "mac", "cidr", "semver", "phone", "color", "duration", "cron", "locale", "currency",
+    "country", "ean", "ip4", "ip6", "buffer", "bits", "geo", "money", "crypto", "decimal", "text", "date",
+}
+SECRET_TYPES = {"secret", "secretAny", "secretNumber", "password"}
+TIMESTAMP_FIELDS = ("createdAt", "updatedAt")
+TIMESTAMP_DEFINITION = "datetime|optional"
+
+_EMAIL = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
+_URL = re.compile(r"^(https?|ftp)://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+# -- parsing definitions ----------------------------------------------------------------
+
+
+def _coerce_rule_value(text: str) -> Any:
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d+", text):
+        return float(text)
+    return text
+
+
+def parse_shorthand(definition: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"type|rule|rule:value"`` into ``(type, rules)`` as s3db.js's validator does.
+
+    ``"embedding:384"`` gives type ``embedding`` with ``length: 384``; ``"money:4"`` gives
+    ``decimals: 4``; ``"geo:lat"`` gives type ``geo:lat``.
+    """
+    tokens = [t for t in definition.split("|")]
+    head = tokens[0].strip()
+    rules: dict[str, Any] = {}
+    if head.startswith("geo:"):
+        bits = head.split(":")
+        type_name = ":".join(bits[:2])
+        if len(bits) > 2:
+            rules["precision"] = _coerce_rule_value(bits[2])
+    elif ":" in head:
+        type_name, arg = head.split(":", 1)
+        if type_name == "embedding":
+            rules["length"] = _coerce_rule_value(arg)
+        elif type_name in ("money", "crypto", "decimal"):
+            rules["decimals"] = _coerce_rule_value(arg)
+        elif type_name in ("password", "bits"):
+            rules["variant"] = arg
+        else:
+            rules["arg"] = arg
+    else:
+        type_name = head
+    for token in tokens[1:]:
+        token = token.strip()
+        if not token:
+            continue
+        if token == "required":
+            rules["required"] = True
+        elif ":" in token:
+            key, value = token.split(":", 1)
+            rules[key] = value if key == "pattern" else _coerce_rule_value(value)
+        else:
+            rules[token] = True
+    return type_name, rules
+
+
+def is_nested_schema(definition: Any) -> bool:
+    """A dict without a recognised ``type`` is a nested object schema (as in s3db.js)."""
+    if not isinstance(definition, Mapping):
+        return False
+    type_value = definition.get("type")
+    if isinstance(type_value, str) and type_value.split("|")[0].split(":")[0] in KNOWN_TYPES:
+        return False
+    return True
+
+
+@dataclass
+class Attribute:
+    """One leaf field of a schema."""
+
+    path: str  # dotted path, e.g. "profile.bio"
+    type: str
+    rules: dict[str, Any]
+    definition: Any  # as given (string or object form) — what s3db.json stores
+    codec: encoding.Codec | None = None
+    object_form: bool = False
+
+    @property
+    def optional(self) -> bool:
+        return bool(self.rules.get("optional")) or "default" in self.rules
+
+    @property
+    def is_secret(self) -> bool:
+        return self.type in SECRET_TYPES
+
+    @property
+    def codec_definition(self) -> str:
+        """The string s3db.js inspects to choose the value codec."""
+        if isinstance(self.definition, str):
+            return self.definition
+        return self.type
+
+
+@dataclass
+class NestedObject:
+    """A nested object field (dict definition) holding more fields."""
+
+    path: str
+    optional: bool
+    children: dict[str, Attribute | NestedObject] = field(default_factory=dict)
+
+
+# -- key allocation (s3db-format.md §5.1) -------------------------------------------------
+
+
+def js_key_order(keys: list[str]) -> list[str]:
+    """Keys in JavaScript property order: integer-like keys ascending first, then insertion order."""
+    ints = sorted((k for k in keys if re.fullmatch(r"0|[1-9]\d{0,8}", k)), key=int)
+    others = [k for k in keys if not re.fullmatch(r"0|[1-9]\d{0,8}", k)]
+    return ints + others
+
+
+def _is_plugin_definition(definition: Any) -> bool:
+    return isinstance(definition, Mapping) and "__plugin__" in definition
+
+
+def _leaf_keys(attrs: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for key in js_key_order(list(attrs)):
+        if "$$" in key:
+            continue
+        value = attrs[key]
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.extend(_leaf_keys(value, path + "."))
+        else:
+            out.append(path)
+    return out
+
+
+def _object_keys(attrs: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out: list[str] = []
+    for key in js_key_order(list(attrs)):
+        if "$$" in key:
+            continue
+        value = attrs[key]
+        if isinstance(value, Mapping):
+            path = f"{prefix}{key}"
+            out.append(path)
+            if value.get("$$type") == "object":
+                out.extend(_object_keys(value, path + "."))
+    return out
+
+
+def mapped_names(attributes: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(user names, plugin names) in the order s3db.js allocates keys to them."""
+    user_attrs = {k: v for k, v in attributes.items() if not _is_plugin_definition(v)}
+    plugin_names = [k for k, v in attributes.items() if _is_plugin_definition(v)]
+    names: list[str] = []
+    for name in _leaf_keys(user_attrs) + _object_keys(user_attrs):
+        if name not in names:
+            names.append(name)
+    return names, plugin_names
+
+
+@dataclass
+class SchemaRegistry:
+    """Persistent ``name → index`` allocation; indices are never reused."""
+
+    next_index: int = 0
+    mapping: dict[str, int] = field(default_factory=dict)
+    burned: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> SchemaRegistry | None:
+        if not data:
+            return None
+        mapping = {str(k): int(v) for k, v in (data.get("mapping") or {}).items()}
+        burned = list(data.get("burned") or [])
+        return cls(next_index=int(data.get("nextIndex", 0)), mapping=mapping, burned=burned)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"nextIndex": self.next_index, "mapping": dict(self.mapping), "burned": list(self.burned)}
+
+    def allocate(self, names: list[str], now_iso: str) -> bool:
+        """Give every name an index (existing ones keep theirs); burn the names no longer present.
+
+        Returns True when the registry changed.
+        """
+        changed = False
+        used = set(self.mapping.values()) | {b.get("index") for b in self.burned if isinstance(b.get("index"), int)}
+        floor = max(used) + 1 if used else 0
+        if self.next_index < floor:
+            self.next_index = floor
+            changed = True
+        for name in names:
+            if name not in self.mapping:
+                self.mapping[name] = self.next_index
+                self.next_index += 1
+                changed = True
+        for name in [n for n in self.mapping if n not in names]:
+            self.burned.append({"index": self.mapping.pop(name), "attribute": name, "burnedAt": now_iso, "reason": "removed"})
+            changed = True
+        return changed
+
+
+# -- the schema --------------------------------------------------------------------------
+
+
+class Schema:
+    """Validates, encodes and decodes records of one resource."""
+
+    def __init__(
+        self,
+        attributes: Mapping[str, Any],
+        *,
+        timestamps: bool = False,
+        registry: SchemaRegistry | None = None,
+        passphrase: str = "secret",
+        all_nested_objects_optional: bool = True,
+        strict: bool = False,
+        resource: str | None = None,
+        now_iso: str | None = None,
+        plugin_map: Mapping[str, str] | None = None,
+    ) -> None:
+        if not isinstance(attributes, Mapping):
+            raise SchemaError(f"attributes for resource {resource!r} must be a dict of name → definition, got {type(attributes).__name__}")
+        self.resource = resource
+        self.passphrase = passphrase
+        self.strict = strict
+        self.timestamps = timestamps
+        self.all_nested_objects_optional = all_nested_objects_optional
+        attrs = dict(attributes)
+        if timestamps:
+            for name in TIMESTAMP_FIELDS:
+                attrs.setdefault(name, TIMESTAMP_DEFINITION)
+        self.attributes: dict[str, Any] = attrs  # as persisted in s3db.json
+        self.root = NestedObject(path="", optional=False)
+        self.leaves: dict[str, Attribute] = {}
+        self.plugin_attributes: dict[str, str] = {}  # name → plugin name
+        for name, definition in attrs.items():
+            self._check_name(name)
+            if _is_plugin_definition(definition):
+                self.plugin_attributes[name] = str(definition["__plugin__"])
+            self.root.children[name] = self._build(name, definition)
+
+        user_names, _ = mapped_names(attrs)
+        self.registry = registry or SchemaRegistry()
+        self.registry_changed = self.registry.allocate(user_names, now_iso or "")
+        self.map: dict[str, str] = {n: encoding.b36_encode(i) for n, i in self.registry.mapping.items()}
+        self.plugin_map: dict[str, str] = dict(plugin_map or {})
+        for name, plugin in self.plugin_attributes.items():
+            if name not in self.plugin_map:
+                key = encoding.plugin_attribute_key(plugin, name)
+                base, n = key, 0
+                while key in self.plugin_map.values():
+                    n += 1
+                    key = f"{base}{n}"
+                self.plugin_map[name] = key
+        self.reverse_map = {v: k for k, v in self.map.items()}
+        self.reverse_plugin_map = {v: k for k, v in self.plugin_map.items()}
+
+    # -- construction --
+
+    def _check_name(self, name: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise SchemaError(f"attribute names must be non-empty strings, got {name!r} in resource {self.resource!r}")
+        if "." in name:
+            raise SchemaError(f"attribute name {name!r} contains '.'; nest a dict instead: {{'{name.split('.')[0]}': {{...}}}}")
+
+    def _build(self, path: str, definition: Any) -> Attribute | NestedObject:
+        if isinstance(definition, str):
+            type_name, rules = parse_shorthand(definition)
+            self._check_type(path, type_name, definition)
+            attr = Attribute(path, type_name, rules, definition)
+        elif is_nested_schema(definition):
+            nested_type = str(definition.get("$$type", "object"))
+            optional = self.all_nested_objects_optional
+            if "optional" in nested_type.split("|"):
+                optional = True
+            elif "required" in nested_type.split("|"):
+                optional = False
+            node = NestedObject(path=path, optional=optional)
+            for key, child in definition.items():
+                if key.startswith("$$"):
+                    continue
+                self._check_name(key)
+                node.children[key] = self._build(f"{path}.{key}", child)
+            return node
+        elif isinstance(definition, Mapping):
+            raw_type = str(definition["type"])
+            type_name, rules = parse_shorthand(raw_type)
+            rules.update({k: v for k, v in definition.items() if k not in ("type", "__plugin__", "__pluginCreated__")})
+            self._check_type(path, type_name, definition)
+            if type_name == "enum" and not isinstance(rules.get("values"), (list, tuple)):
+                raise SchemaError(f"attribute {path!r}: an enum needs 'values', e.g. {{'type': 'enum', 'values': ['a', 'b']}}")
+            attr = Attribute(path, type_name, rules, definition, object_form=True)
+        else:
+            raise SchemaError(
+                f"attribute {path!r} in resource {self.resource!r} has definition {definition!r}; "
+                "use a string like 'string|required', a dict of nested fields, or {'type': ...}"
+            )
+        items = attr.rules.get("items")
+        if attr.type == "array" and isinstance(items, str) and items not in KNOWN_TYPES:
+            raise SchemaError(f"attribute {path!r}: unknown item type {items!r}; use items:string, items:number, ...")
+        attr.codec = self._codec_for(attr)
+        return attr
+
+    def _check_type(self, path: str, type_name: str, definition: Any) -> None:
+        base = type_name.split(":")[0]
+        if base not in KNOWN_TYPES:
+            known = ", ".join(sorted(t for t in KNOWN_TYPES if t not in ("geo",)))
+            raise SchemaError(f"attribute {path!r} has unknown type {type_name!r} (definition {definition!r}); known types: {known}, geo:lat, geo:lon, geo:point")
+
+    def _codec_for(self, attr: Attribute) -> encoding.Codec | None:
+        if attr.object_form:
+            # s3db.js attaches no codec to object-form definitions (§5.4): values are stored as
+            # plain text, which it reads back verbatim. We store the same text.
+            return _PlainTextCodec(attr.type)
+        return encoding.codec_for(attr.codec_definition, passphrase=self.passphrase)
+
+    # -- introspection --
+
+    def export(self) -> dict[str, Any]:
+        """Attribute definitions as stored in ``s3db.json``."""
+        return copy.deepcopy(self.attributes)
+
+    def user_attributes(self) -> dict[str, Any]:
+        """Attribute definitions without plugin-owned attributes."""
+        return {k: copy.deepcopy(v) for k, v in self.attributes.items() if k not in self.plugin_attributes}
+
+    def field(self, path: str) -> Attribute | NestedObject | None:
+        node: Attribute | NestedObject = self.root
+        for part in path.split("."):
+            if not isinstance(node, NestedObject) or part not in node.children:
+                return None
+            node = node.children[part]
+        return node
+
+    # -- validation --
+
+    def validate(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Return a normalised copy of ``data`` or raise ``ValidationError`` listing every problem."""
+        if not isinstance(data, Mapping):
+            raise ValidationError([{"field": "<record>", "rule": "object", "message": "a record must be a dict", "value": type(data).__name__}], self.resource)
+        errors: list[dict[str, Any]] = []
+        out = self._validate_object(self.root, data, errors, top=True)
+        if errors:
+            raise ValidationError(errors, self.resource)
+        return out
+
+    def _validate_object(self, node: NestedObject, data: Mapping[str, Any], errors: list[dict[str, Any]], top: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in node.children:
+                continue
+            if top and key == "id":
+                out[key] = value
+            elif self.strict:
+                path = f"{node.path}.{key}" if node.path else key
+                errors.append({"field": path, "rule": "strict", "message": "is not defined in the schema (strict_validation is on)", "value": _short(value)})
+            elif top:
+                out[key] = value  # unknown top-level fields are kept, as in s3db.js
+        for key, child in node.children.items():
+            present = key in data
+            value = data.get(key)
+            if isinstance(child, NestedObject):
+                if not present or value is None:
+                    if not child.optional:
+                        errors.append({"field": child.path, "rule": "required", "message": "is required", "value": value})
+                    elif present:
+                        out[key] = None
+                    continue
+                if not isinstance(value, Mapping):
+                    errors.append({"field": child.path, "rule": "object", "message": "must be an object", "value": _short(value)})
+                    continue
+                out[key] = self._validate_object(child, value, errors, top=False)
+                continue
+            if not present and "default" in child.rules:
+                value = _default_value(child)
+                present = True
+            if not present or value is None:
+                if not child.optional and not child.rules.get("nullable"):
+                    errors.append({"field": child.path, "rule": "required", "message": "is required", "value": value})
+                elif present:
+                    out[key] = None
+                continue
+            try:
+                out[key] = check_value(child, value)
+            except _RuleFailure as failure:
+                shown = "***" if child.is_secret else _short(value)
+                errors.append({"field": child.path, "rule": failure.rule, "message": failure.message, "value": shown})
+        return out
+
+    # -- encoding --
+
+    def encode(self, data: Mapping[str, Any], version: str) -> dict[str, str | None]:
+        """Validated record → mapped flat dict (short keys, encoded strings) in JS property order."""
+        flat: dict[str, str | None] = {}
+        self._encode_into(self.root, data, flat)
+        mapped: dict[str, str | None] = {}
+        for path, value in flat.items():
+            key = self.plugin_map.get(path) or self.map.get(path) or path
+            mapped[key] = value
+        ordered = {k: mapped[k] for k in js_key_order(list(mapped))}
+        ordered["_v"] = version
+        return ordered
+
+    def _encode_into(self, node: NestedObject, data: Mapping[str, Any], out: dict[str, str | None]) -> None:
+        for key, value in data.items():
+            if node is self.root and key == "id":
+                continue
+            child = node.children.get(key)
+            path = f"{node.path}.{key}" if node.path else key
+            if isinstance(child, NestedObject):
+                if isinstance(value, Mapping):
+                    self._encode_into(child, value, out)
+                elif value is None:
+                    out[path] = None
+            elif isinstance(child, Attribute):
+                if value is None:
+                    out[path] = None
+                else:
+                    out[path] = child.codec.encode(value) if child.codec else _plain_text(value)
+            else:
+                _flatten_unknown(path, value, out)
+
+    def decode(self, mapped: Mapping[str, Any], *, decrypt: bool = True) -> dict[str, Any]:
+        """Mapped flat dict (short keys or original names) → nested record, single pass.
+
+        String values are decoded by their attribute's codec; values that are already JSON
+        typed (bodies Node's ``update()`` writes under the original names) are kept as they are.
+        """
+        flat: dict[str, Any] = {}
+        for key, value in mapped.items():
+            name = self.reverse_plugin_map.get(key) or self.reverse_map.get(key) or key
+            attr = self.leaves_by_path().get(name)
+            if attr is not None and isinstance(value, str) and attr.codec is not None:
+                if attr.is_secret and not decrypt:
+                    flat[name] = value
+                    continue
+                try:
+                    flat[name] = attr.codec.decode(value)
+                except Exception:
+                    flat[name] = value  # tolerant: an undecodable value is returned as stored
+            elif attr is None and isinstance(value, str) and value[:1] in ("{", "["):
+                try:
+                    flat[name] = json.loads(value)
+                except ValueError:
+                    flat[name] = value
+            else:
+                flat[name] = value
+        return unflatten(flat)
+
+    def leaves_by_path(self) -> dict[str, Attribute]:
+        if not self.leaves:
+            def walk(node: NestedObject) -> None:
+                for child in node.children.values():
+                    if isinstance(child, NestedObject):
+                        walk(child)
+                    else:
+                        self.leaves[child.path] = child
+            walk(self.root)
+        return self.leaves
+
+    def secret_paths(self) -> list[str]:
+        return [p for p, a in self.leaves_by_path().items() if a.is_secret]
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+class _PlainTextCodec:
+    """Object-form attributes: plain text, read back by type (what Node stores for them)."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+    def encode(self, value: Any) -> str:
+        return _plain_text(value)
+
+    def decode(self, text: str) -> Any:
+        if self.type_name == "number":
+            number = float(text)
+            return int(number) if number.is_integer() and "." not in text and "e" not in text else number
+        if self.type_name in ("boolean", "bool"):
+            return text.lower() in ("1", "true", "yes", "y")
+        if self.type_name in ("array", "object", "json") or text[:1] in ("{", "["):
+            try:
+                return json.loads(text)
+            except ValueError:
+                return text
+        return text
+
+
+def _plain_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return encoding.js_number_to_string(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _flatten_unknown(path: str, value: Any, out: dict[str, str | None]) -> None:
+    if isinstance(value, Mapping) and value:
+        for key, child in value.items():
+            _flatten_unknown(f"{path}.{key}", child, out)
+    elif value is None:
+        out[path] = None
+    else:
+        out[path] = _plain_text(value)
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` → ``{"a": {"b": 1}}``."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if "." not in key:
+            if isinstance(out.get(key), dict) and isinstance(value, dict):
+                out[key].update(value)
+            elif key not in out or not isinstance(out[key], dict):
+                out[key] = value
+            continue
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[part] = nxt
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def _short(value: Any) -> Any:
+    text = repr(value)
+    return value if len(text) <= 80 else text[:77] + "..."
+
+
+def _default_value(attr: Attribute) -> Any:
+    default = attr.rules["default"]
+    if attr.type in ("boolean", "bool"):
+        return default is True or str(default).lower() in ("true", "1", "yes")
+    if attr.type in ("number", "money", "crypto", "decimal") and isinstance(default, str):
+        try:
+            return float(default) if "." in default else int(default)
+        except ValueError:
+            return default
+    return copy.deepcopy(default)
+
+
+class _RuleFailure(Exception):
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+def _fail(rule: str, message: str) -> None:
+    raise _RuleFailure(rule, message)
+
+
+def _to_number(value: Any, attr: Attribute) -> float | int:
+    if isinstance(value, bool):
+        _fail("number", "must be a number")
+    if isinstance(value, decimal.Decimal):
+        value = float(value)
+    elif hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy scalars
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text) if re.fullmatch(r"[-+]?\d+", text) else float(text)
+        except ValueError:
+            _fail("number", "must be a number")
+    if not isinstance(value, (int, float)):
+        _fail("number", "must be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        _fail("number", "must be a finite number")
+    return value
+
+
+def _check_number_rules(attr: Attribute, number: float | int, rules: Mapping[str, Any]) -> float | int:
+    if rules.get("integer"):
+        if isinstance(number, float):
+            if not number.is_integer():
+                _fail("integer", "must be an integer")
+            number = int(number)
+    if rules.get("positive") and not number > 0:
+        _fail("positive", "must be a positive number")
+    if rules.get("negative") and not number < 0:
+        _fail("negative", "must be a negative number")
+    if "min" in rules and number < rules["min"]:
+        _fail("min", f"must be >= {rules['min']}")
+    if "max" in rules and number > rules["max"]:
+        _fail("max", f"must be <= {rules['max']}")
+    if "equal" in rules and number != rules["equal"]:
+        _fail("equal", f"must equal {rules['equal']}")
+    if "notEqual" in rules and number == rules["notEqual"]:
+        _fail("notEqual", f"must not equal {rules['notEqual']}")
+    return number
+
+
+def _check_string_rules(value: str, rules: Mapping[str, Any]) -> str:
+    if rules.get("trim", True):
+        value = value.strip()
+    if rules.get("lowercase"):
+        value = value.lower()
+    if rules.get("uppercase"):
+        value = value.upper()
+    if rules.get("empty") is False and value == "":
+        _fail("empty", "must not be empty")
+    if "length" in rules and len(value) != rules["length"]:
+        _fail("length", f"must be exactly {rules['length']} characters long")
+    if "min" in rules and len(value) < rules["min"]:
+        _fail("min", f"must be at least {rules['min']} characters long")
+    if "max" in rules and len(value) > rules["max"]:
+        _fail("max", f"must be at most {rules['max']} characters long")
+    if "pattern" in rules:
+        pattern = rules["pattern"]
+        if isinstance(pattern, str) and len(pattern) > 1 and pattern.startswith("/") and pattern.rfind("/") > 0:
+            pattern = pattern[1 : pattern.rfind("/")]
+        if not re.search(pattern, value):
+            _fail("pattern", f"must match the pattern {rules['pattern']!r}")
+    if "contains" in rules and str(rules["contains"]) not in value:
+        _fail("contains", f"must contain {rules['contains']!r}")
+    if "enum" in rules:
+        allowed = rules["enum"] if isinstance(rules["enum"], list) else str(rules["enum"]).split(",")
+        if value not in allowed:
+            _fail("enum", f"must be one of {allowed}")
+    return value
+
+
+def _to_datetime(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+    if hasattr(value, "to_pydatetime"):  # pandas Timestamp
+        return _to_datetime(value.to_pydatetime())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return dt.datetime.fromtimestamp(value / 1000, tz=dt.timezone.utc)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"-?\d+", text):
+            return dt.datetime.fromtimestamp(int(text) / 1000, tz=dt.timezone.utc)
+        try:
+            parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            _fail("datetime", "must be a datetime, an ISO-8601 string or epoch milliseconds")
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    _fail("datetime", "must be a datetime, an ISO-8601 string or epoch milliseconds")
+    raise AssertionError  # unreachable
+
+
+def iso_ms(moment: dt.datetime) -> str:
+    """JavaScript ``toISOString()``: UTC, millisecond precision, ``Z``."""
+    moment = moment.astimezone(dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _check_array(attr: Attribute, value: Any, rules: Mapping[str, Any]) -> list[Any]:
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, list):
+        _fail("array", "must be a list")
+    if rules.get("empty") is False and not value:
+        _fail("empty", "must not be empty")
+    if "length" in rules and len(value) != rules["length"]:
+        _fail("length", f"must have exactly {rules['length']} items")
+    if "min" in rules and len(value) < rules["min"]:
+        _fail("min", f"must have at least {rules['min']} items")
+    if "max" in rules and len(value) > rules["max"]:
+        _fail("max", f"must have at most {rules['max']} items")
+    items = rules.get("items")
+    if isinstance(items, str):
+        item_attr = Attribute(f"{attr.path}[]", items, {}, items)
+        checked = []
+        for index, item in enumerate(value):
+            try:
+                checked.append(check_value(item_attr, item))
+            except _RuleFailure as failure:
+                _fail(f"items:{items}", f"item {index} {failure.message}")
+        value = checked
+    if rules.get("unique"):
+        seen = [json.dumps(v, sort_keys=True, default=str) for v in value]
+        if len(set(seen)) != len(seen):
+            _fail("unique", "must not contain duplicate items")
+    if "contains" in rules and rules["contains"] not in value:
+        _fail("contains", f"must contain {rules['contains']!r}")
+    return value
+
+
+def check_value(attr: Attribute, value: Any) -> Any:
+    """Validate and normalise one present, non-null value; raise ``_RuleFailure``."""
+    t, rules = attr.type, attr.rules
+    if t in ("string", "text", "secret", "password", "locale", "cron"):
+        if not isinstance(value, str):
+            _fail("string", "must be a string")
+        if t == "cron":
+            value = " ".join(value.split())
+        return _check_string_rules(value, rules)
+    if t == "email":
+        if not isinstance(value, str) or not _EMAIL.match(value.strip()):
+            _fail("email", "must be an e-mail address")
+        return _check_string_rules(value, rules)
+    if t == "url":
+        if not isinstance(value, str) or not _URL.match(value.strip()):
+            _fail("url", "must be a URL such as https://example.com")
+        return _check_string_rules(value, rules)
+    if t == "uuid":
+        text = str(value) if not isinstance(value, str) else value
+        if not _UUID.match(text.strip()):
+            _fail("uuid", "must be a UUID such as 550e8400-e29b-41d4-a716-446655440000")
+        return text.strip().lower()
+    if t in ("number", "secretNumber"):
+        return _check_number_rules(attr, _to_number(value, attr), rules)
+    if t in ("money", "crypto"):
+        merged = {"min": 0, **rules}
+        return _check_number_rules(attr, _to_number(value, attr), merged)
+    if t == "decimal":
+        return _check_number_rules(attr, _to_number(value, attr), rules)
+    if t == "geo:lat":
+        return _check_number_rules(attr, _to_number(value, attr), {"min": -90, "max": 90, **rules})
+    if t == "geo:lon":
+        return _check_number_rules(attr, _to_number(value, attr), {"min": -180, "max": 180, **rules})
+    if t == "geo:point":
+        if isinstance(value, Mapping):
+            lat = value.get("lat", value.get("latitude"))
+            lon = value.get("lon", value.get("lng", value.get("longitude")))
+        elif isinstance(value, (list, tuple)) and len(value) == 2:
+            lat, lon = value
+        else:
+            _fail("geo:point", "must be {'lat': .., 'lon': ..} or [lat, lon]")
+        lat = _check_number_rules(attr, _to_number(lat, attr), {"min": -90, "max": 90})
+        lon = _check_number_rules(attr, _to_number(lon, attr), {"min": -180, "max": 180})
+        return {"lat": lat, "lon": lon}
+    if t in ("boolean", "bool"):
+        if isinstance(value, bool):
+            return value
+        if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+            value = value.item()
+            if isinstance(value, bool):
+                return value
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return value.strip().lower() in ("true", "1", "yes", "on")
+        _fail("boolean", "must be true or false")
+    if t == "datetime":
+        return iso_ms(_to_datetime(value))
+    if t == "date":
+        return iso_ms(_to_datetime(value))
+    if t == "dateonly":
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value.isoformat()
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            try:
+                return dt.date.fromisoformat(value.strip()).isoformat()
+            except ValueError:
+                _fail("dateonly", "must be a real calendar date YYYY-MM-DD")
+        return _to_datetime(value).date().isoformat()
+    if t == "timeonly":
+        if isinstance(value, dt.time):
+            return value.strftime("%H:%M:%S.") + f"{value.microsecond // 1000:03d}"
+        match = re.fullmatch(r"(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?", str(value).strip())
+        if not match or int(match[1]) > 23 or int(match[2]) > 59 or int(match[3] or 0) > 59:
+            _fail("timeonly", "must be a time HH:mm[:ss[.SSS]]")
+        return f"{match[1]}:{match[2]}:{match[3] or '00'}.{(match[4] or '0').ljust(3, '0')}"
+    if t in ("ip4", "ip6"):
+        try:
+            address = ipaddress.ip_address(str(value).strip())
+        except ValueError:
+            _fail(t, f"must be an IPv{t[-1]} address")
+        if address.version != int(t[-1]):
+            _fail(t, f"must be an IPv{t[-1]} address")
+        return str(address)
+    if t == "mac":
+        text = str(value).strip().lower().replace("-", ":")
+        if not re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", text):
+            _fail("mac", "must be a MAC address aa:bb:cc:dd:ee:ff")
+        return text
+    if t == "cidr":
+        try:
+            return str(ipaddress.IPv4Network(str(value).strip(), strict=False))
+        except ValueError:
+            _fail("cidr", "must be an IPv4 network like 10.0.0.0/8")
+    if t == "semver":
+        text = str(value).strip().lstrip("v")
+        if not re.fullmatch(r"\d+\.\d+\.\d+", text):
+            _fail("semver", "must be a version x.y.z")
+        return text
+    if t == "phone":
+        text = re.sub(r"[\s().-]", "", str(value))
+        if not re.fullmatch(r"\+\d{7,15}", text):
+            _fail("phone", "must be an E.164 phone number like +5511999999999")
+        return text
+    if t == "color":
+        text = str(value).strip().lower()
+        if re.fullmatch(r"#[0-9a-f]{3}", text):
+            text = "#" + "".join(c * 2 for c in text[1:])
+        if not re.fullmatch(r"#[0-9a-f]{6}", text):
+            _fail("color", "must be a colour #rrggbb")
+        return text
+    if t == "duration":
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return int(value)
+        return value if isinstance(value, str) and value.strip() else _fail("duration", "must be milliseconds or a duration like PT1H30M or 1h30m")
+    if t in ("currency", "country"):
+        size = 3 if t == "currency" else 2
+        text = str(value).strip().upper()
+        if not re.fullmatch(rf"[A-Z]{{{size}}}", text):
+            _fail(t, f"must be {size} letters")
+        return text
+    if t == "ean":
+        text = str(value).strip()
+        if isinstance(value, int):
+            text = text.zfill(13)
+        if not re.fullmatch(r"\d{8}|\d{12,14}", text):
+            _fail("ean", "must be an 8, 12, 13 or 14 digit code")
+        return text
+    if t in ("array", "embedding"):
+        if t == "embedding":
+            rules = {"items": "number", "empty": False, **rules}
+        return _check_array(attr, value, rules)
+    if t == "object":
+        if not isinstance(value, Mapping):
+            _fail("object", "must be an object")
+        return dict(value)
+    if t == "enum":
+        allowed = list(rules.get("values") or [])
+        if value not in allowed:
+            _fail("values", f"must be one of {allowed}")
+        return value
+    if t in ("json", "any", "secretAny"):
+        try:
+            json.dumps(value, default=_json_default)
+        except (TypeError, ValueError):
+            _fail("json", "must be JSON-serialisable")
+        return value
+    if t in ("buffer", "bits"):
+        if not isinstance(value, (bytes, bytearray, str, list)):
+            _fail(t, "must be bytes")
+        return value
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)

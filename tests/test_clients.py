@@ -1,0 +1,720 @@
+"""Behavioural suite for the storage clients, run against every backend of ``conftest``."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import multiprocessing
+import os
+import threading
+from datetime import datetime
+
+import pytest
+
+from s3db_nb.clients.base import RequestEvent, StorageClient
+from s3db_nb.clients.file import FileClient
+from s3db_nb.clients.memory import MemoryClient
+from s3db_nb.errors import ConflictError, NotFoundError, StorageError
+
+FAKE_REGION = "us-east-1"
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def list_all(client: StorageClient, prefix: str = "", **kw) -> list[str]:
+    return list(client.list(prefix, **kw))
+
+
+def tree_order(keys):
+    """SeaweedFS lists a folder tree: 'a/1' comes before 'a-c' (S3 puts 'a-c' first, '-' < '/')."""
+    return sorted(keys, key=lambda k: k.split("/"))
+
+
+# ------------------------------------------------------------------------------------------
+# single objects
+# ------------------------------------------------------------------------------------------
+
+
+def test_put_get_head_round_trip(storage_client: StorageClient):
+    meta = {"_v": "1", "name": "u:Ol%C3%A1", "age": "2a"}
+    body = b'{"bio":"hello \xc3\xa9"}'
+    etag = storage_client.put("resource=users/data/id=abc", body, metadata=meta, content_type="application/json")
+    assert etag == md5(body)
+
+    obj = storage_client.get("resource=users/data/id=abc")
+    assert obj.body == body
+    assert obj.metadata == meta
+    assert obj.content_type == "application/json"
+    assert obj.etag == etag
+    assert obj.info.size == len(body)
+    assert isinstance(obj.info.last_modified, datetime) and obj.info.last_modified.tzinfo is not None
+
+    info = storage_client.head("resource=users/data/id=abc")
+    assert info.etag == etag
+    assert info.metadata == meta
+    assert info.content_type == "application/json"
+    assert info.size == len(body)
+    assert info.key == "resource=users/data/id=abc"
+
+
+def test_empty_body_and_no_metadata(storage_client: StorageClient):
+    etag = storage_client.put("k/empty")
+    assert etag == md5(b"")
+    obj = storage_client.get("k/empty")
+    assert obj.body == b"" and obj.metadata == {}
+
+
+def test_overwrite_changes_etag(storage_client: StorageClient):
+    e1 = storage_client.put("k", b"one")
+    e2 = storage_client.put("k", b"two", metadata={"x": "2"})
+    assert e1 != e2
+    assert storage_client.head("k").etag == e2
+    assert storage_client.get("k").body == b"two"
+    assert storage_client.get("k").metadata == {"x": "2"}
+
+
+def test_missing_objects(storage_client: StorageClient):
+    with pytest.raises(NotFoundError):
+        storage_client.get("nope")
+    with pytest.raises(NotFoundError):
+        storage_client.head("nope/deeper")
+    assert storage_client.exists("nope") is False
+    storage_client.put("yes", b"1")
+    assert storage_client.exists("yes") is True
+
+
+def test_if_none_match_star(storage_client: StorageClient):
+    etag = storage_client.put("lock", b"first", metadata={"owner": "a"}, if_none_match="*")
+    with pytest.raises(ConflictError):
+        storage_client.put("lock", b"second", metadata={"owner": "b"}, if_none_match="*")
+    obj = storage_client.get("lock")
+    assert obj.body == b"first" and obj.metadata == {"owner": "a"} and obj.etag == etag
+
+
+def test_if_match(storage_client: StorageClient):
+    etag = storage_client.put("doc", b"v1")
+    etag2 = storage_client.put("doc", b"v2", if_match=etag)
+    assert etag2 == md5(b"v2")
+    with pytest.raises(ConflictError):
+        storage_client.put("doc", b"v3", if_match=etag)  # stale
+    assert storage_client.get("doc").body == b"v2"
+    storage_client.put("doc", b"v3", if_match=f'"{etag2}"')  # quoted ETags are accepted
+    assert storage_client.get("doc").body == b"v3"
+    with pytest.raises(NotFoundError):
+        storage_client.put("missing-doc", b"x", if_match=etag)
+    assert not storage_client.exists("missing-doc")
+
+
+def test_copy_replacing_metadata(storage_client: StorageClient):
+    storage_client.put("src", b"payload", metadata={"a": "1", "b": "2"}, content_type="text/plain")
+    etag = storage_client.copy("src", "dst/copy", metadata={"c": "3"}, content_type="application/json")
+    assert etag == md5(b"payload")
+    obj = storage_client.get("dst/copy")
+    assert obj.body == b"payload"
+    assert obj.metadata == {"c": "3"}
+    assert obj.content_type == "application/json"
+    assert storage_client.get("src").metadata == {"a": "1", "b": "2"}
+
+
+def test_copy_keeping_metadata(storage_client: StorageClient):
+    storage_client.put("src", b"payload", metadata={"a": "1"}, content_type="text/plain")
+    etag = storage_client.copy("src", "dst")
+    assert etag == md5(b"payload") == storage_client.head("dst").etag
+    info = storage_client.head("dst")
+    assert info.metadata == {"a": "1"} and info.content_type == "text/plain"
+
+
+def test_copy_onto_itself_replaces_metadata(storage_client: StorageClient):
+    storage_client.put("self", b"body", metadata={"v": "1"})
+    storage_client.copy("self", "self", metadata={"v": "2"})
+    obj = storage_client.get("self")
+    assert obj.body == b"body" and obj.metadata == {"v": "2"}
+
+
+def test_copy_missing_source(storage_client: StorageClient):
+    with pytest.raises(NotFoundError):
+        storage_client.copy("no-such-source", "dst")
+    assert not storage_client.exists("dst")
+
+
+def test_copy_if_match_checks_destination(storage_client: StorageClient):
+    storage_client.put("src", b"new", metadata={"m": "new"})
+    dest_etag = storage_client.put("dst", b"old")
+    with pytest.raises(ConflictError):
+        storage_client.copy("src", "dst", if_match=md5(b"something else"))
+    assert storage_client.get("dst").body == b"old"
+    storage_client.copy("src", "dst", if_match=dest_etag)
+    assert storage_client.get("dst").body == b"new"
+    with pytest.raises(NotFoundError):
+        storage_client.copy("src", "no-dst", if_match=dest_etag)
+
+
+def test_delete(storage_client: StorageClient):
+    storage_client.put("a/b/c", b"1")
+    storage_client.delete("a/b/c")
+    assert not storage_client.exists("a/b/c")
+    storage_client.delete("a/b/c")  # missing: fine
+    storage_client.delete("never/existed")
+
+
+def test_delete_if_match(storage_client: StorageClient):
+    etag = storage_client.put("d", b"1")
+    with pytest.raises(ConflictError):
+        storage_client.delete("d", if_match=md5(b"other"))
+    assert storage_client.exists("d")
+    storage_client.delete("d", if_match=etag)
+    assert not storage_client.exists("d")
+
+
+# ------------------------------------------------------------------------------------------
+# many objects
+# ------------------------------------------------------------------------------------------
+
+
+def test_delete_many(backend):
+    client = backend.make()
+    events: list[RequestEvent] = []
+    if backend.kind.startswith("s3"):
+        n, batch = 30, 7
+        client.delete_batch_size = batch
+    else:
+        n, batch = 1005, 1000
+    keys = [f"many/k{i:05d}" for i in range(n)]
+    if backend.kind.startswith("s3"):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: client.put(k, b"x"), keys))
+    else:
+        for k in keys:
+            client.put(k, b"x")
+    client.put("keep", b"k")
+    assert client.count("many/") == n
+    client.add_listener(events.append)
+    assert client.delete_many(keys + ["many/not-there"]) == n + 1
+    assert [e.operation for e in events] == ["DeleteObjects"] * -(-(n + 1) // batch)
+    assert client.count("many/") == 0
+    assert list_all(client) == ["keep"]
+    assert client.delete_many([]) == 0
+
+
+def test_delete_prefix(storage_client: StorageClient):
+    for i in range(5):
+        storage_client.put(f"gone/{i}", b"x")
+    storage_client.put("gone-not", b"x")
+    assert storage_client.delete_prefix("gone/") == 5
+    assert list_all(storage_client) == ["gone-not"]
+
+
+LIST_KEYS = [
+    "a-c",
+    "a/1",
+    "a/2",
+    "a/b/deep",
+    "a0",
+    "b/x/1",
+    "c",
+    "resource=users/data/id=ab1",
+    "resource=users/data/id=ab2",
+    "resource=users/data/id=ac1",
+    "resource=users/data2/id=ab9",
+    "resource=users/partition=byAge/age=30/id=ab1",
+]
+
+
+@pytest.fixture
+def listed(storage_client: StorageClient) -> StorageClient:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda key: storage_client.put(key, b"x"), LIST_KEYS))
+    return storage_client
+
+
+@pytest.fixture
+def order(request):
+    """How this backend orders a listing: S3 order (code points), or SeaweedFS's tree order."""
+    if request.node.callspec.params.get("backend") == "s3-seaweed":
+        return tree_order
+    return sorted
+
+
+def test_list_sorted_like_s3(listed: StorageClient, order):
+    assert list_all(listed) == order(LIST_KEYS)
+    if order is sorted:
+        # '-' (0x2d) < '/' (0x2f) < '0' (0x30): files and folders interleave by full key
+        assert list_all(listed)[:5] == ["a-c", "a/1", "a/2", "a/b/deep", "a0"]
+    else:
+        assert list_all(listed)[:5] == ["a/1", "a/2", "a/b/deep", "a-c", "a0"]
+    assert listed.count() == len(LIST_KEYS)
+    assert listed.count("a") == 5
+
+
+def test_list_prefix_mid_segment(listed: StorageClient):
+    assert list_all(listed, "resource=users/data/id=ab") == ["resource=users/data/id=ab1", "resource=users/data/id=ab2"]
+    assert list_all(listed, "resource=users/data") == [
+        "resource=users/data/id=ab1",
+        "resource=users/data/id=ab2",
+        "resource=users/data/id=ac1",
+        "resource=users/data2/id=ab9",
+    ]
+    assert list_all(listed, "resource=users/data/") == [
+        "resource=users/data/id=ab1",
+        "resource=users/data/id=ab2",
+        "resource=users/data/id=ac1",
+    ]
+    assert list_all(listed, "resource=nobody/") == []
+    assert list_all(listed, "zzz") == []
+    assert listed.count("resource=users/data/id=a") == 3
+
+
+def test_list_delimiter(listed: StorageClient):
+    page = listed.list_page("", delimiter="/")
+    assert page.keys == ["a-c", "a0", "c"]
+    assert page.common_prefixes == ["a/", "b/", "resource=users/"]
+    assert page.next_token is None
+
+    page = listed.list_page("a/", delimiter="/")
+    assert page.keys == ["a/1", "a/2"] and page.common_prefixes == ["a/b/"]
+
+    page = listed.list_page("resource=users/", delimiter="/")
+    assert page.keys == []
+    assert page.common_prefixes == ["resource=users/data/", "resource=users/data2/", "resource=users/partition=byAge/"]
+
+    page = listed.list_page("resource=users/partition=byAge/age=", delimiter="/")
+    assert page.common_prefixes == ["resource=users/partition=byAge/age=30/"]
+
+    page = listed.list_page("resource=users/data/id=a", delimiter="/")
+    assert page.keys == ["resource=users/data/id=ab1", "resource=users/data/id=ab2", "resource=users/data/id=ac1"]
+    assert page.common_prefixes == []
+
+
+def test_list_delimiter_pagination(listed: StorageClient):
+    seen_keys, seen_prefixes, token, pages = [], [], None, 0
+    while True:
+        page = listed.list_page("", delimiter="/", limit=2, token=token)
+        assert len(page.keys) + len(page.common_prefixes) <= 2
+        seen_keys += page.keys
+        seen_prefixes += page.common_prefixes
+        pages += 1
+        token = page.next_token
+        if not token:
+            break
+    assert seen_keys == ["a-c", "a0", "c"]
+    assert seen_prefixes == ["a/", "b/", "resource=users/"]
+    assert pages == 3
+
+
+def test_list_pagination(listed: StorageClient, order):
+    expected = order(LIST_KEYS)
+    collected, token, sizes = [], None, []
+    while True:
+        page = listed.list_page("", limit=5, token=token)
+        sizes.append(len(page.keys))
+        collected += page.keys
+        token = page.next_token
+        if token is None:
+            break
+    assert collected == expected
+    assert sizes == [5, 5, 2]
+    # exact multiple of the page size: the last full page may or may not carry a token
+    # (S3 knows there is nothing more); following it must give an empty page at most
+    page = listed.list_page("resource=users/data/", limit=3)
+    assert len(page.keys) == 3
+    if page.next_token:
+        assert listed.list_page("resource=users/data/", limit=3, token=page.next_token).keys == []
+    assert list_all(listed, limit=4) == expected[:4]
+
+
+def test_list_start_after(listed: StorageClient, order):
+    expected = order(LIST_KEYS)
+    assert list_all(listed, start_after="a0") == expected[expected.index("a0") + 1 :]
+    assert list_all(listed, start_after="a/2") == expected[expected.index("a/2") + 1 :]
+    assert list_all(listed, "resource=users/data/", start_after="resource=users/data/id=ab1") == [
+        "resource=users/data/id=ab2",
+        "resource=users/data/id=ac1",
+    ]
+    # a start_after that is not a key (SeaweedFS skips the whole folder "b/" here)
+    if order is sorted:
+        assert list_all(listed, start_after="b") == expected[expected.index("b/x/1") :]
+    page = listed.list_page("", start_after="resource=users/data/id=ac1", limit=1)
+    assert page.keys == ["resource=users/data2/id=ab9"] and page.next_token is not None
+
+
+def test_prefix_is_applied_and_stripped(backend):
+    root = backend.make()
+    p1 = backend.make("p1")
+    p1.put("key", b"v", metadata={"m": "1"})
+    p1.put("sub/one", b"w")
+    root.put("p1x/other", b"z")  # shares the string prefix "p1" but not the folder
+    assert root.get("p1/key").body == b"v"
+    assert list_all(root) == ["p1/key", "p1/sub/one", "p1x/other"]
+    assert list_all(p1) == ["key", "sub/one"]
+    page = p1.list_page("", delimiter="/")
+    assert page.keys == ["key"] and page.common_prefixes == ["sub/"]
+    assert p1.count() == 2
+    assert p1.head("key").key == "key"
+    p1.copy("key", "copied")
+    assert root.exists("p1/copied")
+    p1.delete("key")
+    assert not root.exists("p1/key")
+    assert p1.delete_prefix("") == 2
+    assert list_all(root) == ["p1x/other"]
+
+
+def test_events(storage_client: StorageClient):
+    events: list[RequestEvent] = []
+    storage_client.add_listener(events.append)
+    storage_client.put("e/1", b"12345", metadata={"a": "b"})
+    storage_client.get("e/1")
+    storage_client.head("e/1")
+    storage_client.copy("e/1", "e/2")
+    storage_client.list_page("e/")
+    storage_client.delete("e/2")
+    storage_client.delete_many(["e/1"])
+    with pytest.raises(NotFoundError):
+        storage_client.get("e/missing")
+    ops = [e.operation for e in events]
+    assert ops == ["PutObject", "GetObject", "HeadObject", "CopyObject", "ListObjectsV2", "DeleteObject", "DeleteObjects", "GetObject"]
+    assert events[0].bytes_sent == 5 and events[0].key == "e/1"
+    assert events[1].bytes_received == 5
+    assert events[4].key == "e/"
+    assert all(e.duration_s >= 0 for e in events)
+    assert [e.error for e in events] == [None] * 7 + ["NotFoundError"]
+
+    def broken(_event: RequestEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    storage_client.add_listener(broken)
+    storage_client.put("e/3", b"x")  # a broken listener never breaks storage
+    storage_client.remove_listener(broken)
+    storage_client.remove_listener(events.append)
+    n = len(events)
+    storage_client.head("e/3")
+    assert len(events) == n
+
+
+# ------------------------------------------------------------------------------------------
+# concurrency
+# ------------------------------------------------------------------------------------------
+
+
+def test_concurrent_if_none_match_threads(storage_client: StorageClient):
+    # (moto checks If-None-Match without a lock, but 300 rounds of this race never let two
+    # writers win there; SeaweedFS serialises them, some losers wait up to ~4 s)
+    rounds = 3 if isinstance(storage_client, (MemoryClient, FileClient)) else 1
+    for r in range(rounds):
+        key = f"race/{r}"
+        barrier = threading.Barrier(8)
+        results: list[str] = []
+        lock = threading.Lock()
+
+        def worker(i: int) -> None:
+            barrier.wait()
+            try:
+                storage_client.put(key, f"writer {i}".encode(), if_none_match="*")
+                outcome = f"won:{i}"
+            except ConflictError:
+                outcome = "conflict"
+            with lock:
+                results.append(outcome)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners = [r_ for r_ in results if r_.startswith("won")]
+        assert len(winners) == 1, results
+        assert results.count("conflict") == 7
+        assert storage_client.get(key).body == f"writer {winners[0].split(':')[1]}".encode()
+
+
+def test_readers_never_see_a_torn_object(fast_storage_client: StorageClient):
+    """While one thread overwrites a key, readers always get a body that matches its info."""
+    client = fast_storage_client
+    versions = {i: (bytes([65 + i]) * (100 + 37 * i), {"v": str(i)}) for i in range(4)}
+    client.put("torn", versions[0][0], metadata=versions[0][1])
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def writer() -> None:
+        for n in range(150):
+            body, meta = versions[n % 4]
+            client.put("torn", body, metadata=meta)
+        stop.set()
+
+    def reader() -> None:
+        while not stop.is_set():
+            obj = client.get("torn")
+            body, meta = versions[int(obj.metadata["v"])]
+            if obj.body != body or obj.etag != md5(body) or obj.info.size != len(body):
+                problems.append(f"{obj.metadata} {len(obj.body)} {obj.etag}")
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+
+
+def _race_process(root: str, keys: list[str], barrier, queue) -> None:
+    client = FileClient(root)
+    won = []
+    barrier.wait()
+    for key in keys:
+        try:
+            client.put(key, str(os.getpid()).encode(), if_none_match="*")
+            won.append(key)
+        except ConflictError:
+            pass
+    queue.put((os.getpid(), won))
+
+
+def test_file_client_cross_process_if_none_match(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    keys = [f"race/k{i:03d}" for i in range(200)]
+    barrier = ctx.Barrier(2)
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_race_process, args=(str(tmp_path), keys, barrier, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    won_a, won_b = results[0][1], results[1][1]
+    assert sorted(won_a + won_b) == keys  # every key won exactly once
+    assert not set(won_a) & set(won_b)
+    client = FileClient(tmp_path)
+    owner = {pid: set(won) for pid, won in results}
+    for key in keys:
+        pid = int(client.get(key).body)
+        assert key in owner[pid]
+
+
+# ------------------------------------------------------------------------------------------
+# FileClient specifics
+# ------------------------------------------------------------------------------------------
+
+
+def test_file_sidecar_layout_matches_s3db_js(tmp_path):
+    client = FileClient(tmp_path)
+    body = b'{"x":1}'
+    client.put("resource=users/data/id=u1", body, metadata={"_v": "1", "name": "u:Ana"}, content_type="application/json")
+    path = tmp_path / "resource=users" / "data" / "id=u1"
+    assert path.read_bytes() == body
+    sidecar_text = (tmp_path / "resource=users" / "data" / "id=u1.meta.json").read_text("utf-8")
+    meta = json.loads(sidecar_text)
+    assert list(meta) == ["metadata", "contentType", "etag", "lastModified", "size", "contentLength", "compressed", "expiresAt"]
+    assert meta["metadata"] == {"_v": "1", "name": "u:Ana"}
+    assert meta["contentType"] == "application/json"
+    assert meta["etag"] == md5(body)
+    assert meta["size"] == meta["contentLength"] == len(body)
+    assert meta["compressed"] is False and meta["expiresAt"] is None
+    # new Date().toISOString(): 2024-01-02T03:04:05.678Z
+    assert len(meta["lastModified"]) == 24 and meta["lastModified"].endswith("Z") and meta["lastModified"][19] == "."
+    assert sidecar_text == json.dumps(meta, indent=2, ensure_ascii=False)  # JSON.stringify(m, null, 2)
+    # nothing else in the folder (no temp files left behind)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["id=u1", "id=u1.meta.json"]
+
+
+def _node_sidecar(body: bytes, metadata: dict, *, compressed: bool = False, stored: bytes | None = None) -> str:
+    stored = body if stored is None else stored
+    meta = {
+        "metadata": metadata,
+        "contentType": "application/json",
+        "etag": md5(stored),
+        "lastModified": "2025-01-02T03:04:05.678Z",
+        "size": len(stored),
+        "contentLength": len(stored),
+        "compressed": compressed,
+        "expiresAt": None,
+        "body": {"type": "Buffer", "data": list(stored)},
+    }
+    if compressed:
+        meta["originalSize"] = len(body)
+        meta["compressionRatio"] = "0.500"
+    return json.dumps(meta, indent=2)
+
+
+def test_file_reads_objects_written_by_s3db_js(tmp_path):
+    folder = tmp_path / "resource=users" / "data"
+    folder.mkdir(parents=True)
+    body = b'{"bio":"written by node"}'
+    (folder / "id=n1").write_bytes(body)
+    (folder / "id=n1.meta.json").write_text(_node_sidecar(body, {"_v": "1", "name": "Bob"}))
+    big = b"z" * 4000
+    packed = gzip.compress(big)
+    (folder / "id=n2").write_bytes(packed)
+    (folder / "id=n2.meta.json").write_text(_node_sidecar(big, {"_v": "1"}, compressed=True, stored=packed))
+    # s3db.js temp files and a file without a sidecar are not objects
+    (folder / "id=n3.tmp.1700000000000.abc123").write_bytes(b"partial")
+    (folder / "id=n1.meta.json.tmp.1700000000000.abc123").write_text("{}")
+    (folder / "orphan").write_bytes(b"no sidecar")
+
+    client = FileClient(tmp_path)
+    assert list_all(client) == ["resource=users/data/id=n1", "resource=users/data/id=n2"]
+    obj = client.get("resource=users/data/id=n1")
+    assert obj.body == body and obj.metadata == {"_v": "1", "name": "Bob"} and obj.etag == md5(body)
+    assert obj.info.last_modified.year == 2025
+    assert client.get("resource=users/data/id=n2").body == big
+    with pytest.raises(NotFoundError):
+        client.get("resource=users/data/orphan")
+    # a copy of a Node object drops the duplicated body from the sidecar
+    client.copy("resource=users/data/id=n1", "resource=users/data/id=n4", metadata={"_v": "2"})
+    copied = json.loads((folder / "id=n4.meta.json").read_text())
+    assert "body" not in copied and copied["metadata"] == {"_v": "2"} and copied["etag"] == md5(body)
+
+
+def test_file_listing_skips_internal_files_and_prunes_folders(tmp_path):
+    client = FileClient(tmp_path)
+    client.put("x/y/z/deep", b"1", if_none_match="*")  # creates the lock folder
+    client.put("x/top", b"2")
+    assert (tmp_path / ".s3db-locks").is_dir()
+    assert list_all(client) == ["x/top", "x/y/z/deep"]
+    assert client.list_page("", delimiter="/").common_prefixes == ["x/"]
+    client.delete("x/y/z/deep")
+    assert not (tmp_path / "x" / "y").exists()  # empty folders removed
+    client.delete("x/top")
+    assert not (tmp_path / "x").exists()
+    assert tmp_path.exists()
+    assert list_all(client) == []
+    assert client.list_page("", delimiter="/").common_prefixes == []
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/../../b", "/abs", "a//b", "a/./b", "trailing/", "x.meta.json", ""])
+def test_file_rejects_keys_outside_root(tmp_path, bad):
+    client = FileClient(tmp_path / "root")
+    with pytest.raises(StorageError):
+        client.put(bad, b"x")
+    assert not (tmp_path / "escape").exists()
+    assert not (tmp_path / "b").exists()
+
+
+def test_file_key_folder_collision_is_a_storage_error(tmp_path):
+    client = FileClient(tmp_path)
+    client.put("a/b", b"1")
+    with pytest.raises(StorageError):
+        client.put("a", b"2")
+    client.put("c", b"1")
+    with pytest.raises(StorageError):
+        client.put("c/d", b"2")
+
+
+def test_memory_registry_shares_by_bucket():
+    first = MemoryClient("shared-test-bkt")
+    first.put("k", b"1")
+    assert MemoryClient("shared-test-bkt").get("k").body == b"1"
+    assert MemoryClient("shared-test-bkt", prefix="").list_page().keys == ["k"]
+    assert not MemoryClient("other-test-bkt").exists("k")
+    MemoryClient.reset_all()
+    assert not MemoryClient("shared-test-bkt").exists("k")
+    assert not first.exists("k")
+
+
+# ------------------------------------------------------------------------------------------
+# S3Client specifics
+# ------------------------------------------------------------------------------------------
+
+
+def test_s3_repr_and_missing_bucket(backend):
+    if not backend.kind.startswith("s3"):
+        pytest.skip("S3 only")
+    from s3db_nb.clients.s3 import S3Client
+
+    endpoint = backend.make().endpoint_url
+    access, secret = "AKIAREPRCHECK0000000", "SeCrEt-should-never-show-0123456789"
+    shown = S3Client("some-bucket", "p", endpoint_url=endpoint, region=FAKE_REGION, access_key_id=access, secret_access_key=secret)
+    assert secret not in repr(shown) and access not in repr(shown)
+    assert "some-bucket" in repr(shown)
+    shown.close()
+
+    missing = f"no-such-bucket-{os.getpid()}-{id(backend) % 100000}"
+    other = S3Client(missing, endpoint_url=endpoint, region=FAKE_REGION, access_key_id="testing", secret_access_key="testing")
+    try:
+        with pytest.raises(NotFoundError) as info:
+            other.get("k")
+        assert missing in str(info.value) and "create" in str(info.value)
+        assert info.value.__cause__ is not None
+        with pytest.raises(NotFoundError):
+            other.list_page("")
+        assert other.ensure_bucket() is True
+        assert other.ensure_bucket() is False
+        other.put("k", b"v")
+        assert other.get("k").body == b"v"
+        other.delete("k")
+    finally:
+        other.close()
+
+
+def test_s3_bad_secret_is_never_shown(request):
+    server = request.getfixturevalue("seaweed_server")  # checks signatures; moto does not
+    from s3db_nb.clients.s3 import S3Client
+
+    access = "AKIAEXAMPLELEAKCHECK"
+    secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYSECRETKEY"
+    client = S3Client(server.bucket, endpoint_url=server.endpoint, region=FAKE_REGION, access_key_id=access, secret_access_key=secret)
+    try:
+        for action in (lambda: client.put("k", b"x"), lambda: client.list_page(""), lambda: client.get("k")):
+            with pytest.raises(StorageError) as info:
+                action()
+            texts = [str(info.value), repr(info.value), repr(client), str(info.value.__cause__)]
+            assert all(secret not in t and access not in t for t in texts), texts
+            assert not isinstance(info.value, NotFoundError)
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------------------------------
+# optional: the real s3db.js FileSystemClient reads and writes the same folder
+# ------------------------------------------------------------------------------------------
+
+_NODE_SCRIPT = r"""
+import { FileSystemClient } from '%(dist)s/clients/filesystem-client.class.js';
+const c = new FileSystemClient({ basePath: process.argv[2], logLevel: 'silent' });
+const out = {};
+const all = await c.listObjects({ prefix: '' });
+out.keys = all.Contents.map(x => x.Key);
+const root = await c.listObjects({ prefix: '', delimiter: '/' });
+out.prefixes = root.CommonPrefixes.map(x => x.Prefix);
+const g = await c.getObject('resource=users/data/id=py1');
+out.body = await g.Body.transformToString();
+out.metadata = g.Metadata;
+out.etag = g.ETag;
+await c.putObject({ key: 'resource=users/data/id=node1', body: 'from node', metadata: { city: 'Rio' }, contentType: 'text/plain' });
+try { await c.putObject({ key: 'resource=users/data/id=py1', body: 'x', ifNoneMatch: '*' }); out.conflict = false; }
+catch (e) { out.conflict = true; }
+console.log(JSON.stringify(out));
+"""
+
+
+def test_file_interop_with_s3db_js(tmp_path):
+    """Set S3DB_JS_DIST to an unpacked s3db.js ``dist`` folder (with lodash-es and pino
+    resolvable from it) to run s3db.js's own FileSystemClient against our folder."""
+    import shutil
+    import subprocess
+
+    dist = os.environ.get("S3DB_JS_DIST")
+    if not dist or not shutil.which("node"):
+        pytest.skip("set S3DB_JS_DIST to an s3db.js dist folder (and have node) to run this")
+    root = tmp_path / "root"
+    client = FileClient(root)
+    client.put("resource=users/data/id=py1", b"from python", metadata={"name": "Ana"}, content_type="text/plain", if_none_match="*")
+    script = tmp_path / "interop.mjs"
+    script.write_text(_NODE_SCRIPT % {"dist": dist})
+    env = dict(os.environ, S3DB_LOG_FORMAT="json")
+    done = subprocess.run(["node", str(script), str(root)], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["keys"] == ["resource=users/data/id=py1"]
+    assert out["prefixes"] == ["resource=users/"]  # our lock folder is invisible to s3db.js
+    assert out["body"] == "from python" and out["metadata"] == {"name": "Ana"} and out["etag"] == f'"{md5(b"from python")}"'
+    assert out["conflict"] is True
+    obj = client.get("resource=users/data/id=node1")
+    assert obj.body == b"from node" and obj.metadata == {"city": "Rio"} and obj.content_type == "text/plain"
+    assert list_all(client) == ["resource=users/data/id=node1", "resource=users/data/id=py1"]

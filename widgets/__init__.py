@@ -1,0 +1,1 @@
+"""s3db_nb.widgets"""
