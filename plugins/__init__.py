@@ -1,1 +1,48 @@
-"""s3db_nb.plugins"""
+"""``s3db_nb.plugins``: the plugins that ship with s3db_nb, and discovery of third-party ones.
+
+Built-in plugins are listed in ``BUILTIN`` (name → ``"module:Class"``) so that listing them
+imports nothing. Third-party packages register theirs in the entry-point group
+``s3db_nb.plugins``::
+
+    [project.entry-points."s3db_nb.plugins"]
+    audit-trail = "my_package.audit:AuditTrailPlugin"
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+
+from s3db_nb.errors import NotFoundError, PluginError
+from s3db_nb.plugin import Plugin
+
+ENTRY_POINT_GROUP = "s3db_nb.plugins"
+
+#: name → "module:Class" of the plugins shipped in this package (each plugin issue adds its line)
+BUILTIN: dict[str, str] = {}
+
+
+def available() -> dict[str, str]:
+    """Every plugin that can be loaded, by name → ``"module:Class"`` (built-in first; a
+    third-party plugin never hides a built-in one of the same name). Imports nothing."""
+    found = dict(sorted(BUILTIN.items()))
+    for entry in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        found.setdefault(entry.name, entry.value)
+    return found
+
+
+def load(name: str) -> type[Plugin]:
+    """Import and return the plugin class registered as ``name``."""
+    targets = available()
+    if name not in targets:
+        raise NotFoundError(f"no plugin named {name!r}; available: {', '.join(targets) or '(none)'}")
+    module_name, _, attr = targets[name].partition(":")
+    obj = importlib.import_module(module_name)
+    for part in attr.split(".") if attr else []:
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Plugin)):
+        raise PluginError(f"plugin {name!r} ({targets[name]}) is not a subclass of s3db_nb.Plugin")
+    return obj
+
+
+__all__ = ["available", "load", "BUILTIN", "ENTRY_POINT_GROUP"]

@@ -28,13 +28,15 @@ from .errors import (
     StorageError,
     ValidationError,
 )
+from .plugin import Plugin, plugin_dependency_report
+from .plugin_storage import PluginStorage
 from .record import Content, Page, Record
 from .resource import Resource
 
 __version__ = "0.1.0"
 
 _CONNECT_OPTIONS = {
-    "region", "endpoint_url", "profile", "passphrase", "parallelism", "strict_validation", "create_bucket",
+    "region", "endpoint_url", "profile", "passphrase", "parallelism", "strict_validation", "create_bucket", "plugins",
 }
 
 
@@ -45,7 +47,8 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
     ``s3://KEY:SECRET@bucket/prefix?region=...``, ``http(s)://KEY:SECRET@host:port/bucket/prefix``.
     Options: ``region``, ``endpoint_url``, ``profile``, ``passphrase`` (for secret fields),
     ``parallelism`` (bulk-operation threads), ``strict_validation`` (reject
-    fields not in the schema), ``create_bucket`` (create a missing S3 bucket).
+    fields not in the schema), ``create_bucket`` (create a missing S3 bucket), ``plugins``
+    (plugin instances or classes, installed and started once connected).
     """
     unknown = sorted(set(options) - _CONNECT_OPTIONS)
     if unknown:
@@ -64,11 +67,32 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
         parallelism=parallelism,
         strict_validation=bool(options.get("strict_validation", False)),
     )
-    return db.connect()
+    db.connect()
+    try:
+        for plugin in options.get("plugins") or ():
+            db.use_plugin(plugin)
+    except BaseException:
+        db.disconnect()  # stops the plugins already started
+        raise
+    return db
 
 
 __all__ = [
     "connect", "Database", "Resource", "Record", "Page", "Content", "ConnectionConfig", "parse_url", "make_client",
     "S3DBError", "ConnectionStringError", "StorageError", "NotFoundError", "ConflictError", "ValidationError",
-    "SchemaError", "MetadataLimitError", "PluginError", "MissingDependencyError", "__version__",
+    "SchemaError", "MetadataLimitError", "PluginError", "MissingDependencyError", "Plugin", "PluginStorage",
+    "plugin_dependency_report", "__version__",
 ]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext s3db_nb`` registers the ``%s3db`` / ``%%s3db`` magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)

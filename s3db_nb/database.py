@@ -22,8 +22,9 @@ from . import behaviors, encoding
 from . import partitions as partition_index
 from .clients.base import StorageClient
 from .connection import ConnectionConfig
-from .errors import ConflictError, NotFoundError, S3DBError, SchemaError
+from .errors import ConflictError, NotFoundError, PluginError, S3DBError, SchemaError
 from .events import EventEmitter
+from .plugin import Plugin, PluginRegistry
 from .resource import Resource
 from .schema import Schema, SchemaRegistry, iso_ms
 
@@ -91,7 +92,7 @@ class Database:
         self._pool_lock = threading.Lock()
         self._meta_lock = threading.RLock()
         self.connected = False
-        self.plugins: dict[str, Any] = {}
+        self.plugins = PluginRegistry(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -112,9 +113,13 @@ class Database:
         if not self.connected and self._pool is None:
             return
         self.events.emit("disconnecting", self)
+        self.plugins.stop_all()  # plugins and their job thread stop before storage closes
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        engine = self.__dict__.pop("_sql_engine", None)
+        if engine is not None:
+            engine.close()
         self.client.close()
         self.connected = False
         self.events.emit("disconnected", self)
@@ -173,6 +178,49 @@ class Database:
 
     def _changed(self, resource: str) -> None:
         self.events.emit("resource-changed", resource)
+
+    # -- frames and SQL (logic in frames.py / sql.py) -------------------------------------
+
+    def sql(self, query: str, **tables: Any) -> Any:
+        """Run DuckDB SQL with every resource visible as a table under its name; ``tables``
+        adds more (DataFrames, Arrow tables, datasets). Resources are read on first use and
+        re-read after writes made through this Database."""
+        from .sql import engine_for
+
+        return engine_for(self).sql(query, **tables)
+
+    def export(self, path: str, format: str = "parquet", resources: Iterable[str] | None = None, **kw: Any) -> dict[str, Any]:
+        """Export resources to a folder or ``s3://``/endpoint URL, Hive-partitioned, with a
+        ``manifest.json`` (counts, schema, sha256 per file). Returns the manifest."""
+        from .sql import export
+
+        return export(self, path, format=format, resources=resources, **kw)
+
+    def create_resource_from_frame(self, name: str, df: Any, **kw: Any) -> Resource:
+        """Create a resource whose attributes are inferred from the frame's dtypes, and insert it."""
+        from .frames import create_resource_from_frame
+
+        return create_resource_from_frame(self, name, df, **kw)
+
+    # -- plugins --------------------------------------------------------------------------
+
+    def use_plugin(self, plugin: Plugin | type[Plugin], name: str | None = None) -> Plugin:
+        """Install ``plugin`` (an instance, or a class used with its defaults) as ``name``, and
+        start it when connected. The default name is the class name minus ``Plugin``, lower-cased."""
+        if isinstance(plugin, type) and issubclass(plugin, Plugin):
+            plugin = plugin()
+        if not isinstance(plugin, Plugin):
+            raise PluginError(f"use_plugin() takes a Plugin subclass or instance, got {type(plugin).__name__}")
+        plugin.install(self, name)
+        if self.connected:
+            plugin.start()
+        return plugin
+
+    def uninstall_plugin(self, name: str | Plugin, purge_data: bool = False) -> int:
+        """Stop and remove a plugin (by name or instance); ``purge_data`` deletes what it stored.
+        Returns how many objects were deleted."""
+        plugin = name if isinstance(name, Plugin) else self.plugins[name]
+        return plugin.uninstall(purge_data=purge_data)
 
     # -- resources ------------------------------------------------------------------------
 
@@ -242,6 +290,12 @@ class Database:
             if result is not None:
                 config = dict(result)
         name = config["name"]
+        previous = self._resources.get(name)
+        if previous is not None and previous.schema.plugin_attributes:  # plugin attributes survive a redefinition
+            attrs = dict(config["attributes"] or {})
+            for attr in previous.schema.plugin_attributes:
+                attrs.setdefault(attr, copy.deepcopy(previous.schema.attributes[attr]))
+            config["attributes"] = attrs
         partition_index.check_segment("resource name", name)
         behaviors.check_behavior(config["behavior"])
         if not isinstance(config["id_size"], int) or not 1 <= config["id_size"] <= 256:

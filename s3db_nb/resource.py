@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import behaviors, encoding, partitions
 from .clients.base import StoredObject
-from .errors import ConflictError, NotFoundError, S3DBError, SchemaError, ValidationError
+from .errors import ConflictError, NotFoundError, PluginError, S3DBError, SchemaError, ValidationError
 from .events import EventEmitter
 from .record import Content, Page, Record
-from .schema import Schema, iso_ms, unflatten
+from .schema import Schema, iso_ms, parse_shorthand, unflatten
 
 if TYPE_CHECKING:
     from .database import Database
@@ -39,6 +39,7 @@ SYSTEM_KEYS = {
     "_v", "_overflow", "_truncated", "_map", "_pluginmap", "_historicaltimestamp",
     "_contentlength", "_lastmodified", "_hascontent", "_mimetype", "_etag", "_definitionhash",
     "_originalversion", "_versionmapped", "_versionid", "_expiresat", "id", "metadata_updatedat", "_rev",
+    "metadata.updatedat",  # the same leak, unsanitised, in body-only/body-overflow bodies
 }
 UPDATE_RETRIES = 8
 
@@ -261,7 +262,9 @@ class Resource:
         )
 
     def _decode_object(self, record_id: str, obj: StoredObject, *, decrypt: bool | None = None) -> Record:
-        meta = {k.lower(): encoding.metadata_decode(v) for k, v in obj.metadata.items()}
+        # s3db.js stores an absent optional field of several types (json, timeonly, mac, …) as
+        # the literal "undefined" and reads it back as absent, not null (docs/compat.md)
+        meta = {k.lower(): encoding.metadata_decode(v) for k, v in obj.metadata.items() if v != "undefined"}
         body = obj.body
         content_type = (obj.content_type or "").split(";")[0].strip()
         binary = False
@@ -286,10 +289,11 @@ class Resource:
                 meta_dict = {reverse.get(k, k): v for k, v in meta_dict.items()}
         version = meta_dict.get("_v")
         merged: dict[str, Any] = {}
+        burned = self._burned_plugin_keys()
         for source in (body_dict, meta_dict):
             for key, value in source.items():
                 lowered = key.lower()
-                if lowered in SYSTEM_KEYS or (key.startswith("_") and key not in schema.reverse_plugin_map and key not in schema.plugin_map):
+                if lowered in SYSTEM_KEYS or lowered in burned or (key.startswith("_") and key not in schema.reverse_plugin_map and key not in schema.plugin_map):
                     continue
                 if isinstance(value, (dict, list)) and key not in schema.map and key not in schema.reverse_map and key not in schema.leaves_by_path():
                     # original-name body of a nested object: flatten so decode sees paths
@@ -459,6 +463,38 @@ class Resource:
     def get_all(self) -> list[Record]:
         """Every record (1 LIST per 1 000 ids + 1 GET each, in parallel)."""
         return self._dispatch("get_all", lambda: list(self.iter_records()))
+
+    # -- frames (logic in frames.py / sql.py) ---------------------------------------------
+
+    def to_arrow(self, columns: Iterable[str] | None = None, where: Any = None, partition: str | None = None, limit: int | None = None, progress: Any = None, secrets: bool = True, **kw: Any) -> Any:
+        """The records as a typed ``pyarrow.Table`` (1 LIST per 1 000 ids + 1 GET per record)."""
+        from . import frames
+
+        return frames.to_arrow(self, columns, where, partition, limit, progress, secrets, **kw)
+
+    def to_pandas(self, **kw: Any) -> Any:
+        """``to_arrow(...).to_pandas(...)``; keywords go to whichever takes them."""
+        from . import frames
+
+        return frames.to_pandas(self, **kw)
+
+    def iter_batches(self, batch_size: int = 10_000, **kw: Any) -> Any:
+        """A ``pyarrow.RecordBatchReader`` streaming the records ``batch_size`` rows at a time."""
+        from . import frames
+
+        return frames.iter_batches(self, batch_size, **kw)
+
+    def insert_frame(self, df_or_table: Any, id_column: str | None = None, progress: Any = None, on_error: str = "raise") -> Any:
+        """Insert a DataFrame/Arrow table; every row validated first. Returns the rejected rows."""
+        from . import frames
+
+        return frames.insert_frame(self, df_or_table, id_column=id_column, progress=progress, on_error=on_error)
+
+    def to_parquet(self, path: str, partition_by: list[str] | None = None, **kw: Any) -> dict[str, Any]:
+        """Write the records as Parquet (a file, or a Hive-partitioned folder); returns the manifest."""
+        from . import sql
+
+        return sql.resource_to_parquet(self, path, partition_by=partition_by, **kw)
 
     # -- listing --------------------------------------------------------------------------
 
@@ -828,6 +864,113 @@ class Resource:
         stale = [partitions.ref_key(self.name, n, v, record_id) for n, v in old.items() if new.get(n) != v]
         if stale:
             self.client.delete_many(stale)
+
+    # -- plugin attributes (s3db-format.md §5.3, §12) -----------------------------------------
+
+    def add_plugin_attribute(self, name: str, definition: str | Mapping[str, Any], plugin_name: str) -> None:
+        """Add a field owned by ``plugin_name`` (``"boolean|optional"`` or ``{"type": ...}``).
+
+        Its key is ``p`` + 3 chars of a hash, so user field keys never shift; it is stored and
+        read like any field but hidden from ``schema_view()``. Records a new resource version.
+        """
+        if not isinstance(plugin_name, str) or not plugin_name:
+            raise PluginError("Plugin name is required when adding plugin attributes")
+        owner = self.schema.plugin_attributes.get(name)
+        if name in self.schema.attributes and owner != plugin_name:
+            raise PluginError(f"Attribute '{name}' already exists and is not from plugin '{plugin_name}'")
+        if isinstance(definition, str):
+            type_name, rules = parse_shorthand(definition)
+            spec: dict[str, Any] = {"type": type_name, **rules}  # object form, so s3db.json marks it as a plugin's
+        elif isinstance(definition, Mapping) and "type" in definition:
+            spec = {k: copy.deepcopy(v) for k, v in definition.items() if k not in ("__plugin__", "__pluginCreated__")}
+        else:
+            raise SchemaError(f"plugin attribute {name!r}: use a string like 'boolean|optional' or {{'type': 'boolean', 'optional': True}}, got {definition!r}")
+        created = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+        if owner == plugin_name:
+            current = dict(self.schema.attributes[name])
+            created = current.pop("__pluginCreated__", created)
+            current.pop("__plugin__", None)
+            if current == spec:
+                return
+        spec.update({"__plugin__": plugin_name, "__pluginCreated__": created})
+        attributes = dict(self.schema.attributes)
+        attributes[name] = spec
+        self._redefine_plugin_attributes(attributes, plugin_name)
+
+    def remove_plugin_attribute(self, name: str, plugin_name: str | None = None) -> bool:
+        """Remove a plugin attribute (only its owner may); False when there is none of that name.
+
+        Stored values stay in the records but are no longer returned; the key is recorded as burned.
+        """
+        owner = self.schema.plugin_attributes.get(name)
+        if owner is None:
+            if name in self.schema.attributes:
+                raise PluginError(f"Attribute '{name}' is not a plugin attribute; plugins cannot remove user attributes")
+            return False
+        if plugin_name is not None and owner != plugin_name:
+            raise PluginError(f"Attribute '{name}' belongs to plugin '{owner}', not '{plugin_name}'")
+        burn = {"key": self.schema.plugin_map.get(name), "attribute": name, "burnedAt": iso_ms(dt.datetime.now(dt.timezone.utc)), "reason": "removed"}
+        attributes = {k: v for k, v in self.schema.attributes.items() if k != name}
+        self._redefine_plugin_attributes(attributes, owner, burn=burn)
+        return True
+
+    def _redefine_plugin_attributes(self, attributes: dict[str, Any], plugin_name: str, burn: dict[str, Any] | None = None) -> None:
+        """Rebuild the schema with changed plugin attributes and save it as a new version in s3db.json."""
+        from .database import _now_iso, definition_hash
+
+        db = self.database
+        with db._meta_lock:
+            schema = Schema(
+                attributes,
+                timestamps=self.timestamps,
+                registry=copy.deepcopy(self.schema.registry),
+                passphrase=self.schema.passphrase,
+                all_nested_objects_optional=self.schema.all_nested_objects_optional,
+                strict=self.schema.strict,
+                resource=self.name,
+                now_iso=_now_iso(),
+                plugin_map={k: v for k, v in self.schema.plugin_map.items() if k in attributes},
+            )
+            entry = copy.deepcopy(db._metadata.get("resources", {}).get(self.name)) or {
+                "currentVersion": self.version, "partitions": copy.deepcopy(self.partitions), "createdBy": self.created_by, "versions": {},
+            }
+            versions = entry.setdefault("versions", {})
+            version_entry = copy.deepcopy(versions.get(entry.get("currentVersion") or self.version) or {})
+            numbers = [int(v[1:]) for v in versions if v[1:].isdigit()]
+            version = f"v{max(numbers, default=0) + 1}"
+            version_entry.update({
+                "hash": definition_hash(schema.export(), self.behavior, self.partitions, self.timestamps),
+                "attributes": schema.export(), "behavior": self.behavior, "timestamps": self.timestamps,
+                "partitions": copy.deepcopy(self.partitions), "createdAt": _now_iso(),
+            })
+            for key, value in (("paranoid", self.paranoid), ("allNestedObjectsOptional", schema.all_nested_objects_optional),
+                               ("autoDecrypt", self.auto_decrypt), ("cache", False), ("hooks", {}), ("idSize", self.id_size),
+                               ("idGenerator", "custom" if self.id_generator is not None else "default")):
+                version_entry.setdefault(key, value)
+            versions[version] = version_entry
+            entry["currentVersion"] = version
+            entry["schemaRegistry"] = schema.registry.to_json()
+            plugin_registry = entry.setdefault("pluginSchemaRegistry", {}).setdefault(plugin_name, {"mapping": {}, "burned": []})
+            mapping = {a: schema.plugin_map[a] for a, owner in schema.plugin_attributes.items() if owner == plugin_name}
+            burned = [b for b in plugin_registry.get("burned") or [] if b.get("key") not in mapping.values()]
+            plugin_registry.update(mapping=mapping, burned=burned + ([burn] if burn and burn.get("key") else []))
+            db._save_resource_entry(self.name, entry)
+            self.schema = schema
+            self.version = version
+
+    def _burned_plugin_keys(self) -> frozenset[str]:
+        """Keys of removed plugin attributes: their values stay in old records but are not returned."""
+        cached = self.__dict__.get("_burned_cache")
+        if cached is not None and cached[0] is self.schema:
+            return cached[1]
+        registry = (self.database._metadata.get("resources", {}).get(self.name) or {}).get("pluginSchemaRegistry") or {}
+        keys = {
+            str(b["key"]).lower() for r in registry.values() if isinstance(r, Mapping)
+            for b in r.get("burned") or [] if isinstance(b, Mapping) and b.get("key")
+        }
+        result = frozenset(keys - {v.lower() for v in self.schema.plugin_map.values()})
+        self._burned_cache = (self.schema, result)
+        return result
 
     # -- schema views ---------------------------------------------------------------------
 
