@@ -5,7 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test clean
+NODE_COMPAT := tests/compat/node
+NODE_STAMP := $(NODE_COMPAT)/node_modules/.installed
+
+.PHONY: demo test clean compat-docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +19,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m s3db_nb.demo
 
-test: $(STAMP)
+# The real s3db.js for tests/compat (live round trips). Without npm the live tests skip;
+# CI sets S3DB_REQUIRE_NODE=1 so they fail instead.
+$(NODE_STAMP): $(NODE_COMPAT)/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(NODE_COMPAT) && npm install --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "npm not found: the live s3db.js compatibility tests will be skipped"; \
+	fi
+
+test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest
+
+# Re-run the compatibility tests and regenerate docs/compat.md from their outcomes.
+compat-docs: $(STAMP) $(NODE_STAMP)
+	rm -f build/compat/results-*.json
+	S3DB_REQUIRE_NODE=1 $(PY) -m pytest -q -p no:randomly tests/compat
+	$(PY) tests/compat/render_docs.py
 
 clean:
 	rm -rf $(VENV) demo-data build dist *.egg-info

@@ -1,0 +1,327 @@
+"""Bulk I/O benchmark: ``insert_frame`` and ``to_pandas`` next to the raw ceiling, in one run.
+
+    .venv/bin/python benchmarks/bench_bulk.py                      # the issue's sizes
+    .venv/bin/python benchmarks/bench_bulk.py --file 1000,10000 --memory 10000 --s3 1000
+
+Each case (backend, N) runs in a fresh subprocess so its peak RSS is its own. The ceiling is
+measured in the same run with the same pool size: for S3 servers a raw boto3 loop doing the
+same PUTs (same keys' metadata and bodies, under another prefix) and GETs; for ``file://``
+raw reads/writes of the same data files and sidecars. ``memory://`` has no ceiling to compare
+with. Results go to ``benchmarks/results/`` (git-ignored) and are printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+KEY, SECRET = "testing", "testing"
+
+
+def frame(n: int):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "id": [f"u{i:07d}" for i in range(n)],
+        "name": [f"name {i}" for i in range(n)],
+        "age": rng.integers(0, 90, n),
+        "country": rng.choice(["BR", "PT", "US", "DE"], n),
+        "score": rng.random(n),
+        "active": rng.random(n) > 0.5,
+        "created": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 10**9, n), unit="s"),
+        "tags": [["a", "b"]] * n,
+    })  # fmt: skip
+
+
+def cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def timed(fn):
+    c0, t0 = cpu(), time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0, cpu() - c0
+
+
+# -- ceilings ------------------------------------------------------------------------------
+
+
+def s3_ceiling(endpoint: str, bucket: str, prefix: str, keys: list[str], parallelism: int) -> dict[str, float]:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET, region_name="us-east-1",
+        config=Config(max_pool_connections=parallelism, s3={"addressing_style": "path"},
+                      request_checksum_calculation="when_required", response_checksum_validation="when_required"),
+    )  # fmt: skip
+    full = [f"{prefix}/{k}" for k in keys]
+
+    def get(key):
+        r = client.get_object(Bucket=bucket, Key=key)
+        return r["Metadata"], r["Body"].read(), r.get("ContentType")
+
+    with ThreadPoolExecutor(parallelism) as pool:
+        objects, get_s, get_cpu = timed(lambda: list(pool.map(get, full)))
+
+        def put(item):
+            key, (meta, body, ctype) = item
+            extra = {"ContentType": ctype} if ctype else {}
+            client.put_object(Bucket=bucket, Key=f"{prefix}-raw/{key}", Body=body, Metadata=meta, IfNoneMatch="*", **extra)
+
+        _, put_s, put_cpu = timed(lambda: list(pool.map(put, zip(keys, objects))))
+    return {"get_s": get_s, "put_s": put_s, "get_cpu_s": get_cpu, "put_cpu_s": put_cpu}
+
+
+def file_ceiling(root: Path, keys: list[str], parallelism: int) -> dict[str, float]:
+    """Raw reads of each object's data file and sidecar, then raw writes of both elsewhere."""
+    from s3db_nb.clients.file import SIDECAR_SUFFIX
+
+    paths = [root / k for k in keys]
+
+    def read(path):
+        with open(path, "rb") as fh:
+            body = fh.read()
+        with open(str(path) + SIDECAR_SUFFIX, "rb") as fh:
+            side = fh.read()
+        return body, side
+
+    out = root.parent / "raw"
+    with ThreadPoolExecutor(parallelism) as pool:
+        blobs, get_s, get_cpu = timed(lambda: list(pool.map(read, paths)))
+        out.mkdir(parents=True, exist_ok=True)
+
+        def write(item):
+            i, (body, side) = item
+            target = out / f"id={i}"
+            with open(target, "wb") as fh:
+                fh.write(body)
+            with open(str(target) + SIDECAR_SUFFIX, "wb") as fh:
+                fh.write(side)
+
+        _, put_s, put_cpu = timed(lambda: list(pool.map(write, enumerate(blobs))))
+    return {"get_s": get_s, "put_s": put_s, "get_cpu_s": get_cpu, "put_cpu_s": put_cpu}
+
+
+# -- one case (in a subprocess) -----------------------------------------------------------
+
+
+def run_case(backend: str, n: int, endpoint: str | None, bucket: str | None, parallelism: int) -> dict:
+    import s3db_nb
+
+    tmp = Path(tempfile.mkdtemp(prefix="s3db-bench-"))
+    prefix = f"bench-{backend}-{n}-{os.getpid()}"
+    try:
+        if backend == "file":
+            url = f"file://{tmp}/store"
+        elif backend == "memory":
+            url = f"memory://{prefix}"
+        else:
+            url = endpoint.replace("http://", f"http://{KEY}:{SECRET}@") + f"/{bucket}/{prefix}"
+        db = s3db_nb.connect(url, parallelism=parallelism)
+        data = frame(n)
+        users = db.create_resource("users", attributes={
+            "name": "string", "age": "number|integer", "country": "string", "score": "number",
+            "active": "boolean", "created": "datetime", "tags": "array|items:string",
+        })  # fmt: skip
+        _, insert_s, insert_cpu = timed(lambda: users.insert_frame(data, progress=False))
+        df, read_s, read_cpu = timed(lambda: users.to_pandas(progress=False))
+        assert len(df) == n, (len(df), n)
+        table_bytes = users.to_arrow(progress=False).nbytes if n <= 10_000 else int(df.memory_usage(deep=True).sum())
+        keys = [users._key(i) for i in data["id"]]
+        if backend == "file":
+            ceiling = file_ceiling(tmp / "store", keys, parallelism)
+        elif backend == "memory":
+            ceiling = {}
+        else:
+            ceiling = s3_ceiling(endpoint, bucket, prefix, keys, parallelism)
+        db.disconnect()
+        return {
+            "backend": backend, "n": n, "parallelism": parallelism,
+            "insert_s": insert_s, "insert_cpu_s": insert_cpu, "read_s": read_s, "read_cpu_s": read_cpu,
+            "table_bytes": table_bytes, "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            **{f"raw_{k}": v for k, v in ceiling.items()},
+        }  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- servers and the report ---------------------------------------------------------------
+
+
+class Servers:
+    def __init__(self) -> None:
+        self.moto = None
+        self.weed: subprocess.Popen | None = None
+        self.weed_dir: str | None = None
+
+    def start_moto(self) -> tuple[str, str]:
+        os.environ.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1")
+        from conftest import free_ports, s3_client_for
+        from moto.server import ThreadedMotoServer
+
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
+
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_ports(1)[0], verbose=False)
+        self.moto.start()
+        endpoint = "http://127.0.0.1:%d" % self.moto.get_host_and_port()[1]
+        s3_client_for(endpoint, "bench").ensure_bucket()
+        return endpoint, "bench"
+
+    def start_seaweed(self) -> tuple[str, str] | str:
+        """Same flags as the ``seaweed_server`` fixture in tests/conftest.py."""
+        from conftest import _wait_http, find_weed, free_ports, s3_client_for
+
+        weed = find_weed()
+        if weed is None:
+            return "SeaweedFS 'weed' binary not found"
+        self.weed_dir = tempfile.mkdtemp(prefix="s3db-weed-")
+        names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc"]
+        ports = dict(zip(names, free_ports(len(names))))
+        args = [
+            weed, "mini", f"-dir={self.weed_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false",
+            "-master.telemetry=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-s3.localSocket={self.weed_dir}/s3.sock", f"-filer.localSocket={self.weed_dir}/filer.sock",
+        ] + [f"-{k}={v}" for k, v in ports.items()]  # fmt: skip
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET)
+        self.weed = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=self.weed_dir)
+        endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+        if not _wait_http(endpoint + "/", 60, self.weed):
+            return "SeaweedFS did not start"
+        client = s3_client_for(endpoint, "bench")
+        for _ in range(100):
+            try:
+                client.ensure_bucket()
+                client.put("warmup", b"x")
+                return endpoint, "bench"
+            except Exception:  # noqa: BLE001 - the filer may still be starting
+                time.sleep(0.1)
+        return "SeaweedFS S3 gateway not usable"
+
+    def stop(self) -> None:
+        if self.moto is not None:
+            self.moto.stop()
+        if self.weed is not None:
+            self.weed.terminate()
+            try:
+                self.weed.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.weed.kill()
+        if self.weed_dir:
+            shutil.rmtree(self.weed_dir, ignore_errors=True)
+
+
+def sizes(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def report(results: list[dict], skipped: list[str]) -> str:
+    lines = [
+        f"{'backend':<9}{'N':>8} | {'insert rec/s':>12}{'raw PUT/s':>10}{'ratio':>7} | {'read rec/s':>11}{'raw GET/s':>10}{'ratio':>7}"
+        f" | {'cpu ms/rec w':>12}{'r':>6} | {'RSS MB':>7}{'Arrow MB':>9}{'RSS ok':>7}",
+    ]  # fmt: skip
+    for r in results:
+        n = r["n"]
+        ins, rd = n / r["insert_s"], n / r["read_s"]
+        raw_put = n / r["raw_put_s"] if "raw_put_s" in r else None
+        raw_get = n / r["raw_get_s"] if "raw_get_s" in r else None
+        rss, arrow = r["peak_rss_bytes"] / 2**20, r["table_bytes"] / 2**20
+        lines.append(
+            f"{r['backend']:<9}{n:>8} | {ins:>12.0f}{raw_put or float('nan'):>10.0f}{(ins / raw_put) if raw_put else float('nan'):>7.2f}"
+            f" | {rd:>11.0f}{raw_get or float('nan'):>10.0f}{(rd / raw_get) if raw_get else float('nan'):>7.2f}"
+            f" | {1000 * r['insert_cpu_s'] / n:>12.2f}{1000 * r['read_cpu_s'] / n:>6.2f} | {rss:>7.0f}{arrow:>9.1f}{'yes' if rss <= 2 * arrow + 200 else 'NO':>7}"
+        )  # fmt: skip
+    by_backend: dict[str, list[dict]] = {}
+    for r in results:
+        by_backend.setdefault(r["backend"], []).append(r)
+    lines.append("")
+    lines.append("per-record time, largest N / smallest N (target <= 1.2):")
+    for backend, rows in by_backend.items():
+        rows = sorted(rows, key=lambda r: r["n"])
+        if len(rows) > 1:
+            small, big = rows[0], rows[-1]
+            w = (big["insert_s"] / big["n"]) / (small["insert_s"] / small["n"])
+            rd = (big["read_s"] / big["n"]) / (small["read_s"] / small["n"])
+            lines.append(f"  {backend:<9} N={small['n']}→{big['n']}: insert {w:.2f}, read {rd:.2f}")
+    for reason in skipped:
+        lines.append(f"skipped: {reason}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--s3", default="1000,10000", help="sizes for the moto and SeaweedFS servers")
+    parser.add_argument("--file", default="1000,10000,100000", help="sizes for file://")
+    parser.add_argument("--memory", default="1000,100000", help="sizes for memory://")
+    parser.add_argument("--moto", default=None, help="sizes for moto only (default: --s3)")
+    parser.add_argument("--seaweed", default=None, help="sizes for SeaweedFS only (default: --s3)")
+    parser.add_argument("--parallelism", type=int, default=16)
+    parser.add_argument("--case", nargs=4, metavar=("BACKEND", "N", "ENDPOINT", "BUCKET"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        backend, n, endpoint, bucket = args.case
+        print(json.dumps(run_case(backend, int(n), None if endpoint == "-" else endpoint, None if bucket == "-" else bucket, args.parallelism)))
+        return
+
+    plan = [("memory", n) for n in sizes(args.memory)] + [("file", n) for n in sizes(args.file)]
+    plan += [("moto", n) for n in sizes(args.moto if args.moto is not None else args.s3)]
+    plan += [("seaweed", n) for n in sizes(args.seaweed if args.seaweed is not None else args.s3)]
+    servers = Servers()
+    results: list[dict] = []
+    skipped = ["node/s3db.js comparison: s3db.js is not installed here and npm cannot be reached offline"
+               if shutil.which("node") is None or not (HERE / "node_modules" / "s3db.js").exists()
+               else "node/s3db.js comparison: not implemented in this script"]  # fmt: skip
+    try:
+        endpoints: dict[str, tuple[str, str] | str] = {}
+        if any(b == "moto" for b, _ in plan):
+            endpoints["moto"] = servers.start_moto()
+        if any(b == "seaweed" for b, _ in plan):
+            endpoints["seaweed"] = servers.start_seaweed()
+        for backend, n in plan:
+            endpoint, bucket = "-", "-"
+            if backend in endpoints:
+                if isinstance(endpoints[backend], str):
+                    skipped.append(f"{backend} N={n}: {endpoints[backend]}")
+                    continue
+                endpoint, bucket = endpoints[backend]
+            started = time.perf_counter()
+            proc = subprocess.run([sys.executable, __file__, "--parallelism", str(args.parallelism), "--case", backend, str(n), endpoint, bucket],
+                                  capture_output=True, text=True)  # fmt: skip
+            if proc.returncode != 0:
+                skipped.append(f"{backend} N={n}: failed: {proc.stderr.strip().splitlines()[-1:]}")
+                continue
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(f"  {backend} N={n} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    finally:
+        servers.stop()
+    text = report(results, skipped)
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, parallelism {args.parallelism}")
+    print(text)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (out / f"bench_bulk-{stamp}.json").write_text(json.dumps({"results": results, "skipped": skipped}, indent=2))
+    (out / f"bench_bulk-{stamp}.txt").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,548 @@
+"""DuckDB SQL over resources, and exports to Parquet / JSON Lines / CSV.
+
+One DuckDB 2.x connection per Database (``SET enable_progress_bar=false``). A query sees every
+resource as a table under its name: the resource is read into Arrow on first use and cached
+until a write made through this Database (the ``resource-changed`` event) invalidates it.
+Writes by other processes are not seen until then; ``db.sql(q, refresh=True)`` re-reads.
+When a resource appears once in a query and the WHERE clause fixes every field of one of its
+partitions (``country = 'BR'``), only that partition is read.
+
+Exports go through ``pyarrow.fs`` (LocalFileSystem, or S3FileSystem for ``s3://`` and
+endpoint URLs) because DuckDB's ``httpfs`` extension cannot be installed offline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import io
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import frames
+from .errors import ConnectionStringError, NotFoundError, S3DBError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
+
+    from .database import Database
+    from .resource import Resource
+
+REPR_ROWS = 20
+MANIFEST = "manifest.json"
+FORMATS = {"parquet": "parquet", "jsonl": "jsonl", "csv": "csv"}
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+class SQLResult:
+    """A materialised query result: ``.df()``, ``.arrow()``, ``.fetchall()``; renders as a table."""
+
+    def __init__(self, table: pa.Table, query: str) -> None:
+        self._table = table
+        self.query = query
+
+    def arrow(self) -> pa.Table:
+        return self._table
+
+    def df(self, **kwargs: Any) -> pd.DataFrame:
+        """As a pandas DataFrame; keywords go to ``Table.to_pandas`` (e.g. ``types_mapper=pd.ArrowDtype``)."""
+        return self._table.to_pandas(**kwargs)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        columns = [c.to_pylist() for c in self._table.columns]
+        return list(zip(*columns)) if columns else []
+
+    @property
+    def columns(self) -> list[str]:
+        return self._table.column_names
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.fetchall())
+
+    def __repr__(self) -> str:
+        head = self._table.slice(0, REPR_ROWS)
+        lines = [" | ".join(self.columns)]
+        for row in zip(*[c.to_pylist() for c in head.columns]):
+            lines.append(" | ".join(_cell(v, 40) for v in row))
+        lines.append(f"({min(REPR_ROWS, len(self))} of {len(self)} rows)")
+        return "\n".join(lines)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Both forms from one call, as DuckDB's relations do (shown even where a shell has the
+        HTML formatter off)."""
+        return {"text/plain": repr(self), "text/html": self._repr_html_()}
+
+    def _repr_html_(self) -> str:
+        head = self._table.slice(0, REPR_ROWS)
+        header = "".join(f"<th>{html.escape(n)}<br><small>{html.escape(str(t))}</small></th>" for n, t in zip(head.column_names, head.schema.types))
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_cell(v, 80))}</td>" for v in row) + "</tr>"
+            for row in zip(*[c.to_pylist() for c in head.columns])
+        )
+        footer = f"<p><small>{head.num_rows} of {len(self)} rows</small></p>"
+        return f"<table class='dataframe s3db-sql'><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>{footer}"
+
+
+def _cell(value: Any, width: int) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- the engine ---------------------------------------------------------------------------
+
+
+class SQLEngine:
+    """The DuckDB connection of one Database and the Arrow tables registered on it."""
+
+    def __init__(self, db: Database) -> None:
+        try:
+            import duckdb
+        except ImportError as exc:  # pragma: no cover - duckdb is a core dependency
+            from .errors import MissingDependencyError
+
+            raise MissingDependencyError("db.sql() needs duckdb: pip install 'duckdb>=2,<3'") from exc
+        self.db = db
+        self.con = duckdb.connect()
+        self.con.sql("SET enable_progress_bar=false")
+        self._lock = threading.RLock()
+        self._cache: dict[tuple[str, Any], pa.Table] = {}
+        self._registered: dict[str, tuple[str, Any]] = {}
+        self.reads: list[tuple[str, Any]] = []  # (resource, partition filter) of every read, for tests
+        db.events.on("resource-changed", self._invalidate)
+
+    def _invalidate(self, name: str) -> None:
+        for key in [k for k in list(self._cache) if k[0] == name]:
+            self._cache.pop(key, None)
+
+    def close(self) -> None:
+        self.db.events.off("resource-changed", self._invalidate)
+        with self._lock:
+            self._cache.clear()
+            self.con.close()
+
+    def sql(self, query: str, *, refresh: bool = False, **tables: Any) -> SQLResult:
+        """Run ``query``; see the module docstring for what it reads."""
+        if not isinstance(query, str) or not query.strip():
+            raise S3DBError("db.sql() needs a SQL string")
+        with self._lock:
+            if refresh:
+                self._cache.clear()
+            tree = _parse(self.con, query)
+            referenced = _referenced(tree, query)
+            by_lower = {name.lower(): name for name in self.db.resources}
+            tables_lower = {k.lower() for k in tables}
+            for ref in referenced:
+                name = by_lower.get(ref.lower())
+                if name is None or ref.lower() in tables_lower:
+                    continue
+                self._register_resource(name, _pushdown(tree, name, self.db.resource(name)))
+            for key, value in tables.items():
+                self.con.register(key, value)
+                self._registered.pop(key, None)
+            try:
+                relation = self.con.sql(query)
+                table = relation.to_arrow_table() if relation is not None else pa.table({})
+            finally:
+                for key in tables:
+                    self.con.unregister(key)
+            return SQLResult(table, query)
+
+    def _register_resource(self, name: str, pushed: tuple[str, dict[str, str]] | None) -> None:
+        key = (name, None if pushed is None else (pushed[0], tuple(sorted(pushed[1].items()))))
+        table = self._cache.get(key)
+        if table is None:
+            resource = self.db.resource(name)
+            if pushed is None:
+                table = resource.to_arrow(progress=False)
+            else:
+                table = resource.to_arrow(partition=pushed[0], partition_values=pushed[1], progress=False)
+            self._cache[key] = table
+            self.reads.append(key)
+        self.con.register(name, table)  # cheap: DuckDB scans the Arrow table in place
+        self._registered[name] = key
+
+
+def engine_for(db: Database) -> SQLEngine:
+    """The Database's SQL engine, created on first use (closed by ``db.disconnect()``)."""
+    engine = db.__dict__.get("_sql_engine")
+    if engine is None:
+        engine = SQLEngine(db)
+        db.__dict__["_sql_engine"] = engine
+    return engine
+
+
+# -- partition pushdown -------------------------------------------------------------------
+
+
+def _walk(node: Any) -> Iterator[Mapping[str, Any]]:
+    if isinstance(node, Mapping):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _from_tables(from_table: Any) -> Iterator[Mapping[str, Any]]:
+    """BASE_TABLE nodes directly in a FROM clause (through joins, not into subqueries)."""
+    if not isinstance(from_table, Mapping):
+        return
+    if from_table.get("type") == "BASE_TABLE":
+        yield from_table
+    elif from_table.get("type") == "JOIN":
+        yield from _from_tables(from_table.get("left"))
+        yield from _from_tables(from_table.get("right"))
+
+
+def _conjuncts(where: Any) -> Iterator[Mapping[str, Any]]:
+    if not isinstance(where, Mapping):
+        return
+    if where.get("type") == "CONJUNCTION_AND":
+        for child in where.get("children", []):
+            yield from _conjuncts(child)
+    else:
+        yield where
+
+
+def _parse(con: Any, query: str) -> dict[str, Any] | None:
+    """DuckDB's own parse tree of ``query`` (``json_serialize_sql``); None when it cannot say."""
+    try:
+        tree = json.loads(con.sql("SELECT json_serialize_sql(?::VARCHAR)", params=[query]).fetchall()[0][0])
+    except Exception:  # noqa: BLE001 - DuckDB reports the real error when the query runs
+        return None
+    return None if tree.get("error") else tree
+
+
+def _referenced(tree: dict[str, Any] | None, query: str) -> set[str]:
+    """Table names the query reads; without a parse tree (DDL, PRAGMA…) every word is a candidate."""
+    if tree is None:
+        import re
+
+        return set(re.findall(r"[A-Za-z_][A-Za-z0-9_-]*", query))
+    return {str(n.get("table_name")) for n in _walk(tree) if n.get("type") == "BASE_TABLE"}
+
+
+def _pushdown(tree: dict[str, Any] | None, name: str, resource: Resource) -> tuple[str, dict[str, str]] | None:
+    """(partition, values) when the query only needs one partition of ``name``, else None.
+
+    Safe only when the table is referenced once and its SELECT's WHERE is an AND of
+    ``column = constant`` covering every field of a partition: rows of other partitions
+    would be filtered out by that same WHERE (for inner and outer joins alike)."""
+    if not resource.partitions or tree is None or len(tree.get("statements", [])) != 1:
+        return None
+    lname = name.lower()
+    bases = [n for n in _walk(tree) if n.get("type") == "BASE_TABLE" and str(n.get("table_name", "")).lower() == lname]
+    if len(bases) != 1:
+        return None
+    for node in _walk(tree):
+        if node.get("type") != "SELECT_NODE":
+            continue
+        base = next((b for b in _from_tables(node.get("from_table")) if str(b.get("table_name", "")).lower() == lname), None)
+        if base is None:
+            continue
+        alias = (base.get("alias") or base.get("table_name")).lower()
+        found: dict[str, str] = {}
+        for cond in _conjuncts(node.get("where_clause")):
+            if cond.get("type") != "COMPARE_EQUAL":
+                continue
+            left, right = cond.get("left") or {}, cond.get("right") or {}
+            if left.get("class") == "CONSTANT":
+                left, right = right, left
+            if left.get("class") != "COLUMN_REF" or right.get("class") != "CONSTANT":
+                continue
+            literal = right.get("value") or right.get("literal") or {}
+            if not isinstance(literal, Mapping) or literal.get("kind") not in ("STRING", "INTEGER", "VARCHAR") or "text" not in literal:
+                continue
+            names = [str(n).lower() for n in left.get("column_names", [])]
+            if len(names) > 1 and names[0] == alias:
+                names = names[1:]
+            found[".".join(names)] = str(literal["text"])
+        for partition, definition in resource.partitions.items():
+            fields = list(definition["fields"])
+            if fields and all(f.lower() in found for f in fields):
+                return partition, {f: found[f.lower()] for f in fields}
+        return None
+    return None
+
+
+# -- exports ------------------------------------------------------------------------------
+
+
+def filesystem(path: str, db: Database | None = None) -> tuple[pafs.FileSystem, str, str]:
+    """(pyarrow filesystem, base path inside it, display URL without credentials) for ``path``.
+
+    ``s3://bucket/prefix`` uses the Database's own endpoint and credentials when it is on S3
+    (else the AWS credential chain); ``http(s)://KEY:SECRET@host:port/bucket/prefix`` any
+    endpoint; anything else is a local folder (``file://`` optional)."""
+    import pyarrow.fs as pafs
+
+    from .connection import parse_url
+
+    if path.startswith(("s3://", "http://", "https://")):
+        try:
+            config = parse_url(path)
+        except ConnectionStringError:
+            raise
+        own = db.config if db is not None and db.config.scheme not in ("memory", "file") else None
+        if path.startswith("s3://") and own is not None and config.access_key_id is None:
+            config.endpoint_url = config.endpoint_url or own.endpoint_url
+            config.access_key_id, config.secret_access_key, config.session_token = own.access_key_id, own.secret_access_key, own.session_token
+            config.region = config.region or own.region
+        options: dict[str, Any] = {"region": config.region or "us-east-1"}
+        if config.access_key_id:
+            options.update(access_key=config.access_key_id, secret_key=config.secret_access_key, session_token=config.session_token)
+        if config.endpoint_url:
+            parsed = urllib.parse.urlparse(config.endpoint_url)
+            options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")
+        fs = pafs.S3FileSystem(**options, allow_bucket_creation=False, check_directory_existence_before_creation=False)
+        base = "/".join(p for p in (config.bucket, config.prefix.strip("/")) if p)
+        return fs, base, config.masked_url
+    local = path[len("file://") :] if path.startswith("file://") else path
+    import os
+
+    local = os.path.abspath(local)
+    return pafs.LocalFileSystem(), local, local
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        import base64
+
+        return base64.b64encode(value).decode()
+    try:
+        import decimal
+
+        if isinstance(value, decimal.Decimal):
+            return float(value)
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value)
+
+
+def _flat_for_csv(table: pa.Table) -> pa.Table:
+    """CSV cannot hold nested values: structs and lists become JSON text."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_nested(column.type):
+            values = column.to_pylist()
+            column = pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=_jsonable) for v in values], pa.string())
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _encode(table: pa.Table, fmt: str) -> bytes:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        return sink.getvalue().to_pybytes()
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(_flat_for_csv(table), sink)
+        return sink.getvalue().to_pybytes()
+    if fmt == "jsonl":
+        out = io.StringIO()
+        for row in table.to_pylist():
+            out.write(json.dumps(row, ensure_ascii=False, default=_jsonable, separators=(",", ":")))
+            out.write("\n")
+        return out.getvalue().encode()
+    raise S3DBError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+
+
+def _hive_segment(column: str, value: Any) -> str:
+    text = HIVE_NULL if value is None else (_jsonable(value) if not isinstance(value, (str, int, float, bool)) else str(value))
+    return f"{urllib.parse.quote(column, safe='')}={urllib.parse.quote(str(text), safe='')}"
+
+
+def _add_path_columns(table: pa.Table, paths: list[str]) -> pa.Table:
+    """Nested partition fields (``address.city``) become top-level columns of that name."""
+    for path in paths:
+        if path in table.column_names:
+            continue
+        parts = path.split(".")
+        if parts[0] not in table.column_names:
+            raise S3DBError(f"cannot partition by {path!r}: no such column; columns: {', '.join(table.column_names)}")
+        column: Any = table.column(parts[0])
+        for part in parts[1:]:
+            column = pc.struct_field(column, part)
+        table = table.append_column(path, column)
+    return table
+
+
+def write_table(fs: pafs.FileSystem, base: str, table: pa.Table, fmt: str, partition_by: list[str] | None, *, filename: str | None = None) -> list[dict[str, Any]]:
+    """Write ``table`` under ``base`` (one file per Hive partition); returns the file entries
+    (path relative to ``base``, rows, bytes, sha256)."""
+    import pyarrow.fs as pafs
+
+    local = isinstance(fs, pafs.LocalFileSystem)
+    name = filename or f"part-0.{fmt}"
+    groups: list[tuple[str, pa.Table]]
+    if partition_by:
+        table = _add_path_columns(table, partition_by)
+        order = pc.sort_indices(table, sort_keys=[(c, "ascending") for c in partition_by])
+        table = table.take(order)
+        keys = list(zip(*[table.column(c).to_pylist() for c in partition_by]))
+        groups = []
+        start = 0
+        for i in range(1, len(keys) + 1):
+            if i == len(keys) or keys[i] != keys[start]:
+                folder = "/".join(_hive_segment(c, v) for c, v in zip(partition_by, keys[start]))
+                groups.append((f"{folder}/{name}", table.slice(start, i - start).drop_columns(partition_by)))
+                start = i
+    else:
+        groups = [(name, table)]
+    entries = []
+    for relative, part in groups:
+        data = _encode(part, fmt)
+        target = f"{base}/{relative}"
+        if local:
+            fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(target) as stream:
+            stream.write(data)
+        entries.append({"path": relative, "rows": part.num_rows, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    return entries
+
+
+def _clear(fs: pafs.FileSystem, path: str) -> None:
+    import pyarrow.fs as pafs
+
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir_contents(path, missing_dir_ok=True)
+    elif info.type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def _now() -> str:
+    moment = dt.datetime.now(dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def default_partition_by(resource: Resource) -> list[str]:
+    """The fields of the resource's first partition (exports are Hive-partitioned by them)."""
+    for definition in resource.partitions.values():
+        return list(definition["fields"])
+    return []
+
+
+def _resource_entry(resource: Resource, table: pa.Table, partition_by: list[str], files: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "rows": table.num_rows,
+        "partition_by": partition_by,
+        "attributes": resource.schema_view(),
+        "arrow_schema": {f.name: str(f.type) for f in table.schema},
+        "files": files,
+    }
+
+
+def export(
+    db: Database,
+    path: str,
+    format: str = "parquet",
+    resources: Iterable[str] | None = None,
+    *,
+    secrets: bool = False,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Write each resource to ``path/<resource>/`` (Hive folders by its first partition's
+    fields) plus ``path/manifest.json``; returns the manifest. Secret fields are left out
+    unless ``secrets=True``. Reads each resource once (LIST + 1 GET per record)."""
+    if format not in FORMATS:
+        raise S3DBError(f"unknown export format {format!r}; use one of: {', '.join(FORMATS)}")
+    names = list(db.resources) if resources is None else list(resources)
+    for name in names:
+        db.resource(name)  # NotFoundError lists the existing ones
+    fs, base, shown = filesystem(path, db)
+    from . import __version__
+
+    manifest: dict[str, Any] = {
+        "format": format,
+        "generator": f"s3db_nb {__version__}",
+        "source": db.config.masked_url,
+        "target": shown,
+        "exported_at": _now(),
+        "hive_partitioning": True,
+        "resources": {},
+    }
+    for name in names:
+        resource = db.resource(name)
+        table = frames.to_arrow(resource, secrets=secrets, progress=progress)
+        partition_by = default_partition_by(resource)
+        _clear(fs, f"{base}/{name}")
+        files = write_table(fs, f"{base}/{name}", table, format, partition_by)
+        for entry in files:
+            entry["path"] = f"{name}/{entry['path']}"
+        manifest["resources"][name] = _resource_entry(resource, table, partition_by, files)
+    data = json.dumps(manifest, indent=2, ensure_ascii=False, default=str).encode()
+    import pyarrow.fs as pafs
+
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(base, recursive=True)
+    with fs.open_output_stream(f"{base}/{MANIFEST}") as stream:
+        stream.write(data)
+    return manifest
+
+
+def resource_to_parquet(resource: Resource, path: str, partition_by: list[str] | None = None, *, secrets: bool = False, progress: Any = None) -> dict[str, Any]:
+    """One Parquet file at ``path``, or with ``partition_by`` a Hive folder; returns the manifest
+    entry of the written files. Secret fields are left out unless ``secrets=True``."""
+    fs, base, _ = filesystem(path, resource.database)
+    table = frames.to_arrow(resource, secrets=secrets, progress=progress)
+    if partition_by:
+        _clear(fs, base)
+        files = write_table(fs, base, table, "parquet", list(partition_by))
+    else:
+        folder, _, filename = base.rpartition("/")
+        import pyarrow.fs as pafs
+
+        if isinstance(fs, pafs.LocalFileSystem):
+            fs.create_dir(folder, recursive=True)
+        files = write_table(fs, folder, table, "parquet", None, filename=filename)
+    return _resource_entry(resource, table, list(partition_by or []), files)
+
+
+def open_export(path: str, resource: str, db: Database | None = None) -> pads.Dataset:
+    """A ``pyarrow.dataset`` over one exported resource (local or S3), for ``db.sql(q, name=ds)``.
+
+    Reads ``manifest.json`` for the format; filters and projections are pushed into the scan."""
+    import pyarrow.dataset as pads
+
+    fs, base, _ = filesystem(path, db)
+    try:
+        with fs.open_input_stream(f"{base}/{MANIFEST}") as stream:
+            manifest = json.loads(stream.read())
+    except (FileNotFoundError, OSError) as exc:
+        raise NotFoundError(f"no {MANIFEST} under {path!r}; export there first") from exc
+    if resource not in manifest.get("resources", {}):
+        raise NotFoundError(f"export at {path!r} has no resource {resource!r}; it has: {', '.join(manifest.get('resources', {}))}")
+    fmt = manifest["format"]
+    if fmt == "jsonl":
+        fmt = "json"
+    files = [f"{base}/{entry['path']}" for entry in manifest["resources"][resource]["files"]]
+    return pads.dataset(files, filesystem=fs, format=fmt, partitioning="hive", partition_base_dir=f"{base}/{resource}")
+
+
+__all__ = ["SQLEngine", "SQLResult", "engine_for", "export", "resource_to_parquet", "open_export", "filesystem", "write_table"]

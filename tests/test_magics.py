@@ -1,0 +1,135 @@
+"""%s3db / %%s3db magics through a real IPython shell."""
+
+import uuid
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import get_ipython
+
+import s3db_nb
+
+
+@pytest.fixture(scope="module")
+def ip():
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "s3db_nb")
+    yield shell
+    shell.run_line_magic("unload_ext", "s3db_nb")
+
+
+@pytest.fixture
+def url():
+    """A memory database with two resources, connected through the magic."""
+    name = f"magic-{uuid.uuid4().hex[:8]}"
+    db = s3db_nb.connect(f"memory://{name}")
+    users = db.create_resource("users", attributes={"name": "string", "country": "string"})
+    users.insert_many([
+        {"id": "a", "name": "Ana", "country": "BR"},
+        {"id": "b", "name": "<script>alert(1)</script>", "country": "SE"},
+        {"id": "c", "name": "Caio", "country": "BR"},
+    ])
+    orders = db.create_resource("orders", attributes={"user": "string", "total": "number"})
+    orders.insert_many([{"id": "o1", "user": "a", "total": 10.5}, {"id": "o2", "user": "a", "total": 4.5}])
+    return f"memory://{name}"
+
+
+@pytest.fixture
+def connected(ip, url):
+    ip.run_line_magic("s3db", f"connect {url} --as t")
+    return ip
+
+
+def test_connect_echoes_only_the_masked_url(ip, capsys, moto_server):
+    host = moto_server.split("://", 1)[1]
+    url = f"http://AKIAMAGIC:SUPERSECRET@{host}/magic-bucket"
+    s3db_nb.connect(url, create_bucket=True).disconnect()
+    ip.run_line_magic("s3db", f"connect {url} --as creds")
+    out = capsys.readouterr().out
+    assert "SUPERSECRET" not in out and "AKIAMAGIC" not in out and "***" in out
+    ip.run_line_magic("s3db", "disconnect creds")
+
+
+def test_resources_lists_every_resource(connected):
+    frame = connected.run_line_magic("s3db", "resources")
+    assert sorted(frame["resource"]) == ["orders", "users"]
+
+
+def test_describe_lists_fields_and_keys(connected):
+    frame = connected.run_line_magic("s3db", "describe users")
+    assert list(frame["field"]) == ["name", "country"] and list(frame["key"]) == ["0", "1"]
+
+
+def test_head_returns_n_records(connected):
+    assert len(connected.run_line_magic("s3db", "head users -n 2")) == 2
+
+
+def test_sql_cell_runs_duckdb_over_resources(connected):
+    result = connected.run_cell_magic("s3db", "sql", "SELECT country, count(*) AS n FROM users GROUP BY 1 ORDER BY 1")
+    assert result.fetchall() == [("BR", 2), ("SE", 1)]
+
+
+def test_sql_join_across_resources(connected):
+    query = "SELECT u.name, sum(o.total) AS spent FROM users u JOIN orders o ON o.user = u.id GROUP BY 1"
+    assert connected.run_cell_magic("s3db", "sql", query).fetchall() == [("Ana", 15.0)]
+
+
+def test_sql_assignment_with_arrow_syntax(connected):
+    assert connected.run_cell_magic("s3db", "sql top <<", "SELECT count(*) AS n FROM users") is None
+    assert connected.user_ns["top"].fetchall() == [(3,)]
+
+
+def test_sql_assignment_with_output_flag(connected):
+    connected.run_cell_magic("s3db", "sql -o counted --connection t", "SELECT count(*) FROM orders")
+    assert connected.user_ns["counted"].fetchall() == [(2,)]
+
+
+def test_dollar_and_braces_are_not_expanded(connected):
+    connected.user_ns["country"] = "SE"
+    result = connected.run_cell_magic("s3db", "sql", "SELECT '$country' AS a, '{country}' AS b")
+    assert result.fetchall() == [("$country", "{country}")]
+
+
+def test_sql_result_html_is_escaped(connected):
+    result = connected.run_cell_magic("s3db", "sql", "SELECT name FROM users ORDER BY id")
+    data, _ = connected.display_formatter.format(result)
+    assert "&lt;script&gt;" in data["text/html"] and "<script>" not in data["text/html"]
+
+
+@pytest.mark.parametrize(
+    "line, cell, fragment",
+    [
+        ("connect ftp://nope", None, "unsupported scheme"),
+        ("head nothing", None, "no resource named 'nothing'"),
+        ("describe", None, "arguments are required"),
+        ("bogus", None, "unknown %s3db command"),
+        ("sql", "SELEC oops", "syntax error"),
+        ("sql", "SELECT * FROM missing_table", "missing_table"),
+        ("sql", "   ", "needs a query"),
+        ("sql 1bad <<", "SELECT 1", "valid Python name"),
+        ("resources --connection nope", None, "no connection named 'nope'"),
+    ],
+)
+def test_bad_input_is_a_one_line_usage_error(connected, line, cell, fragment):
+    with pytest.raises(UsageError) as info:
+        if cell is None:
+            connected.run_line_magic("s3db", line)
+        else:
+            connected.run_cell_magic("s3db", line, cell)
+    assert fragment.lower() in str(info.value).lower()
+    assert "\n" not in str(info.value)
+
+
+def test_displaylimit_is_configurable(connected):
+    connected.run_line_magic("config", "S3DBMagics.displaylimit = 1")
+    try:
+        assert len(connected.run_line_magic("s3db", "head users")) == 1
+    finally:
+        connected.run_line_magic("config", "S3DBMagics.displaylimit = 20")
+
+
+def test_unload_removes_the_magic(ip):
+    shell = ip
+    shell.run_line_magic("unload_ext", "s3db_nb")
+    assert "s3db" not in shell.magics_manager.magics["line"]
+    shell.run_line_magic("load_ext", "s3db_nb")
+    assert "s3db" in shell.magics_manager.magics["line"]

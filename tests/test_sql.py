@@ -1,0 +1,103 @@
+"""db.sql(): resources as DuckDB tables, refresh after writes, partition pushdown, result reprs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from s3db_nb.sql import SQLResult, engine_for
+
+
+def _people(db):
+    users = db.create_resource("users", attributes={"name": "string", "country": "string"}, partitions={"byCountry": {"fields": {"country": "string"}}})
+    orders = db.create_resource("orders", attributes={"user": "string", "total": "money"})
+    users.insert_frame(pd.DataFrame({"id": ["u1", "u2", "u3"], "name": ["Ana", "Bo", "Cy"], "country": ["BR", "PT", "BR"]}))
+    orders.insert_frame(pd.DataFrame({"id": ["o1", "o2", "o3"], "user": ["u1", "u1", "u2"], "total": [10.5, 1.25, 3.0]}))
+    return users, orders
+
+
+def test_group_by_over_a_resource(db):
+    _people(db)
+    rows = db.sql("select country, count(*) as n from users group by 1 order by 1").fetchall()
+    assert rows == [("BR", 2), ("PT", 1)]
+
+
+def test_join_of_two_resources(db):
+    _people(db)
+    result = db.sql("select u.name, sum(o.total) as spent from users u join orders o on o.user = u.id group by 1 order by 1")
+    assert [(n, float(s)) for n, s in result.fetchall()] == [("Ana", 11.75), ("Bo", 3.0)]
+
+
+def test_partition_filter_reads_only_that_partition(db):
+    _people(db)
+    engine = engine_for(db)
+    rows = db.sql("select name from users where country = 'BR' order by name").fetchall()
+    assert rows == [("Ana",), ("Cy",)]
+    assert engine.reads[-1] == ("users", ("byCountry", (("country", "BR"),)))
+
+
+def test_no_pushdown_when_filter_is_not_a_plain_conjunction(db):
+    _people(db)
+    engine = engine_for(db)
+    rows = db.sql("select count(*) from users where country = 'BR' or name = 'Bo'").fetchall()
+    assert rows == [(3,)]
+    assert engine.reads[-1] == ("users", None)
+    assert db.sql("select count(*) from users a join users b on a.country = b.country where a.country = 'PT'").fetchall() == [(1,)]
+    assert engine.reads[-1] == ("users", None)
+
+
+def test_writes_through_the_database_refresh_tables(db):
+    users, _ = _people(db)
+    assert db.sql("select count(*) from users").fetchall() == [(3,)]
+    users.insert({"id": "u4", "name": "Di", "country": "PT"})
+    assert db.sql("select count(*) from users").fetchall() == [(4,)]
+    users.delete("u1")
+    assert db.sql("select count(*) from users").fetchall() == [(3,)]
+
+
+def test_result_converts_to_pandas_and_arrow(db):
+    _people(db)
+    result = db.sql("select id, name from users order by id")
+    assert isinstance(result, SQLResult)
+    assert isinstance(result.arrow(), pa.Table)
+    assert list(result.df()["name"]) == ["Ana", "Bo", "Cy"]
+    assert len(result) == 3 and result.columns == ["id", "name"]
+
+
+def test_extra_tables_can_be_passed(db):
+    _people(db)
+    codes = pd.DataFrame({"country": ["BR", "PT"], "label": ["Brazil", "Portugal"]})
+    rows = db.sql("select c.label, count(*) from users u join codes c using (country) group by 1 order by 1", codes=codes).fetchall()
+    assert rows == [("Brazil", 2), ("Portugal", 1)]
+
+
+def test_repr_is_bounded_and_escaped(tmp_path):
+    import s3db_nb
+
+    db = s3db_nb.connect(f"memory://{tmp_path.name}-repr")
+    try:
+        notes = db.create_resource("notes", attributes={"text": "string"})
+        notes.insert_frame(pd.DataFrame({"id": [f"n{i:02d}" for i in range(30)], "text": ["<b>x</b>"] * 30}))
+        result = db.sql("select * from notes order by id")
+        page = result._repr_html_()
+        assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x" not in page
+        assert "20 of 30 rows" in page
+        assert page.count("<tr>") == 21
+        assert "(20 of 30 rows)" in repr(result)
+        assert result._repr_html_() == page  # deterministic: no random ids
+    finally:
+        db.disconnect()
+
+
+def test_disconnect_closes_the_connection(tmp_path):
+    import s3db_nb
+
+    db = s3db_nb.connect(f"memory://{tmp_path.name}-close")
+    db.create_resource("t", attributes={"n": "number"})
+    db.sql("select 1")
+    engine = engine_for(db)
+    db.disconnect()
+    with pytest.raises(Exception):
+        engine.con.sql("select 1")
+    assert "_sql_engine" not in db.__dict__
