@@ -433,18 +433,43 @@ class Database:
         data.setdefault("resources", {})
         return data, obj.etag
 
-    def _save_resource_entry(self, name: str, entry: Mapping[str, Any]) -> None:
-        """Merge one resource's entry into the stored s3db.json with a conditional write."""
+    def delete_resource(self, name: str, *, confirm: bool = False) -> int:
+        """Delete a resource: every object under ``resource=<name>/`` and its ``s3db.json`` entry.
+
+        Refused on a paranoid resource (the default) unless ``confirm=True``. Returns how many
+        objects were deleted.
+        """
+        resource = self.resource(name)
+        if resource.paranoid and not confirm:
+            raise S3DBError(f"delete_resource({name!r}) on a paranoid resource refused; pass confirm=True")
+        deleted = self.client.delete_prefix(f"resource={name}/")
+        with self._meta_lock:
+            self._save_resource_entry(name, None)
+            self._resources.pop(name, None)
+        self.events.emit("resource-deleted", name)
+        self._changed(name)
+        return deleted
+
+    def _save_resource_entry(self, name: str, entry: Mapping[str, Any] | None) -> None:
+        """Merge one resource's entry (None: remove it) into the stored s3db.json with a
+        conditional write."""
         for _ in range(20):
             fresh, etag = self._load_metadata()
             theirs = fresh["resources"].get(name)
-            merged = copy.deepcopy(dict(entry))
-            if theirs:
+            if entry is None:
+                if theirs is None:
+                    return
+                fresh["resources"].pop(name)
+                merged = None
+            else:
+                merged = copy.deepcopy(dict(entry))
+            if theirs and merged is not None:
                 merged["schemaRegistry"] = _merge_registries(theirs.get("schemaRegistry"), merged.get("schemaRegistry"))
                 versions = dict(theirs.get("versions") or {})
                 versions.update(merged.get("versions") or {})
                 merged["versions"] = versions
-            fresh["resources"][name] = merged
+            if merged is not None:
+                fresh["resources"][name] = merged
             fresh["lastUpdated"] = _now_iso()
             fresh.setdefault("version", FORMAT_VERSION)
             fresh.setdefault("s3dbVersion", S3DB_JS_VERSION)

@@ -337,7 +337,10 @@ class Plugin(EventEmitter):
         if purge_data:
             deleted = self.get_storage().delete_all()
             for name in self._owned:
-                deleted += self.database.client.delete_prefix(f"resource={name}/")
+                if name in self.database:
+                    deleted += self.database.delete_resource(name, confirm=True)
+                else:
+                    deleted += self.database.client.delete_prefix(f"resource={name}/")
             self.emit("plugin.dataPurged", {"deleted": deleted})
         self.database.plugins._unregister(self)
         self.state = "uninstalled"
@@ -351,9 +354,7 @@ class Plugin(EventEmitter):
         for resource, event, fn in reversed(self._hooks):
             resource.remove_hook(event, fn)
         for resource, method, fn in reversed(self._middleware):
-            chain = resource._middleware.get(method, [])  # the core has no public remover yet
-            if fn in chain:
-                chain.remove(fn)
+            resource.remove_middleware(method, fn)
         for resource_name, method, _ in reversed(self._methods):
             if self.database is not None and resource_name in self.database:
                 self.database.resource(resource_name).__dict__.pop(method, None)

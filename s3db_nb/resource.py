@@ -165,6 +165,12 @@ class Resource:
             raise SchemaError(f"cannot add middleware to {method!r}; methods: {', '.join(MIDDLEWARE_METHODS)}")
         self._middleware.setdefault(method, []).append(fn)
 
+    def remove_middleware(self, method: str, fn: Callable[..., Any]) -> None:
+        """Undo ``use_middleware(method, fn)``; unknown pairs are ignored."""
+        chain = self._middleware.get(method, [])
+        if fn in chain:
+            chain.remove(fn)
+
     def _dispatch(self, method: str, impl: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         chain = self._middleware.get(method)
         if not chain:

@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 from datetime import datetime
 
 import pytest
@@ -604,6 +605,58 @@ def test_file_key_folder_collision_is_a_storage_error(tmp_path):
     client.put("c", b"1")
     with pytest.raises(StorageError):
         client.put("c/d", b"2")
+
+
+def test_file_paged_listing_scans_each_folder_once_and_stays_fresh(tmp_path, monkeypatch):
+    """Listing N keys in pages must not rescan the folders for every page (O(N^2) walking),
+    yet a change made between two pages must show up in the next one."""
+    client = FileClient(tmp_path)
+    keys = [f"resource=r/data/id={i:05d}" for i in range(3000)]
+    for key in keys:
+        client.put(key, b"{}")
+    # list as if 10 s later: the folders' time stamps are settled, their scans may be reused
+    client._clock_ns = lambda: time.time_ns() + 10_000_000_000
+
+    scans: list[str] = []
+    real_scandir = os.scandir
+
+    def counting_scandir(path="."):
+        scans.append(str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
+
+    def pages(prefix):
+        got, token = [], None
+        while True:
+            page = client.list_page(prefix, limit=100, token=token)
+            got.extend(page.keys)
+            if not page.next_token:
+                return got
+            token = page.next_token
+
+    # 30 pages of 100 keys: one scan per folder (root, resource=r, data), not one per page
+    assert pages("") == keys
+    assert len(scans) <= 3, scans
+    scans.clear()
+    assert pages("resource=r/data/id=01") == keys[1000:2000]  # prefix ends mid-segment
+    assert pages("resource=r/data/") == keys
+    assert len(scans) == 0, scans  # unchanged folders: the sorted scans are reused
+    assert list(client.list("resource=r/data/")) == keys
+
+    # changes between pages: keys added or removed after the cursor are seen, at once
+    first = client.list_page("resource=r/data/", limit=100)
+    client.put("resource=r/data/id=00150x", b"new")
+    client.delete("resource=r/data/id=00151")
+    client.delete("resource=r/data/id=00050")  # behind the cursor: already listed
+    second = client.list_page("resource=r/data/", limit=100, token=first.next_token)
+    assert second.keys[:4] == ["resource=r/data/id=00100", "resource=r/data/id=00101", "resource=r/data/id=00102", "resource=r/data/id=00103"]
+    assert "resource=r/data/id=00150x" in second.keys
+    assert "resource=r/data/id=00151" not in second.keys
+    expected = sorted(set(keys) - {"resource=r/data/id=00151", "resource=r/data/id=00050"} | {"resource=r/data/id=00150x"})
+    assert pages("resource=r/data/") == expected
+    client.delete_prefix("resource=r/")
+    assert pages("") == []
 
 
 def test_memory_registry_shares_by_bucket():

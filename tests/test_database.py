@@ -111,3 +111,19 @@ def test_definition_hash_matches_s3dbjs_canonical_json():
 def test_disconnect_is_idempotent(db):
     db.disconnect()
     db.disconnect()
+
+
+def test_delete_resource_removes_data_and_definition(db, reconnect):
+    temp = db.create_resource("temp", attributes={"n": "number"}, partitions=["n"], paranoid=False)
+    temp.insert_many([{"id": "a", "n": 1}, {"id": "b", "n": 2}])
+    db.create_resource("kept", attributes={"n": "number"})
+    assert db.delete_resource("temp") == 4  # two records, two partition refs
+    assert "temp" not in db.resources and list(db.client.list("resource=temp/")) == []
+    assert set(reconnect().resources) == {"kept"}
+
+
+def test_delete_resource_on_paranoid_resource_needs_confirm(db):
+    db.create_resource("precious", attributes={"n": "number"})
+    with pytest.raises(Exception, match="confirm=True"):
+        db.delete_resource("precious")
+    assert db.delete_resource("precious", confirm=True) == 0

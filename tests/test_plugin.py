@@ -7,6 +7,7 @@ Tests that touch storage run on every backend (``db`` fixture); pure logic uses 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 
@@ -367,6 +368,8 @@ def test_purge_deletes_the_records_of_resources_the_plugin_created(db):
     assert db.metadata()["resources"]["plg_myplugin_hosts"]["createdBy"] == "ReportPlugin"
     assert plugin.uninstall(purge_data=True) == 1
     assert list(db.client.list("resource=plg_myplugin_hosts/")) == []
+    assert "plg_myplugin_hosts" not in db.resources
+    assert "plg_myplugin_hosts" not in json.loads(db.client.get("s3db.json").body)["resources"]
 
 
 # -- scheduled jobs ------------------------------------------------------------------------------------

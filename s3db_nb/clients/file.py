@@ -25,6 +25,7 @@ processes sharing the folder.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import gzip
 import hashlib
@@ -33,6 +34,7 @@ import os
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -67,6 +69,34 @@ TEMP_SUFFIX = ".s3db-tmp"
 LOCK_STRIPES = 256
 _READ_ATTEMPTS = 30
 
+# Listing cache (see ``FileClient._scan``): sorted folder scans kept for the next pages.
+_SCAN_CACHE_DIRS = 64  # folders kept (least recently used dropped first)
+_SCAN_CACHE_NAMES = 2_000_000  # names kept over all folders (the newest scan is always kept)
+_SCAN_CACHE_TTL_S = 30.0  # a scan unused for this long is dropped
+# A folder modified less than this long before it was scanned may be modified again within
+# the same time-stamp tick without its mtime changing, so such a scan is not reused ("racy
+# git"). Folders whose mtime is a whole second (1 s / 2 s file-system granularity) get the
+# longer margin.
+_RACY_NS = 100_000_000
+_RACY_COARSE_NS = 2_500_000_000
+
+
+class _DirScan:
+    """One folder's entries, sorted as S3 sorts keys (folders as ``name/``).
+
+    ``names`` holds the sort names (``name`` for objects, ``name + "/"`` for folders),
+    ``is_dir`` the matching flags. Only objects with a sidecar are kept.
+    """
+
+    __slots__ = ("signature", "names", "is_dir", "reusable", "used")
+
+    def __init__(self, signature: tuple[int, ...], names: list[str], is_dir: list[bool], reusable: bool) -> None:
+        self.signature = signature
+        self.names = names
+        self.is_dir = is_dir
+        self.reusable = reusable
+        self.used = time.monotonic()
+
 
 def _iso_now() -> str:
     """``new Date().toISOString()``: UTC, milliseconds, ``Z``."""
@@ -91,6 +121,8 @@ class FileClient(PrefixMixin, StorageClient):
     """A folder used as a bucket, byte-compatible with s3db.js's ``FileSystemClient``."""
 
     kind = "file"
+    #: wall clock compared with folder time stamps by the listing cache (tests move it on)
+    _clock_ns = staticmethod(time.time_ns)
 
     def __init__(self, root: str | os.PathLike[str], prefix: str = "") -> None:
         super().__init__()
@@ -104,6 +136,9 @@ class FileClient(PrefixMixin, StorageClient):
         self._root_prefix = self._root_str.rstrip(os.sep) + os.sep
         self._lock_dir = self.root / LOCK_DIR
         self._thread_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._scans: OrderedDict[str, _DirScan] = OrderedDict()
+        self._scans_names = 0
+        self._scans_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"FileClient(root={self._root_str!r}, prefix={self.prefix!r})"
@@ -597,39 +632,34 @@ class FileClient(PrefixMixin, StorageClient):
         yield from self._walk(start_dir, key_base, name_part, resume, collapse)
 
     def _walk(self, directory: str, key_base: str, name_filter: str, resume: ResumePoint, collapse: bool) -> Iterator[tuple[bool, str]]:
-        """Yield ``(is_prefix, full key)`` in S3 (code point) order under ``directory``."""
-        try:
-            with os.scandir(directory) as it:
-                entries = list(it)
-        except (FileNotFoundError, NotADirectoryError):
+        """Yield ``(is_prefix, full key)`` in S3 (code point) order under ``directory``.
+
+        The folder's sorted scan comes from ``_scan`` (reused across pages while the folder
+        is unchanged); the first candidate entry is found by bisection, so a page that
+        resumes deep inside a large folder does not step over the entries before it.
+        """
+        scan = self._scan(directory)
+        if scan is None:
             return
-        names = {e.name for e in entries}
-        items: list[tuple[str, bool, str]] = []
-        for entry in entries:
-            name = entry.name
-            if name_filter and not name.startswith(name_filter):
-                continue
-            try:
-                is_dir = entry.is_dir(follow_symlinks=True)
-            except OSError:
-                continue
-            if is_dir:
-                if not key_base and name == LOCK_DIR:
-                    continue
-                # all keys below start with "name/": sort the folder as that string
-                items.append((name + "/", True, entry.path))
-            else:
-                if name.endswith(SIDECAR_SUFFIX) or name.endswith(TEMP_SUFFIX):
-                    continue
-                if name + SIDECAR_SUFFIX not in names:
-                    continue  # no sidecar: not (or not yet) an object, as in s3db.js
-                items.append((name, False, entry.path))
-        items.sort()
-        for sort_name, is_dir, path in items:
+        names, flags = scan.names, scan.is_dir
+        start = bisect.bisect_left(names, name_filter) if name_filter else 0
+        after = resume.after
+        if after is not None and after.startswith(key_base):
+            rest = after[len(key_base) :]
+            slash = rest.find("/")
+            # entries sorting before the resume point's first segment hold only keys <= it
+            # (a folder "seg/" that contains the resume point is the segment itself)
+            first = rest[: slash + 1] if slash >= 0 else rest
+            start = max(start, bisect.bisect_left(names, first))
+        for i in range(start, len(names)):
+            sort_name = names[i]
+            if name_filter and not sort_name.startswith(name_filter):
+                break  # names with the filter as prefix are contiguous in sorted order
             key = key_base + sort_name
-            if is_dir:
+            if flags[i]:
                 if resume.subtree_done(key):
                     continue
+                path = os.path.join(directory, sort_name[:-1])
                 if collapse:
                     # report the folder once, if it holds at least one eligible object
                     if next(self._walk(path, key, "", resume, False), None) is not None:
@@ -638,3 +668,87 @@ class FileClient(PrefixMixin, StorageClient):
                 yield from self._walk(path, key, "", resume, False)
             elif resume.key_ok(key):
                 yield False, key
+
+    def _scan(self, directory: str) -> _DirScan | None:
+        """The sorted entries of ``directory`` (None when it is missing).
+
+        Listing ``N`` keys in pages would rescan and re-sort a folder for every page
+        (O(N^2 / page) work), so scans are kept in a small per-client cache and reused while
+        the folder is unchanged: every use stats the folder and compares its identity and
+        mtime (adding, removing or renaming an entry - including the sidecar rename that
+        commits a put, and the unlinks of a delete - changes the folder's mtime), so a
+        reused scan never misses a key added or serves a key removed before the call. A scan
+        taken shortly after the folder's last change is not reused (see ``_RACY_NS``); nor is
+        one of a folder without sub-second time stamps that changed in the last seconds. The
+        identity is (device, inode, mtime, ctime, size): ctime also catches a writer that sets
+        the mtime back.
+        """
+        now_ns = self._clock_ns()
+        try:
+            st = os.stat(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            self._forget_scan(directory)
+            return None
+        signature = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        with self._scans_lock:
+            cached = self._scans.get(directory)
+            if cached is not None and cached.reusable and cached.signature == signature:
+                cached.used = time.monotonic()
+                self._scans.move_to_end(directory)
+                return cached
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            self._forget_scan(directory)
+            return None
+        present = {e.name for e in entries}
+        at_root = directory == self._root_str
+        items: list[tuple[str, bool]] = []
+        for entry in entries:
+            name = entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                continue
+            if is_dir:
+                if at_root and name == LOCK_DIR:
+                    continue
+                # all keys below start with "name/": sort the folder as that string
+                items.append((name + "/", True))
+            else:
+                if name.endswith(SIDECAR_SUFFIX) or name.endswith(TEMP_SUFFIX):
+                    continue
+                if name + SIDECAR_SUFFIX not in present:
+                    continue  # no sidecar: not (or not yet) an object, as in s3db.js
+                items.append((name, False))
+        items.sort()
+        # ctime too: it moves on every change and, unlike mtime, cannot be set back (tar, rsync)
+        changed = max(st.st_mtime_ns, st.st_ctime_ns)
+        margin = _RACY_COARSE_NS if st.st_ctime_ns % 1_000_000_000 == 0 else _RACY_NS
+        scan = _DirScan(signature, [n for n, _ in items], [d for _, d in items], reusable=changed < now_ns - margin)
+        self._remember_scan(directory, scan)
+        return scan
+
+    def _remember_scan(self, directory: str, scan: _DirScan) -> None:
+        with self._scans_lock:
+            old = self._scans.pop(directory, None)
+            if old is not None:
+                self._scans_names -= len(old.names)
+            if not scan.reusable:
+                return
+            self._scans[directory] = scan
+            self._scans_names += len(scan.names)
+            expired = time.monotonic() - _SCAN_CACHE_TTL_S
+            while len(self._scans) > 1:
+                oldest_dir, oldest = next(iter(self._scans.items()))
+                if len(self._scans) <= _SCAN_CACHE_DIRS and self._scans_names <= _SCAN_CACHE_NAMES and oldest.used >= expired:
+                    break
+                del self._scans[oldest_dir]
+                self._scans_names -= len(oldest.names)
+
+    def _forget_scan(self, directory: str) -> None:
+        with self._scans_lock:
+            old = self._scans.pop(directory, None)
+            if old is not None:
+                self._scans_names -= len(old.names)
