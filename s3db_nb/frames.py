@@ -495,22 +495,25 @@ def _from_json_text(value: Any) -> Any:
 
 def _row_converters(resource: Resource) -> dict[str, Callable[[Any], Any]]:
     """Top-level fields whose frame values need turning back into record values (JSON text)."""
-    out: dict[str, Callable[[Any], Any]] = {}
 
     def needs_json(attr: Attribute) -> bool:
         if attr.type in _JSON_TYPES:
             return True
         return attr.type == "array" and attr.rules.get("items") not in _TEXT_TYPES | {"number", "boolean", "bool"}
 
-    def convert_node(node: NestedObject) -> Callable[[Any], Any] | None:
-        inner: dict[str, Callable[[Any], Any]] = {}
+    def converters(node: NestedObject) -> dict[str, Callable[[Any], Any]]:
+        found: dict[str, Callable[[Any], Any]] = {}
         for key, child in node.children.items():
             if isinstance(child, NestedObject):
                 fn = convert_node(child)
                 if fn is not None:
-                    inner[key] = fn
+                    found[key] = fn
             elif needs_json(child):
-                inner[key] = _from_json_text
+                found[key] = _from_json_text
+        return found
+
+    def convert_node(node: NestedObject) -> Callable[[Any], Any] | None:
+        inner = converters(node)
         if not inner:
             return None
 
@@ -521,14 +524,7 @@ def _row_converters(resource: Resource) -> dict[str, Callable[[Any], Any]]:
 
         return apply
 
-    for key, child in resource.schema.root.children.items():
-        if isinstance(child, NestedObject):
-            fn = convert_node(child)
-            if fn is not None:
-                out[key] = fn
-        elif needs_json(child):
-            out[key] = _from_json_text
-    return out
+    return converters(resource.schema.root)
 
 
 def _frame_rows(resource: Resource, table: pa.Table, id_column: str | None) -> list[dict[str, Any]]:

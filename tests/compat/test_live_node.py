@@ -23,7 +23,6 @@ import copy
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
