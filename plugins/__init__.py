@@ -19,7 +19,16 @@ from s3db_nb.plugin import Plugin
 ENTRY_POINT_GROUP = "s3db_nb.plugins"
 
 #: name → "module:Class" of the plugins shipped in this package (each plugin issue adds its line)
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {
+    "audit": "s3db_nb.plugins.audit:AuditPlugin",
+    "cache": "s3db_nb.plugins.cache:CachePlugin",
+    "costs": "s3db_nb.plugins.costs:CostsPlugin",
+    "fulltext": "s3db_nb.plugins.fulltext:FullTextPlugin",
+    "geo": "s3db_nb.plugins.geo:GeoPlugin",
+    "importer": "s3db_nb.plugins.importer:ImporterPlugin",
+    "metrics": "s3db_nb.plugins.metrics:MetricsPlugin",
+    "vector": "s3db_nb.plugins.vector:VectorPlugin",
+}
 
 
 def available() -> dict[str, str]:

@@ -222,6 +222,29 @@ class Database:
         plugin = name if isinstance(name, Plugin) else self.plugins[name]
         return plugin.uninstall(purge_data=purge_data)
 
+    def dashboard(self) -> Any:
+        """Every installed plugin's dashboard in tabs (plugins without one are left out)."""
+        from .plugin import find_dashboard
+
+        views = {}
+        for name, plugin in self.plugins.items():
+            factory = find_dashboard(type(plugin))
+            if factory is not None:
+                views[name] = factory(plugin)
+        tabs = find_dashboard(Database)
+        if tabs is None:
+            raise PluginError("no dashboard container registered for Database (is s3db_nb.widgets installed?)")
+        return tabs(views)
+
+    def __getattr__(self, name: str) -> Any:
+        """``db.costs`` is the plugin installed as ``costs`` (as s3db.js exposes ``db.costs``)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        plugins = self.__dict__.get("plugins")
+        if plugins is not None and name in plugins:
+            return plugins[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r} (and no plugin is installed under that name)")
+
     # -- resources ------------------------------------------------------------------------
 
     @property

@@ -182,6 +182,22 @@ def plugin_dependency_report(plugins: list[type[Plugin] | Plugin] | None = None)
     return report
 
 
+# -- dashboards -------------------------------------------------------------------------------
+
+#: entry-point group mapping a plugin class name (or ``Database``) to its view factory
+DASHBOARD_GROUP = "s3db_nb.dashboards"
+
+
+def find_dashboard(target: type) -> Callable[..., Any] | None:
+    """The view factory registered for ``target`` or its nearest base class, else ``None``."""
+    entries = {e.name: e for e in importlib.metadata.entry_points(group=DASHBOARD_GROUP)}
+    for cls in target.__mro__:
+        entry = entries.get(cls.__name__)
+        if entry is not None:
+            return entry.load()
+    return None
+
+
 # -- the base class ---------------------------------------------------------------------------
 
 
@@ -508,6 +524,16 @@ class Plugin(EventEmitter):
         return self._db().plugins.scheduler
 
     # -- display ------------------------------------------------------------------------------
+
+    def dashboard(self) -> Any:
+        """This plugin's notebook view: live widgets in a kernel, static HTML elsewhere.
+
+        Views are found through the ``s3db_nb.dashboards`` entry points (plugin class name →
+        ``"module:Factory"``), so the core never imports a widget module."""
+        factory = find_dashboard(type(self))
+        if factory is None:
+            raise PluginError(f"{type(self).__name__} has no dashboard (no entry in the {DASHBOARD_GROUP!r} entry-point group)")
+        return factory(self)
 
     def __repr__(self) -> str:
         ns = f" namespace={self.namespace!r}" if self.namespace else ""

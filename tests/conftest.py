@@ -394,3 +394,42 @@ def reconnect(backend: Backend) -> Iterator[Callable[..., Database]]:
 def db(reconnect: Callable[..., Database]) -> Database:
     """A fresh, empty database on each backend."""
     return reconnect()
+
+
+# --------------------------------------------------------------------------------------
+# the three backends plugin tests run on (memory, file, the moto server)
+# --------------------------------------------------------------------------------------
+
+PLUGIN_KINDS = ["memory", "file", "s3-moto"]
+
+
+@pytest.fixture(params=[_param(k) for k in PLUGIN_KINDS])
+def plugin_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    b = make_backend(request.param, request)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def plugin_reconnect(plugin_backend: Backend) -> Iterator[Callable[..., Database]]:
+    """Open another ``Database`` on the plugin test's store (memory, file or moto)."""
+    opened: list[Database] = []
+
+    def connect_again(**options) -> Database:
+        client = plugin_backend.make()
+        config = ConnectionConfig(scheme=_SCHEMES[plugin_backend.kind], bucket=getattr(client, "bucket", "s3db"), prefix=plugin_backend.base_prefix)
+        database = Database(config, client, parallelism=8, **options).connect()
+        opened.append(database)
+        return database
+
+    yield connect_again
+    for database in opened:
+        database.disconnect()
+
+
+@pytest.fixture
+def plugin_db(plugin_reconnect: Callable[..., Database]) -> Database:
+    """A fresh, empty database on memory, file and the moto server."""
+    return plugin_reconnect()
