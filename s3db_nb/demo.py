@@ -1,69 +1,74 @@
-"""The demo behind ``make demo``: a small database in ./demo-data on the embedded file:// store.
+"""The demo behind ``make demo``: run the tutorial notebooks on a fresh ``file://`` store and render them.
 
-Run it with ``python -m s3db_nb.demo [folder]``. It creates a resource, inserts and reads
-records, queries a partition and prints what it stored, so a newcomer sees the whole loop
-with no server.
+``python -m s3db_nb.demo [--notebooks DIR] [--out DIR]`` executes ``01-quickstart`` and
+``03-plugins-tour`` top to bottom in a fresh working folder (each notebook creates its own
+``file://`` store there, so no server is needed), writes an HTML rendering of each executed
+notebook into ``--out`` and names that folder in its last line. It exits with status 1 when
+any cell fails; the failing notebook is still rendered, with its error, so it can be read.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import shutil
 import sys
+import time
 from pathlib import Path
 
-import s3db_nb
-
-PEOPLE = [
-    {"id": "ana", "name": "Ana Souza", "email": "ana@example.com", "country": "BR", "age": 31, "tags": ["admin", "ops"], "address": {"city": "São Paulo"}},
-    {"id": "bo", "name": "Bo Lindqvist", "email": "bo@example.com", "country": "SE", "age": 45, "tags": ["finance"], "address": {"city": "Malmö"}},
-    {"id": "chen", "name": "Chen Wei", "email": "chen@example.com", "country": "CN", "age": 28, "tags": [], "address": {"city": "Shanghai"}},
-    {"id": "dara", "name": "Dara Okafor", "email": "dara@example.com", "country": "BR", "age": 39, "tags": ["ops"], "address": {"city": "Recife"}},
-]
+#: the notebooks the demo runs, in order
+DEMO_NOTEBOOKS = ("01-quickstart.ipynb", "03-plugins-tour.ipynb")
 
 
-def main(folder: str = "demo-data") -> int:
-    root = Path(folder)
-    if root.exists():
-        shutil.rmtree(root)  # the demo always starts from an empty store
-    db = s3db_nb.connect(f"file://./{folder}" if not root.is_absolute() else f"file://{root}")
-    print(f"connected: {db!r}")
-    users = db.create_resource(
-        "users",
-        attributes={
-            "name": "string|required|min:2",
-            "email": "email",
-            "country": "string|length:2",
-            "age": "number|integer|min:0",
-            "tags": "array|items:string",
-            "address": {"city": "string"},
-            "api_key": "secret|optional",
-        },
-        partitions={"byCountry": {"fields": {"country": "string"}}},
-        timestamps=True,
-    )
-    users.insert_many(PEOPLE)
-    users.update("ana", {"api_key": "sk-live-123", "age": 32})
-    print(f"\ninserted {users.count()} users into {users.name!r} (behavior {users.behavior}, version {users.version})")
+def run_notebook(source: Path, workdir: Path, out: Path, timeout: int = 600) -> tuple[bool, str]:
+    """Execute ``source`` with ``workdir`` as its current folder and write ``out/<name>.html``.
+    Returns (ok, one-line summary)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from nbconvert import HTMLExporter
 
-    ana = users.get("ana")
-    shown = {k: ("***" if k == "api_key" else v) for k, v in ana.items() if k not in ("createdAt", "updatedAt")}
-    print("\nusers.get('ana')  (api_key is stored AES-256-GCM encrypted and decrypts on read; masked here):")
-    print(json.dumps(shown, ensure_ascii=False, indent=2))
+    notebook = nbformat.read(source, as_version=4)
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    started = time.perf_counter()
+    ok, detail = True, ""
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        ok = False
+        detail = str(exc).strip().splitlines()[-1][:200]
+    html_body, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
+    target = out / (source.stem + ".html")
+    target.write_text(html_body, encoding="utf-8")
+    cells = sum(1 for cell in notebook.cells if cell.cell_type == "code")
+    took = time.perf_counter() - started
+    status = "ok" if ok else f"FAILED: {detail}"
+    return ok, f"{source.name}: {cells} code cells in {took:.1f}s, {status} -> {target.name}"
 
-    brazil = users.list_partition("byCountry", {"country": "BR"})
-    print("\npartition byCountry=BR:", sorted(r["name"] for r in brazil))
-    print("query age > 30:", sorted(r["id"] for r in users.query({"age": lambda a: a > 30})))
 
-    key = next(p for p in sorted(root.rglob("id=ana")) if "data" in p.parts)
-    sidecar = json.loads(Path(str(key) + ".meta.json").read_text())
-    print(f"\nstored object {key.relative_to(root)} — metadata as S3 holds it (s3db.js format):")
-    for name, value in sorted(sidecar["metadata"].items()):
-        print(f"  x-amz-meta-{name} = {value if len(value) < 60 else value[:57] + '...'}")
-    print(f"\ndatabase folder: {root.resolve()}")
-    db.disconnect()
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m s3db_nb.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--notebooks", default="notebooks", help="folder holding the tutorial notebooks (default: notebooks)")
+    parser.add_argument("--out", default="demo-output", help="folder for the rendered HTML (emptied first; default: demo-output)")
+    args = parser.parse_args(argv)
+
+    source_dir = Path(args.notebooks)
+    missing = [name for name in DEMO_NOTEBOOKS if not (source_dir / name).exists()]
+    if missing:
+        print(f"error: {', '.join(missing)} not found in {source_dir.resolve()}; pass --notebooks DIR", file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    workdir = out / "work"  # the notebooks' file:// stores are created here, fresh every run
+    workdir.mkdir(parents=True)
+
+    all_ok = True
+    for name in DEMO_NOTEBOOKS:
+        ok, line = run_notebook(source_dir / name, workdir, out)
+        all_ok &= ok
+        print(line, flush=True)
+    print(f"rendered notebooks: {out}")
+    return 0 if all_ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    sys.exit(main())

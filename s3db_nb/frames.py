@@ -579,31 +579,12 @@ def insert_frame(
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     table = _as_table(data)
     rows = _frame_rows(resource, table, id_column)
-    prepared: list[tuple[int, str, dict[str, Any]]] = []
-    rejected: dict[int, list[dict[str, Any]]] = {}
-    first_row: dict[str, int] = {}
-    for index, row in enumerate(rows):
-        errors: list[dict[str, Any]] = []
-        given = row.get("id")
-        if given is not None:
-            if given in first_row:  # every later copy of an id is reported, valid or not
-                errors.append({"field": "id", "rule": "unique", "message": f"duplicates the id of row {first_row[given]}", "value": given})
-            else:
-                first_row[given] = index
-        try:
-            record_id, valid = resource._prepare_insert(row)
-        except ValidationError as exc:
-            errors.extend(exc.errors)
-        if errors:
-            rejected[index] = errors
-        else:
-            prepared.append((index, record_id, valid))
-    unique = prepared
+    unique, rejected = validate_rows(resource, rows)
     if rejected and on_error == "raise":
         errors = [{**e, "field": f"[{i}].{e['field']}"} for i in sorted(rejected) for e in rejected[i]]
         raise ValidationError(errors, resource.name)
 
-    failures = _write_prepared(resource, unique, progress=progress)
+    failures = write_validated(resource, unique, progress=progress)
     for index, exc in failures.items():
         rule = "exists" if isinstance(exc, ConflictError) else type(exc).__name__
         rejected[index] = [{"field": "id", "rule": rule, "message": str(exc), "value": rows[index].get("id")}]
@@ -622,8 +603,47 @@ def insert_frame(
     return frame
 
 
-def _write_prepared(resource: Resource, items: list[tuple[int, str, dict[str, Any]]], *, progress: ProgressArg) -> dict[int, BaseException]:
-    """Write validated records on the pool; returns {row: error} for the ones that failed."""
+def validate_rows(
+    resource: Resource,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    numbers: Iterable[int] | None = None,
+    seen_ids: dict[str, int] | None = None,
+) -> tuple[list[tuple[int, str, dict[str, Any]]], dict[int, list[dict[str, Any]]]]:
+    """Run ``before_insert`` hooks and the schema on every row, writing nothing (no request).
+
+    Returns ``(valid, rejected)``: ``valid`` is ``[(row, id, record)]`` ready for
+    :func:`write_validated`, ``rejected`` is ``{row: [{field, rule, message, value}]}``; ``row``
+    is the position in ``rows``, or the matching entry of ``numbers`` when given. A given id seen
+    before (in ``rows`` or in ``seen_ids``, which it updates: pass the same dict to validate a
+    stream chunk by chunk) is rejected with rule ``unique``.
+    """
+    valid: list[tuple[int, str, dict[str, Any]]] = []
+    rejected: dict[int, list[dict[str, Any]]] = {}
+    first_row: dict[str, int] = {} if seen_ids is None else seen_ids
+    rows = list(rows)
+    for index, row in zip(range(len(rows)) if numbers is None else numbers, rows, strict=True):
+        errors: list[dict[str, Any]] = []
+        given = row.get("id")
+        if given is not None:
+            if given in first_row:  # every later copy of an id is reported, valid or not
+                errors.append({"field": "id", "rule": "unique", "message": f"duplicates the id of row {first_row[given]}", "value": given})
+            else:
+                first_row[given] = index
+        try:
+            record_id, record = resource._prepare_insert(row)
+        except ValidationError as exc:
+            errors.extend(exc.errors)
+        if errors:
+            rejected[index] = errors
+        else:
+            valid.append((index, record_id, record))
+    return valid, rejected
+
+
+def write_validated(resource: Resource, items: list[tuple[int, str, dict[str, Any]]], *, progress: ProgressArg = None) -> dict[int, BaseException]:
+    """Write records from :func:`validate_rows` on the bounded pool (1 PUT each + 1 per
+    partition ref); returns ``{row: error}`` for the ones that failed (the others are stored)."""
     db = resource.database
     fast = not resource._hooks["after_insert"] and not resource.events.has_listeners("inserted")
     remote = resource.client.kind not in ("memory", "file")
@@ -771,5 +791,5 @@ def create_resource_from_frame(
 __all__ = [
     "ARROW_TYPES", "INFERRED_TYPES", "EXTRA_COLUMN", "arrow_leaf", "arrow_schema", "to_arrow", "to_pandas",
     "iter_batches", "insert_frame", "infer_attributes", "infer_definition", "create_resource_from_frame",
-    "iter_record_chunks",
+    "iter_record_chunks", "validate_rows", "write_validated",
 ]  # fmt: skip

@@ -34,7 +34,11 @@ MIDDLEWARE_METHODS = (
     "insert", "insert_many", "get", "get_many", "get_all", "exists", "update", "patch", "replace",
     "upsert", "update_conditional", "delete", "delete_many", "delete_all", "count", "list_ids",
     "list", "page", "query", "set_content", "get_content", "has_content", "delete_content",
+    "get_from_partition",
 )
+#: per-call keywords the read methods accept for plugin middleware (``get(id, skip_cache=True)``
+#: for the cache plugin); a middleware may pop them, and ``_dispatch`` drops any left over
+CALL_OPTIONS = frozenset({"skip_cache"})
 SYSTEM_KEYS = {
     "_v", "_overflow", "_truncated", "_map", "_pluginmap", "_historicaltimestamp",
     "_contentlength", "_lastmodified", "_hascontent", "_mimetype", "_etag", "_definitionhash",
@@ -174,8 +178,11 @@ class Resource:
     def _dispatch(self, method: str, impl: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         chain = self._middleware.get(method)
         if not chain:
-            return impl(*args, **kwargs)
-        call = impl
+            return impl(*args, **{k: v for k, v in kwargs.items() if k not in CALL_OPTIONS})
+
+        def call(*a: Any, **k: Any) -> Any:
+            return impl(*a, **{key: v for key, v in k.items() if key not in CALL_OPTIONS})
+
         for middleware in reversed(chain):
             call = (lambda mw, nxt: lambda *a, **k: mw(nxt, *a, **k))(middleware, call)
         return call(*args, **kwargs)
@@ -398,9 +405,11 @@ class Resource:
 
     # -- read -----------------------------------------------------------------------------
 
-    def get(self, record_id: str, *, decrypt: bool | None = None) -> Record:
-        """Read one record (1 GET). Raises ``NotFoundError`` when it does not exist."""
-        return self._dispatch("get", self._get, record_id, decrypt=decrypt)
+    def get(self, record_id: str, *, decrypt: bool | None = None, **options: Any) -> Record:
+        """Read one record (1 GET). Raises ``NotFoundError`` when it does not exist.
+
+        ``options`` are per-call plugin options (``skip_cache=True``), see ``CALL_OPTIONS``."""
+        return self._dispatch("get", self._get, record_id, decrypt=decrypt, **options)
 
     def _get(self, record_id: str, *, decrypt: bool | None = None) -> Record:
         return self._get_raw(record_id, decrypt=decrypt)[1]
@@ -415,9 +424,9 @@ class Resource:
         record = self._decode_object(record_id, obj, decrypt=decrypt)
         return obj, self._run_hooks("after_get", record)
 
-    def get_or_none(self, record_id: str) -> Record | None:
+    def get_or_none(self, record_id: str, **options: Any) -> Record | None:
         try:
-            return self.get(record_id)
+            return self.get(record_id, **options)
         except NotFoundError:
             return None
 
@@ -425,9 +434,9 @@ class Resource:
         """True when the record exists (1 HEAD)."""
         return self._dispatch("exists", lambda rid: self.client.exists(self._key(self._check_id(rid))), record_id)
 
-    def get_many(self, ids: Iterable[str], *, missing: str = "skip") -> list[Record]:
+    def get_many(self, ids: Iterable[str], *, missing: str = "skip", **options: Any) -> list[Record]:
         """Read many records in parallel, in the order given. ``missing``: "skip" or "error"."""
-        return self._dispatch("get_many", self._get_many, ids, missing=missing)
+        return self._dispatch("get_many", self._get_many, ids, missing=missing, **options)
 
     def _get_many(self, ids: Iterable[str], *, missing: str = "skip") -> list[Record]:
         if missing not in ("skip", "error"):
@@ -541,25 +550,29 @@ class Resource:
             if limit is not None and produced >= limit:
                 return
 
-    def list_ids(self, *, limit: int | None = None, offset: int = 0, partition: str | None = None, partition_values: Mapping[str, Any] | None = None) -> list[str]:
+    def list_ids(self, *, limit: int | None = None, offset: int = 0, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, **options: Any) -> list[str]:
         """Ids in key order (LIST requests only)."""
-        return self._dispatch("list_ids", lambda: list(self._iter_ids(partition=partition, partition_values=partition_values, limit=limit, offset=offset)))
+        return self._dispatch("list_ids", self._list_ids, limit=limit, offset=offset, partition=partition, partition_values=partition_values, **options)
 
-    def list(self, *, limit: int | None = None, offset: int = 0, partition: str | None = None, partition_values: Mapping[str, Any] | None = None) -> list[Record]:
+    def _list_ids(self, **where: Any) -> list[str]:
+        return list(self._iter_ids(**where))
+
+    def list(self, *, limit: int | None = None, offset: int = 0, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, **options: Any) -> list[Record]:
         """Records in key order, with ``limit``/``offset``."""
+        return self._dispatch("list", self._list, limit=limit, offset=offset, partition=partition, partition_values=partition_values, **options)
 
-        def run() -> list[Record]:
-            ids = list(self._iter_ids(partition=partition, partition_values=partition_values, limit=limit, offset=offset))
-            return self._get_many(ids)
+    def _list(self, **where: Any) -> list[Record]:
+        return self._get_many(list(self._iter_ids(**where)))
 
-        return self._dispatch("list", run)
-
-    def list_partition(self, partition: str, values: Mapping[str, Any] | None = None, *, limit: int | None = None, offset: int = 0) -> list[Record]:
+    def list_partition(self, partition: str, values: Mapping[str, Any] | None = None, *, limit: int | None = None, offset: int = 0, **options: Any) -> list[Record]:
         """Records whose partition ``partition`` has the given field values."""
-        return self.list(partition=partition, partition_values=values, limit=limit, offset=offset)
+        return self.list(partition=partition, partition_values=values, limit=limit, offset=offset, **options)
 
-    def get_from_partition(self, record_id: str, partition: str, values: Mapping[str, Any]) -> Record:
+    def get_from_partition(self, record_id: str, partition: str, values: Mapping[str, Any], **options: Any) -> Record:
         """Read a record through a partition: ``NotFoundError`` unless it is indexed there (1 HEAD + 1 GET)."""
+        return self._dispatch("get_from_partition", self._get_from_partition, record_id, partition, values, **options)
+
+    def _get_from_partition(self, record_id: str, partition: str, values: Mapping[str, Any]) -> Record:
         record_id = self._check_id(record_id)
         if partition not in self.partitions:
             raise NotFoundError(f"resource {self.name!r} has no partition {partition!r}")
@@ -571,13 +584,16 @@ class Resource:
             raise NotFoundError(f"record {record_id!r} is not in partition {partition!r} {formatted}")
         return self.get(record_id)
 
-    def count(self, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None) -> int:
+    def count(self, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, **options: Any) -> int:
         """How many records (LIST requests only, no GET)."""
-        return self._dispatch("count", lambda: sum(1 for _ in self._iter_ids(partition=partition, partition_values=partition_values)))
+        return self._dispatch("count", self._count, partition=partition, partition_values=partition_values, **options)
 
-    def page(self, size: int = 100, cursor: str | None = None, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None) -> Page:
+    def _count(self, **where: Any) -> int:
+        return sum(1 for _ in self._iter_ids(**where))
+
+    def page(self, size: int = 100, cursor: str | None = None, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, **options: Any) -> Page:
         """One page of records; pass ``page.next_cursor`` back for the next one."""
-        return self._dispatch("page", self._page, size, cursor, partition=partition, partition_values=partition_values)
+        return self._dispatch("page", self._page, size, cursor, partition=partition, partition_values=partition_values, **options)
 
     def _page(self, size: int, cursor: str | None, *, partition: str | None, partition_values: Mapping[str, Any] | None) -> Page:
         if size < 1:
@@ -605,11 +621,11 @@ class Resource:
             next_cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
         return Page(items=items, next_cursor=next_cursor, size=size)
 
-    def query(self, filter: Mapping[str, Any] | None = None, *, limit: int | None = None, offset: int = 0, partition: str | None = None, partition_values: Mapping[str, Any] | None = None) -> list[Record]:
+    def query(self, filter: Mapping[str, Any] | None = None, *, limit: int | None = None, offset: int = 0, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, **options: Any) -> list[Record]:
         """Records whose fields equal every value in ``filter`` (dotted paths allowed; a callable
         value is used as a predicate). A partition covering the filter's fields is used
         automatically, so only that partition is read."""
-        return self._dispatch("query", self._query, filter or {}, limit=limit, offset=offset, partition=partition, partition_values=partition_values)
+        return self._dispatch("query", self._query, filter or {}, limit=limit, offset=offset, partition=partition, partition_values=partition_values, **options)
 
     def _query(self, filter: Mapping[str, Any], *, limit: int | None, offset: int, partition: str | None, partition_values: Mapping[str, Any] | None) -> list[Record]:
         if partition is None:
@@ -977,6 +993,74 @@ class Resource:
         result = frozenset(keys - {v.lower() for v in self.schema.plugin_map.values()})
         self._burned_cache = (self.schema, result)
         return result
+
+    # -- partitions added after creation (plugins: Geo cells, Vector byHas<Field>) --------------
+
+    def add_partition(self, name: str, fields: Mapping[str, str | None]) -> bool:
+        """Add partition ``name`` to this resource in place (saved in s3db.json as a new version);
+        False when it is already defined the same way. Records written before have no refs in
+        it until ``rebuild_partition(name)`` runs."""
+        parts = partitions.normalize({**self.partitions, name: {"fields": dict(fields)}}, self.schema, timestamps=self.timestamps)
+        if self.partitions.get(name) == parts[name]:
+            return False
+        self._save_partitions(parts)
+        return True
+
+    def remove_partition(self, name: str) -> bool:
+        """Drop partition ``name`` and delete its refs; False when there is none."""
+        if name not in self.partitions:
+            return False
+        self._save_partitions({k: v for k, v in self.partitions.items() if k != name})
+        self.client.delete_prefix(f"resource={self.name}/partition={name}/")
+        return True
+
+    def rebuild_partition(self, name: str) -> int:
+        """Write the refs missing from partition ``name`` (records written before it existed):
+        LISTs of both prefixes, then 1 GET + 1 PUT per record without a ref. Returns refs written."""
+        if name not in self.partitions:
+            raise NotFoundError(f"resource {self.name!r} has no partition {name!r}; partitions: {', '.join(self.partitions) or '(none)'}")
+        indexed = set(self._iter_ids(partition=name))
+        missing = [rid for rid in self._iter_ids() if rid not in indexed]
+        meta = self._store_metadata({"_v": self.version})
+
+        def one(record_id: str) -> int:
+            try:
+                record = self._get(record_id)
+            except NotFoundError:  # deleted since the LIST
+                return 0
+            values = partitions.values_for(record, self.partitions[name]["fields"])
+            if values is None:
+                return 0
+            self.client.put(partitions.ref_key(self.name, name, values, record_id), b"", metadata=meta)
+            return 1
+
+        written = sum(self.database._map(one, missing))
+        self.events.emit("partition-rebuilt", {"partition": name, "written": written})
+        return written
+
+    def _save_partitions(self, parts: dict[str, Any]) -> None:
+        from .database import _now_iso, definition_hash
+
+        db = self.database
+        with db._meta_lock:
+            entry = copy.deepcopy(db._metadata.get("resources", {}).get(self.name)) or {
+                "currentVersion": self.version, "createdBy": self.created_by, "versions": {},
+            }
+            versions = entry.setdefault("versions", {})
+            version_entry = copy.deepcopy(versions.get(entry.get("currentVersion") or self.version) or {})
+            numbers = [int(v[1:]) for v in versions if v[1:].isdigit()]
+            version = f"v{max(numbers, default=0) + 1}"
+            version_entry.update({
+                "hash": definition_hash(self.schema.export(), self.behavior, parts, self.timestamps),
+                "attributes": self.schema.export(), "behavior": self.behavior, "timestamps": self.timestamps,
+                "partitions": copy.deepcopy(parts), "createdAt": _now_iso(),
+            })
+            versions[version] = version_entry
+            entry["currentVersion"] = version
+            entry["partitions"] = copy.deepcopy(parts)
+            db._save_resource_entry(self.name, entry)
+            self.partitions = parts
+            self.version = version
 
     # -- schema views ---------------------------------------------------------------------
 

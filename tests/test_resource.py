@@ -388,3 +388,21 @@ def test_truncate_data_cuts_and_flags(db):
     assert got["a"] == "x" * 1500 and got["b"] == "x" * 522 and got["c"] == ""
     raw = db.client.head("resource=trunc/data/id=k")
     assert raw.metadata["_truncated"] == "true"
+
+
+def test_partition_added_later_is_saved_rebuilt_and_removed(db, reconnect):
+    people = db.create_resource("people", {"name": "string", "city": "string"})
+    people.insert_many([{"id": "a", "name": "Ana", "city": "Rio"}, {"id": "b", "name": "Bo", "city": "Oslo"}])
+    assert people.add_partition("byCity", {"city": "string"}) is True
+    assert people.add_partition("byCity", {"city": "string"}) is False  # same definition: nothing to do
+    assert people.version == "v2"
+    assert people.list_partition("byCity", {"city": "Rio"}) == []  # records written before have no refs yet
+    assert people.rebuild_partition("byCity") == 2
+    assert people.rebuild_partition("byCity") == 0
+    people.insert({"id": "c", "name": "Caio", "city": "Rio"})  # new writes use the partition at once
+    assert sorted(r["id"] for r in people.list_partition("byCity", {"city": "Rio"})) == ["a", "c"]
+    assert "byCity" in reconnect().resource("people").partitions  # saved in s3db.json
+    assert people.remove_partition("byCity") is True
+    assert people.client.count("resource=people/partition=byCity/") == 0
+    with pytest.raises(NotFoundError, match="no partition"):
+        people.rebuild_partition("byCity")

@@ -56,6 +56,7 @@ class ListPage:
     keys: list[str]  # relative to the client's prefix, in lexicographic order
     common_prefixes: list[str]
     next_token: str | None  # pass back as ``token`` for the next page; None when done
+    sizes: list[int] | None = None  # object sizes parallel to ``keys``, when the listing reports them
 
 
 def join_key(prefix: str, key: str) -> str:
@@ -188,6 +189,26 @@ class StorageClient(abc.ABC):
                 remaining -= len(page.keys)
                 if remaining <= 0:
                     return
+            if not page.next_token:
+                return
+            token = page.next_token
+
+    def list_sizes(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """Yield ``(key, size in bytes)`` for every key under ``prefix``: one LIST pass when the
+        listing reports sizes (as S3's does), else one extra HEAD per key."""
+        from ..errors import NotFoundError
+
+        token: str | None = None
+        while True:
+            page = self.list_page(prefix, token=token)
+            if page.sizes is not None:
+                yield from zip(page.keys, page.sizes)
+            else:
+                for key in page.keys:
+                    try:
+                        yield key, self.head(key).size
+                    except NotFoundError:  # deleted since the listing
+                        continue
             if not page.next_token:
                 return
             token = page.next_token

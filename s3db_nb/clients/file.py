@@ -616,6 +616,14 @@ class FileClient(PrefixMixin, StorageClient):
             next_token=self._rel(nxt) if nxt is not None else None,
         )
 
+    def list_sizes(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """Yield ``(key, size in bytes)`` under ``prefix``: one LIST pass, sizes from the body files."""
+        for key in self.list(prefix):
+            try:
+                yield key, os.stat(self._path(self._full(key))).st_size
+            except FileNotFoundError:  # deleted since the listing
+                continue
+
     def _iter_entries(self, full_prefix: str, delimiter: str | None, resume: ResumePoint) -> Iterator[tuple[bool, str]]:
         dir_part, _, name_part = full_prefix.rpartition("/")
         if dir_part:

@@ -444,11 +444,13 @@ class MemoryClient(PrefixMixin, StorageClient):
             else:
                 entries = self._iter_entries(keys_sorted, full_prefix, delimiter, resume)
                 page_keys, page_prefixes, nxt = paginate(entries, full_prefix, delimiter, limit)
+            sizes = [len(self._store.objects[k].body) for k in page_keys]
         self._report("ListObjectsV2", prefix, started)
         return ListPage(
             keys=[self._rel(k) for k in page_keys],
             common_prefixes=[self._rel(p) for p in page_prefixes],
             next_token=self._rel(nxt) if nxt is not None else None,
+            sizes=sizes,
         )
 
     @staticmethod

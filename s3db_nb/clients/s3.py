@@ -474,7 +474,7 @@ class S3Client(PrefixMixin, StorageClient):
         limit = clamp_limit(limit)
         if limit == 0:
             self._report("ListObjectsV2", prefix, started)
-            return ListPage(keys=[], common_prefixes=[], next_token=None)
+            return ListPage(keys=[], common_prefixes=[], next_token=None, sizes=[])
         params: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": limit}
         full_prefix = self._full_prefix(prefix)
         if full_prefix:
@@ -491,10 +491,12 @@ class S3Client(PrefixMixin, StorageClient):
             self._report("ListObjectsV2", prefix, started, error=exc)
             raise
         self._report("ListObjectsV2", prefix, started, received=self._response_size(resp))
-        keys = [self._rel(item["Key"]) for item in resp.get("Contents") or []]
+        contents = resp.get("Contents") or []
+        keys = [self._rel(item["Key"]) for item in contents]
+        sizes = [int(item.get("Size") or 0) for item in contents]
         prefixes = [self._rel(item["Prefix"]) for item in resp.get("CommonPrefixes") or []]
         next_token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
-        return ListPage(keys=keys, common_prefixes=prefixes, next_token=next_token or None)
+        return ListPage(keys=keys, common_prefixes=prefixes, next_token=next_token or None, sizes=sizes)
 
     def close(self) -> None:
         with self._close_lock:

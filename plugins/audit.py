@@ -1,0 +1,632 @@
+"""``AuditPlugin``: an append-only change log of every insert, update and delete, kept in S3.
+
+Each audited write adds one record to ``plg_audits`` (the s3db.js resource name and fields:
+``resourceName, operation, recordId, userId, timestamp, createdAt, oldData, newData, partition,
+partitionValues, metadata``; ``oldData``/``newData`` are JSON strings, as the Node plugin stores
+them). The log is partitioned by day (``byDate``), by resource (``byResource``) and by record
+(``byRecord``), so a question about one resource, day or record lists only that partition::
+
+    db.use_plugin(AuditPlugin(get_current_user_id=lambda: "alice"))
+    users.update("u1", {"plan": "pro"})
+    db.audit.get_record_history("users", "u1")        # oldest → newest, with before/after data
+    db.audit.get_audit_logs(resource="users", start="2025-01-01")
+    db.audit.cleanup_old_audits(retention_days=90)
+
+Unlike the Node plugin, ``max_data_size`` really truncates (and marks the entry as truncated),
+other plugins' ``plg_*`` resources are not audited unless asked for, bulk deletes need no extra
+reads (the delete events carry the deleted record), and secret fields are stored as ``"***"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import fnmatch
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from s3db_nb.errors import PluginError, S3DBError
+from s3db_nb.plugin import Plugin, get_namespaced_resource_name
+from s3db_nb.schema import iso_ms
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from s3db_nb.resource import Record, Resource
+
+#: every operation the plugin can log (s3db.js names), in display order
+OPERATIONS = ("insert", "update", "delete", "deleteMany", "deleteAll")
+#: other spellings accepted in ``track_operations`` (the seeds use event names)
+_OPERATION_ALIASES = {
+    "inserted": "insert", "updated": "update", "deleted": "delete",
+    "delete_many": "deleteMany", "deletemany": "deleteMany", "delete_all": "deleteAll", "deleteall": "deleteAll",
+}
+#: the fields of an audit record, in s3db.js order (``id`` is the record id)
+COLUMNS = (
+    "id", "resourceName", "operation", "recordId", "userId", "timestamp", "createdAt",
+    "oldData", "newData", "partition", "partitionValues", "metadata",
+)
+AUDIT_ATTRIBUTES = {
+    "resourceName": "string|required",
+    "operation": "string|required",
+    "recordId": "string|required",
+    "userId": "string|optional",
+    "timestamp": "string|required",
+    "createdAt": "string|required",
+    "oldData": "string|optional",
+    "newData": "string|optional",
+    "partition": "string|optional",
+    "partitionValues": "string|optional",
+    "metadata": "string|optional",
+}
+AUDIT_PARTITIONS = {
+    "byDate": {"fields": {"createdAt": "string|maxlength:10"}},
+    "byResource": {"fields": {"resourceName": "string"}},
+    # not in s3db.js: makes get_record_history one small LIST instead of a scan of the resource
+    "byRecord": {"fields": {"resourceName": "string", "recordId": "string"}},
+}
+#: a date range longer than this is read from the whole log instead of one LIST per day
+MAX_DAY_PARTITIONS = 62
+#: the smallest ``max_data_size`` that still leaves room for the truncation markers and an id
+MIN_DATA_SIZE = 100
+#: a string that does not fit is shortened only when this many characters of JSON fit
+MIN_STRING_ROOM = 8
+#: what ``deleteAll`` entries use as their ``recordId`` (the field is required in s3db.js)
+ALL_RECORDS = "*"
+_ID_TIME = re.compile(r"^audit-(\d{13})-")
+_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+_ELLIPSIS = "…"
+
+TimeLike = dt.datetime | dt.date | str | int | float
+
+
+class AuditPlugin(Plugin):
+    """Logs inserts, updates (before and after), deletes and bulk deletes into ``plg_audits``.
+
+    Options: ``track_operations`` (default all of ``OPERATIONS``; ``"inserted"``-style names
+    work too), ``include_data`` (store the record JSON), ``include_partitions`` (store the
+    record's partition values), ``max_data_size`` (characters of JSON per side; longer data is
+    cut to fit and marked ``_truncated``; ``None`` = no limit), ``exclude`` (resource names or
+    ``fnmatch`` patterns; default ``["plg_*"]``, the log itself is always excluded),
+    ``get_current_user_id`` (a callable giving the user id; default ``"system"``),
+    ``resource_name`` (default ``plg_audits``) and ``clock`` (seconds since the epoch; for tests).
+    """
+
+    defaults = {
+        "track_operations": list(OPERATIONS),
+        "include_data": True,
+        "include_partitions": True,
+        "max_data_size": 10_000,
+        "exclude": ["plg_*"],
+        "get_current_user_id": None,
+        "resource_name": None,
+        "clock": None,
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        opts = self.options
+        self.track_operations: tuple[str, ...] = _normalize_operations(opts["track_operations"])
+        size = opts["max_data_size"]
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_DATA_SIZE):
+            raise PluginError(f"AuditPlugin: max_data_size must be an integer >= {MIN_DATA_SIZE} (characters of JSON) or None for no limit, got {size!r}")
+        exclude = opts["exclude"]
+        if isinstance(exclude, str) or not isinstance(exclude, Iterable) or not all(isinstance(p, str) for p in exclude):
+            raise PluginError(f"AuditPlugin: exclude must be a list of resource names or patterns like ['plg_*'], got {exclude!r}")
+        self.exclude: tuple[str, ...] = tuple(exclude)
+        for name in ("get_current_user_id", "clock"):
+            if opts[name] is not None and not callable(opts[name]):
+                raise PluginError(f"AuditPlugin: {name} must be a callable (e.g. lambda: ...), got {type(opts[name]).__name__}")
+        #: called for every entry; returns the acting user's id (``None`` → ``"system"``)
+        self.get_current_user_id: Callable[[], Any] | None = opts["get_current_user_id"]
+        self.clock: Callable[[], float] = opts["clock"] or time.time
+        base = opts["resource_name"] or "plg_audits"
+        if not isinstance(base, str):
+            raise PluginError(f"AuditPlugin: resource_name must be a string such as 'plg_audits', got {base!r}")
+        #: name of the resource holding the log (namespaced: ``plg_<ns>_audits``)
+        self.audit_resource_name = get_namespaced_resource_name(base, self.namespace)
+        self.failures = 0  # audit writes that failed (each is logged as a warning)
+        self._subscriptions: list[tuple[Resource, str, Callable[..., Any]]] = []
+        self._watched: dict[str, Any] = {}  # resource name → the event emitter we listen on
+        self._bulk: set[tuple[str, str]] = set()  # (resource, id) being deleted by delete_many
+        self._state_lock = threading.Lock()
+        self._last_ms = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def on_install(self) -> None:
+        db = self._db()
+        db.create_resource(
+            self.audit_resource_name, AUDIT_ATTRIBUTES, behavior="body-overflow", partitions=AUDIT_PARTITIONS, created_by=self.name,
+        )
+        if self.audit_resource_name not in self._owned:
+            self._owned.append(self.audit_resource_name)
+        for resource in db.resources.values():
+            self._watch(resource)
+        self.add_database_hook("after_create_resource", self._watch)
+        db.on("connected", self._watch_all)  # resources restored by connect() fire no create hook
+
+    def on_uninstall(self, purge_data: bool = False) -> None:
+        for resource, event, listener in self._subscriptions:
+            resource.off(event, listener)
+        self._subscriptions, self._watched = [], {}
+        if self.database is not None:
+            self.database.events.off("connected", self._watch_all)
+
+    @property
+    def audit_resource(self) -> Resource | None:
+        """The resource holding the log (None when the plugin is not installed)."""
+        db = self.database
+        return db.resource(self.audit_resource_name) if db is not None and self.audit_resource_name in db else None
+
+    def is_audited(self, resource_name: str) -> bool:
+        """True when writes to ``resource_name`` are logged (the log itself never is)."""
+        if resource_name == self.audit_resource_name:
+            return False
+        return not any(fnmatch.fnmatchcase(resource_name, pattern) for pattern in self.exclude)
+
+    def _watch_all(self, *_: Any) -> None:
+        for resource in self._db().resources.values():
+            self._watch(resource)
+
+    def _watch(self, resource: Resource) -> None:
+        if not self.is_audited(resource.name) or self._watched.get(resource.name) is resource.events:
+            return  # a redefined resource keeps its emitter (and so our listeners)
+        self._watched[resource.name] = resource.events
+        name = resource.name
+
+        def inserted(record: Record) -> None:
+            self._record(name, "insert", record.get("id"), None, record, record)
+
+        def updated(record: Record, before: Record) -> None:
+            self._record(name, "update", record.get("id"), before, record, record)
+
+        def deleted(before: Record) -> None:
+            with self._state_lock:
+                bulk = (name, str(before.get("id"))) in self._bulk
+            self._record(name, "deleteMany" if bulk else "delete", before.get("id"), before, None, before)
+
+        def deleted_all(info: Mapping[str, Any]) -> None:
+            self._record(name, "deleteAll", ALL_RECORDS, None, None, None, extra={"count": info.get("count")})
+
+        for event, listener in (("inserted", inserted), ("updated", updated), ("deleted", deleted), ("deleted-all", deleted_all)):
+            resource.on(event, listener)
+            self._subscriptions.append((resource, event, listener))
+        self.add_middleware(resource, "delete_many", self._mark_bulk(name))
+
+    def _mark_bulk(self, name: str) -> Callable[..., Any]:
+        """Middleware: deletes made by ``delete_many`` are logged as ``deleteMany``."""
+
+        def middleware(call_next: Callable[..., Any], ids: Iterable[str], *args: Any, **kwargs: Any) -> Any:
+            ids = list(ids)
+            keys = {(name, str(i)) for i in ids}
+            with self._state_lock:
+                keys -= self._bulk  # ids another call already marked stay that call's to clear
+                self._bulk |= keys
+            try:
+                return call_next(ids, *args, **kwargs)
+            finally:
+                with self._state_lock:
+                    self._bulk -= keys
+
+        return middleware
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        """Milliseconds since the epoch, strictly increasing per plugin so history order is exact."""
+        with self._state_lock:
+            ms = max(int(self.clock() * 1000), self._last_ms + 1)
+            self._last_ms = ms
+            return ms
+
+    def _user_id(self) -> str:
+        if self.get_current_user_id is None:
+            return "system"
+        try:
+            user = self.get_current_user_id()
+        except Exception as exc:  # a failing user lookup must not lose the audit entry
+            self.log.warning("get_current_user_id() failed (%s: %s); logging the change as user 'unknown'", type(exc).__name__, exc)
+            return "unknown"
+        return "system" if user is None else str(user)
+
+    def _record(
+        self,
+        resource_name: str,
+        operation: str,
+        record_id: Any,
+        old: Mapping[str, Any] | None,
+        new: Mapping[str, Any] | None,
+        source: Mapping[str, Any] | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        store = self.audit_resource
+        if operation not in self.track_operations or store is None:
+            return
+        ms = self._now_ms()
+        moment = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+        stamp = iso_ms(moment)
+        metadata: dict[str, Any] = {"source": "audit-plugin", "version": "2.0", **(extra or {})}
+        entry: dict[str, Any] = {
+            "id": f"audit-{ms:013d}-{''.join(secrets.choice(_ID_ALPHABET) for _ in range(9))}",
+            "resourceName": resource_name,
+            "operation": operation,
+            "recordId": "auto-generated" if record_id is None else str(record_id),
+            "userId": self._user_id(),
+            "timestamp": stamp,
+            "createdAt": stamp[:10],
+        }
+        truncated = []
+        if self.options["include_data"]:
+            for field, data in (("oldData", old), ("newData", new)):
+                if data is None:
+                    continue
+                kept, cut = truncate_data(_masked(data), self.options["max_data_size"])
+                entry[field] = to_json(kept)
+                if cut:
+                    truncated.append(field)
+        if truncated:
+            metadata["truncated"] = truncated
+        if self.options["include_partitions"] and source is not None:
+            values = self._partition_values(resource_name, source)
+            if values:
+                entry["partition"] = next(iter(values))
+                entry["partitionValues"] = to_json(values)
+        entry["metadata"] = to_json(metadata)
+        try:
+            store.insert(entry)
+        except S3DBError as exc:  # the audited write is already stored; do not fail it
+            with self._state_lock:
+                self.failures += 1
+            self.log.warning("audit entry for %s %s/%s was not stored: %s", operation, resource_name, entry["recordId"], exc)
+            self.emit("audit.error", {"entry": entry, "error": exc})
+            return
+        self.emit("audit.logged", entry)
+
+    def _partition_values(self, resource_name: str, record: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        db = self._db()
+        if resource_name not in db:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for name, definition in db.resource(resource_name).partitions.items():
+            values = {field: _get_path(record, field) for field in definition.get("fields", {})}
+            if any(v is not None for v in values.values()):
+                out[name] = values
+        return out
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _store(self) -> Resource:
+        store = self.audit_resource
+        if store is None:
+            raise PluginError("AuditPlugin is not installed; use db.use_plugin(AuditPlugin()) first")
+        return store
+
+    def get_audit_logs(
+        self,
+        resource: str | None = None,
+        operation: str | Sequence[str] | None = None,
+        record_id: str | None = None,
+        user_id: str | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        limit: int | None = 1000,
+        offset: int = 0,
+    ) -> pd.DataFrame:
+        """Entries matching every filter given, newest first, as a DataFrame.
+
+        Reads only the needed partition: one LIST of the record's (``record_id``), the resource's
+        (``resource``) or one per day (``start``/``end`` within ``MAX_DAY_PARTITIONS`` days), then
+        one GET per entry in the time range until ``limit`` entries match. ``start``/``end``
+        take datetimes, dates or ISO strings (naive = UTC; a bare date as ``end`` includes that day).
+        """
+        ops = None if operation is None else set(_normalize_operations([operation] if isinstance(operation, str) else operation))
+        rows = self._select(resource, record_id, _to_ms(start), _to_ms(end, end_of_day=True), newest_first=True, limit=limit, offset=offset,
+                            keep=lambda r: (ops is None or r.get("operation") in ops) and (user_id is None or r.get("userId") == str(user_id)))
+        return _frame(rows)
+
+    def get_record_history(self, resource: str, record_id: str) -> pd.DataFrame:
+        """Every entry of one record, oldest → newest (1 LIST of its partition + 1 GET per entry)."""
+        return _frame(self._select(resource, str(record_id), None, None, newest_first=False, limit=None))
+
+    def get_audit_stats(self, resource: str | None = None, start: TimeLike | None = None, end: TimeLike | None = None) -> pd.DataFrame:
+        """Entry counts by day, resource, operation and user: columns ``date, resourceName,
+        operation, userId, count`` (reads every entry in range: LIST + 1 GET each, in parallel).
+
+        ``stats.groupby("operation")["count"].sum()`` gives the totals per operation."""
+        import pandas as pd
+
+        rows = self._select(resource, None, _to_ms(start), _to_ms(end, end_of_day=True), newest_first=False, limit=None)
+        keys = ("date", "resourceName", "operation", "userId")
+        if not rows:
+            return pd.DataFrame({k: pd.Series(dtype="str") for k in keys} | {"count": pd.Series(dtype="int64")})
+        frame = pd.DataFrame([{"date": str(r.get("timestamp", ""))[:10], "resourceName": r.get("resourceName"),
+                               "operation": r.get("operation"), "userId": r.get("userId") or "system"} for r in rows])
+        return frame.groupby(list(keys), sort=True).size().rename("count").reset_index()
+
+    def cleanup_old_audits(self, retention_days: float = 90) -> int:
+        """Delete entries older than ``retention_days`` (by the plugin's clock); returns how many.
+
+        One LIST of the log; entry times come from their ids, so only entries of other writers
+        are read (1 GET each); each deletion is 1 GET + 1 DELETE + its partition refs."""
+        if isinstance(retention_days, bool) or not isinstance(retention_days, (int, float)) or retention_days < 0:
+            raise PluginError(f"cleanup_old_audits: retention_days must be a number >= 0, got {retention_days!r}")
+        store = self._store()
+        cutoff = int((self.clock() - retention_days * 86_400) * 1000)
+        old, unknown = [], []
+        for entry_id in store.list_ids():
+            ms = _id_ms(entry_id)
+            if ms is None:
+                unknown.append(entry_id)
+            elif ms < cutoff:
+                old.append(entry_id)
+        old += [r["id"] for r in store.get_many(unknown) if (_stamp_ms(r) or cutoff) < cutoff]
+        return store.delete_many(old) if old else 0
+
+    def _select(
+        self,
+        resource: str | None,
+        record_id: str | None,
+        start_ms: int | None,
+        end_ms: int | None,
+        *,
+        newest_first: bool,
+        limit: int | None,
+        offset: int = 0,
+        keep: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise PluginError(f"limit must be an integer >= 0 or None for no limit, got {limit!r}")
+        if not isinstance(offset, int) or offset < 0:
+            raise PluginError(f"offset must be an integer >= 0, got {offset!r}")
+        store = self._store()
+        known: list[tuple[int, str]] = []
+        unknown: list[str] = []  # ids of other writers: their time is only in the record
+        for entry_id in self._candidate_ids(resource, record_id, start_ms, end_ms):
+            ms = _id_ms(entry_id)
+            if ms is None:
+                unknown.append(entry_id)
+            elif (start_ms is None or ms >= start_ms) and (end_ms is None or ms <= end_ms):
+                known.append((ms, entry_id))
+        known.sort(reverse=newest_first)
+
+        def wanted(row: Mapping[str, Any]) -> bool:
+            ms = _stamp_ms(row)
+            if ms is not None and ((start_ms is not None and ms < start_ms) or (end_ms is not None and ms > end_ms)):
+                return False
+            if resource is not None and row.get("resourceName") != resource:
+                return False
+            if record_id is not None and row.get("recordId") != record_id:
+                return False
+            return keep is None or keep(row)
+
+        rows = [dict(r) for r in store.get_many(unknown) if wanted(r)]
+        need = None if limit is None else offset + limit
+        found = done = 0
+        # ids carry their time, so reading them in order can stop once enough entries matched
+        while done < len(known) and (need is None or found < need):
+            size = len(known) if need is None else max(need - found, self._db().parallelism)
+            batch = [dict(r) for r in store.get_many([entry_id for _, entry_id in known[done:done + size]]) if wanted(r)]
+            rows += batch
+            found += len(batch)
+            done += size
+        rows.sort(key=lambda r: (str(r.get("timestamp", "")), str(r.get("id", ""))), reverse=newest_first)
+        return rows[offset:] if need is None else rows[offset:need]
+
+    def _candidate_ids(self, resource: str | None, record_id: str | None, start_ms: int | None, end_ms: int | None) -> list[str]:
+        """Ids from the narrowest partition for the filters (LIST requests only)."""
+        store = self._store()
+        if record_id is not None:
+            values = {"recordId": record_id, **({"resourceName": resource} if resource is not None else {})}
+            return store.list_ids(partition="byRecord", partition_values=values)
+        if resource is not None:
+            return store.list_ids(partition="byResource", partition_values={"resourceName": resource})
+        if start_ms is not None:
+            first = _day(start_ms)
+            last = _day(end_ms if end_ms is not None else max(int(self.clock() * 1000), self._last_ms))
+            days = (last - first).days + 1
+            if days <= 0:
+                return []
+            if days <= MAX_DAY_PARTITIONS:
+                ids: list[str] = []
+                for n in range(days):
+                    ids += store.list_ids(partition="byDate", partition_values={"createdAt": (first + dt.timedelta(days=n)).isoformat()})
+                return ids
+        return store.list_ids()
+
+
+# -- helpers (pure functions; the widget uses ``diff`` and ``to_json``) ----------------------------
+
+
+def _normalize_operations(operations: Any) -> tuple[str, ...]:
+    if isinstance(operations, str) or not isinstance(operations, Iterable):
+        raise PluginError(f"AuditPlugin: track_operations must be a list such as ['insert', 'update'], got {operations!r}")
+    out = []
+    lookup = {op.lower(): op for op in OPERATIONS}
+    for op in operations:
+        name = _OPERATION_ALIASES.get(str(op).lower(), lookup.get(str(op).lower()))
+        if name is None:
+            raise PluginError(f"AuditPlugin: unknown operation {op!r}; use some of {', '.join(OPERATIONS)}")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return iso_ms(value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc))
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON like JavaScript's ``JSON.stringify`` (how s3db.js stores ``oldData``/``newData``)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def truncate_data(data: Mapping[str, Any], max_size: int | None) -> tuple[dict[str, Any], bool]:
+    """``data`` cut so its JSON has at most ``max_size`` characters, and whether it was cut.
+
+    A cut record starts with ``_truncated: true`` and ``_originalSize`` (JSON length before);
+    fields are kept in order while they fit, a string that does not fit is shortened (ending
+    in "…") when there is room for a few characters, other values that do not fit are left out.
+    """
+    data = dict(data)
+    size = len(to_json(data))
+    if max_size is None or size <= max_size:
+        return data, False
+    out: dict[str, Any] = {"_truncated": True, "_originalSize": size}
+    used = len(to_json(out))
+    for key, value in data.items():
+        entry = len(to_json(key)) + 1 + len(to_json(value)) + 1  # "key":value plus a comma
+        if used + entry <= max_size:
+            out[key] = value
+            used += entry
+            continue
+        room = max_size - used - (len(to_json(key)) + 1 + 1)  # what the quoted text may take
+        if isinstance(value, str) and room >= MIN_STRING_ROOM:
+            text = value[: room - 2]
+            while text and len(to_json(text + _ELLIPSIS)) > room:
+                text = text[: -max(1, len(to_json(text + _ELLIPSIS)) - room)]
+            out[key] = text + _ELLIPSIS
+            used += len(to_json(key)) + 1 + len(to_json(out[key])) + 1
+    return out, True
+
+
+def _masked(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-safe copy of ``record`` with its secret fields (``record.secret_fields``) as ``"***"``."""
+    out = json.loads(to_json(dict(record)))
+    for path in getattr(record, "secret_fields", ()) or ():
+        node: Any = out
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(parts[-1]) is not None:
+            node[parts[-1]] = "***"
+    return out
+
+
+def _get_path(record: Mapping[str, Any], path: str) -> Any:
+    node: Any = record
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _id_ms(entry_id: str) -> int | None:
+    match = _ID_TIME.match(entry_id)
+    return int(match.group(1)) if match else None
+
+
+def _to_ms(value: TimeLike | None, *, end_of_day: bool = False) -> int | None:
+    """Epoch milliseconds of a datetime, date, ISO string or epoch seconds (naive = UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value * 1000)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise PluginError(f"cannot read {value!r} as a time; use a datetime, a date or an ISO string like '2025-01-31T12:00:00Z'") from None
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return int(moment.timestamp() * 1000)
+    if isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+        if end_of_day:
+            moment += dt.timedelta(days=1, milliseconds=-1)
+        return int(moment.timestamp() * 1000)
+    raise PluginError(f"cannot read {value!r} as a time; use a datetime, a date or an ISO string")
+
+
+def _stamp_ms(row: Mapping[str, Any]) -> int | None:
+    """An entry's ``timestamp`` in epoch ms; None when missing or unreadable (another writer's)."""
+    try:
+        return _to_ms(row.get("timestamp"))
+    except PluginError:
+        return None
+
+
+def _day(ms: int) -> dt.date:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date()
+
+
+def _parse_json(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # written by someone else, not JSON: keep it as it is
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Audit records as a DataFrame: JSON fields decoded, ``timestamp`` as UTC datetimes, and a
+    ``truncated`` flag."""
+    import pandas as pd
+
+    records = []
+    for row in rows:
+        record = {column: row.get(column) for column in COLUMNS}
+        for column in ("oldData", "newData", "partitionValues", "metadata"):
+            record[column] = _parse_json(record[column])
+        meta = record["metadata"] if isinstance(record["metadata"], dict) else {}
+        record["truncated"] = bool(meta.get("truncated")) or any(
+            isinstance(record[c], dict) and record[c].get("_truncated") is True for c in ("oldData", "newData")
+        )
+        records.append(record)
+    frame = pd.DataFrame(records, columns=[*COLUMNS, "truncated"])
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
+    frame["truncated"] = frame["truncated"].astype(bool)
+    return frame
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping) and (value or not prefix):
+        out: dict[str, Any] = {}
+        for key, child in value.items():
+            out.update(_flatten(child, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Field-by-field comparison of two record versions (nested fields as dotted paths):
+    ``[{"field", "before", "after", "status"}]`` with status ``added``, ``removed``, ``changed``
+    or ``same``; truncation markers are left out."""
+    before, after = _flatten(old or {}), _flatten(new or {})
+    rows = []
+    for field in [*before, *(f for f in after if f not in before)]:
+        if field.startswith("_truncated") or field == "_originalSize":
+            continue
+        if field not in before:
+            status = "added"
+        elif field not in after:
+            status = "removed"
+        else:
+            status = "same" if before[field] == after[field] else "changed"
+        rows.append({"field": field, "before": before.get(field), "after": after.get(field), "status": status})
+    return rows
+
+
+__all__ = ["AuditPlugin", "OPERATIONS", "COLUMNS", "diff", "to_json", "truncate_data"]

@@ -1,0 +1,614 @@
+"""``CostsPlugin``: what the database's own S3 traffic would cost on AWS, live.
+
+Every request the database's storage client makes is counted by S3 operation, resource and plugin
+(from the ``resource=<name>/`` and ``plugin=<slug>/`` key segments), with the bytes sent and
+received, and priced from a price table kept as data (``PRICES``, S3 Standard). Storage is priced
+from the real object sizes, measured on request with one LIST pass (``measure_storage()``)::
+
+    from s3db_nb.plugins.costs import CostsPlugin
+
+    db.use_plugin(CostsPlugin)            # or CostsPlugin(region="eu-west-1", consider_free_tier=True)
+    users.insert_many(rows)
+    db.costs                              # a summary; db.costs.dashboard() draws it
+    db.costs.get_costs()["totals"]        # {"requests": ..., "egress": ..., "storage": ..., "total": ...}
+    db.costs.snapshot(window=3600)        # the last hour only
+    db.costs.estimate(days=30)            # the observed rate projected over 30 days
+    db.costs.region = "sa-east-1"         # re-prices everything counted so far
+
+Unlike the Node version, DELETE requests are free (as on S3), storage is what is stored now (not
+every byte ever written), and ``region`` selects real regional prices. Counts live in memory only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from s3db_nb.clients.base import RequestEvent
+from s3db_nb.errors import PluginError
+from s3db_nb.plugin import Plugin, slug_for
+
+# -- the price table ---------------------------------------------------------------------------
+
+#: where ``PRICES`` comes from: transcribed from the AWS S3 pricing page (S3 Standard list prices,
+#: unchanged in these regions for years); the first storage tier of each region was checked
+#: against a public table that cites the AWS Price List API. Re-check before budgeting with it.
+PRICE_SOURCE = "https://aws.amazon.com/s3/pricing/ (S3 Standard, list prices in USD, before discounts)"
+PRICES_AS_OF = "2026-11"
+
+GB = 1024**3  # AWS bills storage and transfer per GB of 2^30 bytes
+TB = 1024  # in GB
+SECONDS_PER_MONTH = 30 * 86400  # a billing month, as the projections count it
+
+
+def _region(put: float, get: float, storage: tuple[float, float, float], egress: tuple[float, float, float, float]) -> dict[str, Any]:
+    """One region's entry: request prices per 1 000, storage and egress tiers per GB.
+
+    A tier is ``[upper bound in GB (cumulative; None = no bound), USD per GB]``: storage is
+    first 50 TB / next 450 TB / beyond, egress to the internet up to 10 TB / next 40 TB /
+    next 100 TB / beyond, per month."""
+    return {
+        "requests_per_1000": {"put": put, "get": get, "delete": 0.0},
+        "storage_gb_month": [[50 * TB, storage[0]], [500 * TB, storage[1]], [None, storage[2]]],
+        "egress_gb": [[10 * TB, egress[0]], [50 * TB, egress[1]], [150 * TB, egress[2]], [None, egress[3]]],
+    }
+
+
+#: region → prices (S3 Standard). "put" is PUT/COPY/POST/LIST, "get" is GET/HEAD/SELECT and every
+#: other request; DELETE (DeleteObject, DeleteObjects) is free.
+PRICES: dict[str, dict[str, Any]] = {
+    "us-east-1": _region(0.005, 0.0004, (0.023, 0.022, 0.021), (0.09, 0.085, 0.07, 0.05)),
+    "us-east-2": _region(0.005, 0.0004, (0.023, 0.022, 0.021), (0.09, 0.085, 0.07, 0.05)),
+    "us-west-1": _region(0.0055, 0.00044, (0.026, 0.025, 0.024), (0.09, 0.085, 0.07, 0.05)),
+    "us-west-2": _region(0.005, 0.0004, (0.023, 0.022, 0.021), (0.09, 0.085, 0.07, 0.05)),
+    "eu-west-1": _region(0.005, 0.0004, (0.023, 0.022, 0.021), (0.09, 0.085, 0.07, 0.05)),
+    "eu-central-1": _region(0.0054, 0.00043, (0.0245, 0.0235, 0.0225), (0.09, 0.085, 0.07, 0.05)),
+    "sa-east-1": _region(0.007, 0.00056, (0.0405, 0.039, 0.037), (0.15, 0.138, 0.126, 0.114)),
+}
+
+#: monthly allowances applied with ``consider_free_tier=True`` (the AWS Free Tier for S3 Standard;
+#: the 100 GB of data transfer out is AWS's always-free allowance)
+FREE_TIER: dict[str, float] = {"storage_gb": 5, "put_requests": 2_000, "get_requests": 20_000, "egress_gb": 100}
+
+#: S3 API operation → price class; any operation not listed is priced as "get" ("all other requests")
+OPERATION_CLASS: dict[str, str] = {
+    "PutObject": "put",
+    "CopyObject": "put",
+    "PostObject": "put",
+    "ListObjectsV2": "put",
+    "ListObjects": "put",
+    "CreateMultipartUpload": "put",
+    "UploadPart": "put",
+    "CompleteMultipartUpload": "put",
+    "GetObject": "get",
+    "HeadObject": "get",
+    "SelectObjectContent": "get",
+    "DeleteObject": "delete",
+    "DeleteObjects": "delete",
+    "AbortMultipartUpload": "delete",
+}
+
+#: the resource label of requests outside any resource (``s3db.json``, global plugin data, whole listings)
+NO_RESOURCE = "(database)"
+#: the plugin label of requests no plugin made
+NO_PLUGIN = "(none)"
+
+_Cell = tuple[str, str, str]  # (operation, resource, plugin)
+
+
+def operation_class(operation: str) -> str:
+    """``"put"``, ``"get"`` or ``"delete"``: how S3 prices the request."""
+    return OPERATION_CLASS.get(operation, "get")
+
+
+def tiered_cost(gb: float, tiers: Iterable[Iterable[Any]]) -> float:
+    """Cost of ``gb`` under marginal tiers ``[[upper_gb or None, usd_per_gb], ...]``."""
+    cost, lower = 0.0, 0.0
+    for upper, price in tiers:
+        if gb <= lower:
+            break
+        top = gb if upper is None else min(gb, float(upper))
+        cost += (top - lower) * float(price)
+        if upper is None:
+            break
+        lower = float(upper)
+    return cost
+
+
+def attribute(key: str) -> tuple[str | None, str | None]:
+    """``(resource, plugin)`` named by a key's leading ``resource=<r>/`` and ``plugin=<slug>/`` segments.
+
+    Only the layout's positions count (``plugin=`` first, or right after ``resource=``), so a
+    partition field called ``plugin`` is not mistaken for a plugin."""
+    parts = key.split("/", 2)
+    resource = plugin = None
+    if parts[0].startswith("resource="):
+        resource = parts[0][len("resource=") :] or None
+        if len(parts) > 1 and parts[1].startswith("plugin="):
+            plugin = parts[1][len("plugin=") :] or None
+    elif parts[0].startswith("plugin="):
+        plugin = parts[0][len("plugin=") :] or None
+    return resource, plugin
+
+
+def format_usd(value: float) -> str:
+    """``$1,234.50`` for amounts of a dollar or more, ``$0.0000504`` below (request costs are tiny)."""
+    if value == 0:
+        return "$0"
+    if abs(value) >= 1:
+        return f"${value:,.2f}"
+    return "$" + f"{value:.8f}".rstrip("0").rstrip(".")
+
+
+def _seconds(value: Any, option: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise PluginError(f"CostsPlugin: {option} must be a positive number of seconds or a timedelta, got {value!r}")
+    return float(seconds)
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# -- the plugin --------------------------------------------------------------------------------
+
+
+class CostsPlugin(Plugin):
+    """Counts and prices every S3 request the database makes; usable as a class or an instance.
+
+    Options: ``region`` (a key of the price table), ``consider_free_tier`` (apply ``FREE_TIER``
+    monthly allowances), ``egress`` (price bytes read as data transfer out to the internet; set
+    False when the notebook runs in the bucket's region, where it is free), ``history_retention``
+    and ``estimate_default_window`` (seconds or timedelta), ``max_history_points`` (bound on the
+    per-minute history cells), ``price_table`` (region → prices, default ``PRICES``) and
+    ``clock`` (a ``time.time``-like callable, for tests).
+    """
+
+    defaults = {
+        "region": "us-east-1",
+        "consider_free_tier": False,
+        "egress": True,
+        "history_retention": 30 * 86400,
+        "estimate_default_window": 86400,
+        "max_history_points": 200_000,
+        "price_table": None,
+        "clock": None,
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.price_table: dict[str, dict[str, Any]] = dict(self.options["price_table"] or PRICES)
+        for name, entry in self.price_table.items():
+            _check_prices(name, entry)
+        self._region = self._check_region(self.options["region"])
+        self.retention_s = _seconds(self.options["history_retention"], "history_retention")
+        self.default_window_s = _seconds(self.options["estimate_default_window"], "estimate_default_window")
+        max_points = self.options["max_history_points"]
+        if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+            raise PluginError(f"CostsPlugin: max_history_points must be a positive integer, got {max_points!r}")
+        self.max_history_points = max_points
+        clock = self.options["clock"]
+        if clock is not None and not callable(clock):
+            raise PluginError(f"CostsPlugin: clock must be a callable returning epoch seconds (like time.time), got {clock!r}")
+        self._clock: Callable[[], float] = clock or time.time
+        self._lock = threading.Lock()
+        self._local = threading.local()  # requests made by measure_storage() are this plugin's
+        self._client: Any = None
+        self.reset()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def on_install(self) -> None:
+        self._client = self._db().client
+        self._client.add_listener(self._on_request)
+        with self._lock:
+            self._since = self._clock()
+
+    def on_uninstall(self, purge_data: bool = False) -> None:
+        if self._client is not None:
+            self._client.remove_listener(self._on_request)
+            self._client = None
+
+    def reset(self) -> None:
+        """Forget every request counted so far and the last storage measurement."""
+        with self._lock:
+            self._totals: dict[_Cell, list[int]] = {}  # cell → [requests, bytes_in, bytes_out, errors]
+            self._history: OrderedDict[int, dict[_Cell, list[int]]] = OrderedDict()  # minute → cell → [requests, bytes_in, bytes_out]
+            self._history_points = 0
+            self._since = self._clock()
+            self._storage: dict[str, Any] | None = None
+
+    # -- region and prices ---------------------------------------------------------------------
+
+    @property
+    def region(self) -> str:
+        """The region whose prices apply; setting it re-prices everything counted."""
+        return self._region
+
+    @region.setter
+    def region(self, value: str) -> None:
+        self._region = self._check_region(value)
+        self.options["region"] = self._region
+
+    @property
+    def prices(self) -> dict[str, Any]:
+        """The current region's entry of the price table."""
+        return self.price_table[self._region]
+
+    @property
+    def regions(self) -> list[str]:
+        """The regions of the price table, sorted."""
+        return sorted(self.price_table)
+
+    def _check_region(self, region: Any) -> str:
+        if not isinstance(region, str) or region not in self.price_table:
+            raise PluginError(f"CostsPlugin: unknown region {region!r}; known regions: {', '.join(sorted(self.price_table))} (or pass price_table=...)")
+        return region
+
+    # -- counting ------------------------------------------------------------------------------
+
+    def _on_request(self, event: RequestEvent) -> None:
+        resource, plugin = attribute(event.key)
+        plugin = getattr(self._local, "plugin", None) or plugin or self._plugin_of(resource)
+        cell = (event.operation, resource or NO_RESOURCE, plugin or NO_PLUGIN)
+        minute = int(self._clock() // 60)
+        with self._lock:
+            total = self._totals.setdefault(cell, [0, 0, 0, 0])
+            total[0] += 1
+            total[1] += event.bytes_sent
+            total[2] += event.bytes_received
+            total[3] += event.error is not None
+            bucket = self._history.get(minute)
+            if bucket is None:
+                latest = next(reversed(self._history), None)
+                bucket = self._history[minute] = {}
+                if latest is not None and minute < latest:  # a clock that went back: keep minutes in order
+                    self._history = OrderedDict(sorted(self._history.items()))
+            point = bucket.get(cell)
+            if point is None:
+                point = bucket[cell] = [0, 0, 0]
+                self._history_points += 1
+            point[0] += 1
+            point[1] += event.bytes_sent
+            point[2] += event.bytes_received
+            self._prune(minute)
+
+    def _plugin_of(self, resource: str | None) -> str | None:
+        """The slug of the plugin that created ``resource`` (``plg_audits`` → ``audit``), if any."""
+        database = self.database
+        if resource is None or database is None or resource not in database:
+            return None
+        created_by = getattr(database.resource(resource), "created_by", "user")
+        return None if created_by in (None, "", "user") else slug_for(str(created_by))
+
+    def _prune(self, minute: int) -> None:
+        oldest = minute - math.ceil(self.retention_s / 60)
+        while self._history and (next(iter(self._history)) < oldest or (self._history_points > self.max_history_points and len(self._history) > 1)):
+            _, bucket = self._history.popitem(last=False)
+            self._history_points -= len(bucket)
+
+    # -- summaries -----------------------------------------------------------------------------
+
+    def get_costs(self) -> dict[str, Any]:
+        """Everything counted since install (or ``reset()``), priced; storage is per month of the
+        last ``measure_storage()``. No S3 request."""
+        with self._lock:
+            cells = {cell: (v[0], v[1], v[2]) for cell, v in self._totals.items()}
+            since = self._since
+        summary = self._summarize(cells, storage_months=1.0)
+        summary["since"] = _iso(since)
+        return summary
+
+    def snapshot(self, window: float | dt.timedelta | None = None, *, resource: str | None = None, plugin: str | None = None) -> dict[str, Any]:
+        """Costs of the requests in the last ``window`` (seconds or timedelta, to the minute;
+        default ``estimate_default_window``), optionally of one resource or plugin. Storage is
+        prorated to the window. No S3 request."""
+        window_s = self.default_window_s if window is None else _seconds(window, "window")
+        cells = self._window_cells(window_s)
+        if resource is not None:
+            cells = {c: v for c, v in cells.items() if c[1] == resource}
+        if plugin is not None:
+            cells = {c: v for c, v in cells.items() if c[2] == plugin}
+        summary = self._summarize(cells, storage_months=window_s / SECONDS_PER_MONTH)
+        summary["window_seconds"] = window_s
+        return summary
+
+    def estimate(
+        self,
+        days: float = 30,
+        *,
+        window: float | dt.timedelta | None = None,
+        multiplier: float = 1.0,
+        include_plugin_estimates: bool = True,
+    ) -> dict[str, Any]:
+        """Project the request rate seen in the last ``window`` (default ``estimate_default_window``,
+        or less when counting started more recently) over ``days``, plus storage for ``days`` at
+        the last measurement. Other plugins' ``estimate_usage(days)`` (operation → requests) are
+        added. No S3 request."""
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not days > 0:
+            raise PluginError(f"CostsPlugin.estimate: days must be a positive number, got {days!r}")
+        if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or multiplier < 0:
+            raise PluginError(f"CostsPlugin.estimate: multiplier must be a number >= 0, got {multiplier!r}")
+        window_s = self.default_window_s if window is None else _seconds(window, "window")
+        observed_s = max(60.0, min(window_s, self._clock() - self._since))
+        per_month = SECONDS_PER_MONTH / observed_s * multiplier
+        monthly: dict[_Cell, tuple[float, float, float]] = {
+            cell: (n * per_month, b_in * per_month, b_out * per_month) for cell, (n, b_in, b_out) in self._window_cells(window_s).items()
+        }
+        plugin_requests: dict[str, float] = {}
+        if include_plugin_estimates and self.database is not None:
+            for name, other in self.database.plugins.items():
+                usage = getattr(other, "estimate_usage", None) if other is not self else None
+                if not callable(usage):
+                    continue
+                for operation, count in dict(usage(days) or {}).items():
+                    plugin_requests[operation] = plugin_requests.get(operation, 0.0) + float(count)
+                    cell = (operation, NO_RESOURCE, getattr(other, "slug", name))
+                    n, b_in, b_out = monthly.get(cell, (0.0, 0.0, 0.0))
+                    monthly[cell] = (n + float(count) * 30 / days, b_in, b_out)
+        month = self._summarize(monthly, storage_months=1.0)
+        scale = days / 30
+        costs = {k: v * scale for k, v in month["totals"].items()}
+        return {
+            "days": days,
+            "region": self._region,
+            "currency": "USD",
+            "observed_seconds": observed_s,
+            "multiplier": multiplier,
+            "requests": {op: n * scale for op, n in month["requests"]["by_operation"].items()},
+            "bytes_out": month["bytes_out"] * scale,
+            "storage_measured": month["storage"]["measured"],
+            "plugin_requests": plugin_requests,
+            "by_operation": {op: row["cost"] * scale for op, row in month["by_operation"].items()},
+            "costs": costs,
+            "total": costs["total"],
+            "monthly_total": month["totals"]["total"],
+        }
+
+    def _window_cells(self, window_s: float) -> dict[_Cell, tuple[int, int, int]]:
+        first = int((self._clock() - window_s) // 60)  # the minute where the window starts counts whole
+        cells: dict[_Cell, list[int]] = {}
+        with self._lock:
+            for minute, bucket in self._history.items():
+                if minute < first:
+                    continue
+                for cell, (n, b_in, b_out) in bucket.items():
+                    acc = cells.setdefault(cell, [0, 0, 0])
+                    acc[0] += n
+                    acc[1] += b_in
+                    acc[2] += b_out
+        return {cell: (v[0], v[1], v[2]) for cell, v in cells.items()}
+
+    def _summarize(self, cells: Mapping[_Cell, tuple[float, float, float]], storage_months: float) -> dict[str, Any]:
+        """Price ``cells`` (requests, bytes in, bytes out per operation/resource/plugin).
+
+        Each group row has ``requests``, ``bytes_in``, ``bytes_out``, ``request_cost``,
+        ``egress_cost`` (the egress bill shared by bytes read) and ``cost``; resource and plugin
+        rows also split requests and cost ``by_operation`` / ``cost_by_operation``."""
+        prices = self.prices
+        free = self.options["consider_free_tier"]
+        by_class = {"put": 0.0, "get": 0.0, "delete": 0.0}
+        for (operation, _, _), (n, _, _) in cells.items():
+            by_class[operation_class(operation)] += n
+        # with the free tier, each class pays for its requests beyond the allowance, spread evenly
+        billable = {
+            "put": max(0.0, by_class["put"] - (FREE_TIER["put_requests"] if free else 0)),
+            "get": max(0.0, by_class["get"] - (FREE_TIER["get_requests"] if free else 0)),
+            "delete": by_class["delete"],
+        }
+        share = {k: (billable[k] / by_class[k] if by_class[k] else 0.0) for k in by_class}
+        bytes_in = sum(v[1] for v in cells.values())
+        bytes_out = sum(v[2] for v in cells.values())
+        egress_gb = bytes_out / GB
+        egress_cost = tiered_cost(max(0.0, egress_gb - (FREE_TIER["egress_gb"] if free else 0)), prices["egress_gb"]) if self.options["egress"] else 0.0
+
+        groups: dict[str, dict[str, dict[str, Any]]] = {"by_operation": {}, "by_resource": {}, "by_plugin": {}}
+        request_total = 0.0
+        for (operation, resource, plugin), (n, b_in, b_out) in sorted(cells.items()):
+            cls = operation_class(operation)
+            request_cost = n * share[cls] * prices["requests_per_1000"][cls] / 1000
+            egress_part = egress_cost * b_out / bytes_out if bytes_out else 0.0
+            request_total += request_cost
+            for group, name in (("by_operation", operation), ("by_resource", resource), ("by_plugin", plugin)):
+                if group == "by_plugin" and plugin == NO_PLUGIN:
+                    continue
+                row = groups[group].setdefault(name, {"requests": 0, "bytes_in": 0, "bytes_out": 0, "request_cost": 0.0, "egress_cost": 0.0, "cost": 0.0})
+                row["requests"] += n
+                row["bytes_in"] += b_in
+                row["bytes_out"] += b_out
+                row["request_cost"] += request_cost
+                row["egress_cost"] += egress_part
+                row["cost"] += request_cost + egress_part
+                if group != "by_operation":
+                    ops = row.setdefault("by_operation", {})
+                    ops[operation] = ops.get(operation, 0) + n
+                    op_costs = row.setdefault("cost_by_operation", {})
+                    op_costs[operation] = op_costs.get(operation, 0.0) + request_cost + egress_part
+
+        storage = self._storage_summary(storage_months)
+        totals = {"requests": request_total, "egress": egress_cost, "storage": storage["cost"]}
+        totals["total"] = sum(totals.values())
+        return {
+            "region": self._region,
+            "currency": "USD",
+            "free_tier": bool(free),
+            "requests": {
+                "total": sum(v[0] for v in cells.values()),
+                "by_operation": {op: row["requests"] for op, row in groups["by_operation"].items()},
+                "by_class": by_class,
+            },
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            **groups,
+            "storage": storage,
+            "egress": {"bytes": bytes_out, "gb": egress_gb, "cost": egress_cost},
+            "totals": totals,
+        }
+
+    # -- storage -------------------------------------------------------------------------------
+
+    def measure_storage(self, prefix: str = "") -> dict[str, Any]:
+        """Measure what is stored under the database (or ``prefix`` below it) from the real object
+        sizes: one LIST pass (one LIST request per 1 000 keys), counted as this plugin's requests.
+
+        Sizes are the object sizes a listing reports (the bodies); S3 also stores each object's
+        key and user metadata (up to 2 KB for an s3db record), which no listing shows, so this is
+        a lower bound for metadata-heavy resources."""
+        client = self._db().client
+        total = objects = 0
+        by_resource: dict[str, int] = {}
+        by_plugin: dict[str, int] = {}
+        self._local.plugin = self.slug
+        try:
+            for key, size in client.list_sizes(prefix):
+                resource, plugin = attribute(key)
+                plugin = plugin or self._plugin_of(resource)
+                total += size
+                objects += 1
+                by_resource[resource or NO_RESOURCE] = by_resource.get(resource or NO_RESOURCE, 0) + size
+                if plugin:
+                    by_plugin[plugin] = by_plugin.get(plugin, 0) + size
+        finally:
+            self._local.plugin = None
+        with self._lock:
+            self._storage = {
+                "bytes": total, "objects": objects, "by_resource": by_resource, "by_plugin": by_plugin,
+                "prefix": prefix, "measured_at": self._clock(),
+            }
+        return self._storage_summary(1.0)
+
+    def _storage_summary(self, months: float) -> dict[str, Any]:
+        with self._lock:
+            measured = dict(self._storage) if self._storage else None
+        if measured is None:
+            return {
+                "measured": False, "bytes": 0, "objects": 0, "gb": 0.0, "cost": 0.0, "monthly_cost": 0.0,
+                "by_resource": {}, "by_plugin": {}, "measured_at": None,
+            }
+        gb = measured["bytes"] / GB
+        free_gb = FREE_TIER["storage_gb"] if self.options["consider_free_tier"] else 0
+        monthly = tiered_cost(max(0.0, gb - free_gb), self.prices["storage_gb_month"])
+        return {
+            "measured": True,
+            "bytes": measured["bytes"],
+            "objects": measured["objects"],
+            "gb": gb,
+            "cost": monthly * months,
+            "monthly_cost": monthly,
+            "by_resource": dict(measured["by_resource"]),
+            "by_plugin": dict(measured["by_plugin"]),
+            "measured_at": _iso(measured["measured_at"]),
+        }
+
+    # -- time series and frames ------------------------------------------------------------------
+
+    def timeline(self, window: float | dt.timedelta = 3600, *, by: str = "operation", step: int = 60) -> dict[str, list[tuple[float, int]]]:
+        """Requests per ``step`` seconds (a multiple of 60) over the last ``window``, one series per
+        ``by`` value (``operation``, ``resource``, ``plugin`` or ``class``): ``{name: [(epoch, n), ...]}``
+        with empty steps as zeros. No S3 request."""
+        column = {"operation": 0, "resource": 1, "plugin": 2, "class": 0}.get(by)
+        if column is None:
+            raise PluginError(f"CostsPlugin.timeline: by must be operation, resource, plugin or class, got {by!r}")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 60 or step % 60:
+            raise PluginError(f"CostsPlugin.timeline: step must be a whole number of minutes in seconds (60, 300, ...), got {step!r}")
+        window_s = _seconds(window, "window")
+        now_minute = int(self._clock() // 60)
+        per = step // 60
+        first = now_minute + 1 - math.ceil(window_s / step) * per  # the last step ends with the current minute
+        counts: dict[str, dict[int, int]] = {}
+        with self._lock:
+            for minute, bucket in self._history.items():
+                if minute < first or minute > now_minute:
+                    continue
+                slot = first + (minute - first) // per * per
+                for cell, (n, _, _) in bucket.items():
+                    name = operation_class(cell[0]) if by == "class" else cell[column]
+                    series = counts.setdefault(name, {})
+                    series[slot] = series.get(slot, 0) + n
+        slots = range(first, now_minute + 1, per)
+        return {name: [(slot * 60.0, series.get(slot, 0)) for slot in slots] for name, series in sorted(counts.items())}
+
+    def to_pandas(self) -> Any:
+        """One row per (operation, resource, plugin): requests, bytes in/out, errors and request cost
+        at list price (before any free tier). No S3 request."""
+        import pandas as pd
+
+        prices = self.prices["requests_per_1000"]
+        with self._lock:
+            rows = [
+                {"operation": op, "class": operation_class(op), "resource": res, "plugin": plg, "requests": v[0],
+                 "bytes_in": v[1], "bytes_out": v[2], "errors": v[3], "request_cost": v[0] * prices[operation_class(op)] / 1000}
+                for (op, res, plg), v in sorted(self._totals.items())
+            ]
+        columns = ["operation", "class", "resource", "plugin", "requests", "bytes_in", "bytes_out", "errors", "request_cost"]
+        return pd.DataFrame(rows, columns=columns)
+
+    # -- display ---------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        costs = self.get_costs()
+        return (
+            f"<CostsPlugin region={self._region!r} state={self.state!r} requests={costs['requests']['total']} "
+            f"total={format_usd(costs['totals']['total'])}>"
+        )
+
+    def _repr_html_(self) -> str:
+        costs = self.get_costs()
+        totals = costs["totals"]
+        storage = costs["storage"]
+        cards = {
+            "requests": f"{costs['requests']['total']:,}",
+            "request cost": format_usd(totals["requests"]),
+            "egress": f"{format_usd(totals['egress'])} ({costs['bytes_out']:,} B)",
+            "storage / month": format_usd(storage["cost"]) if storage["measured"] else "not measured",
+            "total": format_usd(totals["total"]),
+        }
+        head = "".join(f"<th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td>" for k, v in cards.items())
+        return (
+            f"<div class='s3db-costs'><b>S3 costs</b> (S3 Standard, {html.escape(self._region)})<table><tr>{head}</tr></table>"
+            f"<div style='display:flex;gap:16px'>{_cost_table('operation', costs['by_operation'])}"
+            f"{_cost_table('resource', costs['by_resource'])}</div></div>"
+        )
+
+
+def _cost_table(label: str, groups: Mapping[str, Mapping[str, Any]], limit: int = 10) -> str:
+    """A small escaped table of the costliest ``limit`` groups, with an "N of M" footer."""
+    ranked = sorted(groups.items(), key=lambda kv: (-kv[1]["cost"], -kv[1]["requests"], kv[0]))
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td style='text-align:right'>{row['requests']:,}</td>"
+        f"<td style='text-align:right'>{html.escape(format_usd(row['cost']))}</td></tr>"
+        for name, row in ranked[:limit]
+    ) or "<tr><td colspan='3'><i>no request yet</i></td></tr>"
+    footer = f"<caption style='caption-side:bottom;color:#777'>{limit} of {len(ranked)}</caption>" if len(ranked) > limit else ""
+    return f"<table>{footer}<tr><th>{html.escape(label)}</th><th>requests</th><th>cost</th></tr>{rows}</table>"
+
+
+def _check_prices(region: str, entry: Any) -> None:
+    """A price-table entry must have the three sections ``PRICES`` entries have."""
+    problems = []
+    if not isinstance(entry, Mapping):
+        problems.append("it is not a mapping")
+    else:
+        requests = entry.get("requests_per_1000")
+        if not isinstance(requests, Mapping) or not all(isinstance(requests.get(k), (int, float)) for k in ("put", "get", "delete")):
+            problems.append("requests_per_1000 needs numeric put, get and delete")
+        for tiers in ("storage_gb_month", "egress_gb"):
+            value = entry.get(tiers)
+            well_formed = isinstance(value, (list, tuple)) and bool(value) and all(isinstance(t, (list, tuple)) and len(t) == 2 for t in value)
+            if not well_formed or value[-1][0] is not None:
+                problems.append(f"{tiers} needs [[upper_gb, usd_per_gb], ..., [None, usd_per_gb]]")
+    if problems:
+        raise PluginError(f"CostsPlugin: price_table entry {region!r} is invalid: {'; '.join(problems)} (see s3db_nb.plugins.costs.PRICES)")
+
+
+__all__ = [
+    "CostsPlugin", "PRICES", "PRICE_SOURCE", "PRICES_AS_OF", "FREE_TIER", "OPERATION_CLASS", "NO_RESOURCE", "NO_PLUGIN",
+    "attribute", "format_usd", "operation_class", "tiered_cost",
+]

@@ -1,0 +1,1110 @@
+"""Importer: load CSV/TSV, JSON, JSONL, Parquet and Excel files (plain or gzip), pandas
+DataFrames and Arrow tables into a resource, with column mapping, transforms, validation,
+de-duplication and a report of every rejected row.
+
+    >>> from s3db_nb.plugins.importer import ImporterPlugin
+    >>> importer = db.use_plugin(ImporterPlugin())
+    >>> result = importer.import_data("users", "people.csv.gz",
+    ...                               mapping={"E-mail": "email", "Full name": "name"},
+    ...                               transforms={"email": str.lower}, dedupe_on=["email"])
+    >>> result.imported, result.rejected, result.duplicates
+    >>> result.rejects                      # DataFrame: row, field, rule, reason, value
+    >>> db.users.import_file("more.jsonl", atomic=True)
+
+Every row goes through the same steps: read → ``mapping`` (rename columns; ``None`` drops one)
+→ ``transforms`` (``field → callable``, on the mapped names) → ``validate`` (an optional
+callable) → the resource's ``before_insert`` hooks and schema (``frames.validate_rows``, the
+check ``insert_frame`` uses) → ``dedupe_on`` → written in batches on the database's bounded
+pool (1 PUT per record + 1 per partition ref). A bad row never stops the import: it lands in
+``result.rejects`` with its row number, the field, the rule and the reason.
+
+``atomic=True`` reads and validates the whole source before the first write, and if a write
+then fails, deletes every record this import wrote and raises ``ImportAbortedError``.
+Without it (the default) CSV/TSV/JSONL/Parquet/Excel/DataFrames are streamed ``batch_size``
+rows at a time, so memory stays bounded by one batch whatever the file's size.
+
+``row`` in the rejects says where to look in the source:
+
+========================  ========================================================
+CSV, TSV, JSONL           the line the record starts on (the header is line 1)
+Excel                     the sheet's row number (the header is row 1)
+JSON, Parquet             the record's position, 1 = the first record
+DataFrame, Arrow, list    the 0-based position (``df.iloc[row]``, as insert_frame)
+========================  ========================================================
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import csv
+import datetime as dt
+import decimal
+import gzip
+import io
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
+
+from s3db_nb.errors import ConflictError, MissingDependencyError, PluginError
+from s3db_nb.frames import validate_rows, write_validated
+from s3db_nb.plugin import Plugin
+from s3db_nb.progress import ProgressArg, make_progress
+from s3db_nb.schema import NestedObject
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from s3db_nb.resource import Resource
+
+#: the formats import_data reads, and the aliases it accepts for them
+FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "excel", "dataframe", "arrow", "records")
+_ALIASES = {"ndjson": "jsonl", "xlsx": "excel", "xlsm": "excel", "pq": "parquet", "txt": "csv"}
+_EXTENSIONS = {
+    ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".jsonl": "jsonl",
+    ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel", ".xlsm": "excel",
+}  # fmt: skip
+_DELIMITERS = ",;\t|"
+_GZIP_MAGIC = b"\x1f\x8b"
+_RECORDS_KEYS = ("records", "data", "items", "rows")
+_SAMPLE_LINES = 50
+
+__all__ = ["ImporterPlugin", "ImportResult", "ImportAbortedError", "Unreadable", "detect_format", "read_rows", "split", "parse_date", "FORMATS"]
+
+
+class ImportAbortedError(PluginError):
+    """An import stopped before the end: a write failed under ``atomic=True`` (what it wrote
+    was deleted again) or more rows were rejected than ``max_rejects`` allows. ``result``
+    holds the counts and the rejects so far."""
+
+    def __init__(self, message: str, result: ImportResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+# -- transforms -----------------------------------------------------------------------------
+
+
+def split(separator: str = ",", *, strip: bool = True) -> Callable[[Any], list[str]]:
+    """A transform turning ``"a, b"`` into ``["a", "b"]`` (for ``array`` fields read from CSV)."""
+
+    def apply(value: Any) -> list[str]:
+        if isinstance(value, list):
+            return value
+        parts = str(value).split(separator)
+        return [p.strip() for p in parts if p.strip()] if strip else parts
+
+    return apply
+
+
+def parse_date(fmt: str) -> Callable[[Any], dt.datetime]:
+    """A transform parsing text in ``fmt`` (``"%d/%m/%Y"``) into a UTC datetime."""
+
+    def apply(value: Any) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            return value
+        parsed = dt.datetime.strptime(str(value).strip(), fmt)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+    return apply
+
+
+# -- the result -----------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    """What an import did: counts, timing and the rejected rows (``rejects``, a DataFrame)."""
+
+    resource: str
+    source: str
+    format: str
+    atomic: bool = False
+    status: str = "running"  # running | done | aborted | rolled back | failed
+    read: int = 0
+    imported: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    rolled_back: int = 0
+    duration: float = 0.0
+    total: int | None = None  # rows in the source when known up front (progress)
+    error: str | None = None
+    reject_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def rejects(self) -> pd.DataFrame:
+        """One line per problem: ``row``, ``field``, ``rule``, ``reason``, ``value``."""
+        import pandas as pd
+
+        columns = ["row", "field", "rule", "reason", "value"]
+        if not self.reject_rows:
+            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "str") for c in columns})
+        return pd.DataFrame(self._sorted_rejects(), columns=columns)
+
+    def _sorted_rejects(self) -> list[dict[str, Any]]:
+        return sorted(self.reject_rows, key=lambda r: r["row"])
+
+    def summary(self) -> dict[str, Any]:
+        """The counts as a plain dict (what the ``complete`` event and the dashboard show)."""
+        return {
+            "resource": self.resource, "source": self.source, "format": self.format, "status": self.status,
+            "read": self.read, "imported": self.imported, "rejected": self.rejected,
+            "duplicates": self.duplicates, "rolled_back": self.rolled_back, "duration": round(self.duration, 3),
+        }  # fmt: skip
+
+    def _reject(self, row: int, problems: Iterable[Mapping[str, Any]]) -> None:
+        self.rejected += 1
+        for problem in problems:
+            value = problem.get("value")
+            self.reject_rows.append({
+                "row": row, "field": str(problem.get("field")), "rule": str(problem.get("rule")),
+                "reason": str(problem.get("message")), "value": None if value is None else _short(value),
+            })  # fmt: skip
+
+    def __repr__(self) -> str:
+        extra = f" rolled_back={self.rolled_back}" if self.rolled_back else ""
+        return (
+            f"<ImportResult {self.status} {self.resource!r} ← {self.source!r} ({self.format}): read={self.read} "
+            f"imported={self.imported} rejected={self.rejected} duplicates={self.duplicates}{extra} in {self.duration:.2f}s>"
+        )
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        cards = "".join(
+            f"<td style='padding:2px 10px'>{escape(k)}<br><b>{escape(str(v))}</b></td>"
+            for k, v in self.summary().items() if k not in ("resource", "source", "format")
+        )  # fmt: skip
+        head = f"<b>Import into {escape(self.resource)}</b> from <code>{escape(self.source)}</code> ({escape(self.format)})"
+        error = f"<div style='color:#a00'>{escape(self.error)}</div>" if self.error else ""
+        rejects = ""
+        if self.reject_rows:
+            shown = self._sorted_rejects()[:20]
+            cols = ("row", "field", "rule", "reason", "value")
+            body = "".join("<tr>" + "".join(f"<td>{escape('' if r[c] is None else str(r[c]))}</td>" for c in cols) + "</tr>" for r in shown)
+            foot = f"<caption style='caption-side:bottom'>{len(shown)} of {len(self.reject_rows)} rows</caption>" if len(self.reject_rows) > len(shown) else ""
+            rejects = f"<table>{foot}<tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>{body}</table>"
+        return f"<div class='s3db-import'>{head}<table><tr>{cards}</tr></table>{error}{rejects}</div>"
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- reading sources ------------------------------------------------------------------------
+
+
+class Unreadable(NamedTuple):
+    """A source row that could not be parsed; it becomes a reject, not an exception."""
+
+    field: str
+    rule: str
+    message: str
+    value: Any = None
+
+
+Row = tuple[int, "dict[str, Any] | Unreadable"]
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    name = getattr(source, "name", None)
+    if isinstance(name, str):
+        return name
+    return f"<{type(source).__name__}>"
+
+
+def _kind_of_object(source: Any) -> str | None:
+    """The format of an in-memory source (DataFrame, Arrow, list of dicts), else None."""
+    if isinstance(source, list):
+        return "records"
+    module = type(source).__module__
+    if module.startswith("pandas") and hasattr(source, "iloc"):
+        return "dataframe"
+    if module.startswith("pyarrow") and type(source).__name__ in ("Table", "RecordBatch"):
+        return "arrow"
+    return None
+
+
+def _normalise_format(fmt: str) -> str:
+    fmt = _ALIASES.get(fmt.lower(), fmt.lower())
+    if fmt not in FORMATS:
+        raise PluginError(f"format={fmt!r} is not supported; use one of: {', '.join(FORMATS)} (or ndjson, xlsx)")
+    return fmt
+
+
+def _format_from_name(name: str) -> tuple[str | None, bool]:
+    """(format from the file extension, whether the name ends in .gz)."""
+    lower = name.lower()
+    gz = lower.endswith(".gz") or lower.endswith(".gzip")
+    if gz:
+        lower = lower.rsplit(".", 1)[0]
+    return _EXTENSIONS.get(os.path.splitext(lower)[1]), gz
+
+
+def _sniff_bytes(head: bytes) -> str:
+    """Guess a format from the first bytes of (decompressed) content."""
+    if head.startswith(b"PK\x03\x04"):
+        return "excel"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
+    if text.startswith("["):
+        return "json"
+    if text.startswith("{"):
+        first = text.split("\n", 1)[0].strip()
+        try:
+            json.loads(first)
+            return "jsonl"
+        except ValueError:
+            return "json"
+    return "csv"
+
+
+class _Opened(NamedTuple):
+    stream: IO[Any]  # a peekable binary stream, or a text stream for text sources
+    text: bool
+    close: Callable[[], None]
+
+
+def _open(source: Any, gz_name: bool) -> _Opened:
+    """A readable, peekable stream over a path, bytes or file-like object, gunzipped when the
+    name ends in .gz or the content starts with the gzip magic bytes. ``close()`` closes what
+    this opened and leaves a caller's file object open."""
+    cleanup: list[Callable[[], Any]] = []
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        raw: IO[Any] = io.BytesIO(bytes(source))
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise PluginError(f"source file {os.fspath(source)!r} does not exist")
+        raw = open(path, "rb")  # noqa: SIM115 - closed through _Opened.close
+        cleanup.append(raw.close)
+    elif hasattr(source, "read"):
+        if isinstance(source, io.TextIOBase):
+            return _Opened(source, True, lambda: None)
+        raw = source
+    else:
+        raise PluginError(
+            f"cannot import from a {type(source).__name__}; pass a path, a file-like object, bytes, "
+            "a pandas DataFrame, a pyarrow Table or a list of dicts"
+        )
+    stream = raw
+    if not hasattr(raw, "peek"):
+        stream = io.BufferedReader(raw)  # type: ignore[arg-type]
+        cleanup.append(stream.detach)  # so that collecting the wrapper does not close the caller's file
+    if gz_name or stream.peek(2)[:2] == _GZIP_MAGIC:
+        stream = io.BufferedReader(gzip.GzipFile(fileobj=stream, mode="rb"))  # type: ignore[arg-type]
+
+    def close() -> None:
+        for fn in reversed(cleanup):
+            fn()
+
+    return _Opened(stream, False, close)
+
+
+def _sniff_opened(opened: _Opened) -> tuple[str, _Opened]:
+    """The format of an opened stream from its first bytes (the stream is not consumed)."""
+    if opened.text:  # text streams cannot peek: read the head and put it back in front
+        head = opened.stream.read(4096)
+        rest = io.StringIO(head + opened.stream.read())
+        return _sniff_bytes(head.encode()), _Opened(rest, True, opened.close)
+    return _sniff_bytes(opened.stream.peek(4096)[:4096]), opened
+
+
+def _static_format(source: Any, format: str | None) -> tuple[str | None, bool]:
+    """(format known without reading, whether the name says gzip)."""
+    if format:
+        return _normalise_format(format), _format_from_name(_source_name(source))[1]
+    kind = _kind_of_object(source)
+    if kind:
+        return kind, False
+    return _format_from_name(_source_name(source))
+
+
+def detect_format(source: Any, format: str | None = None) -> str:
+    """The format ``import_data`` uses for ``source``: ``format`` if given, else the object's
+    kind, the file extension (``.csv.gz`` → csv) or, failing that, the first bytes (a path is
+    opened for that; a file object is left where it was only when it can seek)."""
+    fmt, gz = _static_format(source, format)
+    if fmt:
+        return fmt
+    position = source.tell() if hasattr(source, "seekable") and source.seekable() else None
+    opened = _open(source, gz)
+    try:
+        return _sniff_opened(opened)[0]
+    finally:
+        opened.close()
+        if position is not None:
+            source.seek(position)
+
+
+def _clean(value: Any) -> Any:
+    """Source nulls (NaN, NA, NaT) → None; Decimals → float; everything else as is."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    return value
+
+
+def _clean_row(row: Mapping[str, Any], empty_is_missing: bool = False) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        value = _clean(value)
+        if value is None or (empty_is_missing and value == ""):
+            continue
+        out[str(key)] = value
+    return out
+
+
+def _unique_header(names: Sequence[Any]) -> list[str]:
+    """Header cells as column names: blanks become ``column_<n>``, repeats get ``_2``, ``_3``."""
+    seen: collections.Counter[str] = collections.Counter()
+    out = []
+    for position, name in enumerate(names, 1):
+        text = str(name).strip() if name is not None and str(name).strip() else f"column_{position}"
+        seen[text] += 1
+        out.append(text if seen[text] == 1 else f"{text}_{seen[text]}")
+    return out
+
+
+def _sniff_delimiter(sample: str) -> str:
+    """csv.Sniffer among ``, ; TAB |``; if it cannot decide, the one most frequent in the header."""
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        header = sample.split("\n", 1)[0]
+        counts = {d: header.count(d) for d in _DELIMITERS}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+@contextlib.contextmanager
+def _text_stream(opened: _Opened, encoding: str) -> Iterator[IO[str]]:
+    if opened.text:
+        yield opened.stream
+        return
+    wrapper = io.TextIOWrapper(opened.stream, encoding=encoding, newline="")
+    try:
+        yield wrapper
+    finally:
+        wrapper.detach()  # the binary stream is closed (or left open) by _Opened.close
+
+
+def _read_csv(opened: _Opened, *, delimiter: str | None, encoding: str) -> Iterator[Row]:
+    with _text_stream(opened, encoding) as text:
+        yield from _csv_rows(text, delimiter)
+
+
+def _csv_rows(text: IO[str], delimiter: str | None) -> Iterator[Row]:
+    sample_lines = list(itertools.islice(text, _SAMPLE_LINES))
+    if delimiter is None:
+        delimiter = _sniff_delimiter("".join(sample_lines))
+    reader = csv.reader(itertools.chain(sample_lines, text), delimiter=delimiter)
+    header: list[str] | None = None
+    line = 1
+    for cells in reader:
+        start, line = line, reader.line_num + 1
+        if not cells or all(c == "" for c in cells):
+            continue
+        if header is None:
+            header = _unique_header([c.lstrip("\ufeff") for c in cells])
+            continue
+        if len(cells) > len(header):
+            yield start, Unreadable("<line>", "columns", f"has {len(cells)} fields, the header has {len(header)}", delimiter.join(cells))
+            continue
+        yield start, _clean_row(dict(zip(header, cells)), empty_is_missing=True)
+
+
+def _read_jsonl(opened: _Opened, *, encoding: str) -> Iterator[Row]:
+    with _text_stream(opened, encoding) as text:
+        yield from _jsonl_rows(text)
+
+
+def _jsonl_rows(text: IO[str]) -> Iterator[Row]:
+    for number, line in enumerate(text, 1):
+        line = line.strip().lstrip("\ufeff")
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            yield number, Unreadable("<line>", "json", f"is not valid JSON: {exc}", line)
+            continue
+        if not isinstance(value, dict):
+            yield number, Unreadable("<line>", "object", f"is a JSON {type(value).__name__}, not an object", line)
+            continue
+        yield number, _clean_row(value)
+
+
+def _records_of(document: Any, records_key: str | None) -> list[Any]:
+    if isinstance(document, list):
+        return document
+    if not isinstance(document, dict):
+        raise PluginError(f"the JSON document is a {type(document).__name__}; expected an array of objects or an object holding one")
+    if records_key is not None:
+        if not isinstance(document.get(records_key), list):
+            raise PluginError(f"records_key={records_key!r}: the JSON object has no array under that key; keys: {', '.join(map(str, document))}")
+        return document[records_key]
+    for key in _RECORDS_KEYS:
+        if isinstance(document.get(key), list):
+            return document[key]
+    lists = [k for k, v in document.items() if isinstance(v, list)]
+    if len(lists) == 1:
+        return document[lists[0]]
+    raise PluginError(
+        f"the JSON object has no 'records'/'data'/'items'/'rows' array; pass records_key= naming the one to import "
+        f"(keys: {', '.join(map(str, document)) or 'none'})"
+    )
+
+
+def _read_json(opened: _Opened, *, encoding: str, records_key: str | None) -> Iterator[Row]:
+    try:
+        with _text_stream(opened, encoding) as text:
+            document = json.load(text)
+    except ValueError as exc:
+        raise PluginError(f"the source is not valid JSON ({exc}); for one object per line use format='jsonl'") from exc
+    for number, value in enumerate(_records_of(document, records_key), 1):
+        if isinstance(value, dict):
+            yield number, _clean_row(value)
+        else:
+            yield number, Unreadable("<record>", "object", f"is a JSON {type(value).__name__}, not an object", value)
+
+
+def _seekable(opened: _Opened) -> IO[bytes]:
+    """Parquet and xlsx need random access: buffer a gzip/pipe stream in memory."""
+    stream = opened.stream
+    if (isinstance(stream, io.BufferedReader) and isinstance(stream.raw, gzip.GzipFile)) or not stream.seekable():
+        return io.BytesIO(stream.read())
+    return stream
+
+
+def _read_parquet(opened: _Opened, *, batch_size: int, result: ImportResult) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(_seekable(opened))
+    result.total = parquet.metadata.num_rows
+    number = 0
+    for batch in parquet.iter_batches(batch_size=batch_size):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, _clean_row(row)
+
+
+def _load_openpyxl() -> Any:
+    try:
+        import openpyxl
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "reading Excel files needs openpyxl; install it with: pip install 's3db-nb[excel]' (or: pip install openpyxl)"
+        ) from exc
+    return openpyxl
+
+
+def _read_excel(opened: _Opened, *, sheet: str | int | None) -> Iterator[Row]:
+    openpyxl = _load_openpyxl()
+    book = openpyxl.load_workbook(_seekable(opened), read_only=True, data_only=True)
+    try:
+        if sheet is None:
+            ws = book.active
+        elif isinstance(sheet, int):
+            ws = book.worksheets[sheet]
+        elif sheet in book.sheetnames:
+            ws = book[sheet]
+        else:
+            raise PluginError(f"sheet={sheet!r} is not in the workbook; sheets: {', '.join(book.sheetnames)}")
+        header: list[str] | None = None
+        for number, cells in enumerate(ws.iter_rows(values_only=True), 1):
+            if all(c is None or c == "" for c in cells):
+                continue
+            if header is None:
+                header = _unique_header(cells)
+                continue
+            yield number, _clean_row(dict(zip(header, cells)), empty_is_missing=True)
+    finally:
+        book.close()
+
+
+def _read_arrow(table: Any, *, batch_size: int, result: ImportResult) -> Iterator[Row]:
+    import pyarrow as pa
+
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    result.total = table.num_rows
+    number = 0
+    for batch in table.to_batches(max_chunksize=batch_size):
+        for row in batch.to_pylist():
+            yield number, _clean_row(row)
+            number += 1
+
+
+def _read_dataframe(frame: pd.DataFrame, *, batch_size: int, result: ImportResult) -> Iterator[Row]:
+    import pyarrow as pa
+
+    result.total = len(frame)
+    names = [str(c) for c in frame.columns]
+    if len(set(names)) != len(names):
+        raise PluginError(f"the DataFrame has repeated column names: {sorted({n for n in names if names.count(n) > 1})}; rename them first")
+    for start in range(0, len(frame), batch_size):
+        part = frame.iloc[start : start + batch_size]
+        try:  # Arrow turns numpy/pandas scalars into plain Python values in one pass
+            rows = pa.Table.from_pandas(part, preserve_index=False).to_pylist()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):  # mixed object columns
+            rows = part.to_dict(orient="records")
+        for offset, row in enumerate(rows):
+            yield start + offset, _clean_row(row)
+
+
+def read_rows(
+    source: Any,
+    format: str | None = None,
+    *,
+    delimiter: str | None = None,
+    sheet: str | int | None = None,
+    records_key: str | None = None,
+    encoding: str = "utf-8-sig",
+    batch_size: int = 1000,
+    result: ImportResult | None = None,
+) -> Iterator[Row]:
+    """``(row number, dict)`` for every record of ``source`` (or ``(row, Unreadable)`` for
+    one that cannot be parsed), streamed; no mapping or validation. See the module docstring
+    for what the row number means per format."""
+    fmt, gz = _static_format(source, format)
+    result = result if result is not None else ImportResult("", _source_name(source), fmt or "?")
+    if fmt in ("dataframe", "arrow", "records") and _kind_of_object(source) != fmt:
+        raise PluginError(f"format={fmt!r} needs a {fmt} object as the source, got {type(source).__name__}")
+    if fmt == "dataframe":
+        yield from _read_dataframe(source, batch_size=batch_size, result=result)
+        return
+    if fmt == "arrow":
+        yield from _read_arrow(source, batch_size=batch_size, result=result)
+        return
+    if fmt == "records":
+        result.total = len(source)
+        for number, value in enumerate(source):
+            if isinstance(value, Mapping):
+                yield number, _clean_row(value)
+            else:
+                yield number, Unreadable("<record>", "object", f"is a {type(value).__name__}, not a dict", value)
+        return
+    if fmt == "excel":
+        _load_openpyxl()  # fail before opening anything when the extra is missing
+    opened = _open(source, gz)
+    try:
+        if fmt is None:
+            fmt, opened = _sniff_opened(opened)
+        result.format = fmt
+        if opened.text and fmt in ("parquet", "excel"):
+            raise PluginError(f"format={fmt!r} is binary: open the file in binary mode ('rb') or pass its path")
+        if fmt in ("csv", "tsv"):
+            yield from _read_csv(opened, delimiter="\t" if fmt == "tsv" and delimiter is None else delimiter, encoding=encoding)
+        elif fmt == "jsonl":
+            yield from _read_jsonl(opened, encoding=encoding)
+        elif fmt == "json":
+            yield from _read_json(opened, encoding=encoding, records_key=records_key)
+        elif fmt == "parquet":
+            yield from _read_parquet(opened, batch_size=batch_size, result=result)
+        else:
+            yield from _read_excel(opened, sheet=sheet)
+    finally:
+        opened.close()
+
+
+def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    while True:
+        chunk = list(itertools.islice(rows, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+# -- the plugin -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """The per-import options, checked once."""
+
+    mapping: dict[str, str | None]
+    transforms: dict[str, Callable[[Any], Any]]
+    validate: Callable[[dict[str, Any]], Any] | None
+    dedupe_on: tuple[str, ...]
+    unknown: str
+    nested: frozenset[str]
+    fields: frozenset[str]
+    secrets: frozenset[str]
+
+
+class ImporterPlugin(Plugin):
+    """Bulk-load files and DataFrames into resources (see the module docstring).
+
+    Options (each also a keyword of :meth:`import_data`, which wins): ``mapping``,
+    ``transforms``, ``dedupe_on``, ``atomic``, ``batch_size`` (rows read, validated and written
+    per batch, default 1000); ``resource_method`` names the method added to every resource
+    (``"import_file"``; ``None`` adds none); ``history`` is how many finished imports
+    ``plugin.history`` keeps for the dashboard (20). The importer stores nothing of its own.
+    """
+
+    defaults = {
+        "mapping": None,
+        "transforms": None,
+        "dedupe_on": None,
+        "atomic": False,
+        "batch_size": 1000,
+        "resource_method": "import_file",
+        "history": 20,
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        o = self.options
+        _check_batch_size(o["batch_size"], "batch_size")
+        if not isinstance(o["history"], int) or o["history"] < 0:
+            raise PluginError(f"ImporterPlugin: history must be an int >= 0, got {o['history']!r}")
+        if o["resource_method"] is not None and not (isinstance(o["resource_method"], str) and o["resource_method"].isidentifier()):
+            raise PluginError(f"ImporterPlugin: resource_method must be a method name or None, got {o['resource_method']!r}")
+        _check_mapping(o["mapping"])
+        _check_transforms(o["transforms"])
+        _check_dedupe(o["dedupe_on"])
+        self.history: collections.deque[ImportResult] = collections.deque(maxlen=o["history"])
+        self.current: ImportResult | None = None
+        self.last_preview: pd.DataFrame | None = None
+        self.last_preview_source: str | None = None
+
+    @property
+    def last(self) -> ImportResult | None:
+        """The import running now, else the last one that finished."""
+        return self.current or (self.history[-1] if self.history else None)
+
+    def on_install(self) -> None:
+        method = self.options["resource_method"]
+        if method is None:
+            return
+        for resource in list(self._db().resources.values()):
+            self._attach(resource)
+        self.add_database_hook("after_create_resource", self._attach)
+
+    def _attach(self, resource: Resource) -> None:
+        method = self.options["resource_method"]
+        if method in resource.__dict__:
+            return  # already there (a redefined resource gets it back from the base class)
+        if hasattr(resource, method):
+            self.log.warning("resource %r already has %r; resource_method not added", resource.name, method)
+            return
+
+        def import_file(source: Any, format: str | None = None, **options: Any) -> ImportResult:
+            return self.import_data(resource.name, source, format, **options)
+
+        import_file.__doc__ = f"Import a file or DataFrame into {resource.name!r} (ImporterPlugin.import_data)."
+        self.add_resource_method(resource, method, import_file)
+
+    # -- importing ------------------------------------------------------------------------
+
+    def import_data(
+        self,
+        resource: Resource | str,
+        source: Any,
+        format: str | None = None,
+        *,
+        mapping: Mapping[str, str | None] | None = None,
+        transforms: Mapping[str, Callable[[Any], Any]] | None = None,
+        validate: Callable[[dict[str, Any]], Any] | None = None,
+        dedupe_on: Sequence[str] | str | None = None,
+        dedupe_existing: bool = False,
+        unknown: str = "keep",
+        atomic: bool | None = None,
+        max_rejects: int | None = None,
+        batch_size: int | None = None,
+        delimiter: str | None = None,
+        sheet: str | int | None = None,
+        records_key: str | None = None,
+        encoding: str = "utf-8-sig",
+        progress: ProgressArg = None,
+    ) -> ImportResult:
+        """Import ``source`` (path, file-like, bytes, DataFrame, Arrow table, list of dicts)
+        into ``resource``; returns an :class:`ImportResult`. Costs 1 PUT per imported record
+        (+1 per partition ref); ``dedupe_existing`` first reads the resource (1 LIST per 1 000
+        ids + 1 GET per record, or only the LISTs when deduping on ``id``).
+
+        ``mapping`` renames source columns (``None`` drops one; a dotted name such as
+        ``"address.city"`` fills a nested field); ``transforms`` maps a field to a callable
+        applied to its non-missing value; ``validate(record)`` may return False or a reason
+        (or raise ``ValueError``) to reject a row; ``dedupe_on`` keeps the first row for each
+        key (and, with ``dedupe_existing``, skips keys already stored); ``unknown="drop"``
+        ignores columns the schema does not define (``"keep"``: stored as extra fields, as
+        s3db.js does). ``atomic`` writes all or nothing; ``max_rejects`` aborts the import
+        once more rows than that are rejected (with ``atomic``: before anything is written).
+        """
+        target = self.resource(resource)
+        o = self.options
+        mapping = _check_mapping(o["mapping"] if mapping is None else mapping)
+        transforms = _check_transforms(o["transforms"] if transforms is None else transforms)
+        dedupe = _check_dedupe(o["dedupe_on"] if dedupe_on is None else dedupe_on)
+        atomic = bool(o["atomic"] if atomic is None else atomic)
+        batch_size = _check_batch_size(o["batch_size"] if batch_size is None else batch_size, "batch_size")
+        if unknown not in ("keep", "drop"):
+            raise PluginError(f"unknown must be 'keep' or 'drop', got {unknown!r}")
+        if max_rejects is not None and (not isinstance(max_rejects, int) or max_rejects < 0):
+            raise PluginError(f"max_rejects must be an int >= 0 or None, got {max_rejects!r}")
+        if validate is not None and not callable(validate):
+            raise PluginError(f"validate must be a callable(record) or None, got {type(validate).__name__}")
+        if dedupe_existing and not dedupe:
+            raise PluginError("dedupe_existing=True needs dedupe_on=[...] naming the key field(s)")
+        plan = _make_plan(target, mapping, transforms, validate, dedupe, unknown)
+        fmt, _ = _static_format(source, format)
+        result = ImportResult(target.name, _source_name(source), fmt or "?", atomic=atomic)
+        rows = read_rows(source, fmt, delimiter=delimiter, sheet=sheet, records_key=records_key, encoding=encoding, batch_size=batch_size, result=result)
+        seen_keys: set[tuple[Any, ...]] = set()
+        if dedupe_existing:
+            seen_keys = _existing_keys(target, plan.dedupe_on)
+        started = time.perf_counter()
+        self.current = result
+        bar = make_progress(progress, result.total, f"importing {target.name}")
+        try:
+            if atomic:
+                self._run_atomic(target, rows, plan, result, seen_keys, max_rejects, bar)
+            else:
+                self._run_streaming(target, rows, plan, result, seen_keys, max_rejects, batch_size, bar)
+            result.status = "done"
+            if result.total is None:  # a streamed text file: its size is known now
+                result.total = result.read
+                bar.set_total(result.total)
+        except ImportAbortedError as exc:
+            result.error = str(exc)
+            self.emit("error", result)
+            raise
+        except BaseException as exc:
+            result.status = "failed"
+            result.error = f"{type(exc).__name__}: {exc}"
+            self.emit("error", result)
+            raise
+        finally:
+            rows.close()
+            result.duration = time.perf_counter() - started
+            bar.close()
+            self.current = None
+            self.history.append(result)
+        self.emit("complete", result)
+        return result
+
+    def _run_streaming(
+        self, target: Resource, rows: Iterator[Row], plan: _Plan, result: ImportResult,
+        seen_keys: set[tuple[Any, ...]], max_rejects: int | None, batch_size: int, bar: Any,
+    ) -> None:  # fmt: skip
+        seen_ids: dict[str, int] = {}
+        for chunk in _chunks(rows, batch_size):
+            if result.total is not None and bar.total is None:
+                bar.set_total(result.total)
+            items = self._prepare(target, chunk, plan, result, seen_ids, seen_keys, bar)
+            self._check_rejects(result, max_rejects, written=True)
+            failures = self._write(target, items, bar)
+            result.imported += len(items) - len(failures)
+            for row, exc in sorted(failures.items()):
+                result._reject(row, [_write_problem(exc, target)])
+            self._check_rejects(result, max_rejects, written=True)
+            self.emit("progress", result.summary())
+
+    def _run_atomic(
+        self, target: Resource, rows: Iterator[Row], plan: _Plan, result: ImportResult,
+        seen_keys: set[tuple[Any, ...]], max_rejects: int | None, bar: Any,
+    ) -> None:  # fmt: skip
+        everything = list(rows)
+        result.total = len(everything)
+        bar.set_total(result.total)
+        items = self._prepare(target, everything, plan, result, {}, seen_keys, bar)
+        self._check_rejects(result, max_rejects, written=False)
+        self.emit("progress", result.summary())
+        failures = self._write(target, items, bar)
+        if not failures:
+            result.imported = len(items)
+            return
+        # Undo: delete every record of this import, except where the failure was that the id
+        # already existed (that record is someone else's). A record whose after_insert hook
+        # failed was stored, so it is deleted too.
+        keep = {row for row, exc in failures.items() if isinstance(exc, ConflictError)}
+        ids = [record_id for row, record_id, _ in items if row not in keep]
+        row, first = min(failures.items())
+        result.status = "rolled back"
+        try:
+            result.rolled_back = target.delete_many(ids)
+            left: list[str] = []
+        except Exception:  # noqa: BLE001 - report what is left rather than a second traceback
+            left = [i for i in ids if _still_there(target, i)]
+            result.rolled_back = len(ids) - len(left)
+        for failed_row, exc in sorted(failures.items()):
+            result._reject(failed_row, [_write_problem(exc, target)])
+        message = (
+            f"import into {target.name!r} rolled back: writing row {row} failed ({type(first).__name__}: {first}); "
+            f"{result.rolled_back} record(s) written by this import were deleted"
+        )
+        if left:
+            message += f"; {len(left)} could not be deleted: {', '.join(left[:10])}"
+        raise ImportAbortedError(message, result) from first
+
+    def _check_rejects(self, result: ImportResult, max_rejects: int | None, *, written: bool) -> None:
+        if max_rejects is None or result.rejected <= max_rejects:
+            return
+        result.status = "aborted"
+        done = f"{result.imported} record(s) imported before it stopped" if written else "nothing was written"
+        raise ImportAbortedError(
+            f"import into {result.resource!r} aborted: {result.rejected} row(s) rejected, more than max_rejects={max_rejects}; "
+            f"{done}. See error.result.rejects",
+            result,
+        )
+
+    def _write(self, target: Resource, items: list[tuple[int, str, dict[str, Any]]], bar: Any) -> dict[int, BaseException]:
+        done = 0
+
+        def advance(count: int, _total: int | None, _desc: str) -> None:
+            nonlocal done
+            bar.update(count - done)
+            done = count
+
+        return write_validated(target, items, progress=advance) if items else {}
+
+    def _prepare(
+        self, target: Resource, chunk: list[Row], plan: _Plan, result: ImportResult,
+        seen_ids: dict[str, int], seen_keys: set[tuple[Any, ...]], bar: Any,
+    ) -> list[tuple[int, str, dict[str, Any]]]:  # fmt: skip
+        """Mapping, transforms, validation and dedupe for one batch; rejects and duplicates are counted."""
+        result.read += len(chunk)
+        shaped: list[dict[str, Any]] = []
+        numbers: list[int] = []
+        for number, row in chunk:
+            record = _shape(row, plan)
+            if isinstance(record, Unreadable):
+                result._reject(number, [record._asdict()])
+                continue
+            shaped.append(record)
+            numbers.append(number)
+        valid, rejected = validate_rows(target, shaped, numbers=numbers, seen_ids=seen_ids)
+        for number, problems in rejected.items():
+            if "id" in plan.dedupe_on and all(p["rule"] == "unique" and p["field"] == "id" for p in problems):
+                result.duplicates += 1  # a repeated id is the duplicate the caller asked to drop
+            else:
+                result._reject(number, problems)
+        items = []
+        for number, record_id, record in valid:
+            if plan.dedupe_on:
+                key = _dedupe_key(record_id, record, plan.dedupe_on)
+                if key in seen_keys:
+                    result.duplicates += 1
+                    continue
+                seen_keys.add(key)
+            items.append((number, record_id, record))
+        bar.update(len(chunk) - len(items))
+        return items
+
+    # -- preview --------------------------------------------------------------------------
+
+    def preview(
+        self,
+        resource: Resource | str,
+        source: Any,
+        n: int = 10,
+        format: str | None = None,
+        *,
+        mapping: Mapping[str, str | None] | None = None,
+        transforms: Mapping[str, Callable[[Any], Any]] | None = None,
+        validate: Callable[[dict[str, Any]], Any] | None = None,
+        unknown: str = "keep",
+        delimiter: str | None = None,
+        sheet: str | int | None = None,
+        records_key: str | None = None,
+        encoding: str = "utf-8-sig",
+    ) -> pd.DataFrame:
+        """The first ``n`` rows as they would be imported (after mapping and transforms), with
+        ``_row`` and ``_error`` (why the row would be rejected, "" if it would not). Reads only
+        the start of the source; writes nothing (no request)."""
+        import pandas as pd
+
+        target = self.resource(resource)
+        o = self.options
+        plan = _make_plan(
+            target, _check_mapping(o["mapping"] if mapping is None else mapping),
+            _check_transforms(o["transforms"] if transforms is None else transforms), validate, (), unknown,
+        )  # fmt: skip
+        rows = read_rows(source, format, delimiter=delimiter, sheet=sheet, records_key=records_key, encoding=encoding, batch_size=max(n, 1))
+        out: list[dict[str, Any]] = []
+        try:
+            for number, row in itertools.islice(rows, max(n, 0)):
+                record = _shape(row, plan)
+                if isinstance(record, Unreadable):
+                    out.append({"_row": number, "_error": f"{record.field}: {record.message}"})
+                    continue
+                _, rejected = validate_rows(target, [record])
+                error = "; ".join(f"{p['field']}: {p['message']} (rule {p['rule']})" for p in rejected.get(0, []))
+                for path in plan.secrets:  # the preview is shown on screen: never a secret value
+                    if _get_path(record, path) is not None:
+                        _set_path(record, path, "***")
+                out.append({"_row": number, **record, "_error": error})
+        finally:
+            rows.close()
+        fields = list(dict.fromkeys(k for r in out for k in r if k not in ("_row", "_error")))  # source order
+        columns = ["_row", *fields, "_error"]
+        frame = pd.DataFrame(out, columns=columns)
+        self.last_preview = frame
+        self.last_preview_source = _source_name(source)
+        return frame
+
+
+# -- per-row work ---------------------------------------------------------------------------
+
+
+def _make_plan(
+    target: Resource, mapping: dict[str, str | None], transforms: dict[str, Callable[[Any], Any]],
+    validate: Callable[[dict[str, Any]], Any] | None, dedupe_on: tuple[str, ...], unknown: str,
+) -> _Plan:  # fmt: skip
+    if unknown not in ("keep", "drop"):
+        raise PluginError(f"unknown must be 'keep' or 'drop', got {unknown!r}")
+    root = target.schema.root.children
+    fields = frozenset(root)
+    for name in dedupe_on:
+        if name != "id" and name.split(".", 1)[0] not in fields:
+            raise PluginError(f"dedupe_on field {name!r} is not in resource {target.name!r}; fields: id, {', '.join(sorted(fields))}")
+    nested = frozenset(k for k, v in root.items() if isinstance(v, NestedObject))
+    secrets = frozenset(target.schema.secret_paths())
+    return _Plan(mapping, transforms, validate, dedupe_on, unknown, nested, fields, secrets)
+
+
+def _shape(row: dict[str, Any] | Unreadable, plan: _Plan) -> dict[str, Any] | Unreadable:
+    """Mapping → nesting → unknown columns → transforms → the custom ``validate``; a row the
+    reader could not parse stays a reject (its raw text hidden when the resource has secrets)."""
+    if isinstance(row, Unreadable):
+        return row._replace(value="***") if plan.secrets and row.value is not None else row
+    record: dict[str, Any] = {}
+    for key, value in row.items():
+        target = plan.mapping.get(key, key)
+        if target is None:
+            continue
+        head, dot, rest = target.partition(".")
+        if dot and head in plan.nested:
+            node = record.setdefault(head, {})
+            parts = rest.split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {}) if isinstance(node, dict) else node
+            if isinstance(node, dict):
+                node[parts[-1]] = value
+            continue
+        record[target] = value
+    if plan.unknown == "drop":
+        record = {k: v for k, v in record.items() if k in plan.fields or k == "id"}
+    for name, fn in plan.transforms.items():
+        value = _get_path(record, name)
+        if value is None:
+            continue
+        try:
+            _set_path(record, name, fn(value))
+        except Exception as exc:  # noqa: BLE001 - a failing transform rejects the row
+            shown = "***" if name in plan.secrets else value
+            return Unreadable(name, "transform", f"transform failed: {type(exc).__name__}: {exc}", shown)
+    if plan.validate is not None:
+        try:
+            verdict = plan.validate(record)
+        except (ValueError, TypeError, KeyError) as exc:
+            return Unreadable("<record>", "validate", str(exc) or type(exc).__name__)
+        if verdict is False or isinstance(verdict, str):
+            return Unreadable("<record>", "validate", verdict if isinstance(verdict, str) else "rejected by validate()")
+    return record
+
+
+def _get_path(record: Mapping[str, Any], path: str) -> Any:
+    node: Any = record
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _set_path(record: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node = record
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _key_part(value: Any) -> Any:
+    """Dedupe keys compare by value: lists/dicts become JSON text so they can be hashed."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
+
+
+def _dedupe_key(record_id: str, record: Mapping[str, Any], fields: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(record_id if f == "id" else _key_part(_get_path(record, f)) for f in fields)
+
+
+def _existing_keys(target: Resource, fields: tuple[str, ...]) -> set[tuple[Any, ...]]:
+    """Keys already stored: only the id LISTs when deduping on ``id``, else one read of the resource."""
+    if fields == ("id",):
+        return {(record_id,) for record_id in target.list_ids()}
+    keys = set()
+    for record in target.iter_records():
+        keys.add(_dedupe_key(record["id"], record, fields))
+    return keys
+
+
+def _write_problem(exc: BaseException, target: Resource) -> dict[str, Any]:
+    if isinstance(exc, ConflictError):
+        return {"field": "id", "rule": "exists", "message": f"already exists in {target.name!r} (use dedupe_on=['id'], dedupe_existing=True to skip it)"}
+    return {"field": "<write>", "rule": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+
+
+def _still_there(target: Resource, record_id: str) -> bool:
+    try:
+        return target.exists(record_id)
+    except Exception:  # noqa: BLE001 - unknown counts as still there
+        return True
+
+
+# -- option checks --------------------------------------------------------------------------
+
+
+def _check_batch_size(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise PluginError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _check_mapping(mapping: Any) -> dict[str, str | None]:
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, Mapping) or not all(isinstance(k, str) and (v is None or isinstance(v, str) and v) for k, v in mapping.items()):
+        raise PluginError(f"mapping must be a dict of source column → field name (or None to drop the column), got {mapping!r}")
+    return dict(mapping)
+
+
+def _check_transforms(transforms: Any) -> dict[str, Callable[[Any], Any]]:
+    if transforms is None:
+        return {}
+    if not isinstance(transforms, Mapping):
+        raise PluginError(f"transforms must be a dict of field → callable, got {type(transforms).__name__}")
+    bad = [k for k, fn in transforms.items() if not callable(fn)]
+    if bad:
+        raise PluginError(f"transforms for {', '.join(map(repr, bad))} are not callable; give a function such as str.strip or int")
+    return dict(transforms)
+
+
+def _check_dedupe(dedupe_on: Any) -> tuple[str, ...]:
+    if dedupe_on is None:
+        return ()
+    if isinstance(dedupe_on, str):
+        return (dedupe_on,)
+    if not isinstance(dedupe_on, (list, tuple)) or not dedupe_on or not all(isinstance(f, str) for f in dedupe_on):
+        raise PluginError(f"dedupe_on must be a field name or a list of field names, got {dedupe_on!r}")
+    return tuple(dedupe_on)

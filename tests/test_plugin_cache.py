@@ -1,0 +1,703 @@
+"""CachePlugin: read-through caching, invalidation by every write method, TTL, LRU and byte
+limits, the filesystem / s3 / multi drivers, skip_cache, stats, warm, and the dashboard.
+
+Behaviour tests run on ``plugin_db`` (memory, file, moto server); requests are counted with a
+client listener, so "a hit" means "no request reached the storage". Drivers and the codec are
+also tested on their own, without a backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import gzip
+import itertools
+import json
+
+import pytest
+
+import s3db_nb
+from conftest import make_backend
+from s3db_nb import Plugin, PluginError
+from s3db_nb.connection import ConnectionConfig
+from s3db_nb.database import Database
+from s3db_nb.plugins.cache import CachePlugin, FilesystemCache, MemoryCache, MultiTierCache, Uncacheable, dumps_value, loads_value
+from s3db_nb.record import Page, Record
+from s3db_nb.widgets.cache import CacheDashboard
+
+
+class FakeClock:
+    """Seconds since the epoch that only move when told to."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+PEOPLE = [
+    {"id": "a", "name": "Ana", "city": "Rio"},
+    {"id": "b", "name": "Bia", "city": "Recife"},
+    {"id": "c", "name": "Caio", "city": "Rio"},
+]
+
+
+def make_people(db):
+    people = db.create_resource(
+        "people",
+        {"name": "string", "city": "string|optional"},
+        partitions={"byCity": {"fields": {"city": "string"}}},
+    )
+    return people
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def people(plugin_db):
+    people = make_people(plugin_db)
+    people.insert_many(PEOPLE)
+    return people
+
+
+@pytest.fixture
+def cache(plugin_db, people, clock) -> CachePlugin:
+    return plugin_db.use_plugin(CachePlugin(clock=clock))
+
+
+@pytest.fixture
+def calls(plugin_db):
+    """Every request the database's client makes from now on."""
+    seen: list = []
+    plugin_db.client.add_listener(seen.append)
+    yield seen
+    plugin_db.client.remove_listener(seen.append)
+
+
+def data_requests(calls, resource: str = "people") -> list:
+    """Requests on the resource's own objects (not on cache entries kept in the bucket)."""
+    return [c for c in calls if c.key.startswith(f"resource={resource}/")]
+
+
+def snapshot(value):
+    """A value with the storage facts of its records spelled out, for exact comparisons."""
+    if isinstance(value, Record):
+        return (dict(value), value.etag, value.version, value.has_content, value.content_type, value.last_modified)
+    if isinstance(value, Page):
+        return ("page", [snapshot(v) for v in value.items], value.next_cursor, value.size)
+    if isinstance(value, list):
+        return [snapshot(v) for v in value]
+    return value
+
+
+def outcome(read, resource, **options):
+    try:
+        return ("ok", snapshot(read(resource, **options)))
+    except s3db_nb.S3DBError as exc:
+        return ("error", type(exc).__name__)
+
+
+READS = {
+    "get": lambda r, **o: r.get("a", **o),
+    "get_many": lambda r, **o: r.get_many(["a", "b", "d"], **o),
+    "list": lambda r, **o: r.list(**o),
+    "list_ids": lambda r, **o: r.list_ids(**o),
+    "count": lambda r, **o: r.count(**o),
+    "page": lambda r, **o: r.page(2, **o),
+    "query": lambda r, **o: r.query({"name": "Ana"}, **o),
+    "get_from_partition": lambda r, **o: r.get_from_partition("a", "byCity", {"city": "Rio"}, **o),
+    "list_partition": lambda r, **o: r.list(partition="byCity", partition_values={"city": "Rio"}, **o),
+    "count_partition": lambda r, **o: r.count(partition="byCity", partition_values={"city": "Recife"}, **o),
+}
+
+
+# -- hits -----------------------------------------------------------------------------------
+
+
+def test_second_get_is_served_without_a_request(people, cache, calls):
+    first = people.get("a")
+    assert len(data_requests(calls)) == 1
+    second = people.get("a")
+    assert len(data_requests(calls)) == 1  # no GET for the hit
+    assert isinstance(second, Record) and snapshot(second) == snapshot(first)
+
+
+@pytest.mark.parametrize("method", sorted(READS))
+def test_a_hit_equals_the_uncached_read(people, cache, calls, method):
+    read = READS[method]
+    miss = outcome(read, people)
+    before = len(data_requests(calls))
+    hit = outcome(read, people)
+    assert len(data_requests(calls)) == before
+    assert hit == miss == outcome(read, people, skip_cache=True)
+
+
+def test_errors_are_not_cached(people, cache, calls):
+    with pytest.raises(s3db_nb.NotFoundError):
+        people.get("nobody")
+    with pytest.raises(s3db_nb.NotFoundError):
+        people.get("nobody")
+    assert len(data_requests(calls)) == 2
+    assert cache.get_stats()["stores"] == 0
+
+
+# -- invalidation ---------------------------------------------------------------------------
+
+
+def _with_content(r):
+    r.set_content("a", b"hello", "text/plain")
+
+
+def _frame(r):
+    import pandas as pd
+
+    r.insert_frame(pd.DataFrame([{"id": "d", "name": "Dan", "city": "Rio"}]))
+
+
+WRITES = {
+    "insert": (None, lambda r: r.insert({"id": "d", "name": "Dan", "city": "Rio"})),
+    "insert_many": (None, lambda r: r.insert_many([{"id": "d", "name": "Dan", "city": "Rio"}, {"id": "e", "name": "Eva", "city": "Recife"}])),
+    "insert_frame": (None, _frame),
+    "update": (None, lambda r: r.update("a", {"name": "Ann"})),
+    "update_moving_partition": (None, lambda r: r.update("a", {"city": "Recife"})),
+    "patch": (None, lambda r: r.patch("a", {"name": "Ann"})),
+    "update_conditional": (None, lambda r: r.update_conditional("a", {"name": "Ann"}, if_match=r.get("a", skip_cache=True).etag)),
+    "replace": (None, lambda r: r.replace("a", {"name": "Ann", "city": "Recife"})),
+    "replace_new": (None, lambda r: r.replace("d", {"name": "Dan", "city": "Rio"})),
+    "upsert_existing": (None, lambda r: r.upsert({"id": "a", "name": "Ann"})),
+    "upsert_new": (None, lambda r: r.upsert({"id": "d", "name": "Dan", "city": "Rio"})),
+    "delete": (None, lambda r: r.delete("a")),
+    "delete_many": (None, lambda r: r.delete_many(["a", "b"])),
+    "delete_all": (None, lambda r: r.delete_all(confirm=True)),
+    "set_content": (None, _with_content),
+    "delete_content": (_with_content, lambda r: r.delete_content("a")),
+}
+
+
+#: the whole matrix runs on memory and file; the moto server (slower) gets one write of each kind
+WRITE_CASES = [pytest.param(kind, write, id=f"{kind}-{write}") for kind in ("memory", "file") for write in WRITES] + [
+    pytest.param("s3-moto", write, id=f"s3-moto-{write}", marks=pytest.mark.s3)
+    for write in ("insert_many", "update_moving_partition", "delete_many", "set_content")
+]
+
+
+def open_db(kind: str, request):
+    """A fresh database of ``kind`` (as ``plugin_db`` builds one), closed at the end of the test."""
+    backend = make_backend(kind, request)
+    request.addfinalizer(backend.close)
+    client = backend.make()
+    config = ConnectionConfig(scheme="http" if kind.startswith("s3") else kind, bucket=getattr(client, "bucket", "s3db"), prefix=backend.base_prefix)
+    db = Database(config, client, parallelism=8).connect()
+    request.addfinalizer(db.disconnect)
+    return db
+
+
+@pytest.mark.parametrize(("kind", "write"), WRITE_CASES)
+def test_every_read_is_fresh_after_a_write(request, kind, write, clock):
+    db = open_db(kind, request)
+    people = make_people(db)
+    people.insert_many(PEOPLE)
+    cache = db.use_plugin(CachePlugin(clock=clock))
+    setup, action = WRITES[write]
+    if setup:
+        setup(people)
+    for read in READS.values():
+        outcome(read, people)
+    hits = cache.get_stats()["hits"]
+    for read in READS.values():
+        outcome(read, people)
+    assert cache.get_stats()["hits"] == hits + len(READS)  # everything was cached before the write
+    action(people)
+    for name, read in READS.items():
+        assert outcome(read, people) == outcome(read, people, skip_cache=True), name
+
+
+def test_an_update_in_place_keeps_counts_id_lists_and_other_records(people, cache, calls):
+    people.count(), people.list_ids(), people.get("b"), people.count(partition="byCity", partition_values={"city": "Rio"})
+    people.update("a", {"name": "Ann"})
+    calls.clear()
+    assert people.count() == 3 and people.list_ids() == ["a", "b", "c"] and people.get("b")["name"] == "Bia"
+    assert people.count(partition="byCity", partition_values={"city": "Rio"}) == 2
+    assert data_requests(calls) == []
+    assert people.list()[0]["name"] == "Ann"  # but the lists holding the record were dropped
+
+
+def test_a_write_only_drops_the_lists_of_the_partitions_it_touches(people, cache, calls):
+    people.list(partition="byCity", partition_values={"city": "Recife"})
+    people.list(partition="byCity", partition_values={"city": "Rio"})
+    people.insert({"id": "d", "name": "Dan", "city": "Rio"})
+    calls.clear()
+    assert [r["id"] for r in people.list(partition="byCity", partition_values={"city": "Recife"})] == ["b"]
+    assert data_requests(calls) == []
+    assert [r["id"] for r in people.list(partition="byCity", partition_values={"city": "Rio"})] == ["a", "c", "d"]
+
+
+def test_a_write_that_fails_half_way_drops_the_resource(people, cache):
+    people.count()
+
+    def boom(record):
+        raise RuntimeError("hook failed after the PUT")
+
+    people.add_hook("after_insert", boom)
+    with pytest.raises(RuntimeError):
+        people.insert({"id": "d", "name": "Dan"})
+    assert people.count() == people.count(skip_cache=True) == 4
+
+
+def test_a_read_racing_with_a_write_does_not_store_what_it_read(people, cache):
+    state = {"done": False}
+
+    def write_during_read(record):
+        if not state["done"]:
+            state["done"] = True
+            people.update("a", {"name": "Ann"})  # lands after our GET, before our store
+
+    people.add_hook("after_get", write_during_read)
+    assert people.get("a")["name"] == "Ana"
+    assert people.get("a")["name"] == "Ann"
+
+
+def test_replace_reads_the_stored_record_not_the_cache(people, cache, calls):
+    people.get("a")
+    hits = cache.get_stats()["hits"]
+    people.replace("a", {"name": "Ann", "city": "Recife"})
+    assert cache.get_stats()["hits"] == hits
+    assert any(c.operation == "GetObject" and c.key.endswith("id=a") for c in data_requests(calls))
+
+
+def test_a_partition_value_that_is_not_plain_text_drops_the_whole_partition(plugin_db, clock):
+    docs = plugin_db.create_resource("docs", {"name": "string", "tags": "array|items:string"}, partitions={"byTags": {"fields": {"tags": "array"}}})
+    docs.insert({"id": "a", "name": "A", "tags": ["x", "y"]})
+    plugin_db.use_plugin(CachePlugin(clock=clock))
+    docs.list(partition="byTags", partition_values={"tags": ["x", "y"]})
+    docs.update("a", {"name": "B"})
+    assert docs.list(partition="byTags", partition_values={"tags": ["x", "y"]})[0]["name"] == "B"
+
+
+def test_a_deleted_and_recreated_resource_is_cached_again(plugin_db, people, cache, calls):
+    people.get("a")
+    plugin_db.delete_resource("people", confirm=True)
+    again = make_people(plugin_db)
+    again.insert({"id": "a", "name": "New"})
+    calls.clear()
+    assert again.get("a")["name"] == "New" and again.get("a")["name"] == "New"
+    assert len(data_requests(calls)) == 1
+
+
+def test_create_resource_with_the_same_definition_keeps_entries(plugin_db, people, cache, calls):
+    people.get("a")
+    make_people(plugin_db)
+    calls.clear()
+    plugin_db.resource("people").get("a")
+    assert data_requests(calls) == []
+
+
+def test_redefining_a_resource_drops_its_entries(plugin_db, people, cache, calls):
+    people.get("a")
+    plugin_db.create_resource("people", {"name": "string", "city": "string|optional", "age": "number|optional"},
+                              partitions={"byCity": {"fields": {"city": "string"}}})
+    calls.clear()
+    plugin_db.resource("people").get("a")
+    assert len(data_requests(calls)) == 1
+
+
+def test_writes_are_invisible_to_another_process_until_the_ttl(plugin_db, plugin_reconnect, people, cache, clock):
+    people.get("a")
+    other = plugin_reconnect()
+    other.resource("people").update("a", {"name": "Ann"})
+    assert people.get("a")["name"] == "Ana"  # per-process cache: stale, at most ttl seconds
+    clock.advance(cache.ttl + 1)
+    assert people.get("a")["name"] == "Ann"
+
+
+# -- ttl and limits ---------------------------------------------------------------------------
+
+
+def test_entries_expire_after_the_ttl(people, cache, calls, clock):
+    people.get("a")
+    clock.advance(cache.ttl - 1)
+    people.get("a")
+    assert len(data_requests(calls)) == 1
+    clock.advance(2)
+    people.get("a")
+    assert len(data_requests(calls)) == 2
+
+
+def test_ttl_none_never_expires(plugin_db, people, clock, calls):
+    plugin_db.use_plugin(CachePlugin(ttl=None, clock=clock))
+    people.get("a")
+    clock.advance(10 * 365 * 86400)
+    people.get("a")
+    assert len(data_requests(calls)) == 1
+
+
+def test_lru_evicts_the_least_recently_read_entry():
+    evicted = []
+    lru = MemoryCache(max_size=2)
+    lru.on_evict = lambda key, size: evicted.append(key)
+    lru.set("resource=r/id=a/get/1", b"a")
+    lru.set("resource=r/id=b/get/1", b"b")
+    lru.get("resource=r/id=a/get/1")
+    lru.set("resource=r/id=c/get/1", b"c")
+    assert evicted == ["resource=r/id=b/get/1"]
+    assert lru.get("resource=r/id=a/get/1") is not None and lru.get("resource=r/id=b/get/1") is None
+
+
+def test_byte_limit_evicts_and_refuses_entries_too_large():
+    evicted = []
+    lru = MemoryCache(max_size=100, max_bytes=10)
+    lru.on_evict = lambda key, size: evicted.append((key, size))
+    lru.set("resource=r/id=a/get/1", b"123456")
+    lru.set("resource=r/id=b/get/1", b"123456")
+    assert evicted == [("resource=r/id=a/get/1", 6)] and lru.total_bytes == 6
+    lru.set("resource=r/id=c/get/1", b"x" * 11)
+    assert lru.get("resource=r/id=c/get/1") is None and evicted[-1] == ("resource=r/id=c/get/1", 11)
+    assert lru.usage() == {"r": {"entries": 1, "bytes": 6}}
+
+
+def test_memory_expiry_uses_the_clock_and_prune_removes_expired(clock):
+    lru = MemoryCache(clock=clock)
+    lru.set("resource=r/id=a/get/1", b"a", expires_at=clock() + 10)
+    lru.set("resource=r/id=b/get/1", b"b", expires_at=clock() + 100)
+    clock.advance(10)
+    assert lru.get("resource=r/id=a/get/1") is None
+    clock.advance(100)
+    assert lru.prune() == 1 and len(lru) == 0
+
+
+def test_evictions_are_counted_per_resource(plugin_db, people, clock):
+    cache = plugin_db.use_plugin(CachePlugin(max_size=2, clock=clock))
+    for record_id in ("a", "b", "c"):
+        people.get(record_id)
+    row = cache.get_stats("people")
+    assert row["evictions"] == 1 and row["entries"] == 2
+
+
+# -- drivers --------------------------------------------------------------------------------
+
+
+def test_filesystem_driver_stores_reads_and_invalidates_folders(tmp_path, clock):
+    fs = FilesystemCache(tmp_path / "cache", clock=clock)
+    fs.set("resource=r/id=a/get/1", b"payload-a", expires_at=clock() + 60)
+    fs.set("resource=r/all/list/2", b"payload-list")
+    fs.set("resource=s/all/count/3", b"7")
+    assert fs.get("resource=r/id=a/get/1").payload == b"payload-a"
+    assert not list((tmp_path / "cache").rglob(".tmp-*"))  # written atomically, nothing left over
+    assert fs.usage()["r"]["entries"] == 2
+    assert fs.delete_prefixes(["resource=r/id=a/"]) == 1
+    assert fs.get("resource=r/id=a/get/1") is None and fs.get("resource=r/all/list/2").payload == b"payload-list"
+    assert fs.clear("r") == 1 and fs.clear() == 1 and fs.usage() == {}
+
+
+def test_filesystem_driver_expires_entries_and_prunes(tmp_path, clock):
+    fs = FilesystemCache(tmp_path, clock=clock)
+    fs.set("resource=r/id=a/get/1", b"a", expires_at=clock() + 5)
+    fs.set("resource=r/id=b/get/1", b"b", expires_at=clock() + 50)
+    clock.advance(5)
+    assert fs.get("resource=r/id=a/get/1") is None
+    clock.advance(50)
+    assert fs.prune() == 1 and fs.usage() == {}
+
+
+def test_filesystem_driver_treats_a_damaged_file_as_a_miss(tmp_path):
+    fs = FilesystemCache(tmp_path)
+    fs.set("resource=r/id=a/get/1", b"a")
+    path = next(p for p in tmp_path.rglob("1"))
+    path.write_bytes(b"not json")
+    assert fs.get("resource=r/id=a/get/1") is None
+
+
+def test_filesystem_cache_is_shared_by_databases_using_the_folder(plugin_db, plugin_reconnect, people, tmp_path, calls):
+    plugin_db.use_plugin(CachePlugin(driver="filesystem", directory=str(tmp_path / "cache")))
+    people.get("a")
+    other = plugin_reconnect()
+    other.use_plugin(CachePlugin(driver="filesystem", directory=str(tmp_path / "cache")))
+    seen: list = []
+    other.client.add_listener(seen.append)
+    assert other.resource("people").get("a")["name"] == "Ana"
+    assert data_requests(seen) == []
+
+
+def test_s3_driver_keeps_gzip_json_in_plugin_storage(plugin_db, people, clock):
+    cache = plugin_db.use_plugin(CachePlugin(driver="s3", clock=clock))
+    record = people.get("a")
+    key = cache.key_for("people", "get", "a")
+    stored = json.loads(plugin_db.client.get(f"plugin=cache/cache/{key}").body)
+    assert stored["encoding"] == "gzip"
+    assert loads_value(gzip.decompress(base64.b64decode(stored["value"]))) == record
+    assert cache.get_stats("people")["entries"] == 1
+
+
+def test_s3_driver_entries_and_invalidations_are_shared_between_processes(plugin_db, plugin_reconnect, people, clock):
+    plugin_db.use_plugin(CachePlugin(driver="s3", clock=clock))
+    people.get("a")
+    other = plugin_reconnect()
+    other.use_plugin(CachePlugin(driver="s3", clock=clock))
+    seen: list = []
+    other.client.add_listener(seen.append)
+    other_people = other.resource("people")
+    assert other_people.get("a")["name"] == "Ana" and data_requests(seen) == []  # hit from the bucket
+    other_people.update("a", {"name": "Ann"})
+    assert people.get("a")["name"] == "Ann"  # the other process's write dropped the shared entry
+
+
+def test_s3_driver_entries_expire(plugin_db, people, clock, calls):
+    plugin_db.use_plugin(CachePlugin(driver="s3", ttl=30, clock=clock))
+    people.get("a")
+    clock.advance(31)
+    people.get("a")
+    assert len([c for c in data_requests(calls) if c.operation == "GetObject"]) == 2
+
+
+def test_multi_tier_promotes_a_lower_tier_hit(clock):
+    l1, l2 = MemoryCache(clock=clock), MemoryCache(clock=clock)
+    tiers = MultiTierCache([l1, l2], clock=clock)
+    l2.set("resource=r/id=a/get/1", b"a", expires_at=clock() + 42)
+    assert tiers.get("resource=r/id=a/get/1").payload == b"a"
+    promoted = l1.get("resource=r/id=a/get/1")
+    assert promoted is not None and promoted.expires_at == clock() + 42 and tiers.promotions == 1
+    tiers.set("resource=r/id=b/get/1", b"b")
+    assert l1.get("resource=r/id=b/get/1") and l2.get("resource=r/id=b/get/1")  # write-through
+    tiers.delete_prefixes(["resource=r/"])
+    assert len(l1) == len(l2) == 0
+
+
+def test_multi_tier_without_promotion_leaves_upper_tiers_alone(clock):
+    l1, l2 = MemoryCache(clock=clock), MemoryCache(clock=clock)
+    tiers = MultiTierCache([l1, l2], promote_on_hit=False)
+    l2.set("resource=r/id=a/get/1", b"a")
+    assert tiers.get("resource=r/id=a/get/1") is not None and len(l1) == 0
+
+
+def test_multi_tier_memory_over_s3_promotes_across_processes(plugin_db, plugin_reconnect, people, clock):
+    plugin_db.use_plugin(CachePlugin(driver="multi", drivers=["memory", "s3"], clock=clock))
+    people.get("a")
+    other = plugin_reconnect()
+    other_cache = other.use_plugin(CachePlugin(driver="multi", drivers=["memory", {"driver": "s3"}], clock=clock))
+    seen: list = []
+    other.client.add_listener(seen.append)
+    other.resource("people").get("a")
+    assert data_requests(seen) == [] and other_cache.get_stats()["promotions"] == 1
+    seen.clear()
+    other.resource("people").get("a")
+    assert seen == []  # now answered by the memory tier: no request at all
+    assert [t["driver"] for t in other_cache.get_stats()["tiers"]] == ["memory", "s3"]
+
+
+# -- options, skip_cache, stats, warm, clear --------------------------------------------------
+
+
+def test_skip_cache_goes_to_storage_and_stores_nothing(people, cache, calls):
+    people.get("a")
+    people.get("a", skip_cache=True)
+    people.list(skip_cache=True)
+    assert len([c for c in data_requests(calls) if c.operation == "GetObject"]) == 5
+    stats = cache.get_stats()
+    assert stats["skipped"] == 2 and stats["stores"] == 1
+
+
+def test_skip_cache_is_accepted_without_the_plugin(plugin_db, people):
+    assert people.get("a", skip_cache=True)["name"] == "Ana"
+    with pytest.raises(TypeError):
+        people.get("a", skip_cahce=True)
+
+
+def test_stats_count_hits_misses_and_bytes_per_resource(people, cache):
+    people.get("a"), people.get("a"), people.get("b")
+    stats = cache.get_stats()
+    assert (stats["hits"], stats["misses"], stats["stores"]) == (1, 2, 2)
+    assert stats["hit_rate"] == pytest.approx(1 / 3)
+    row = stats["resources"]["people"]
+    assert row["entries"] == 2 and row["bytes"] == cache.driver.total_bytes > 0
+    cache.reset_stats()
+    assert cache.get_stats()["hits"] == 0 and cache.get_stats()["entries"] == 2
+
+
+def test_warm_loads_every_record_and_the_count(people, cache, calls):
+    assert cache.warm("people") == 3
+    calls.clear()
+    assert [people.get(i)["name"] for i in ("a", "b", "c")] == ["Ana", "Bia", "Caio"]
+    assert people.count() == 3 and people.list_ids() == ["a", "b", "c"]
+    assert data_requests(calls) == []
+
+
+def test_clear_empties_everything_or_one_resource(plugin_db, people, cache):
+    tags = plugin_db.create_resource("tags", {"label": "string"})
+    tags.insert({"id": "t", "label": "x"})
+    people.get("a"), tags.get("t")
+    assert cache.clear("people") == 1 and cache.get_stats()["entries"] == 1
+    assert cache.clear() == 1 and cache.get_stats()["entries"] == 0
+
+
+def test_invalidate_one_record_keeps_the_others(people, cache, calls):
+    people.get("a"), people.get("b")
+    cache.invalidate("people", "a")
+    calls.clear()
+    people.get("b")
+    assert data_requests(calls) == []
+    people.get("a")
+    assert len(data_requests(calls)) == 1
+
+
+def test_plugin_resources_are_not_cached_unless_included(plugin_db, clock):
+    internal = plugin_db.create_resource("plg_internal", {"v": "string"}, created_by="SomePlugin")
+    internal.insert({"id": "x", "v": "1"})
+    seen: list = []
+    plugin_db.client.add_listener(seen.append)
+    plugin_db.use_plugin(CachePlugin(clock=clock))
+    internal.get("x"), internal.get("x")
+    assert len(data_requests(seen, "plg_internal")) == 2
+    plugin_db.uninstall_plugin("cache")
+    plugin_db.use_plugin(CachePlugin(include=["plg_internal"], clock=clock))
+    seen.clear()
+    internal.get("x"), internal.get("x")
+    assert len(data_requests(seen, "plg_internal")) == 1
+
+
+def test_resources_created_later_are_cached(plugin_db, clock, calls):
+    plugin_db.use_plugin(CachePlugin(clock=clock))
+    later = make_people(plugin_db)
+    later.insert({"id": "a", "name": "Ana"})
+    later.get("a"), later.get("a")
+    assert len([c for c in data_requests(calls) if c.operation == "GetObject"]) == 1
+
+
+def test_uninstall_stops_caching(plugin_db, people, cache, calls):
+    people.get("a")
+    plugin_db.uninstall_plugin("cache")
+    people.insert({"id": "d", "name": "Dan"})
+    people.get("a"), people.get("a")
+    assert len([c for c in data_requests(calls) if c.operation == "GetObject"]) == 3
+
+
+def test_cache_coexists_with_other_middleware(plugin_db, people, clock, calls):
+    outer_calls: list = []
+    inner_calls: list = []
+
+    class Outer(Plugin):
+        def on_install(self):
+            self.add_middleware("people", "get", lambda nxt, *a, **k: (outer_calls.append(dict(k)), nxt(*a, **k))[1])
+
+    plugin_db.use_plugin(Outer())
+    plugin_db.use_plugin(CachePlugin(clock=clock))
+    people.use_middleware("get", lambda nxt, *a, **k: (inner_calls.append(dict(k)), nxt(*a, **k))[1])
+    people.get("a"), people.get("a"), people.get("a", skip_cache=True)
+    assert len(outer_calls) == 3 and outer_calls[-1].get("skip_cache") is True
+    assert len(inner_calls) == 2 and all("skip_cache" not in k for k in inner_calls)  # the miss and the skip
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"driver": "redis"}, "unknown driver"),
+        ({"driver": "filesystem"}, "directory"),
+        ({"driver": "multi"}, "drivers="),
+        ({"driver": "multi", "drivers": ["memory", "multi"]}, "cannot itself be 'multi'"),
+        ({"ttl": 0}, "ttl"),
+        ({"methods": ["get", "exists"]}, "cannot cache exists"),
+        ({"config": {"maxSize": 10, "colour": "red"}}, "unknown config key 'colour'"),
+        ({"include": "people"}, "include"),
+        ({"max_size": 0}, "max_size"),
+        ({"max_bytes": -1}, "max_bytes"),
+        ({"driver": "multi", "drivers": [{"driver": "memory", "size": 3}]}, "unknown setting"),
+        ({"max_sizes": 3}, "unknown option"),
+    ],
+)
+def test_bad_options_fail_at_construction(options, message):
+    with pytest.raises(PluginError, match=message):
+        CachePlugin(**options)
+
+
+def test_s3db_js_style_config_is_accepted():
+    plugin = CachePlugin(config={"maxSize": 10, "ttl": 60})
+    assert plugin.options["max_size"] == 10 and plugin.ttl == 60
+
+
+# -- codec -----------------------------------------------------------------------------------
+
+
+def test_codec_round_trips_records_pages_and_typed_values():
+    record = Record({"id": "a", "when": dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc), "raw": b"\x00\xff",
+                     "price": decimal.Decimal("1.10"), "pair": (1, 2), "tag": {"$datetime": "not a tag"}, "day": dt.date(2024, 1, 2)})
+    record.etag, record.version, record.has_content, record.secret_fields = "e1", "v2", True, ("password",)
+    page = Page(items=[record], next_cursor="abc", size=1)
+    back = loads_value(dumps_value(page))
+    assert back == page and snapshot(back.items[0]) == snapshot(record)
+    assert back.items[0].secret_fields == ("password",) and back.items[0]["tag"] == {"$datetime": "not a tag"}
+
+
+def test_codec_refuses_values_it_cannot_restore():
+    with pytest.raises(Uncacheable):
+        dumps_value({"x": object()})
+
+
+# -- dashboard ---------------------------------------------------------------------------------
+
+
+_buckets = itertools.count()
+
+
+@pytest.fixture
+def mem_cache():
+    db = s3db_nb.connect(f"memory://cache-dash-{next(_buckets)}")
+    people = make_people(db)
+    people.insert_many(PEOPLE)
+    cache = db.use_plugin(CachePlugin(max_size=2))
+    yield db, people, cache
+    db.disconnect()
+
+
+def test_dashboard_shows_hit_rate_entries_and_evictions(mem_cache):
+    db, people, cache = mem_cache
+    people.get("a"), people.get("a"), people.get("b"), people.get("c")
+    view = cache.dashboard()
+    assert isinstance(view, CacheDashboard)
+    page = view._repr_html_()
+    assert "25.0%" in page  # 1 hit of 4 lookups
+    assert "Evictions by resource" in page and "<svg" in page
+    assert "people" in page and view.last_error is None
+
+
+def test_dashboard_escapes_resource_names(mem_cache):
+    db, _, cache = mem_cache
+    odd = db.create_resource("<script>alert(1)", {"v": "string"})
+    odd.insert({"id": "x", "v": "1"})
+    odd.get("x")
+    page = CacheDashboard(cache).to_html()
+    assert "&lt;script&gt;alert(1)" in page and "<script>alert" not in page
+
+
+def test_clear_button_empties_the_view(mem_cache):
+    _, people, cache = mem_cache
+    people.get("a")
+    view = CacheDashboard(cache)
+    _ = view.widget
+    assert "the cache is empty" not in view._body.value
+    view.clear_button.click()
+    assert "the cache is empty" in view._body.value and cache.get_stats()["entries"] == 0
+
+
+def test_dashboard_lists_tiers_of_a_multi_cache(tmp_path):
+    db = s3db_nb.connect(f"memory://cache-tiers-{next(_buckets)}")
+    people = make_people(db)
+    people.insert({"id": "a", "name": "Ana"})
+    cache = db.use_plugin(CachePlugin(driver="multi", drivers=["memory", {"driver": "filesystem", "directory": str(tmp_path)}]))
+    people.get("a")
+    page = CacheDashboard(cache).to_html()
+    assert "Tiers (L1 first)" in page and "filesystem" in page
+    db.disconnect()
+
+
+def test_rebuilding_a_new_partition_refreshes_its_cached_lists(plugin_db, people, cache):
+    people.add_partition("byName", {"name": "string"})
+    assert people.list_partition("byName", {"name": "Ana"}) == []  # no refs yet: cached empty
+    assert people.rebuild_partition("byName") == 3
+    assert [r["id"] for r in people.list_partition("byName", {"name": "Ana"})] == ["a"]

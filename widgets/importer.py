@@ -1,0 +1,92 @@
+"""The Importer dashboard: progress of the running (or last) import, a preview of mapped rows
+and the rejected rows with their reasons.
+
+    >>> view = importer.dashboard()     # live in a kernel: type a path, pick a resource, "Preview"
+    >>> importer.import_data("users", "people.csv")   # the view follows the import batch by batch
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Dashboard, esc, html_table, section, stat_cards
+
+
+def _progress_bar(done: int, total: int | None) -> str:
+    """An HTML progress bar; with an unknown total (a streamed file) only the count."""
+    if not total:
+        return f"<div>{esc(f'{done:,} rows processed')}</div>"
+    share = min(done / total, 1.0)
+    return (
+        "<div style='width:320px;height:12px;background:#eee;border-radius:3px;margin:4px 0'>"
+        f"<div style='width:{share * 100:.1f}%;height:100%;background:#4c78a8;border-radius:3px'></div></div>"
+        f"<div>{esc(f'{done:,} of {total:,} rows ({share:.0%})')}</div>"
+    )
+
+
+class ImporterDashboard(Dashboard):
+    """Progress, preview and rejects of an :class:`~s3db_nb.plugins.importer.ImporterPlugin`."""
+
+    title = "Importer"
+
+    def __init__(self, plugin: Any, *, rows: int = 20) -> None:
+        super().__init__(plugin)
+        self.rows = rows
+        self._listening = False
+
+    def render(self) -> str:
+        plugin = self.plugin
+        parts = [self._render_import(plugin.last)]
+        if plugin.last_preview is not None:
+            title = f"Preview of mapped rows — {plugin.last_preview_source}"
+            parts.append(section(title, html_table(plugin.last_preview, limit=self.rows, empty="the source has no rows")))
+        if plugin.history:
+            recent = [r.summary() for r in reversed(plugin.history)]
+            columns = ["resource", "source", "format", "status", "read", "imported", "rejected", "duplicates", "duration"]
+            parts.append(section("Recent imports", html_table(recent, columns, limit=10)))
+        return "".join(parts)
+
+    def _render_import(self, result: Any) -> str:
+        if result is None:
+            return "<p><i>no import yet: call importer.import_data(resource, source) or preview a file</i></p>"
+        done = result.imported + result.rejected + result.duplicates
+        head = f"<div>{esc(result.resource)} ← <code>{esc(result.source)}</code> ({esc(result.format)}{', atomic' if result.atomic else ''})</div>"
+        cards = stat_cards({
+            "status": result.status, "read": result.read, "imported": result.imported, "rejected": result.rejected,
+            "duplicates": result.duplicates, "seconds": round(result.duration, 2),
+        })  # fmt: skip
+        if result.rolled_back:
+            cards += stat_cards({"rolled back": result.rolled_back})
+        error = f"<div class='s3db-error'>{esc(result.error)}</div>" if result.error else ""
+        rejects = html_table(result.rejects, ["row", "field", "rule", "reason", "value"], limit=self.rows, empty="no rejected rows")
+        return section("Last import", head + cards + _progress_bar(done, result.total) + error) + section("Rejected rows", rejects)
+
+    # -- live controls ---------------------------------------------------------------------
+
+    def controls(self) -> list[Any]:
+        import ipywidgets as w
+
+        db = self.plugin.database
+        names = [] if db is None else [n for n in db.resources if not n.startswith("plg_")]
+        self.source = w.Text(placeholder="path to a CSV/TSV/JSON/JSONL/Parquet/Excel file", description="source")
+        self.resource = w.Dropdown(options=names, value=names[0] if names else None, description="resource")
+        self.preview_rows = w.BoundedIntText(value=10, min=1, max=1000, description="rows")
+        self.preview_button = w.Button(description="Preview", icon="eye", tooltip="show the first rows after mapping, without importing")
+        self.preview_button.on_click(self.callback(self._preview))
+        if not self._listening:  # follow imports batch by batch while the live view exists
+            for event in ("progress", "complete", "error"):
+                self.plugin.on(event, self._on_import_event)
+            self._listening = True
+        return [self.source, self.resource, self.preview_rows, self.preview_button]
+
+    def _preview(self, *_: Any) -> None:
+        path = self.source.value.strip()
+        if not path:
+            raise ValueError("type the path of a file to preview in the 'source' box")
+        if self.resource.value is None:
+            raise ValueError("create a resource to import into first; the 'resource' list is empty")
+        self.plugin.preview(self.resource.value, path, n=self.preview_rows.value)
+        self.refresh()
+
+    def _on_import_event(self, *_: Any) -> None:
+        self.refresh()
