@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import heapq
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -97,7 +98,12 @@ def _check_precision(precision: Any, name: str = "precision") -> int:
 
 
 def _coordinate(value: Any, name: str, limit: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -limit <= value <= limit:
+    if isinstance(value, str):  # hooks see the input before the schema casts it (CSV imports give text)
+        try:
+            value = float(value.strip())
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not -limit <= value <= limit:
         raise ValidationError([{"field": name, "rule": "coordinate", "message": f"must be a number from {-limit:g} to {limit:g}", "value": value}])
     return float(value)
 

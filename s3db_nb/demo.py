@@ -10,13 +10,39 @@ any cell fails; the failing notebook is still rendered, with its error, so it ca
 from __future__ import annotations
 
 import argparse
+import copy
 import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 #: the notebooks the demo runs, in order
 DEMO_NOTEBOOKS = ("01-quickstart.ipynb", "03-plugins-tour.ipynb")
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def static_outputs(notebook: Any) -> Any:
+    """A copy of ``notebook`` whose outputs read without a widget manager: a dashboard keeps its
+    static HTML face, widget-only outputs (progress bars) are dropped, and the saved widget
+    state goes (the exported page would otherwise try to fetch the widget runtime from a CDN)."""
+    static = copy.deepcopy(notebook)
+    static.metadata.pop("widgets", None)
+    for cell in static.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data:
+                if "text/html" not in data:
+                    continue
+                del data[WIDGET_VIEW]
+            kept.append(output)
+        cell.outputs = kept
+    return static
 
 
 def run_notebook(source: Path, workdir: Path, out: Path, timeout: int = 600) -> tuple[bool, str]:
@@ -36,7 +62,7 @@ def run_notebook(source: Path, workdir: Path, out: Path, timeout: int = 600) -> 
     except CellExecutionError as exc:
         ok = False
         detail = str(exc).strip().splitlines()[-1][:200]
-    html_body, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
+    html_body, _ = HTMLExporter(template_name="lab").from_notebook_node(static_outputs(notebook))
     target = out / (source.stem + ".html")
     target.write_text(html_body, encoding="utf-8")
     cells = sum(1 for cell in notebook.cells if cell.cell_type == "code")

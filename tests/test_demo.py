@@ -49,3 +49,20 @@ def test_demo_fails_when_a_cell_fails_but_still_renders_it(tmp_path, capsys):
 def test_demo_names_missing_notebooks(tmp_path, capsys):
     assert demo.main(["--notebooks", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "01-quickstart.ipynb" in capsys.readouterr().err
+
+
+def test_rendered_outputs_keep_the_static_face_of_widgets():
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    view = {"model_id": "m1", "version_major": 2, "version_minor": 0}
+    nb.cells = [nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("display_data", data={demo.WIDGET_VIEW: view, "text/plain": "bar"}),  # a progress bar
+        nbformat.v4.new_output("display_data", data={demo.WIDGET_VIEW: view, "text/html": "<b>dash</b>", "text/plain": "d"}),
+        nbformat.v4.new_output("stream", name="stdout", text="hi\n"),
+    ])]
+    static = demo.static_outputs(nb)
+    outputs = static.cells[0].outputs
+    assert [o.get("data", {}).get("text/html") for o in outputs] == ["<b>dash</b>", None]
+    assert all(demo.WIDGET_VIEW not in o.get("data", {}) for o in outputs)
+    assert "widgets" not in static.metadata
+    assert demo.WIDGET_VIEW in nb.cells[0].outputs[0]["data"]  # the executed notebook itself is untouched

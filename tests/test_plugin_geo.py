@@ -186,6 +186,13 @@ def test_bad_coordinates_are_rejected_naming_the_field(stores):
         stores.insert({"name": "x", "lat": 123.0, "lon": 0.0})
 
 
+def test_numeric_text_coordinates_are_indexed_like_numbers(stores):
+    # what a CSV import hands the insert hooks before the schema casts it
+    stores.insert({"id": "txt", "name": "x", "lat": " -23.5614", "lon": "-46.6559"})
+    assert stores.get("txt")["_geohash"].startswith(encode_geohash(-23.5614, -46.6559, 4))
+    assert list(stores.find_nearby(-23.56, -46.65, radius_km=2)["id"]) == ["txt"]
+
+
 def test_nearby_reads_only_the_cells_it_needs(plugin_db, stores):
     points = scattered(40, 2, lat=(-24.5, -22.5), lon=(-47.5, -45.5)) + scattered(20, 3, lat=(40, 41), lon=(-74, -73), prefix="ny")
     stores.insert_many(points)
