@@ -38,4 +38,4 @@ compat-docs: $(STAMP) $(NODE_STAMP)
 	$(PY) tests/compat/render_docs.py
 
 clean:
-	rm -rf $(VENV) demo-data build dist *.egg-info
+	rm -rf $(VENV) demo-data demo-output build dist *.egg-info

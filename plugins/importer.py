@@ -9,7 +9,7 @@ de-duplication and a report of every rejected row.
     ...                               transforms={"email": str.lower}, dedupe_on=["email"])
     >>> result.imported, result.rejected, result.duplicates
     >>> result.rejects                      # DataFrame: row, field, rule, reason, value
-    >>> db.users.import_file("more.jsonl", atomic=True)
+    >>> users.import_file("more.jsonl", atomic=True)
 
 Every row goes through the same steps: read → ``mapping`` (rename columns; ``None`` drops one)
 → ``transforms`` (``field → callable``, on the mapped names) → ``validate`` (an optional
