@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from s3db_nb.errors import PluginError, S3DBError
 from s3db_nb.plugin import Plugin, get_namespaced_resource_name
 from s3db_nb.schema import iso_ms
+from s3db_nb.partitions import get_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -295,7 +296,7 @@ class AuditPlugin(Plugin):
             return {}
         out: dict[str, dict[str, Any]] = {}
         for name, definition in db.resource(resource_name).partitions.items():
-            values = {field: _get_path(record, field) for field in definition.get("fields", {})}
+            values = {field: get_path(record, field) for field in definition.get("fields", {})}
             if any(v is not None for v in values.values()):
                 out[name] = values
         return out
@@ -521,14 +522,6 @@ def _masked(record: Mapping[str, Any]) -> dict[str, Any]:
             node[parts[-1]] = "***"
     return out
 
-
-def _get_path(record: Mapping[str, Any], path: str) -> Any:
-    node: Any = record
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _id_ms(entry_id: str) -> int | None:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from s3db_nb.errors import NotFoundError, PluginError, ValidationError
 from s3db_nb.plugin import Plugin
+from s3db_nb.partitions import get_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -357,14 +358,6 @@ class GeoQuery:
         return self
 
 
-def _get_path(record: Mapping[str, Any], path: str) -> Any:
-    node: Any = record
-    for part in path.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
-
 
 # -- the plugin ---------------------------------------------------------------------------------
 
@@ -443,7 +436,7 @@ class GeoPlugin(Plugin):
         levels = cfg.levels
 
         def set_geohashes(data: dict[str, Any]) -> dict[str, Any]:
-            lat, lon = _get_path(data, cfg.lat_field), _get_path(data, cfg.lon_field)
+            lat, lon = get_path(data, cfg.lat_field), get_path(data, cfg.lon_field)
             if lat is None or lon is None:  # no position: no cell (and no stale one)
                 for attr, _ in levels.values():
                     data.pop(attr, None)
@@ -473,7 +466,7 @@ class GeoPlugin(Plugin):
         return self._point(self.configs[self.resource(resource).name], record)
 
     def _point(self, cfg: GeoConfig, record: Mapping[str, Any]) -> tuple[float, float] | None:
-        lat, lon = _get_path(record, cfg.lat_field), _get_path(record, cfg.lon_field)
+        lat, lon = get_path(record, cfg.lat_field), get_path(record, cfg.lon_field)
         if isinstance(lat, bool) or isinstance(lon, bool) or not isinstance(lat, (int, float)) or not isinstance(lon, (int, float)):
             return None
         return float(lat), float(lon)

@@ -57,6 +57,7 @@ from s3db_nb.frames import validate_rows, write_validated
 from s3db_nb.plugin import Plugin
 from s3db_nb.progress import ProgressArg, make_progress
 from s3db_nb.schema import NestedObject
+from s3db_nb.partitions import get_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -948,7 +949,7 @@ class ImporterPlugin(Plugin):
                 _, rejected = validate_rows(target, [record])
                 error = "; ".join(f"{p['field']}: {p['message']} (rule {p['rule']})" for p in rejected.get(0, []))
                 for path in plan.secrets:  # the preview is shown on screen: never a secret value
-                    if _get_path(record, path) is not None:
+                    if get_path(record, path) is not None:
                         _set_path(record, path, "***")
                 out.append({"_row": number, **record, "_error": error})
         finally:
@@ -1003,7 +1004,7 @@ def _shape(row: dict[str, Any] | Unreadable, plan: _Plan) -> dict[str, Any] | Un
     if plan.unknown == "drop":
         record = {k: v for k, v in record.items() if k in plan.fields or k == "id"}
     for name, fn in plan.transforms.items():
-        value = _get_path(record, name)
+        value = get_path(record, name)
         if value is None:
             continue
         try:
@@ -1020,14 +1021,6 @@ def _shape(row: dict[str, Any] | Unreadable, plan: _Plan) -> dict[str, Any] | Un
             return Unreadable("<record>", "validate", verdict if isinstance(verdict, str) else "rejected by validate()")
     return record
 
-
-def _get_path(record: Mapping[str, Any], path: str) -> Any:
-    node: Any = record
-    for part in path.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
 
 
 def _set_path(record: dict[str, Any], path: str, value: Any) -> None:
@@ -1046,7 +1039,7 @@ def _key_part(value: Any) -> Any:
 
 
 def _dedupe_key(record_id: str, record: Mapping[str, Any], fields: tuple[str, ...]) -> tuple[Any, ...]:
-    return tuple(record_id if f == "id" else _key_part(_get_path(record, f)) for f in fields)
+    return tuple(record_id if f == "id" else _key_part(get_path(record, f)) for f in fields)
 
 
 def _existing_keys(target: Resource, fields: tuple[str, ...]) -> set[tuple[Any, ...]]:

@@ -69,6 +69,7 @@ def normalize(partitions: Any, schema: Any, *, timestamps: bool) -> dict[str, di
 
 
 def get_path(record: Mapping[str, Any], path: str) -> Any:
+    """The value at dotted ``path`` (``"address.city"``) in a record, or None when any part is missing."""
     node: Any = record
     for part in path.split("."):
         if not isinstance(node, Mapping) or part not in node:

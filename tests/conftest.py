@@ -373,9 +373,9 @@ def fast_storage_client(fast_backend: Backend) -> StorageClient:
 _SCHEMES = {"memory": "memory", "file": "file", "s3-moto": "http", "s3-seaweed": "http"}
 
 
-@pytest.fixture
-def reconnect(backend: Backend) -> Iterator[Callable[..., Database]]:
-    """Open another ``Database`` on the test's store (as a second process would)."""
+def _reconnector(backend: Backend) -> tuple[Callable[..., Database], list[Database]]:
+    """``connect_again(**options)``: another ``Database`` on ``backend``'s store, and the list of
+    those opened (disconnected by the fixture)."""
     opened: list[Database] = []
 
     def connect_again(**options) -> Database:
@@ -385,6 +385,13 @@ def reconnect(backend: Backend) -> Iterator[Callable[..., Database]]:
         opened.append(database)
         return database
 
+    return connect_again, opened
+
+
+@pytest.fixture
+def reconnect(backend: Backend) -> Iterator[Callable[..., Database]]:
+    """Open another ``Database`` on the test's store (as a second process would)."""
+    connect_again, opened = _reconnector(backend)
     yield connect_again
     for database in opened:
         database.disconnect()
@@ -415,15 +422,7 @@ def plugin_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 @pytest.fixture
 def plugin_reconnect(plugin_backend: Backend) -> Iterator[Callable[..., Database]]:
     """Open another ``Database`` on the plugin test's store (memory, file or moto)."""
-    opened: list[Database] = []
-
-    def connect_again(**options) -> Database:
-        client = plugin_backend.make()
-        config = ConnectionConfig(scheme=_SCHEMES[plugin_backend.kind], bucket=getattr(client, "bucket", "s3db"), prefix=plugin_backend.base_prefix)
-        database = Database(config, client, parallelism=8, **options).connect()
-        opened.append(database)
-        return database
-
+    connect_again, opened = _reconnector(plugin_backend)
     yield connect_again
     for database in opened:
         database.disconnect()
