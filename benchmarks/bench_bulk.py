@@ -7,7 +7,8 @@ Each case (backend, N) runs in a fresh subprocess so its peak RSS is its own. Th
 measured in the same run with the same pool size: for S3 servers a raw boto3 loop doing the
 same PUTs (same keys' metadata and bodies, under another prefix) and GETs; for ``file://``
 raw reads/writes of the same data files and sidecars. ``memory://`` has no ceiling to compare
-with. Results go to ``benchmarks/results/`` (git-ignored) and are printed as a table.
+with. On moto, the real s3db.js (``tests/compat/node``) also inserts and reads the same records
+(``insertMany`` / ``getAll``) when Node is installed. Results go to ``benchmarks/results/`` (git-ignored) and are printed as a table.
 """
 
 from __future__ import annotations
@@ -163,6 +164,32 @@ def run_case(backend: str, n: int, endpoint: str | None, bucket: str | None, par
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def node_case(endpoint: str, bucket: str, n: int, parallelism: int) -> dict | str:
+    """The real s3db.js inserting and reading the same records on the same endpoint (a dict), or
+    why it could not run (a str). Node's peak RSS is not measured."""
+    node_dir = HERE.parent / "tests" / "compat" / "node"
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (node_dir / "node_modules" / "s3db.js").exists():
+        return f"s3db.js is not installed: run `npm install` in {node_dir} (make test does)"
+    resolve = subprocess.run(["node", "--input-type=module", "-e", "console.log(import.meta.resolve('s3db.js'))"],
+                             cwd=node_dir, capture_output=True, text=True)  # fmt: skip
+    if resolve.returncode != 0:
+        return f"cannot resolve s3db.js: {resolve.stderr.strip()[-300:]}"
+    prefix = f"bench-node-{n}-{os.getpid()}"
+    connection = endpoint.replace("http://", f"http://{KEY}:{SECRET}@") + f"/{bucket}/{prefix}"
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1")
+    proc = subprocess.run(["node", "--no-warnings", str(HERE / "s3dbjs_bench.mjs"), resolve.stdout.strip(), connection, str(n), str(parallelism)],
+                          capture_output=True, text=True, env=env, timeout=3600)  # fmt: skip
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return f"s3db.js failed: {(proc.stderr or proc.stdout).strip()[-300:]}"
+    out = json.loads(lines[-1])
+    if out["read_count"] != n:
+        return f"s3db.js getAll returned {out['read_count']} of {n} records"
+    return out
+
+
 # -- servers and the report ---------------------------------------------------------------
 
 
@@ -234,7 +261,7 @@ def sizes(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def report(results: list[dict], skipped: list[str]) -> str:
+def report(results: list[dict], skipped: list[str], node: list[dict] | None = None) -> str:
     lines = [
         f"{'backend':<9}{'N':>8} | {'insert rec/s':>12}{'raw PUT/s':>10}{'ratio':>7} | {'read rec/s':>11}{'raw GET/s':>10}{'ratio':>7}"
         f" | {'cpu ms/rec w':>12}{'r':>6} | {'RSS MB':>7}{'Arrow MB':>9}{'RSS ok':>7}",
@@ -262,6 +289,15 @@ def report(results: list[dict], skipped: list[str]) -> str:
             w = (big["insert_s"] / big["n"]) / (small["insert_s"] / small["n"])
             rd = (big["read_s"] / big["n"]) / (small["read_s"] / small["n"])
             lines.append(f"  {backend:<9} N={small['n']}→{big['n']}: insert {w:.2f}, read {rd:.2f}")
+    if node:
+        ours = {(r["backend"], r["n"]): r for r in results}
+        lines.append("")
+        lines.append("s3db.js 21.6.2 (insertMany / getAll) on the same moto server, and s3db_nb / s3db.js:")
+        for r in node:
+            mine = ours.get(("moto", r["n"]))
+            ins, rd = r["n"] / r["insert_s"], r["n"] / r["read_s"]
+            vs = f"  s3db_nb/s3db.js insert {(r['n'] / mine['insert_s']) / ins:.2f}, read {(r['n'] / mine['read_s']) / rd:.2f}" if mine else ""
+            lines.append(f"  N={r['n']}: insert {ins:.0f} rec/s, read {rd:.0f} rec/s;{vs}")
     for reason in skipped:
         lines.append(f"skipped: {reason}")
     return "\n".join(lines)
@@ -275,6 +311,7 @@ def main() -> None:
     parser.add_argument("--moto", default=None, help="sizes for moto only (default: --s3)")
     parser.add_argument("--seaweed", default=None, help="sizes for SeaweedFS only (default: --s3)")
     parser.add_argument("--parallelism", type=int, default=16)
+    parser.add_argument("--no-node", action="store_true", help="skip the s3db.js comparison on moto")
     parser.add_argument("--case", nargs=4, metavar=("BACKEND", "N", "ENDPOINT", "BUCKET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -287,9 +324,8 @@ def main() -> None:
     plan += [("seaweed", n) for n in sizes(args.seaweed if args.seaweed is not None else args.s3)]
     servers = Servers()
     results: list[dict] = []
-    skipped = ["node/s3db.js comparison: s3db.js is not installed here and npm cannot be reached offline"
-               if shutil.which("node") is None or not (HERE / "node_modules" / "s3db.js").exists()
-               else "node/s3db.js comparison: not implemented in this script"]  # fmt: skip
+    skipped: list[str] = []
+    node: list[dict] = []
     try:
         endpoints: dict[str, tuple[str, str] | str] = {}
         if any(b == "moto" for b, _ in plan):
@@ -311,15 +347,23 @@ def main() -> None:
                 continue
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(f"  {backend} N={n} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+            if backend == "moto" and not args.no_node:
+                started = time.perf_counter()
+                outcome = node_case(endpoint, bucket, n, args.parallelism)
+                if isinstance(outcome, str):
+                    skipped.append(f"s3db.js N={n}: {outcome}")
+                else:
+                    node.append(outcome)
+                    print(f"  s3db.js on moto N={n} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     finally:
         servers.stop()
-    text = report(results, skipped)
+    text = report(results, skipped, node)
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, parallelism {args.parallelism}")
     print(text)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    (out / f"bench_bulk-{stamp}.json").write_text(json.dumps({"results": results, "skipped": skipped}, indent=2))
+    (out / f"bench_bulk-{stamp}.json").write_text(json.dumps({"results": results, "node": node, "skipped": skipped}, indent=2))
     (out / f"bench_bulk-{stamp}.txt").write_text(text + "\n")
 
 
