@@ -78,6 +78,9 @@ def test_removed_attributes_are_burned_and_never_reused():
         ("array|items:number|unique", [1, 1], "unique"),
         ("array|min:2", ["a"], "min"),
         ("embedding:3", [0.1, 0.2], "length"),
+        ("embedding:3", [0.1, True, 0.3], "items:number"),
+        ("embedding:3", [0.1, float("nan"), 0.3], "items:number"),
+        ("embedding:3", [0.1, "x", 0.3], "items:number"),
         ("ip4", "300.1.1.1", "ip4"),
         ("ip6", "1.2.3.4", "ip6"),
         ("geo:lat", 91, "max"),
@@ -94,6 +97,19 @@ def test_rule_failures_name_field_rule_and_value(definition, value, rule):
     [error] = info.value.errors
     assert (error["field"], error["rule"]) == ("f", rule)
     assert "f:" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [[0.25, -1.5, 3.0], (0.25, -1.5, 3.0), [1, 2, 3]])
+def test_embeddings_keep_their_values(value):
+    assert Schema({"v": "embedding:3"}).validate({"v": value})["v"] == list(value)
+
+
+def test_numpy_embeddings_become_plain_lists():
+    import numpy as np
+
+    vector = np.array([0.1, 0.2, 0.3], dtype=np.float32)
+    valid = Schema({"v": "embedding:3"}).validate({"v": vector})["v"]
+    assert type(valid) is list and valid == vector.tolist()
 
 
 def test_enum_values_rule():
