@@ -162,8 +162,10 @@ class Database:
         """Run ``fn`` over ``items`` on the bounded pool, keeping order; re-raises the first error
         after every task has finished (so no write is left running unobserved)."""
         items = list(items)
-        if len(items) <= 1 or threading.current_thread().name.startswith("s3db"):
-            return [fn(item) for item in items]  # no nested pool use: avoids deadlocks
+        # inline: one item; already on the pool (nesting could deadlock); or a memory:// store,
+        # whose requests are pure Python under the GIL, where threads only add hand-off cost
+        if len(items) <= 1 or threading.current_thread().name.startswith("s3db") or self.client.kind == "memory":
+            return [fn(item) for item in items]
         futures = [self._executor().submit(fn, item) for item in items]
         results: list[R] = []
         error: BaseException | None = None

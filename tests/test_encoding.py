@@ -1084,3 +1084,30 @@ def test_transform_for_size(value, text):
 )
 def test_utf8_len_counts_like_js(text, size):
     assert utf8_len(text) == size
+
+
+def _items_one_by_one(text: str) -> list[float]:
+    """The item-by-item reading of embedding text (the reference for the numpy path)."""
+    out = []
+    for part in text[2:-1].split(","):
+        try:
+            out.append(math.nan if part == "" else enc.b62_decode(part) / 10**6)
+        except ValueError:
+            out.append(math.nan)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.floats(min_value=-1e4, max_value=1e4, allow_nan=False), min_size=16, max_size=400),
+    odd=st.lists(st.tuples(st.integers(min_value=0), st.sampled_from(["", "-", "0", "-0", "!x", "a-b", "--1", "zzzz", "-Zz9", "ZZZZZZZZZZ"])), max_size=4),
+)
+def test_long_embeddings_decode_like_item_by_item(values, odd):
+    parts = enc.encode_fixed_point_batch(values)[2:-1].split(",")
+    for position, item in odd:
+        parts[position % len(parts)] = item
+    text = "^[" + ",".join(parts) + "]"
+    fast, reference = enc.decode_fixed_point_batch(text), _items_one_by_one(text)
+    assert len(fast) == len(reference)
+    for got, want in zip(fast, reference):
+        assert (math.isnan(got) and math.isnan(want)) or (got == want and math.copysign(1, got) == math.copysign(1, want))
