@@ -192,6 +192,7 @@ class _PendingBatch:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.active = 0
+        self.callers: set[int] = set()  # threads inside insert_many (it may run its inserts inline)
         self.records: dict[str, Mapping[str, Any]] = {}
 
     def take(self) -> dict[str, Mapping[str, Any]]:
@@ -385,9 +386,11 @@ class FullTextPlugin(Plugin):
 
     def _after_insert(self, resource: str, record: Mapping[str, Any]) -> None:
         pending = self._pending[resource]
-        # insert_many runs its inserts on the pool threads ("s3db_N"); those wait for the batch
+        # insert_many runs its inserts on the pool threads ("s3db_N"), or inline on the calling
+        # thread (memory://); those wait for the batch. Any other thread's insert is indexed now.
         with pending.lock:
-            if pending.active and threading.current_thread().name.startswith("s3db_"):
+            here = threading.current_thread()
+            if pending.active and (here.name.startswith("s3db_") or here.ident in pending.callers):
                 pending.records[record["id"]] = record
                 return
         self._apply(resource, {record["id"]: self._analyze(resource, record)})
@@ -396,11 +399,13 @@ class FullTextPlugin(Plugin):
         pending = self._pending[resource]
         with pending.lock:
             pending.active += 1
+            pending.callers.add(threading.get_ident())
         try:
             return call_next(*args, **kwargs)
         finally:
             with pending.lock:
                 pending.active -= 1
+                pending.callers.discard(threading.get_ident())
             records = pending.take()  # ours, and perhaps some of a concurrent batch: both fine
             if records:
                 self._apply(resource, {rid: self._analyze(resource, r) for rid, r in records.items()})
