@@ -697,6 +697,10 @@ def encode_fixed_point_batch(values: Any, precision: int = 6) -> str:
 
     0 → ``0``, non-numbers and non-finite values → empty item, ``[]`` → ``^[]``.
     """
+    if len(values) >= 16:  # embeddings: one numpy pass instead of a Python loop per item
+        fast = _encode_b62_items(values, precision)
+        if fast is not None:
+            return "^[" + fast + "]"
     items = []
     for v in values:
         num = _as_number(v)
@@ -711,6 +715,45 @@ def encode_fixed_point_batch(values: Any, precision: int = 6) -> str:
         else:
             items.append(("-" if scaled < 0 else "") + _float_to_b62(abs(scaled)))
     return "^[" + ",".join(items) + "]"
+
+
+def _encode_b62_items(values: Any, precision: int) -> str | None:
+    """The comma-joined items of :func:`encode_fixed_point_batch` for plain numbers, in one numpy
+    pass (same digits: Math.round of x·10^p, then base 62), or None when the per-item path must
+    decide (non-numbers, booleans, or magnitudes where JS's float division changes digits)."""
+    import numpy as np
+
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError):
+        return None
+    if array.ndim != 1 or array.dtype.kind not in "fiu":
+        return None
+    x = array.astype(np.float64) * math.pow(10, precision)
+    floor = np.floor(x)
+    with np.errstate(invalid="ignore"):  # inf - inf: such items become "" below
+        scaled = np.where(x - floor >= 0.5, floor + 1, floor)  # Math.round; NaN and ±inf pass through
+    finite = np.isfinite(scaled)
+    magnitude = np.abs(np.where(finite, scaled, 0.0))
+    if magnitude.max() >= 2.0**40:  # far from 2**53: exact integer digits equal JS's float digits
+        return None
+    ints = magnitude.astype(np.int64)
+    width = 1
+    while 62**width <= ints.max():
+        width += 1
+    digits = np.empty((ints.size, width), dtype=np.int64)
+    rest = ints.copy()
+    for column in range(width - 1, -1, -1):
+        rest, digits[:, column] = np.divmod(rest, 62)
+    first = np.where(ints > 0, np.argmax(digits != 0, axis=1), width - 1)  # "0" keeps one digit
+    keep = (np.arange(width)[None, :] >= first[:, None]) & finite[:, None]
+    chars = np.frombuffer(ALPHABET_62.encode("ascii"), dtype=np.uint8)[digits]
+    minus = finite & (scaled < 0)
+    comma = np.ones(ints.size, dtype=bool)
+    comma[-1] = False
+    table = np.concatenate([np.full((ints.size, 1), ord("-"), np.uint8), chars, np.full((ints.size, 1), ord(","), np.uint8)], axis=1)
+    mask = np.concatenate([minus[:, None], keep, comma[:, None]], axis=1)
+    return table[mask].tobytes().decode("ascii")
 
 
 def decode_fixed_point_batch(s: str, precision: int = 6) -> list[float]:

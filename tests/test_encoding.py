@@ -1111,3 +1111,24 @@ def test_long_embeddings_decode_like_item_by_item(values, odd):
     assert len(fast) == len(reference)
     for got, want in zip(fast, reference):
         assert (math.isnan(got) and math.isnan(want)) or (got == want and math.copysign(1, got) == math.copysign(1, want))
+
+
+def _encode_one_by_one(values: list, precision: int = 6) -> str:
+    """The item-by-item writing of embedding text (the reference for the numpy path)."""
+    items = []
+    for value in values:
+        scaled = enc._fixed_scaled(float(value), precision)
+        if math.isnan(scaled) or math.isinf(scaled):
+            items.append("")
+        else:
+            items.append("0" if scaled == 0 else ("-" if scaled < 0 else "") + enc._float_to_b62(abs(scaled)))
+    return "^[" + ",".join(items) + "]"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(
+    st.floats(min_value=-1e5, max_value=1e5),
+    st.sampled_from([0.0, -0.0, 5e-7, -5e-7, 2.5e-6, -2.5e-6, math.nan, math.inf, -math.inf]),
+), min_size=16, max_size=400))
+def test_long_embeddings_encode_like_item_by_item(values):
+    assert enc.encode_fixed_point_batch(values) == _encode_one_by_one(values)
