@@ -559,6 +559,10 @@ def _error_text(errors: list[dict[str, Any]]) -> str:
     return "; ".join(f"{e['field']}: {e['message']} (rule {e['rule']})" for e in errors)
 
 
+#: rows turned into Python dicts at a time by insert_frame
+VALIDATION_SLICE = 10_000
+
+
 def insert_frame(
     resource: Resource,
     data: Any,
@@ -578,16 +582,26 @@ def insert_frame(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     table = _as_table(data)
-    rows = _frame_rows(resource, table, id_column)
-    unique, rejected = validate_rows(resource, rows)
+    # rows become Python dicts one slice at a time, so only the validated records of the whole
+    # frame are alive together (validation before any write is the contract), not three copies
+    unique: list[tuple[int, str, dict[str, Any]]] = []
+    rejected: dict[int, list[dict[str, Any]]] = {}
+    seen: dict[str, int] = {}
+    for start in range(0, table.num_rows, VALIDATION_SLICE):
+        rows = _frame_rows(resource, table.slice(start, VALIDATION_SLICE), id_column)
+        valid, bad = validate_rows(resource, rows, numbers=range(start, start + len(rows)), seen_ids=seen)
+        unique.extend(valid)
+        rejected.update(bad)
+        del rows
     if rejected and on_error == "raise":
         errors = [{**e, "field": f"[{i}].{e['field']}"} for i in sorted(rejected) for e in rejected[i]]
         raise ValidationError(errors, resource.name)
 
     failures = write_validated(resource, unique, progress=progress)
+    ids = {index: record_id for index, record_id, _ in unique} if failures else {}
     for index, exc in failures.items():
         rule = "exists" if isinstance(exc, ConflictError) else type(exc).__name__
-        rejected[index] = [{"field": "id", "rule": rule, "message": str(exc), "value": rows[index].get("id")}]
+        rejected[index] = [{"field": "id", "rule": rule, "message": str(exc), "value": ids.get(index)}]
     if failures and on_error == "raise":
         first = next(iter(failures.values()))
         raise first

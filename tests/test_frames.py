@@ -204,6 +204,18 @@ def test_on_error_skip_writes_good_rows_and_returns_rejects(db):
     assert sorted(res.list_ids()) == ["a", "c"]
 
 
+def test_rows_are_validated_slice_by_slice_with_frame_row_numbers(fast_db, monkeypatch):
+    monkeypatch.setattr("s3db_nb.frames.VALIDATION_SLICE", 2)
+    res = fast_db.create_resource("t", attributes={"name": "string"})
+    frame = pd.DataFrame({"id": ["a", "b", "c", "a", "d"], "name": ["A", "B", None, "A2", "D"]})
+    with pytest.raises(ValidationError) as info:
+        res.insert_frame(frame)
+    assert sorted(e["field"] for e in info.value.errors) == ["[2].name", "[3].id"]  # a duplicate across slices too
+    assert res.count() == 0
+    rejects = res.insert_frame(frame, on_error="skip", progress=False)
+    assert list(rejects["_row"]) == [2, 3] and sorted(res.list_ids()) == ["a", "b", "d"]
+
+
 def test_existing_id_is_a_conflict(fast_db):
     res = fast_db.create_resource("t", attributes={"name": "string"})
     res.insert({"id": "a", "name": "old"})
