@@ -23,6 +23,7 @@ creating a bucket there allocates volumes (slow).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -332,13 +333,20 @@ def make_client(kind: str, request: pytest.FixtureRequest, prefix: str = "") -> 
     return backend.make(prefix)
 
 
-@pytest.fixture(params=BACKEND_PARAMS)
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+@contextlib.contextmanager
+def _opened_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """The parametrized backend of ``request``, closed afterwards."""
     b = make_backend(request.param, request)
     try:
         yield b
     finally:
         b.close()
+
+
+@pytest.fixture(params=BACKEND_PARAMS)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    with _opened_backend(request) as b:
+        yield b
 
 
 @pytest.fixture
@@ -354,11 +362,8 @@ def storage_factory(request: pytest.FixtureRequest) -> Callable[..., StorageClie
 
 @pytest.fixture(params=[_param(k) for k in FAST_KINDS])
 def fast_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    b = make_backend(request.param, request)
-    try:
+    with _opened_backend(request) as b:
         yield b
-    finally:
-        b.close()
 
 
 @pytest.fixture
@@ -373,9 +378,10 @@ def fast_storage_client(fast_backend: Backend) -> StorageClient:
 _SCHEMES = {"memory": "memory", "file": "file", "s3-moto": "http", "s3-seaweed": "http"}
 
 
-def _reconnector(backend: Backend) -> tuple[Callable[..., Database], list[Database]]:
-    """``connect_again(**options)``: another ``Database`` on ``backend``'s store, and the list of
-    those opened (disconnected by the fixture)."""
+@contextlib.contextmanager
+def _reconnecting(backend: Backend) -> Iterator[Callable[..., Database]]:
+    """``connect_again(**options)``: another ``Database`` on ``backend``'s store; every one
+    opened is disconnected on exit."""
     opened: list[Database] = []
 
     def connect_again(**options) -> Database:
@@ -385,16 +391,18 @@ def _reconnector(backend: Backend) -> tuple[Callable[..., Database], list[Databa
         opened.append(database)
         return database
 
-    return connect_again, opened
+    try:
+        yield connect_again
+    finally:
+        for database in opened:
+            database.disconnect()
 
 
 @pytest.fixture
 def reconnect(backend: Backend) -> Iterator[Callable[..., Database]]:
     """Open another ``Database`` on the test's store (as a second process would)."""
-    connect_again, opened = _reconnector(backend)
-    yield connect_again
-    for database in opened:
-        database.disconnect()
+    with _reconnecting(backend) as connect_again:
+        yield connect_again
 
 
 @pytest.fixture
@@ -412,20 +420,15 @@ PLUGIN_KINDS = ["memory", "file", "s3-moto"]
 
 @pytest.fixture(params=[_param(k) for k in PLUGIN_KINDS])
 def plugin_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    b = make_backend(request.param, request)
-    try:
+    with _opened_backend(request) as b:
         yield b
-    finally:
-        b.close()
 
 
 @pytest.fixture
 def plugin_reconnect(plugin_backend: Backend) -> Iterator[Callable[..., Database]]:
     """Open another ``Database`` on the plugin test's store (memory, file or moto)."""
-    connect_again, opened = _reconnector(plugin_backend)
-    yield connect_again
-    for database in opened:
-        database.disconnect()
+    with _reconnecting(plugin_backend) as connect_again:
+        yield connect_again
 
 
 @pytest.fixture

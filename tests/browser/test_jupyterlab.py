@@ -8,6 +8,7 @@ Skipped when chromium or playwright is missing, unless ``S3DB_REQUIRE_BROWSER=1`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -17,7 +18,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,46 +130,45 @@ def _run_all_cells(page, url: str, token: str, notebook: str):
     assert errors.count() == 0, errors.first.inner_text()
 
 
-def _browser(p):
-    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+@contextlib.contextmanager
+def _page(screenshot: str) -> Iterator[Any]:
+    """A chromium page; a full-page screenshot goes to ``build/browser/<screenshot>`` at the end,
+    whether the test passed or not."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            yield page
+        finally:
+            page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+            browser.close()
 
 
 def test_quickstart_runs_in_jupyterlab_and_its_dashboard_reacts(lab):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, token, _ = lab
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = _browser(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            _run_all_cells(page, url, token, "01-quickstart.ipynb")
-            dashboard = page.locator(".jp-OutputArea-output .s3db-dash").first
-            expect(dashboard).to_be_visible(timeout=60_000)
-            before = dashboard.inner_text()
-            output = page.locator(".jp-OutputArea-output").filter(has=page.locator(".s3db-dash")).first
-            output.get_by_role("button", name="Refresh").click()
-            # the cells after the dashboard made more requests: a refresh shows a bigger bill
-            expect(dashboard).not_to_have_text(before, timeout=30_000)
-        finally:
-            page.screenshot(path=str(ARTIFACTS / "quickstart-jupyterlab.png"), full_page=True)
-            browser.close()
+    with _page("quickstart-jupyterlab.png") as page:
+        _run_all_cells(page, url, token, "01-quickstart.ipynb")
+        dashboard = page.locator(".jp-OutputArea-output .s3db-dash").first
+        expect(dashboard).to_be_visible(timeout=60_000)
+        before = dashboard.inner_text()
+        output = page.locator(".jp-OutputArea-output").filter(has=page.locator(".s3db-dash")).first
+        output.get_by_role("button", name="Refresh").click()
+        # the cells after the dashboard made more requests: a refresh shows a bigger bill
+        expect(dashboard).not_to_have_text(before, timeout=30_000)
 
 
 def test_sql_magic_runs_in_jupyterlab(lab):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, token, _ = lab
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = _browser(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            _run_all_cells(page, url, token, "02-dataframes-and-sql.ipynb")
-            # %load_ext s3db_nb, %s3db connect, then a %%s3db sql join whose result is printed
-            outputs = page.locator(".jp-OutputArea-output")
-            expect(outputs.filter(has_text="connected tutorial")).to_have_count(1)
-            expect(outputs.filter(has_text=re.compile(r"country\s+orders\s+total"))).to_have_count(1)
-        finally:
-            page.screenshot(path=str(ARTIFACTS / "sql-magic-jupyterlab.png"), full_page=True)
-            browser.close()
+    with _page("sql-magic-jupyterlab.png") as page:
+        _run_all_cells(page, url, token, "02-dataframes-and-sql.ipynb")
+        # %load_ext s3db_nb, %s3db connect, then a %%s3db sql join whose result is printed
+        outputs = page.locator(".jp-OutputArea-output")
+        expect(outputs.filter(has_text="connected tutorial")).to_have_count(1)
+        expect(outputs.filter(has_text=re.compile(r"country\s+orders\s+total"))).to_have_count(1)
