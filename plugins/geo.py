@@ -544,8 +544,9 @@ class GeoPlugin(Plugin):
         import pandas as pd
 
         rows = [{**record, "_distance_km": distance} for distance, record in matches]
-        columns = ["id", cfg.lat_field, cfg.lon_field, "_distance_km"]
-        df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
+        # an empty answer keeps the columns a full one would have (the resource's top-level fields)
+        fields = [name for name in self.resource(cfg.resource).schema_view() if name != "id"]
+        df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id", *fields, "_distance_km"])
         df = df[["id", *[c for c in df.columns if c not in ("id", "_distance_km")], "_distance_km"]]
         df.attrs["geo_query"] = query
         self.last_query = query

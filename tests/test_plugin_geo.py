@@ -487,3 +487,10 @@ def test_distances_agree_with_the_spherical_law_of_cosines():
         p1, p2, dl = math.radians(a[0]), math.radians(b[0]), math.radians(b[1] - a[1])
         cosines = 6371 * math.acos(max(-1.0, min(1.0, math.sin(p1) * math.sin(p2) + math.cos(p1) * math.cos(p2) * math.cos(dl))))
         assert haversine_km(*a, *b) == pytest.approx(cosines, abs=1e-6)
+
+
+def test_an_empty_answer_has_the_resource_columns(stores):
+    stores.insert({"id": "far", "name": "x", "lat": 10.0, "lon": 10.0})
+    empty = stores.find_nearby(-60.0, 100.0, radius_km=1)
+    assert empty.empty
+    assert {"id", "name", "lat", "lon", "_distance_km"} <= set(empty.columns)
