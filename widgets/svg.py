@@ -132,14 +132,14 @@ def stacked_bar_chart(
     return _svg(width, height, "".join(out), title)
 
 
-def _axes(width: int, height: int, left: int, bottom: int, x_range: tuple[float, float], y_range: tuple[float, float], x_labels: bool = True) -> str:
+def _axes(width: int, height: int, left: int, bottom: int, x_range: tuple[float, float], y_range: tuple[float, float], x_labels: bool = True, top: int = 4) -> str:
     x0, x1 = x_range
     y0, y1 = y_range
     base = height - bottom
     out = [
         f"<line x1='{left}' y1='{base}' x2='{width - 4}' y2='{base}' stroke='#999'/>",
-        f"<line x1='{left}' y1='4' x2='{left}' y2='{base}' stroke='#999'/>",
-        f"<text x='{left - 4}' y='12' text-anchor='end' {_FONT}>{html.escape(_fmt(y1))}</text>",
+        f"<line x1='{left}' y1='{top}' x2='{left}' y2='{base}' stroke='#999'/>",
+        f"<text x='{left - 4}' y='{top + 8}' text-anchor='end' {_FONT}>{html.escape(_fmt(y1))}</text>",
         f"<text x='{left - 4}' y='{base}' text-anchor='end' {_FONT}>{html.escape(_fmt(y0))}</text>",
     ]
     if x_labels:
@@ -181,7 +181,7 @@ def line_chart(
     def py(y: float) -> float:
         return top + plot_h * (1 - (y - y0) / (y1 - y0))
 
-    out = [_axes(width, height, left, bottom, (x0, x1), (y0, y1), x_labels=x_labels is None)]
+    out = [_axes(width, height, left, bottom, (x0, x1), (y0, y1), x_labels=x_labels is None, top=top)]
     if x_labels:
         out.append(f"<text x='{left}' y='{height - 6}' {_FONT}>{html.escape(str(x_labels[0]))}</text>")
         out.append(f"<text x='{width - 4}' y='{height - 6}' text-anchor='end' {_FONT}>{html.escape(str(x_labels[-1]))}</text>")
@@ -220,7 +220,7 @@ def histogram(
     lo, hi = float(edges[0]), float(edges[-1])
     span = (hi - lo) or 1.0
     peak = max(counts) or 1
-    out = [_axes(width, height, left, bottom, (lo, hi), (0, float(peak)))]
+    out = [_axes(width, height, left, bottom, (lo, hi), (0, float(peak)), top=top)]
     for i, count in enumerate(counts):
         x = left + plot_w * (float(edges[i]) - lo) / span
         w = plot_w * (float(edges[i + 1]) - float(edges[i])) / span
