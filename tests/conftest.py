@@ -105,6 +105,20 @@ def _restore_env(saved: dict[str, str | None]) -> None:
             os.environ[name] = value
 
 
+class FakeClock:
+    """``time.time`` that only moves when told to (epoch seconds, starting on a minute boundary),
+    for the ``clock`` option of PluginStorage and the plugins."""
+
+    def __init__(self, now: float = 1_700_000_040.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def unique_name(stem: str = "t") -> str:
     return f"{stem}-{uuid.uuid4().hex[:12]}"
 

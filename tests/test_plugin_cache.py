@@ -18,26 +18,13 @@ import json
 import pytest
 
 import s3db_nb
-from conftest import make_backend
+from conftest import FakeClock, make_backend
 from s3db_nb import Plugin, PluginError
 from s3db_nb.connection import ConnectionConfig
 from s3db_nb.database import Database
 from s3db_nb.plugins.cache import CachePlugin, FilesystemCache, MemoryCache, MultiTierCache, Uncacheable, dumps_value, loads_value
 from s3db_nb.record import Page, Record
 from s3db_nb.widgets.cache import CacheDashboard
-
-
-class FakeClock:
-    """Seconds since the epoch that only move when told to."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 PEOPLE = [

@@ -17,24 +17,12 @@ import uuid
 import pytest
 
 import s3db_nb
+from conftest import FakeClock
 from s3db_nb import Plugin, PluginError
 from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.plugins.costs import GB, NO_RESOURCE, PRICES, CostsPlugin, attribute, format_usd, tiered_cost
 
 # -- helpers ------------------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """``time.time`` that only moves when told to (epoch seconds, starting on a minute boundary)."""
-
-    def __init__(self, now: float = 1_700_000_040.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

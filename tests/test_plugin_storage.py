@@ -17,22 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FakeClock
 from s3db_nb import ConflictError, MetadataLimitError, PluginError, PluginStorage
 from s3db_nb.behaviors import encode_metadata_value
 from s3db_nb.plugin_storage import Lock
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
