@@ -10,6 +10,7 @@ body-overflow) or reported up front (enforce-limits).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,14 +64,34 @@ def effective_limit(version: str, *, timestamps: bool, record_id: str | None = N
 
 def stored_metadata_size(metadata: Mapping[str, str | None]) -> int:
     """Bytes S3 itself counts: sanitised key + codec-encoded value, UTF-8."""
-    return sum(
-        len(encoding.sanitize_metadata_key(k).encode()) + len(encode_metadata_value(v).encode())
-        for k, v in metadata.items()
-    )
+    return sum(len(stored_key(k).encode()) + len(encode_metadata_value(v).encode()) for k, v in metadata.items())
+
+
+# Sizing a record (``stored_metadata_size``) and storing it (``Resource._store_metadata``)
+# encode the same keys and values one after the other, and keys and many values (flags,
+# countries, statuses) repeat across records: short ones are remembered.
+_CACHED_TEXT_CHARS = 256
+
+
+@functools.lru_cache(maxsize=4096)
+def stored_key(key: str) -> str:
+    """A metadata key as the clients store it (``encoding.sanitize_metadata_key``, remembered)."""
+    return encoding.sanitize_metadata_key(key)
 
 
 def encode_metadata_value(value: str | None) -> str:
     """The client-level codec (§6.2), protecting the literal strings "null"/"undefined"."""
+    if isinstance(value, str) and len(value) <= _CACHED_TEXT_CHARS:
+        return _encode_short_value(value)
+    return _encode_value(value)
+
+
+@functools.lru_cache(maxsize=16384)
+def _encode_short_value(value: str) -> str:
+    return _encode_value(value)
+
+
+def _encode_value(value: str | None) -> str:
     if isinstance(value, str) and value in ("null", "undefined"):
         # metadata_encode would store them verbatim and every reader would decode them to
         # null; "u:" + text decodes back to the same text in both libraries.

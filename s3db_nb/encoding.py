@@ -2457,6 +2457,8 @@ _EXACT_ENCODE: dict[str, str] = {
 _PREFIX_DECODE = {code: prefix for prefix, code in URL_PREFIX_DICT.items()}
 # JS sorts by length, longest first (stable), and only tries the first prefix that matches.
 _PREFIXES_BY_LENGTH = sorted(URL_PREFIX_DICT.items(), key=lambda kv: -len(kv[0]))
+# first characters of the prefixes: most values start with none of them and skip the loop
+_PREFIX_FIRST_CHARS = frozenset(prefix[0] for prefix in URL_PREFIX_DICT)
 
 COMMON_VALUES: frozenset[str] = frozenset(
     """active inactive pending completed failed success error processing queued cancelled
@@ -2485,6 +2487,8 @@ def _dictionary_encode(s: str) -> str | None:
     code = _EXACT_ENCODE.get(s)
     if code is not None:
         return "d:" + code
+    if not s or s[0] not in _PREFIX_FIRST_CHARS:
+        return None
     for prefix, pcode in _PREFIXES_BY_LENGTH:
         if s.startswith(prefix):
             remainder = s[len(prefix) :]

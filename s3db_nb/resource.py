@@ -233,7 +233,7 @@ class Resource:
         )
 
     def _store_metadata(self, metadata: Mapping[str, str | None]) -> dict[str, str]:
-        return {encoding.sanitize_metadata_key(k): behaviors.encode_metadata_value(v) for k, v in metadata.items()}
+        return {behaviors.stored_key(k): behaviors.encode_metadata_value(v) for k, v in metadata.items()}
 
     def _put_record(
         self,
