@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -12,9 +13,11 @@ import time
 from datetime import datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s3db_nb.clients.base import RequestEvent, StorageClient
-from s3db_nb.clients.file import FileClient
+from s3db_nb.clients.file import FileClient, sidecar_json
 from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.errors import ConflictError, NotFoundError, StorageError
 
@@ -522,6 +525,53 @@ def test_file_sidecar_layout_matches_s3db_js(tmp_path):
     assert sidecar_text == json.dumps(meta, indent=2, ensure_ascii=False)  # JSON.stringify(m, null, 2)
     # nothing else in the folder (no temp files left behind)
     assert sorted(p.name for p in path.parent.iterdir()) == ["id=u1", "id=u1.meta.json"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    meta=st.dictionaries(
+        st.text(max_size=8),
+        st.one_of(
+            st.none(), st.booleans(), st.integers(), st.text(), st.floats(allow_nan=False),
+            st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=4),
+            st.dictionaries(st.text(max_size=8), st.integers(), min_size=1, max_size=2),
+        ),
+        max_size=6,
+    )
+)
+def test_sidecar_json_is_json_stringify_with_two_spaces(meta):
+    expected = json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    try:
+        assert sidecar_json(meta) == expected
+    except UnicodeEncodeError:  # a lone surrogate: json.dumps's text cannot be UTF-8 either
+        pass
+
+
+def test_file_new_object_failing_half_way_leaves_no_file(tmp_path, monkeypatch):
+    client = FileClient(tmp_path)
+
+    def disk_full(directory, final_path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FileClient, "_write_temp", staticmethod(disk_full))
+    with pytest.raises(StorageError, match="no space left"):
+        client.put("resource=users/data/id=u1", b"body", metadata={"_v": "1"})
+    assert [p.name for p in (tmp_path / "resource=users" / "data").iterdir()] == []
+
+
+def test_file_overwrite_failing_half_way_keeps_the_old_object(tmp_path, monkeypatch):
+    client = FileClient(tmp_path)
+    client.put("k", b"old", metadata={"v": "1"})
+
+    def disk_full(directory, final_path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FileClient, "_write_temp", staticmethod(disk_full))
+    with pytest.raises(StorageError, match="no space left"):
+        client.put("k", b"new", metadata={"v": "2"})
+    obj = client.get("k")
+    assert (obj.body, obj.info.metadata) == (b"old", {"v": "1"})
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".s3db")) == ["k", "k.meta.json"]
 
 
 def _node_sidecar(body: bytes, metadata: dict, *, compressed: bool = False, stored: bytes | None = None) -> str:

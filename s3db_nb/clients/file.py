@@ -61,6 +61,8 @@ from .memory import (
 )
 
 SIDECAR_SUFFIX = ".meta.json"
+_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C: JSON text of a str, non-ASCII kept
+_JSON_CONSTANTS = {None: "null", True: "true", False: "false"}
 LOCK_DIR = ".s3db-locks"
 # lock files end like sidecars so that s3db.js's listing (which walks every folder and skips
 # "*.meta.json" files) never reports ".s3db-locks/" as a key or CommonPrefix
@@ -115,6 +117,56 @@ def _parse_time(value: Any) -> datetime:
         else:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
     return datetime.fromtimestamp(0, tz=timezone.utc)
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """Create (or truncate) ``path`` holding ``data``.
+
+    Plain ``os`` calls: ``open()`` builds a buffered file object around the same syscalls,
+    about a third of the time it takes to create a small file here.
+    """
+    fd = os.open(path, _WRITE_FLAGS, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def sidecar_json(meta: dict[str, Any]) -> bytes:
+    """``json.dumps(meta, indent=2, ensure_ascii=False)`` as UTF-8 (Node's ``JSON.stringify(meta,
+    null, 2)``), written directly for the sidecar's usual shape.
+
+    ``json.dumps`` with an indent runs the pure-Python encoder, which cost more per put than
+    both file writes; strings here go through the C string encoder. Any other shape (a
+    sidecar copied from s3db.js with extra fields) takes ``json.dumps``.
+    """
+    lines = []
+    for name, value in meta.items():
+        if isinstance(value, dict):
+            if not all(isinstance(v, str) for v in value.values()):
+                break
+            if value:
+                inner = ",\n".join(f"    {_json_str(k)}: {_json_str(v)}" for k, v in value.items())
+                text = "{\n" + inner + "\n  }"
+            else:
+                text = "{}"
+        elif isinstance(value, str):
+            text = _json_str(value)
+        elif value is None or isinstance(value, bool):
+            text = _JSON_CONSTANTS[value]
+        elif type(value) is int:
+            text = str(value)
+        else:
+            break
+        lines.append(f"  {_json_str(name)}: {text}")
+    else:
+        return ("{\n" + ",\n".join(lines) + "\n}").encode("utf-8") if lines else b"{}"
+    return json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8")
 
 
 class FileClient(PrefixMixin, StorageClient):
@@ -330,8 +382,7 @@ class FileClient(PrefixMixin, StorageClient):
     def _write_temp(directory: str, final_path: str, data: bytes) -> str:
         tmp = os.path.join(directory, f".{os.path.basename(final_path)}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
+            _write_file(tmp, data)
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -340,31 +391,41 @@ class FileClient(PrefixMixin, StorageClient):
             raise
         return tmp
 
-    def _write_object(self, path: str, body: bytes, meta: dict[str, Any]) -> None:
+    def _write_object(self, path: str, body: bytes, meta: dict[str, Any], *, is_new: bool = False) -> None:
         """Write body and sidecar to temp files, then rename body, then sidecar (the commit).
 
         The caller holds the key lock. Both temp files are complete before the first rename,
         so the two renames follow each other closely (lockless readers see a short window).
+        When the caller found no sidecar under the lock (``is_new``) nobody can be reading
+        the body as part of an object yet, so it is written in place and only the sidecar
+        goes through a temp file: one create and one rename fewer per new object. The
+        folder is made only when a write finds it missing.
         """
         directory = os.path.dirname(path)
-        sidecar = json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8")
+        sidecar = sidecar_json(meta)
         for attempt in range(10):
             temps: list[str] = []
+            written: list[str] = []
             try:
-                os.makedirs(directory, exist_ok=True)
-                temps.append(self._write_temp(directory, path, body))
+                if is_new:
+                    written.append(path)
+                    _write_file(path, body)
+                else:
+                    temps.append(self._write_temp(directory, path, body))
                 temps.append(self._write_temp(directory, path + SIDECAR_SUFFIX, sidecar))
-                os.replace(temps[0], path)
-                os.replace(temps[1], path + SIDECAR_SUFFIX)
+                if not is_new:
+                    os.replace(temps[0], path)
+                os.replace(temps[-1], path + SIDECAR_SUFFIX)
                 return
             except BaseException as exc:
-                for tmp in temps:
+                for tmp in temps + written:
                     try:
                         os.unlink(tmp)
                     except OSError:
                         pass
-                # a concurrent delete removed the (then empty) folder: make it again
+                # the folder is missing: new, or a concurrent delete removed it when empty
                 if isinstance(exc, FileNotFoundError) and attempt < 9:
+                    os.makedirs(directory, exist_ok=True)
                     continue
                 raise
 
@@ -415,9 +476,10 @@ class FileClient(PrefixMixin, StorageClient):
             content_type=meta.get("contentType"),
         )
 
-    def _check_conditions(self, path: str, key: str, if_none_match: str | None, if_match: str | None) -> None:
+    def _check_conditions(self, path: str, key: str, if_none_match: str | None, if_match: str | None) -> bool:
+        """Enforce ``if_match`` / ``if_none_match``; return whether the object exists now."""
         if if_match is None and if_none_match is None:
-            return
+            return os.path.exists(path + SIDECAR_SUFFIX)
         current = self._read_sidecar(path)
         if if_match is not None:
             if current is None:
@@ -428,6 +490,7 @@ class FileClient(PrefixMixin, StorageClient):
         if if_none_match is not None and current is not None:
             if if_none_match == "*" or strip_quotes(if_none_match) == current.get("etag"):
                 raise ConflictError(f"precondition failed: object {key!r} already exists (if_none_match={if_none_match!r})")
+        return current is not None
 
     # -- primitives ----------------------------------------------------------------
 
@@ -450,8 +513,8 @@ class FileClient(PrefixMixin, StorageClient):
             meta = self._sidecar(metadata or {}, content_type, etag, len(body))
             try:
                 with self._key_lock(full):
-                    self._check_conditions(path, key, if_none_match, if_match)
-                    self._write_object(path, body, meta)
+                    exists = self._check_conditions(path, key, if_none_match, if_match)
+                    self._write_object(path, body, meta, is_new=not exists)
             except OSError as exc:
                 raise self._map_os_error(exc, key, "put") from exc
         except S3DBError as exc:
@@ -524,8 +587,8 @@ class FileClient(PrefixMixin, StorageClient):
             new_meta["lastModified"] = _iso_now()
             try:
                 with self._key_lock(full_dest):
-                    self._check_conditions(dest_path, dest, None, if_match)
-                    self._write_object(dest_path, raw, new_meta)
+                    exists = self._check_conditions(dest_path, dest, None, if_match)
+                    self._write_object(dest_path, raw, new_meta, is_new=not exists)
             except OSError as exc:
                 raise self._map_os_error(exc, dest, "copy") from exc
         except S3DBError as exc:
