@@ -156,7 +156,7 @@ class Database:
             return self._pool
 
     def _submit(self, fn: Callable[..., R], *args: Any) -> Future:
-        """``fn(*args)`` on the pool; on memory:// it runs now (see ``_inline``)."""
+        """``fn(*args)`` on the pool; on memory:// and file:// it runs now (see ``_inline``)."""
         if self._inline():
             future: Future = Future()
             try:
@@ -167,15 +167,18 @@ class Database:
         return self._executor().submit(fn, *args)
 
     def _inline(self) -> bool:
-        """True for a memory:// store: its requests are pure Python under the GIL, so threads
-        only add hand-offs (a 16-thread read of 384-d embeddings ran 4x slower than inline)."""
-        return self.client.kind == "memory"
+        """True for memory:// and file:// stores. memory:// requests are pure Python under the
+        GIL, so threads only add hand-offs (a 16-thread read of 384-d embeddings ran 4x slower
+        than inline). file:// requests are a few short syscalls on page-cached files, each
+        dropping and retaking the GIL: 16 threads read 10 000 records 3x slower and wrote them
+        1.6x slower than one thread on a 2-core machine (benchmarks/README.md)."""
+        return self.client.kind in ("memory", "file")
 
     def _map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """Run ``fn`` over ``items`` on the bounded pool, keeping order; re-raises the first error
         after every task has finished (so no write is left running unobserved)."""
         items = list(items)
-        # inline: one item, already on the pool (nesting could deadlock), or memory:// (``_inline``)
+        # inline: one item, already on the pool (nesting could deadlock), or a local store (``_inline``)
         if len(items) <= 1 or threading.current_thread().name.startswith("s3db") or self._inline():
             return [fn(item) for item in items]
         futures = [self._executor().submit(fn, item) for item in items]

@@ -1,6 +1,7 @@
 """Database: s3db.json, versions, reconnecting, database hooks."""
 
 import json
+import threading
 
 import pytest
 
@@ -127,3 +128,14 @@ def test_delete_resource_on_paranoid_resource_needs_confirm(db):
     with pytest.raises(Exception, match="confirm=True"):
         db.delete_resource("precious")
     assert db.delete_resource("precious", confirm=True) == 0
+
+
+def test_bulk_work_runs_in_the_calling_thread_on_local_stores_and_on_the_pool_on_s3(db, backend):
+    users = db.create_resource("users", attributes={"name": "string"})
+    threads: set[str] = set()
+    users.add_hook("after_insert", lambda record: threads.add(threading.current_thread().name) or record)
+    users.insert_many([{"id": f"u{i}", "name": "x"} for i in range(8)])
+    if backend.kind in ("memory", "file"):
+        assert threads == {threading.current_thread().name}  # local syscalls: threads only pass the GIL around
+    else:
+        assert threads and all(name.startswith("s3db") for name in threads)  # S3: latency-bound, pooled
