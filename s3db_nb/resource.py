@@ -324,7 +324,7 @@ class Resource:
         record.content_length = obj.info.size
         record.content_type = obj.content_type if binary else None
         record.has_content = bool(binary and obj.info.size)
-        record.secret_fields = tuple(schema.secret_paths())
+        record.secret_fields = schema.secret_paths()
         return record
 
     # -- create ---------------------------------------------------------------------------
@@ -378,7 +378,7 @@ class Resource:
                     node[parts[-1]] = {"latitude": point.get("lat"), "longitude": point.get("lon")}
         record.etag = etag
         record.version = self.version
-        record.secret_fields = tuple(self.schema.secret_paths())
+        record.secret_fields = self.schema.secret_paths()
         return record
 
     def insert_many(self, items: Iterable[Mapping[str, Any]]) -> list[Record]:

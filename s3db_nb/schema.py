@@ -34,6 +34,7 @@ KNOWN_TYPES = {
 SECRET_TYPES = {"secret", "secretAny", "secretNumber", "password"}
 TIMESTAMP_FIELDS = ("createdAt", "updatedAt")
 TIMESTAMP_DEFINITION = "datetime|optional"
+_DECODE_KEYS_KEPT = 4096  # stored keys remembered per schema by ``Schema.decode``
 
 _EMAIL = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 _URL = re.compile(r"^(https?|ftp)://[^\s/$.?#][^\s]*$", re.IGNORECASE)
@@ -290,6 +291,9 @@ class Schema:
                 self.plugin_map[name] = key
         self.reverse_map = {v: k for k, v in self.map.items()}
         self.reverse_plugin_map = {v: k for k, v in self.plugin_map.items()}
+        # per-schema caches for decoding (a schema is replaced, never changed, after this point)
+        self._decode_keys: dict[str, tuple[str, Attribute | None]] = {}
+        self._secret_paths: tuple[str, ...] | None = None
 
     # -- construction --
 
@@ -463,11 +467,12 @@ class Schema:
         typed (bodies Node's ``update()`` writes under the original names) are kept as they are.
         """
         flat: dict[str, Any] = {}
+        keys = self._decode_keys
         for key, value in mapped.items():
-            name = self.reverse_plugin_map.get(key) or self.reverse_map.get(key) or key
-            attr = self.leaves_by_path().get(name)
+            found = keys.get(key)
+            name, attr = found if found is not None else self._decode_key(key)
             if attr is not None and isinstance(value, str) and attr.codec is not None:
-                if attr.is_secret and not decrypt:
+                if not decrypt and attr.is_secret:
                     flat[name] = value
                     continue
                 try:
@@ -483,6 +488,14 @@ class Schema:
                 flat[name] = value
         return unflatten(flat)
 
+    def _decode_key(self, key: str) -> tuple[str, Attribute | None]:
+        """(attribute path, attribute or None) of a stored key, remembered for the next record."""
+        name = self.reverse_plugin_map.get(key) or self.reverse_map.get(key) or key
+        found = (name, self.leaves_by_path().get(name))
+        if len(self._decode_keys) < _DECODE_KEYS_KEPT:  # unknown keys from other writers are unbounded
+            self._decode_keys[key] = found
+        return found
+
     def leaves_by_path(self) -> dict[str, Attribute]:
         if not self.leaves:
             def walk(node: NestedObject) -> None:
@@ -494,8 +507,10 @@ class Schema:
             walk(self.root)
         return self.leaves
 
-    def secret_paths(self) -> list[str]:
-        return [p for p, a in self.leaves_by_path().items() if a.is_secret]
+    def secret_paths(self) -> tuple[str, ...]:
+        if self._secret_paths is None:
+            self._secret_paths = tuple(p for p, a in self.leaves_by_path().items() if a.is_secret)
+        return self._secret_paths
 
 
 # -- helpers -----------------------------------------------------------------------------
