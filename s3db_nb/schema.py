@@ -294,6 +294,8 @@ class Schema:
         # per-schema caches for decoding (a schema is replaced, never changed, after this point)
         self._decode_keys: dict[str, tuple[str, Attribute | None]] = {}
         self._secret_paths: tuple[str, ...] | None = None
+        self._positions: dict[str, int] | None = None
+        self._has_nested = False
 
     # -- construction --
 
@@ -486,7 +488,24 @@ class Schema:
                     flat[name] = value
             else:
                 flat[name] = value
-        return unflatten(flat)
+        return self._in_order(unflatten(flat))
+
+    def _in_order(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` in schema order (see ``_in_schema_order``); a record already in that order,
+        as every store that keeps header order returns it, is passed through after one look."""
+        if self._positions is None:
+            self._positions = {name: i for i, name in enumerate(self.root.children)}
+            self._has_nested = any(isinstance(c, NestedObject) for c in self.root.children.values())
+        if not self._has_nested:
+            positions, last, unknown = self._positions, -1, len(self._positions)
+            for name in record:
+                position = positions.get(name, unknown)
+                if position < last:
+                    break
+                last = position
+            else:
+                return record
+        return _in_schema_order(record, self.root)
 
     def _decode_key(self, key: str) -> tuple[str, Attribute | None]:
         """(attribute path, attribute or None) of a stored key, remembered for the next record."""
@@ -557,6 +576,23 @@ def _flatten_unknown(path: str, value: Any, out: dict[str, str | None]) -> None:
         out[path] = None
     else:
         out[path] = _plain_text(value)
+
+
+def _in_schema_order(record: dict[str, Any], node: NestedObject) -> dict[str, Any]:
+    """``record`` with its fields in the order the schema declares them, unknown fields last.
+
+    Servers return metadata headers in an order of their own (obstore and boto3 differ
+    against the same server), so the stored order says nothing; the schema's does.
+    """
+    ordered: dict[str, Any] = {}
+    for name, child in node.children.items():
+        if name in record:
+            value = record[name]
+            ordered[name] = _in_schema_order(value, child) if isinstance(child, NestedObject) and isinstance(value, dict) else value
+    if len(ordered) != len(record):
+        for name, value in record.items():
+            ordered.setdefault(name, value)
+    return ordered
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:

@@ -181,3 +181,17 @@ def test_strict_mode_rejects_unknown_fields():
 
 def test_unknown_top_level_fields_are_kept_by_default():
     assert Schema({"a": "string"}).validate({"a": "x", "extra": 1}) == {"a": "x", "extra": 1}
+
+
+@pytest.mark.parametrize("attrs", [
+    {"name": "string", "age": "number", "city": "string"},
+    {"name": "string", "profile": {"bio": "string", "site": "string"}, "age": "number"},
+])  # fmt: skip
+def test_decode_returns_fields_in_schema_order_whatever_the_stored_order(attrs):
+    schema = Schema(attrs)
+    record = {"name": "Ana", "age": 3, "city": "Rio"} if "city" in attrs else {"name": "Ana", "profile": {"bio": "b", "site": "s"}, "age": 3}
+    stored = {k: v for k, v in schema.encode(record, "v1").items() if k != "_v"}
+    decoded = schema.decode({"zz_unknown": "x", **dict(reversed(list(stored.items())))})
+    assert list(decoded) == [*record, "zz_unknown"]
+    if "profile" in record:
+        assert list(decoded["profile"]) == ["bio", "site"]
