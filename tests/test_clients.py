@@ -10,15 +10,18 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
+from conftest import unique_name
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s3db_nb.clients.base import RequestEvent, StorageClient
 from s3db_nb.clients.file import FileClient, sidecar_json
 from s3db_nb.clients.memory import MemoryClient
+from s3db_nb.clients.s3 import S3Client
 from s3db_nb.errors import ConflictError, NotFoundError, StorageError
 
 FAKE_REGION = "us-east-1"
@@ -771,6 +774,76 @@ def test_s3_bad_secret_is_never_shown(request):
             assert not isinstance(info.value, NotFoundError)
     finally:
         client.close()
+
+
+@pytest.fixture(params=[pytest.param((server, transport), id=f"{server}-{transport}", marks=[pytest.mark.s3])
+                        for server in ("moto", "seaweed") for transport in ("boto3", "obstore")])
+def s3_by_transport(request) -> Iterator[S3Client]:
+    """An S3Client on moto or SeaweedFS whose PUT/GET/HEAD go through boto3 or obstore."""
+    server, transport = request.param
+    if server == "moto":
+        endpoint, bucket = request.getfixturevalue("moto_server"), request.getfixturevalue("moto_bucket")
+    else:
+        weed = request.getfixturevalue("seaweed_server")
+        endpoint, bucket = weed.endpoint, weed.bucket
+    client = S3Client(bucket, unique_name("tr"), endpoint_url=endpoint, region=FAKE_REGION,
+                      access_key_id="testing", secret_access_key="testing", transport=transport)  # fmt: skip
+    assert client.transport == transport
+    yield client
+    client.delete_prefix("")
+    client.close()
+
+
+def test_s3_transports_store_and_read_the_same_object(s3_by_transport: S3Client):
+    other = S3Client(s3_by_transport.bucket, s3_by_transport.prefix, endpoint_url=s3_by_transport.endpoint_url, region=FAKE_REGION,
+                     access_key_id="testing", secret_access_key="testing",
+                     transport="boto3" if s3_by_transport.transport == "obstore" else "obstore")  # fmt: skip
+    metadata = {"_v": "1", "1": "u:Ana%20Lu%C3%ADsa", "2": "b:w6k=", "_map": '{"a":"1"}'}
+    etag = s3_by_transport.put("resource=users/data/id=a b", b'{"x":1}', metadata=metadata, content_type="application/json")
+    for reader in (s3_by_transport, other):
+        got = reader.get("resource=users/data/id=a b")
+        head = reader.head("resource=users/data/id=a b")
+        assert (got.body, got.info.metadata, got.info.content_type, got.info.etag) == (b'{"x":1}', metadata, "application/json", etag)
+        assert (head.metadata, head.size, head.etag, head.last_modified) == (metadata, 7, etag, got.info.last_modified)
+    other.close()
+
+
+def test_s3_transports_conditional_writes(s3_by_transport: S3Client):
+    client = s3_by_transport
+    etag = client.put("k", b"v1", if_none_match="*")
+    with pytest.raises(ConflictError):
+        client.put("k", b"again", if_none_match="*")
+    with pytest.raises(ConflictError):
+        client.put("k", b"stale", if_match="0" * 32)
+    new_etag = client.put("k", b"v2", if_match=etag)
+    assert client.get("k").body == b"v2" and new_etag != etag
+    with pytest.raises(NotFoundError):
+        client.put("missing", b"x", if_match=etag)
+    with pytest.raises(NotFoundError):
+        client.get("missing")
+    with pytest.raises(NotFoundError):
+        client.head("missing")
+
+
+def test_s3_transports_report_one_event_per_request(s3_by_transport: S3Client):
+    events: list[RequestEvent] = []
+    s3_by_transport.add_listener(events.append)
+    s3_by_transport.put("k", b"abc")
+    s3_by_transport.get("k")
+    s3_by_transport.head("k")
+    assert [(e.operation, e.bytes_sent, e.bytes_received, e.error) for e in events] == [
+        ("PutObject", 3, 0, None), ("GetObject", 0, 3, None), ("HeadObject", 0, 0, None),
+    ]  # fmt: skip
+
+
+def test_obstore_transport_needs_explicit_credentials(moto_server, moto_bucket, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    assert S3Client(moto_bucket, endpoint_url=moto_server, region=FAKE_REGION).transport == "boto3"  # env chain: boto3
+    with pytest.raises(StorageError, match="explicit access key id"):
+        S3Client(moto_bucket, endpoint_url=moto_server, region=FAKE_REGION, transport="obstore")
+    with pytest.raises(StorageError, match="transport must be one of"):
+        S3Client(moto_bucket, endpoint_url=moto_server, region=FAKE_REGION, access_key_id="a", secret_access_key="b", transport="curl")
 
 
 # ------------------------------------------------------------------------------------------

@@ -4,6 +4,11 @@ One boto3 session and one (thread-safe) client are made at construction and reus
 errors are translated here into ``s3db_nb.errors`` classes (``raise ... from exc`` keeps the
 original). Messages never contain the access key id or the secret.
 
+With obstore installed (the ``s3-fast`` extra) and explicit credentials, PUT/GET/HEAD of single
+objects go through ``s3_obstore.ObstoreTransport`` instead (``transport="auto"``, the default;
+``"boto3"`` turns it off, ``"obstore"`` requires it). It hands back to boto3 whatever it cannot
+do exactly as boto3 would, including every error other than "missing" and "precondition failed".
+
 Notes on conditional requests:
 
 * ``put(if_none_match="*")`` / ``put(if_match=etag)`` send ``If-None-Match`` / ``If-Match``;
@@ -24,8 +29,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ConflictError, NotFoundError, S3DBError, StorageError
+from . import s3_obstore
 from .base import ListPage, ObjectInfo, RequestEvent, StorageClient, StoredObject
 from .memory import MAX_LIST_KEYS, PrefixMixin, clamp_limit, strip_quotes
+from .s3_obstore import ObstoreTransport
+
+#: ``S3Client(transport=...)``: who sends PUT/GET/HEAD of single objects
+TRANSPORTS = ("auto", "obstore", "boto3")
 
 _ACCESS_CODES = {
     "AccessDenied",
@@ -87,10 +97,13 @@ class S3Client(PrefixMixin, StorageClient):
         profile: str | None = None,
         parallelism: int = 16,
         force_path_style: bool | None = None,
+        transport: str = "auto",
     ) -> None:
         super().__init__()
         if not bucket:
             raise StorageError("S3Client needs a bucket name")
+        if transport not in TRANSPORTS:
+            raise StorageError(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, got {transport!r}")
         try:
             import botocore.exceptions
             import botocore.session
@@ -142,8 +155,40 @@ class S3Client(PrefixMixin, StorageClient):
             raise StorageError(f"cannot create the S3 client for endpoint {self.endpoint_url!r}: {type(exc).__name__}") from exc
         except ValueError as exc:
             raise StorageError(f"invalid S3 endpoint URL {self.endpoint_url!r}") from exc
+        self._fast = self._make_fast(transport, s3_config.get("addressing_style") == "virtual", access_key_id if explicit else None, secret_access_key, session_token)
         self._closed = False
         self._close_lock = threading.Lock()
+
+    def _make_fast(self, transport: str, virtual_hosted: bool, access_key_id: str | None, secret_access_key: str | None, session_token: str | None) -> ObstoreTransport | None:
+        """The obstore transport for PUT/GET/HEAD (see ``s3_obstore``), or None for boto3 only.
+
+        ``auto`` uses it when obstore is installed and the credentials were given explicitly
+        (obstore does not read AWS profiles or SSO); ``obstore`` requires it.
+        """
+        if transport == "boto3":
+            return None
+        usable = s3_obstore.available() and bool(access_key_id and secret_access_key)
+        if not usable:
+            if transport == "obstore":
+                raise StorageError(
+                    "transport='obstore' needs the obstore package (pip install 's3db-nb[s3-fast]') and an explicit "
+                    "access key id and secret (not a profile); use transport='auto' or 'boto3' otherwise"
+                )
+            return None
+        return ObstoreTransport(
+            self.bucket,
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            access_key_id=str(access_key_id),
+            secret_access_key=str(secret_access_key),
+            session_token=session_token or None,
+            virtual_hosted=virtual_hosted,
+        )
+
+    @property
+    def transport(self) -> str:
+        """``"obstore"`` when PUT/GET/HEAD go through obstore, else ``"boto3"``."""
+        return "obstore" if self._fast is not None else "boto3"
 
     def __repr__(self) -> str:
         where = f", endpoint_url={self.endpoint_url!r}" if self.endpoint_url else ""
@@ -304,7 +349,9 @@ class S3Client(PrefixMixin, StorageClient):
             params["IfMatch"] = _quote(if_match)
         try:
             try:
-                resp = self._call("PutObject", key, self._client.put_object, **params)
+                etag = self._fast_put(key, body, params.get("Metadata") or {}, content_type, params.get("IfNoneMatch"), params.get("IfMatch"))
+                if etag is None:
+                    etag = self._call("PutObject", key, self._client.put_object, **params).get("ETag")
             except ConflictError:
                 if if_match is not None and not self._exists_quiet(key):
                     raise NotFoundError(f"object not found: {self._where(key)} (if_match cannot hold)") from None
@@ -313,7 +360,31 @@ class S3Client(PrefixMixin, StorageClient):
             self._report("PutObject", key, started, sent=len(body), error=exc)
             raise
         self._report("PutObject", key, started, sent=len(body))
-        return strip_quotes(resp.get("ETag")) or ""
+        return strip_quotes(etag) or ""
+
+    def _fast_put(self, key: str, body: bytes, metadata: dict[str, str], content_type: str | None, if_none_match: str | None, if_match: str | None) -> str | None:
+        """PUT through obstore; None when boto3 must send it (see ``s3_obstore``)."""
+        if self._fast is None:
+            return None
+        try:
+            return self._fast.put(self._full(key), body, metadata, content_type, if_none_match, if_match)
+        except s3_obstore.Unsupported:
+            return None
+        except s3_obstore.PreconditionFailed:
+            raise ConflictError(f"PutObject {self._where(key)}: precondition failed; the object changed or already exists") from None
+        except s3_obstore.Missing:  # an If-Match on a missing key
+            raise NotFoundError(f"object not found: {self._where(key)}") from None
+
+    def _fast_get(self, key: str, *, head: bool) -> tuple[ObjectInfo, bytes] | None:
+        """GET/HEAD through obstore; None when boto3 must send it."""
+        if self._fast is None:
+            return None
+        try:
+            return self._fast.get(key, self._full(key), head=head)
+        except s3_obstore.Unsupported:
+            return None
+        except s3_obstore.Missing:
+            raise NotFoundError(f"object not found: {self._where(key)}") from None
 
     def _exists_quiet(self, key: str) -> bool:
         try:
@@ -335,6 +406,10 @@ class S3Client(PrefixMixin, StorageClient):
     def get(self, key: str) -> StoredObject:
         started = time.perf_counter()
         try:
+            fast = self._fast_get(key, head=False)
+            if fast is not None:
+                self._report("GetObject", key, started, received=len(fast[1]))
+                return StoredObject(info=fast[0], body=fast[1])
             resp = self._call("GetObject", key, self._client.get_object, Bucket=self.bucket, Key=self._full(key))
             try:
                 stream = resp["Body"]
@@ -353,6 +428,10 @@ class S3Client(PrefixMixin, StorageClient):
     def head(self, key: str) -> ObjectInfo:
         started = time.perf_counter()
         try:
+            fast = self._fast_get(key, head=True)
+            if fast is not None:
+                self._report("HeadObject", key, started)
+                return fast[0]
             resp = self._call("HeadObject", key, self._client.head_object, Bucket=self.bucket, Key=self._full(key))
         except S3DBError as exc:
             self._report("HeadObject", key, started, error=exc)
