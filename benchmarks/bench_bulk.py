@@ -6,8 +6,8 @@
 Each case (backend, N) runs in a fresh subprocess so its peak RSS is its own. The ceiling is
 measured in the same run with the same pool size: for S3 servers a raw boto3 loop doing the
 same PUTs (same keys' metadata and bodies, under another prefix) and GETs; for ``file://``
-raw reads/writes of the same data files and sidecars. ``memory://`` has no ceiling to compare
-with. On moto, the real s3db.js (``tests/compat/node``) also inserts and reads the same records
+raw reads/writes of the same data files and sidecars, on the pool and in one thread (the faster
+counts). ``memory://`` has no ceiling to compare with. On moto and SeaweedFS, the real s3db.js (``tests/compat/node``) also inserts and reads the same records
 (``insertMany`` / ``getAll``) when Node is installed. Results go to ``benchmarks/results/`` (git-ignored) and are printed as a table.
 """
 
@@ -88,11 +88,42 @@ def s3_ceiling(endpoint: str, bucket: str, prefix: str, keys: list[str], paralle
             client.put_object(Bucket=bucket, Key=f"{prefix}-raw/{key}", Body=body, Metadata=meta, IfNoneMatch="*", **extra)
 
         _, put_s, put_cpu = timed(lambda: list(pool.map(put, zip(keys, objects))))
-    return {"get_s": get_s, "put_s": put_s, "get_cpu_s": get_cpu, "put_cpu_s": put_cpu}
+    out = {"get_s": get_s, "put_s": put_s, "get_cpu_s": get_cpu, "put_cpu_s": put_cpu}
+    out.update(obstore_ceiling(endpoint, bucket, prefix, keys, objects, parallelism))
+    return out
+
+
+def obstore_ceiling(endpoint: str, bucket: str, prefix: str, keys: list[str], objects: list, parallelism: int) -> dict[str, float]:
+    """The same GETs and PUTs through obstore (the ``s3-fast`` transport), when it is installed."""
+    try:
+        import obstore
+        from obstore.store import S3Store
+    except ImportError:
+        return {}
+    store = S3Store(bucket, endpoint=endpoint, region="us-east-1", access_key_id=KEY, secret_access_key=SECRET, client_options={"allow_http": True})
+
+    def get(key):
+        result = obstore.get(store, f"{prefix}/{key}")
+        return result.attributes, bytes(result.bytes())
+
+    def put(item):
+        key, (meta, body, ctype) = item
+        attributes = {**meta, **({"Content-Type": ctype} if ctype else {})}
+        obstore.put(store, f"{prefix}-obstore/{key}", body, attributes=attributes, mode="create")
+
+    with ThreadPoolExecutor(parallelism) as pool:
+        _, get_s, get_cpu = timed(lambda: list(pool.map(get, keys)))
+        _, put_s, put_cpu = timed(lambda: list(pool.map(put, zip(keys, objects))))
+    return {"obstore_get_s": get_s, "obstore_put_s": put_s, "obstore_get_cpu_s": get_cpu, "obstore_put_cpu_s": put_cpu}
 
 
 def file_ceiling(root: Path, keys: list[str], parallelism: int) -> dict[str, float]:
-    """Raw reads of each object's data file and sidecar, then raw writes of both elsewhere."""
+    """Raw reads of each object's data file and sidecar, then raw writes of both elsewhere.
+
+    Done twice, on a pool of ``parallelism`` threads and in one thread, and the faster of
+    the two is the ceiling: s3db_nb runs file:// work in one thread, and on a small machine
+    either can win.
+    """
     from s3db_nb.clients.file import SIDECAR_SUFFIX
 
     paths = [root / k for k in keys]
@@ -104,9 +135,7 @@ def file_ceiling(root: Path, keys: list[str], parallelism: int) -> dict[str, flo
             side = fh.read()
         return body, side
 
-    out = root.parent / "raw"
-    with ThreadPoolExecutor(parallelism) as pool:
-        blobs, get_s, get_cpu = timed(lambda: list(pool.map(read, paths)))
+    def write_all(out: Path, run) -> None:
         out.mkdir(parents=True, exist_ok=True)
 
         def write(item):
@@ -117,8 +146,18 @@ def file_ceiling(root: Path, keys: list[str], parallelism: int) -> dict[str, flo
             with open(str(target) + SIDECAR_SUFFIX, "wb") as fh:
                 fh.write(side)
 
-        _, put_s, put_cpu = timed(lambda: list(pool.map(write, enumerate(blobs))))
-    return {"get_s": get_s, "put_s": put_s, "get_cpu_s": get_cpu, "put_cpu_s": put_cpu}
+        run(write, enumerate(blobs))
+
+    result: dict[str, float] = {}
+    with ThreadPoolExecutor(parallelism) as pool:
+        blobs, pool_get_s, pool_get_cpu = timed(lambda: list(pool.map(read, paths)))
+        _, pool_put_s, pool_put_cpu = timed(lambda: write_all(root.parent / "raw-pool", lambda f, xs: list(pool.map(f, xs))))
+    blobs, one_get_s, one_get_cpu = timed(lambda: [read(p) for p in paths])
+    _, one_put_s, one_put_cpu = timed(lambda: write_all(root.parent / "raw-one", lambda f, xs: [f(x) for x in xs]))
+    for op, pooled, single in (("get", (pool_get_s, pool_get_cpu), (one_get_s, one_get_cpu)), ("put", (pool_put_s, pool_put_cpu), (one_put_s, one_put_cpu))):
+        best = min(pooled, single)
+        result.update({f"{op}_s": best[0], f"{op}_cpu_s": best[1], f"{op}_pool_s": pooled[0], f"{op}_one_thread_s": single[0]})
+    return result
 
 
 # -- one case (in a subprocess) -----------------------------------------------------------
@@ -137,6 +176,7 @@ def run_case(backend: str, n: int, endpoint: str | None, bucket: str | None, par
         else:
             url = endpoint.replace("http://", f"http://{KEY}:{SECRET}@") + f"/{bucket}/{prefix}"
         db = s3db_nb.connect(url, parallelism=parallelism)
+        transport = getattr(db.client, "transport", None)
         data = frame(n)
         users = db.create_resource("users", attributes={
             "name": "string", "age": "number|integer", "country": "string", "score": "number",
@@ -159,7 +199,7 @@ def run_case(backend: str, n: int, endpoint: str | None, bucket: str | None, par
         return {
             "backend": backend, "n": n, "parallelism": parallelism,
             "insert_s": insert_s, "insert_cpu_s": insert_cpu, "read_s": read_s, "read_cpu_s": read_cpu,
-            "table_bytes": table_bytes, "peak_rss_bytes": peak_rss,
+            "table_bytes": table_bytes, "peak_rss_bytes": peak_rss, "transport": transport,
             **{f"raw_{k}": v for k, v in ceiling.items()},
         }  # fmt: skip
     finally:
@@ -279,6 +319,14 @@ def report(results: list[dict], skipped: list[str], node: list[dict] | None = No
             f" | {rd:>11.0f}{raw_get or float('nan'):>10.0f}{(rd / raw_get) if raw_get else float('nan'):>7.2f}"
             f" | {1000 * r['insert_cpu_s'] / n:>12.2f}{1000 * r['read_cpu_s'] / n:>6.2f} | {rss:>7.0f}{arrow:>9.1f}{'yes' if rss <= 2 * arrow + 200 else 'NO':>7}"
         )  # fmt: skip
+    fast = [r for r in results if "raw_obstore_put_s" in r]
+    if fast:
+        lines.append("")
+        lines.append("S3 ceiling through obstore (s3db_nb's transport when the s3-fast extra is installed), and s3db_nb / it:")
+        for r in fast:
+            n = r["n"]
+            put, get = n / r["raw_obstore_put_s"], n / r["raw_obstore_get_s"]
+            lines.append(f"  {r['backend']:<9}{n:>8}: PUT/s {put:.0f} (insert {n / r['insert_s'] / put:.2f}), GET/s {get:.0f} (read {n / r['read_s'] / get:.2f})")
     by_backend: dict[str, list[dict]] = {}
     for r in results:
         by_backend.setdefault(r["backend"], []).append(r)
@@ -294,12 +342,12 @@ def report(results: list[dict], skipped: list[str], node: list[dict] | None = No
     if node:
         ours = {(r["backend"], r["n"]): r for r in results}
         lines.append("")
-        lines.append("s3db.js 21.6.2 (insertMany / getAll) on the same moto server, and s3db_nb / s3db.js:")
+        lines.append("s3db.js 21.6.2 (insertMany / getAll) on the same server, and s3db_nb / s3db.js:")
         for r in node:
-            mine = ours.get(("moto", r["n"]))
+            mine = ours.get((r["backend"], r["n"]))
             ins, rd = r["n"] / r["insert_s"], r["n"] / r["read_s"]
             vs = f"  s3db_nb/s3db.js insert {(r['n'] / mine['insert_s']) / ins:.2f}, read {(r['n'] / mine['read_s']) / rd:.2f}" if mine else ""
-            lines.append(f"  N={r['n']}: insert {ins:.0f} rec/s, read {rd:.0f} rec/s;{vs}")
+            lines.append(f"  {r['backend']:<9} N={r['n']}: insert {ins:.0f} rec/s, read {rd:.0f} rec/s;{vs}")
     for reason in skipped:
         lines.append(f"skipped: {reason}")
     return "\n".join(lines)
@@ -313,7 +361,7 @@ def main() -> None:
     parser.add_argument("--moto", default=None, help="sizes for moto only (default: --s3)")
     parser.add_argument("--seaweed", default=None, help="sizes for SeaweedFS only (default: --s3)")
     parser.add_argument("--parallelism", type=int, default=16)
-    parser.add_argument("--no-node", action="store_true", help="skip the s3db.js comparison on moto")
+    parser.add_argument("--no-node", action="store_true", help="skip the s3db.js comparison on the S3 servers")
     parser.add_argument("--case", nargs=4, metavar=("BACKEND", "N", "ENDPOINT", "BUCKET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -349,14 +397,14 @@ def main() -> None:
                 continue
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(f"  {backend} N={n} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
-            if backend == "moto" and not args.no_node:
+            if backend in ("moto", "seaweed") and not args.no_node:
                 started = time.perf_counter()
                 outcome = node_case(endpoint, bucket, n, args.parallelism)
                 if isinstance(outcome, str):
-                    skipped.append(f"s3db.js N={n}: {outcome}")
+                    skipped.append(f"s3db.js on {backend} N={n}: {outcome}")
                 else:
-                    node.append(outcome)
-                    print(f"  s3db.js on moto N={n} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+                    node.append({**outcome, "backend": backend})
+                    print(f"  s3db.js on {backend} N={n} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     finally:
         servers.stop()
     text = report(results, skipped, node)
