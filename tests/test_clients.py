@@ -836,6 +836,15 @@ def test_s3_transports_report_one_event_per_request(s3_by_transport: S3Client):
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize(("endpoint", "virtual"), [(None, "true"), ("http://127.0.0.1:9", "false")])
+def test_obstore_transport_addresses_the_bucket_as_boto3_does(endpoint, virtual):
+    pytest.importorskip("obstore")
+    client = S3Client("my-bucket", endpoint_url=endpoint, region="eu-west-1", access_key_id="AKIAEXAMPLE", secret_access_key="s")
+    assert client.transport == "obstore"
+    assert client._fast._store.config["virtual_hosted_style_request"] == virtual  # AWS: virtual-hosted; endpoints: path style
+    assert "AKIAEXAMPLE" not in repr(client._fast._store)
+
+
 def test_obstore_transport_needs_explicit_credentials(moto_server, moto_bucket, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -155,7 +155,9 @@ class S3Client(PrefixMixin, StorageClient):
             raise StorageError(f"cannot create the S3 client for endpoint {self.endpoint_url!r}: {type(exc).__name__}") from exc
         except ValueError as exc:
             raise StorageError(f"invalid S3 endpoint URL {self.endpoint_url!r}") from exc
-        self._fast = self._make_fast(transport, s3_config.get("addressing_style") == "virtual", access_key_id if explicit else None, secret_access_key, session_token)
+        # virtual-hosted addressing where boto3 would use it (AWS without force_path_style)
+        virtual_hosted = s3_config.get("addressing_style", "virtual" if not self.endpoint_url else "path") == "virtual"
+        self._fast = self._make_fast(transport, virtual_hosted, access_key_id if explicit else None, secret_access_key, session_token)
         self._closed = False
         self._close_lock = threading.Lock()
 
