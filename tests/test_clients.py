@@ -641,13 +641,40 @@ def test_file_listing_skips_internal_files_and_prunes_folders(tmp_path):
     assert client.list_page("", delimiter="/").common_prefixes == []
 
 
-@pytest.mark.parametrize("bad", ["../escape", "a/../../b", "/abs", "a//b", "a/./b", "trailing/", "x.meta.json", ""])
+@pytest.mark.parametrize(
+    "bad",
+    ["../escape", "a/../../b", "/abs", "a//b", "a/./b", "trailing/", "x.meta.json", "", "..", "a/..", ".s3db-locks/x", "x.s3db-tmp", "a\x00b"],
+)
 def test_file_rejects_keys_outside_root(tmp_path, bad):
     client = FileClient(tmp_path / "root")
     with pytest.raises(StorageError):
         client.put(bad, b"x")
     assert not (tmp_path / "escape").exists()
     assert not (tmp_path / "b").exists()
+
+
+def test_file_get_of_an_empty_body_reads_only_the_sidecar(tmp_path, monkeypatch):
+    import s3db_nb.clients.file as file_module
+
+    client = FileClient(tmp_path)
+    client.put("k/empty", b"", metadata={"a": "1"})
+    client.put("k/full", b"body", metadata={"a": "2"})
+    read: list[str] = []
+    real = file_module._read_file
+    monkeypatch.setattr(file_module, "_read_file", lambda path: read.append(os.path.basename(path)) or real(path))
+    assert client.get("k/empty").body == b"" and client.get("k/empty").metadata == {"a": "1"}
+    assert read == ["empty.meta.json"] * 2
+    read.clear()
+    assert client.get("k/full").body == b"body"
+    assert read == ["full.meta.json", "full"]
+
+
+def test_file_reads_a_sidecar_with_a_byte_order_mark(tmp_path):
+    client = FileClient(tmp_path)
+    client.put("k", b"x", metadata={"name": "José"})
+    sidecar = tmp_path / "k.meta.json"
+    sidecar.write_bytes(b"\xef\xbb\xbf" + sidecar.read_bytes())
+    assert client.get("k").metadata == {"name": "José"}
 
 
 def test_file_key_folder_collision_is_a_storage_error(tmp_path):

@@ -17,7 +17,8 @@ a half-written object) is not listed and reads as missing. Objects written by s3
 
 Concurrency: writes go to temp files in the target folder that are ``os.replace``d over the
 body, then the sidecar (the sidecar is the commit point). A reader checks that the body's MD5
-matches the sidecar's ETag and reads again when a writer was in between. Every write of a key
+matches the sidecar's ETag and reads again when a writer was in between; when the sidecar says
+the body is empty (most records live in metadata) the sidecar alone is the object. Every write of a key
 (put, copy, delete) holds that key's lock: a thread lock and an ``fcntl.flock`` on one of 256
 lock files under ``<root>/.s3db-locks/``, so conditional writes are atomic across threads and
 processes sharing the folder.
@@ -62,12 +63,18 @@ from .memory import (
 
 SIDECAR_SUFFIX = ".meta.json"
 _json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C: JSON text of a str, non-ASCII kept
+_JSON_DECODER = json.JSONDecoder()
+_UTF8_BOM = b"\xef\xbb\xbf"
 _JSON_CONSTANTS = {None: "null", True: "true", False: "false"}
 LOCK_DIR = ".s3db-locks"
 # lock files end like sidecars so that s3db.js's listing (which walks every folder and skips
 # "*.meta.json" files) never reports ".s3db-locks/" as a key or CommonPrefix
 LOCK_SUFFIX = ".lock.meta.json"
 TEMP_SUFFIX = ".s3db-tmp"
+_LOCK_DIR_SEGMENT = "/" + LOCK_DIR + "/"
+_RESERVED_ENDINGS = (SIDECAR_SUFFIX, TEMP_SUFFIX)
+_EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+_READ_CHUNK = 1 << 16
 LOCK_STRIPES = 256
 _READ_ATTEMPTS = 30
 
@@ -109,9 +116,8 @@ def _parse_time(value: Any) -> datetime:
     if isinstance(value, (int, float)):
         return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
     if isinstance(value, str) and value:
-        text = value[:-1] + "+00:00" if value.endswith("Z") else value
         try:
-            parsed = datetime.fromisoformat(text)
+            parsed = datetime.fromisoformat(value)  # takes the "Z" suffix since Python 3.11
         except ValueError:
             pass
         else:
@@ -120,6 +126,7 @@ def _parse_time(value: Any) -> datetime:
 
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 def _write_file(path: str, data: bytes) -> None:
@@ -133,6 +140,24 @@ def _write_file(path: str, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _read_file(path: str) -> bytes:
+    """The whole of ``path`` (plain ``os`` calls, as ``_write_file``).
+
+    A regular file's ``read`` returns less than asked only at its end, so a small file
+    takes one ``read``."""
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        data = os.read(fd, _READ_CHUNK)
+        if len(data) < _READ_CHUNK:
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, _READ_CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         os.close(fd)
 
@@ -223,6 +248,18 @@ class FileClient(PrefixMixin, StorageClient):
         return parts
 
     def _path(self, full: str) -> str:
+        if os.sep == "/" and full and "\x00" not in full:
+            # fast path for the usual key: no empty, "." or ".." segment, not in the lock
+            # folder, no reserved ending: the root joined with the key is already normal
+            wrapped = "/" + full + "/"
+            if (
+                "//" not in wrapped
+                and "/./" not in wrapped
+                and "/../" not in wrapped
+                and not wrapped.startswith(_LOCK_DIR_SEGMENT)
+                and not full.endswith(_RESERVED_ENDINGS)
+            ):
+                return self._root_prefix + full
         parts = self._check_key(full)
         path = os.path.join(self._root_str, *parts)
         # belt and braces: the normalised path must stay under the root
@@ -317,12 +354,12 @@ class FileClient(PrefixMixin, StorageClient):
     @staticmethod
     def _read_sidecar(path: str) -> dict[str, Any] | None:
         try:
-            with open(path + SIDECAR_SUFFIX, "rb") as fh:
-                raw = fh.read()
+            raw = _read_file(path + SIDECAR_SUFFIX)
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:
-            meta = json.loads(raw)
+            # the decoder object directly: json.loads(bytes) first sniffs the encoding
+            meta = _JSON_DECODER.decode((raw[3:] if raw[:3] == _UTF8_BOM else raw).decode("utf-8"))
         except ValueError as exc:
             raise StorageError(f"the sidecar {path + SIDECAR_SUFFIX!r} is not valid JSON") from exc
         if not isinstance(meta, dict):
@@ -333,9 +370,13 @@ class FileClient(PrefixMixin, StorageClient):
         meta = self._read_sidecar(path)
         if meta is None:
             return None, None
+        if meta.get("size") == 0 and meta.get("etag") == _EMPTY_MD5 and not meta.get("compressed"):
+            # the sidecar (the commit point) says the body is empty, and the sidecar read is a
+            # snapshot of the object: no need to open the body file (most records live
+            # entirely in metadata)
+            return meta, b""
         try:
-            with open(path, "rb") as fh:
-                return meta, fh.read()
+            return meta, _read_file(path)
         except (FileNotFoundError, NotADirectoryError):
             return meta, None  # a sidecar without its body (s3db.js deletes the body first)
 
@@ -352,7 +393,7 @@ class FileClient(PrefixMixin, StorageClient):
         meta, body = self._read_pair(path)
         if meta is None:
             return None
-        if body is not None and md5_hex(body) == meta.get("etag"):
+        if body is not None and (md5_hex(body) if body else _EMPTY_MD5) == meta.get("etag"):
             return meta, body
         with self._shared_lock(full):
             meta, body = self._read_pair(path)
@@ -472,7 +513,8 @@ class FileClient(PrefixMixin, StorageClient):
             size=int(meta.get("size") or 0),
             etag=str(meta.get("etag") or ""),
             last_modified=_parse_time(meta.get("lastModified")),
-            metadata={str(k): str(v) for k, v in metadata.items()},
+            # a fresh dict from json.loads, so no copy; values another writer left typed become text
+            metadata=metadata if all(type(v) is str for v in metadata.values()) else {str(k): str(v) for k, v in metadata.items()},
             content_type=meta.get("contentType"),
         )
 
