@@ -457,6 +457,9 @@ def _b64encode(data: bytes) -> str:
 
 _MS_PER_DAY = 86_400_000
 _MAX_DATE_MS = 8_640_000_000_000_000
+_NAIVE_EPOCH = _dt.datetime(1970, 1, 1)
+_MIN_PY_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
+_MAX_PY_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _UTC = _dt.UTC
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 
@@ -486,6 +489,13 @@ def _civil_from_days(z: int) -> tuple[int, int, int]:
 
 def _ms_to_iso(ms: int) -> str:
     """``new Date(ms).toISOString()``; ValueError outside the JS Date range."""
+    if _MIN_PY_MS <= ms <= _MAX_PY_MS:  # years 1-9999: the C datetime writes the same text
+        return (_NAIVE_EPOCH + _dt.timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
+    return _ms_to_iso_civil(ms)
+
+
+def _ms_to_iso_civil(ms: int) -> str:
+    """``_ms_to_iso`` by calendar arithmetic: every JS date, including years 0 and past 9999."""
     if abs(ms) > _MAX_DATE_MS:
         raise ValueError("time value out of the JavaScript Date range")
     days, rem = divmod(ms, _MS_PER_DAY)
@@ -600,6 +610,9 @@ def _js_encode_decimal(x: float) -> str:
     return sign + encoded + ("." + dec_part if dec_part else "")
 
 
+_EXACT_INT = 2.0**53  # integers below this print the same in JS and Python
+
+
 def _js_decode_decimal(s: str) -> float:
     """Literal port of JS ``decodeDecimal``; NaN when JS would produce NaN."""
     negative = s.startswith("-")
@@ -610,6 +623,10 @@ def _js_decode_decimal(s: str) -> float:
     decoded_int = _b62_decode_js(int_part)
     if math.isnan(decoded_int):
         return math.nan
+    if dec_part and decoded_int < _EXACT_INT and dec_part.isascii() and dec_part.isdigit():
+        # the usual fraction: float() of the same literal JS's Number() reads
+        num = float(f"{int(decoded_int)}.{dec_part}")
+        return -num if negative else num
     num = _js_to_number(js_number_to_string(decoded_int) + "." + dec_part) if dec_part else decoded_int
     return -num if negative else num
 
@@ -1185,6 +1202,8 @@ class Codec:
 
 def _split_escaped(text: str, sep: str = "|") -> list[str]:
     """JS ``toArray``: split on unescaped ``sep``; ``\\x`` always yields ``x``."""
+    if "\\" not in text:
+        return text.split(sep)
     items: list[str] = []
     current: list[str] = []
     i, n = 0, len(text)

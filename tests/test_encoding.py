@@ -217,6 +217,27 @@ def test_decimal_round_trips_every_finite_float(x):
     assert decode_decimal(encode_decimal(x)) == x
 
 
+@FAST
+@given(st.integers(min_value=0, max_value=2**60), st.text("0123456789", min_size=1, max_size=25), st.booleans())
+def test_decode_decimal_fast_path_reads_what_js_reads(integer, fraction, negative):
+    # the usual "<b62>.<digits>" text skips JS's String()/Number() round trip; same number
+    text = ("-" if negative else "") + enc.b62_encode(integer) + "." + fraction
+    literal = enc._js_to_number(enc.js_number_to_string(enc._b62_decode_js(enc.b62_encode(integer))) + "." + fraction)
+    assert enc._js_decode_decimal(text) == (-literal if negative else literal)
+
+
+@FAST
+@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
+def test_ms_to_iso_matches_calendar_arithmetic_for_years_1_to_9999(ms):
+    assert enc._ms_to_iso(ms) == enc._ms_to_iso_civil(ms)
+
+
+@pytest.mark.parametrize("text", ["a|b", "", "|", "a\\|b|c", "x\\\\|y"])
+def test_split_escaped_with_and_without_backslashes(text):
+    expected = {"a|b": ["a", "b"], "": [""], "|": ["", ""], "a\\|b|c": ["a|b", "c"], "x\\\\|y": ["x\\", "y"]}
+    assert enc._split_escaped(text) == expected[text]
+
+
 # ---------------------------------------------------------------------------------------
 # Codec selection (§6.1 priority order)
 # ---------------------------------------------------------------------------------------
