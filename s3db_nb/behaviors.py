@@ -48,9 +48,16 @@ def value_size(value: Any) -> int:
 
 def object_size(obj: Mapping[str, Any]) -> int:
     """Bytes of keys + values as s3db.js counts them (before the metadata codec)."""
-    return sum(encoding.utf8_len(k) + value_size(v) for k, v in obj.items())
+    total = 0
+    for k, v in obj.items():
+        try:  # the usual case inline: text keys and values (mapped records hold encoded text)
+            total += len(k.encode()) + (len(v.encode()) if type(v) is str else value_size(v))
+        except UnicodeEncodeError:  # lone surrogates: counted as JS counts them
+            total += encoding.utf8_len(k) + value_size(v)
+    return total
 
 
+@functools.lru_cache(maxsize=256)
 def effective_limit(version: str, *, timestamps: bool, record_id: str | None = None) -> int:
     """2047 minus s3db.js's "system overhead" (§7.1)."""
     overhead: dict[str, Any] = {"_v": version}
@@ -65,6 +72,18 @@ def effective_limit(version: str, *, timestamps: bool, record_id: str | None = N
 def stored_metadata_size(metadata: Mapping[str, str | None]) -> int:
     """Bytes S3 itself counts: sanitised key + codec-encoded value, UTF-8."""
     return sum(len(stored_key(k).encode()) + len(encode_metadata_value(v).encode()) for k, v in metadata.items())
+
+
+def _stored_size_over(mapped: Mapping[str, str | None], size: int | None = None) -> bool:
+    """Whether the stored (codec-encoded) metadata is over S3's limit.
+
+    The codec at most triples a value's bytes and adds 4 chars (``u:`` + percent escapes,
+    ``b:`` + base64, ``null``, ``b:=``) and never lengthens a key, so a record whose
+    ``object_size`` is small enough cannot be over: the exact count is skipped for it."""
+    size = object_size(mapped) if size is None else size
+    if 3 * size + 4 * len(mapped) <= S3_METADATA_LIMIT:
+        return False
+    return stored_metadata_size(mapped) > S3_METADATA_LIMIT
 
 
 # Sizing a record (``stored_metadata_size``) and storing it (``Resource._store_metadata``)
@@ -130,14 +149,14 @@ def apply(
     limit = effective_limit(version, timestamps=timestamps)
     names = names or {}
     if behavior == "user-managed":
-        if object_size(mapped) > limit or stored_metadata_size(mapped) > S3_METADATA_LIMIT:
+        if object_size(mapped) > limit or _stored_size_over(mapped):
             meta = _with_plugin_map({"_v": version}, plugin_map)
             return Encoded(meta, _json_body(mapped), "application/json", exceeded=True)
         return Encoded(dict(mapped))
     if behavior == "enforce-limits":
         total = object_size(mapped)
-        stored = stored_metadata_size(mapped)
-        if total > limit or stored > S3_METADATA_LIMIT:
+        if total > limit or _stored_size_over(mapped, total):
+            stored = stored_metadata_size(mapped)
             sizes = {names.get(k, k): encoding.utf8_len(k) + value_size(v) for k, v in mapped.items() if k != "_v"}
             biggest = sorted(sizes.items(), key=lambda kv: -kv[1])[:5]
             detail = ", ".join(f"{n}={s} B" for n, s in biggest)

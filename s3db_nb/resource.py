@@ -221,7 +221,6 @@ class Resource:
 
     def _encode(self, record: Mapping[str, Any]) -> behaviors.Encoded:
         mapped = self.schema.encode(record, self.version)
-        names = {v: k for k, v in self.schema.map.items()}
         return behaviors.apply(
             self.behavior,
             mapped,
@@ -229,7 +228,7 @@ class Resource:
             timestamps=self.timestamps,
             field_map=self.schema.map,
             plugin_map=self.schema.plugin_map or None,
-            names=names,
+            names=self.schema.reverse_map,  # short key → attribute name, for error messages
         )
 
     def _store_metadata(self, metadata: Mapping[str, str | None]) -> dict[str, str]:

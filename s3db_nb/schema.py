@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import decimal
+import functools
 import ipaddress
 import json
 import math
@@ -147,9 +148,17 @@ class NestedObject:
 
 def js_key_order(keys: list[str]) -> list[str]:
     """Keys in JavaScript property order: integer-like keys ascending first, then insertion order."""
-    ints = sorted((k for k in keys if re.fullmatch(r"0|[1-9]\d{0,8}", k)), key=int)
-    others = [k for k in keys if not re.fullmatch(r"0|[1-9]\d{0,8}", k)]
-    return ints + others
+    return list(_js_key_order(tuple(keys)))
+
+
+_INDEX_KEY = re.compile(r"0|[1-9]\d{0,8}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _js_key_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    # every record of a resource has one of a few key sets: the order is worked out once each
+    ints = sorted((k for k in keys if _INDEX_KEY.fullmatch(k)), key=int)
+    return (*ints, *(k for k in keys if not _INDEX_KEY.fullmatch(k)))
 
 
 def _is_plugin_definition(definition: Any) -> bool:
@@ -439,7 +448,7 @@ class Schema:
         for path, value in flat.items():
             key = self.plugin_map.get(path) or self.map.get(path) or path
             mapped[key] = value
-        ordered = {k: mapped[k] for k in js_key_order(list(mapped))}
+        ordered = {k: mapped[k] for k in _js_key_order(tuple(mapped))}
         ordered["_v"] = version
         return ordered
 

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from s3db_nb import behaviors
 from s3db_nb.errors import MetadataLimitError
@@ -72,3 +74,10 @@ def test_literal_null_strings_survive_the_metadata_codec():
 
     stored = behaviors.encode_metadata_value("null")
     assert stored != "null" and encoding.metadata_decode(stored) == "null"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), st.one_of(st.none(), st.text(max_size=400)), max_size=12))
+def test_stored_size_shortcut_agrees_with_the_exact_count(mapped):
+    exact = behaviors.stored_metadata_size(mapped) > behaviors.S3_METADATA_LIMIT
+    assert behaviors._stored_size_over(mapped) == exact
