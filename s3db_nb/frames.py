@@ -36,9 +36,11 @@ top-level fields) are never dropped: they go, as one JSON object per row, into t
 ``iter_batches`` always has it, because a stream's schema is fixed before the first read.
 ``insert_frame`` reads ``_extra`` back into top-level fields, so round trips are lossless.
 
-Why the private Resource helpers: bulk reads call ``client.get`` + ``Resource._decode_object``
-in chunks on the pool (one future per chunk instead of one per record, no per-record
-middleware dispatch); bulk writes call ``_prepare_insert`` (validation, hooks, ids) and then
+Why the private Resource helpers: bulk reads call ``client.get`` in chunks on the pool (one
+future per chunk instead of one per record, no per-record middleware dispatch). A plain
+object (empty body, only schema fields and system keys in its metadata) is kept undecoded as
+a ``StoredRow`` and ``_ColumnDecoder`` decodes the whole column at once when the Arrow table
+is built, with the same rules as ``Resource._decode_object``, which decodes everything else; bulk writes call ``_prepare_insert`` (validation, hooks, ids) and then
 ``_put_record`` + ``_write_partition_refs`` directly when nobody listens to ``inserted`` and
 no ``after_insert`` hook exists, skipping the per-record deep copy that builds the returned
 ``Record``. With hooks or listeners present the public per-record path is used, so plugins
@@ -59,6 +61,7 @@ import pyarrow as pa
 
 from .errors import ConflictError, NotFoundError, SchemaError, ValidationError
 from .progress import ProgressArg, make_progress
+from . import encoding
 from .schema import Attribute, NestedObject
 
 if TYPE_CHECKING:
@@ -235,22 +238,126 @@ def _build(column: _Leaf | _Node, values: list[Any]) -> pa.Array:
         return pa.array([None if v is None else (v if isinstance(v, str) else _json_text(v)) for v in values], pa.string())
 
 
-def _records_to_table(plan: _Node, records: list[Mapping[str, Any]], *, extra: bool | None, schema_fields: Iterable[str]) -> pa.Table:
-    """Records → one Arrow table. ``extra=None`` adds ``_extra`` only when it has data."""
-    arrays = [pa.array([r["id"] for r in records], pa.string())]
+def _records_to_table(
+    plan: _Node, records: list[Any], *, extra: bool | None, schema_fields: Iterable[str], decoder: _ColumnDecoder | None = None
+) -> pa.Table:
+    """Records (and ``StoredRow`` objects, given their ``decoder``) → one Arrow table.
+
+    ``extra=None`` adds ``_extra`` only when it has data."""
+    stored = [i for i, r in enumerate(records) if type(r) is StoredRow] if decoder is not None else []
+    metas = [records[i].metadata for i in stored]
+    arrays = [pa.array([r.id if type(r) is StoredRow else r["id"] for r in records], pa.string())]
     for column in plan.children:
-        arrays.append(_build(column, [r.get(column.name) for r in records]))
+        if not stored:
+            values = [r.get(column.name) for r in records]
+        elif len(stored) == len(records):
+            values = decoder.values(column, metas)  # type: ignore[union-attr]
+        else:
+            values = [None if type(r) is StoredRow else r.get(column.name) for r in records]
+            for i, value in zip(stored, decoder.values(column, metas)):  # type: ignore[union-attr]
+                values[i] = value
+        arrays.append(_build(column, values))
     fields = [pa.field("id", pa.string(), nullable=False)] + [pa.field(c.name, a.type) for c, a in zip(plan.children, arrays[1:])]
     if extra is not False:
         known = set(schema_fields) | {"id"}  # schema fields left out by columns=/secrets= are not "extra"
         extras: list[str | None] = []
         for r in records:
-            keys = r.keys() - known
+            keys = None if type(r) is StoredRow else r.keys() - known  # a StoredRow holds schema fields only
             extras.append(_json_text({k: r[k] for k in sorted(keys)}) if keys else None)
         if extra or any(e is not None for e in extras):
             arrays.append(pa.array(extras, pa.string()))
             fields.append(pa.field(EXTRA_COLUMN, pa.string()))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+# -- columnar decoding ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """A record exactly as stored: its id and raw metadata, decoded later a column at a time.
+
+    Bulk reads hand these out for the plain case (empty body, every metadata key a schema
+    field or a system key); anything else arrives as a decoded ``Record``."""
+
+    id: str
+    metadata: Mapping[str, str]
+
+
+_UNSET = object()
+_MEMO_LIMIT = 20_000  # distinct stored texts remembered per column and table part
+
+
+class _ColumnDecoder:
+    """Decodes the metadata of many ``StoredRow`` objects one column at a time.
+
+    The rules are ``Resource._decode_object`` + ``Schema.decode`` for a metadata-only
+    object: ``"undefined"`` is absent, ``metadata_decode`` then the attribute's codec (the
+    stored text when it does not decode, raw text for secrets when ``decrypt`` is off), and a
+    nested object exists when any of its fields is present. Decoding a column at a time skips
+    the per-record dicts, and repeated texts (countries, flags, small integers) decode once.
+    """
+
+    def __init__(self, resource: Resource, decrypt: bool) -> None:
+        from .resource import SYSTEM_KEYS
+
+        schema = resource.schema
+        leaves = schema.leaves_by_path()
+        burned = resource._burned_plugin_keys()
+        self.key_of: dict[str, str] = {}  # leaf path → stored key
+        for key, path in schema.reverse_map.items():
+            if path in leaves and path != "id" and key not in schema.reverse_plugin_map and key.lower() not in burned:
+                self.key_of[path] = key
+        #: the metadata keys a StoredRow may have
+        self.plain_keys = frozenset(self.key_of.values()) | (SYSTEM_KEYS - {"_map"})
+        self.decrypt = decrypt
+
+    def is_plain(self, metadata: Mapping[str, str], body: bytes) -> bool:
+        return not body and self.plain_keys.issuperset(metadata)
+
+    def values(self, column: _Leaf | _Node, metas: list[Mapping[str, str]], path: str = "") -> list[Any]:
+        """Python values of one planned column for each row (as the record path builds them)."""
+        path = f"{path}.{column.name}" if path else column.name
+        if isinstance(column, _Leaf):
+            return self._leaf(column.attr, metas)
+        children = [self.values(child, metas, path) for child in column.children]
+        names = [child.name for child in column.children]
+        prefix = path + "."
+        keys = [k for p, k in self.key_of.items() if p.startswith(prefix)]
+        out: list[Any] = []
+        for i, meta in enumerate(metas):
+            if any(meta.get(k, "undefined") != "undefined" for k in keys):
+                out.append({name: values[i] for name, values in zip(names, children)})
+            else:
+                out.append(None)
+        return out
+
+    def _leaf(self, attr: Attribute, metas: list[Mapping[str, str]]) -> list[Any]:
+        key = self.key_of.get(attr.path)
+        if key is None:
+            return [None] * len(metas)
+        codec = attr.codec
+        raw = codec is None or (attr.is_secret and not self.decrypt)
+        metadata_decode = encoding.metadata_decode
+        memo: dict[str, Any] = {}
+        out: list[Any] = []
+        for meta in metas:
+            text = meta.get(key)
+            if text is None:
+                out.append(None)
+                continue
+            value = memo.get(text, _UNSET)
+            if value is _UNSET:
+                value = None if text == "undefined" else metadata_decode(text)
+                if value is not None and not raw:
+                    try:
+                        value = codec.decode(value)  # type: ignore[union-attr]
+                    except Exception:
+                        pass  # tolerant, as Schema.decode: the stored text
+                if len(memo) < _MEMO_LIMIT:
+                    memo[text] = value
+            out.append(value)
+        return out
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -274,11 +381,14 @@ def iter_record_chunks(
     decrypt: bool = True,
     progress: ProgressArg = None,
     desc: str | None = None,
+    decoder: _ColumnDecoder | None = None,
 ) -> Iterator[list[Any]]:
     """Lists ids and fetches their records in parallel, yielding lists of records in id order.
 
     Cost: 1 LIST per 1 000 ids + 1 GET per record (GETs in chunks on the bounded pool,
     overlapped with the listing). A dict ``where`` uses a partition covering its fields.
+    Given a ``decoder`` (and no ``where`` and no get hooks), plain objects come back as
+    ``StoredRow`` objects for ``decoder`` to decode a column at a time.
     """
     from .resource import _matches
 
@@ -299,18 +409,24 @@ def iter_record_chunks(
     chunk = 4 if remote else 64  # S3: latency-bound, keep many requests in flight
     window = max(4, db.parallelism * 2) if remote else max(4, db.parallelism)
     hooks = bool(resource._hooks["before_get"] or resource._hooks["after_get"])
+    if hooks or predicate is not None:
+        decoder = None  # hooks and predicates see whole records
 
     def fetch(batch: list[str]) -> list[Any]:
-        out = []
+        out: list[Any] = []
+        get, key_of = resource.client.get, resource._key
         for record_id in batch:
             try:
                 if hooks:
-                    record = resource._get(record_id, decrypt=decrypt)
-                else:
-                    record = resource._decode_object(record_id, resource.client.get(resource._key(record_id)), decrypt=decrypt)
+                    out.append(resource._get(record_id, decrypt=decrypt))
+                    continue
+                obj = get(key_of(record_id))
             except NotFoundError:  # deleted between LIST and GET, or a stale partition ref
                 continue
-            out.append(record)
+            if decoder is not None and decoder.is_plain(obj.metadata, obj.body):
+                out.append(StoredRow(record_id, obj.metadata))
+            else:
+                out.append(resource._decode_object(record_id, obj, decrypt=decrypt))
         return out
 
     def batches() -> Iterator[list[str]]:
@@ -372,17 +488,21 @@ def to_arrow(
     plan = _plan(resource, columns=columns, secrets=secrets, json_as=json)
     want_extra = None if columns is None else (EXTRA_COLUMN in set(columns) or False)
     fields = resource.schema.root.children
+    decoder = _ColumnDecoder(resource, decrypt=secrets)
     # Records are turned into Arrow every BUILD_ROWS rows, so at most that many Python dicts
     # are alive at once: peak memory follows the Arrow table, not the record count.
     parts: list[pa.Table] = []
     records: list[Any] = []
-    for chunk in iter_record_chunks(resource, partition=partition, partition_values=partition_values, where=where, limit=limit, decrypt=secrets, progress=progress):
+    chunks = iter_record_chunks(
+        resource, partition=partition, partition_values=partition_values, where=where, limit=limit, decrypt=secrets, progress=progress, decoder=decoder
+    )
+    for chunk in chunks:
         records.extend(chunk)
         if len(records) >= BUILD_ROWS:
-            parts.append(_records_to_table(plan, records, extra=want_extra is not False, schema_fields=fields))
+            parts.append(_records_to_table(plan, records, extra=want_extra is not False, schema_fields=fields, decoder=decoder))
             records = []
     if records or not parts:
-        parts.append(_records_to_table(plan, records, extra=want_extra is not False, schema_fields=fields))
+        parts.append(_records_to_table(plan, records, extra=want_extra is not False, schema_fields=fields, decoder=decoder))
     table = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
     if want_extra is None and table.column(EXTRA_COLUMN).null_count == table.num_rows:
         table = table.drop_columns([EXTRA_COLUMN])
@@ -420,14 +540,19 @@ def iter_batches(
     schema = _schema_of(plan, True)
 
     def generate() -> Iterator[pa.RecordBatch]:
+        decoder = _ColumnDecoder(resource, decrypt=secrets)
+        fields = resource.schema.root.children
         buffer: list[Any] = []
-        for chunk in iter_record_chunks(resource, partition=partition, partition_values=partition_values, where=where, limit=limit, decrypt=secrets, progress=progress):
+        chunks = iter_record_chunks(
+            resource, partition=partition, partition_values=partition_values, where=where, limit=limit, decrypt=secrets, progress=progress, decoder=decoder
+        )
+        for chunk in chunks:
             buffer.extend(chunk)
             while len(buffer) >= batch_size:
                 head, buffer = buffer[:batch_size], buffer[batch_size:]
-                yield _records_to_table(plan, head, extra=True, schema_fields=resource.schema.root.children).cast(schema).to_batches()[0]
+                yield _records_to_table(plan, head, extra=True, schema_fields=fields, decoder=decoder).cast(schema).to_batches()[0]
         if buffer:
-            yield _records_to_table(plan, buffer, extra=True, schema_fields=resource.schema.root.children).cast(schema).to_batches()[0]
+            yield _records_to_table(plan, buffer, extra=True, schema_fields=fields, decoder=decoder).cast(schema).to_batches()[0]
 
     return pa.RecordBatchReader.from_batches(schema, generate())
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from s3db_nb import ConflictError, ValidationError
+from s3db_nb import ConflictError, ValidationError, frames
 from s3db_nb.frames import EXTRA_COLUMN, arrow_schema, infer_attributes
 
 UTC = dt.timezone.utc
@@ -83,6 +83,41 @@ def test_round_trip_every_type_pandas(db):
     users.insert_frame(frame)
     got = users.to_pandas(types_mapper=pd.ArrowDtype).sort_values("id", ignore_index=True)
     pd.testing.assert_frame_equal(got, frame)
+
+
+def _stored_by_hand(resource, record_id: str, values: dict[str, str]) -> None:
+    """An object as another writer might leave it: raw metadata under the schema's short keys."""
+    metadata = {resource.schema.map[name]: text for name, text in values.items()}
+    resource.client.put(resource._key(record_id), b"", metadata={**metadata, "_v": resource.version})
+
+
+@pytest.mark.parametrize("secrets", [True, False])
+def test_columnar_decode_builds_the_table_the_record_path_builds(fast_db, secrets):
+    users = fast_db.create_resource("users", attributes={**ALL_TYPES, "flag": "boolean|optional"})
+    users.insert_frame(_expected(users))
+    users.insert({"id": "d", "name": "has an unknown field", "color": "red"})  # decoded as a record
+    _stored_by_hand(users, "e", {"name": "undefined", "age": "null", "profile.bio": "undefined", "profile.links.site": "null"})
+    _stored_by_hand(users, "f", {"age": "not base62!", "score": "??", "flag": "TRUE"})  # undecodable: kept as stored
+    _stored_by_hand(users, "g", {"name": "u:Jos%C3%A9", "tags": "a\\|b|c"})
+
+    columnar = users.to_arrow(secrets=secrets)
+    plan = frames._plan(users, columns=None, secrets=secrets, json_as="string")
+    records = [users.get(i, decrypt=secrets) for i in "abcdefg"]
+    by_record = frames._records_to_table(plan, records, extra=None, schema_fields=users.schema.root.children)
+    assert columnar.schema == by_record.schema
+    assert columnar.to_pylist() == by_record.to_pylist()
+    assert columnar.column("name").to_pylist()[4:] == [None, None, "José"]
+
+
+def test_plain_objects_reach_the_table_undecoded(fast_db):
+    users = fast_db.create_resource("users", attributes={"name": "string|optional"})
+    users.insert({"id": "plain", "name": "a"})
+    users.insert({"id": "extra", "name": "b", "color": "red"})
+    decoder = frames._ColumnDecoder(users, decrypt=True)
+    rows = [row for chunk in frames.iter_record_chunks(users, decoder=decoder, progress=False) for row in chunk]
+    assert [type(row).__name__ for row in rows] == ["Record", "StoredRow"]  # id order: "extra", "plain"
+    with_where = [row for chunk in frames.iter_record_chunks(users, where={"name": "a"}, decoder=decoder, progress=False) for row in chunk]
+    assert [type(row).__name__ for row in with_where] == ["Record"]
 
 
 TYPE_CASES = [
