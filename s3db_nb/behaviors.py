@@ -149,7 +149,8 @@ def apply(
     limit = effective_limit(version, timestamps=timestamps)
     names = names or {}
     if behavior == "user-managed":
-        if object_size(mapped) > limit or _stored_size_over(mapped):
+        size = object_size(mapped)
+        if size > limit or _stored_size_over(mapped, size):
             meta = _with_plugin_map({"_v": version}, plugin_map)
             return Encoded(meta, _json_body(mapped), "application/json", exceeded=True)
         return Encoded(dict(mapped))
