@@ -7,7 +7,7 @@ Each case (backend, N) runs in a fresh subprocess so its peak RSS is its own. Th
 measured in the same run with the same pool size: for S3 servers a raw boto3 loop doing the
 same PUTs (same keys' metadata and bodies, under another prefix) and GETs; for ``file://``
 raw reads/writes of the same data files and sidecars, on the pool and in one thread (the faster
-counts). ``memory://`` has no ceiling to compare with. On moto and SeaweedFS, the real s3db.js (``tests/compat/node``) also inserts and reads the same records
+counts), plus the same writes done crash-safely (sidecar via temp + rename), as FileClient must. ``memory://`` has no ceiling to compare with. On moto and SeaweedFS, the real s3db.js (``tests/compat/node``) also inserts and reads the same records
 (``insertMany`` / ``getAll``) when Node is installed. Results go to ``benchmarks/results/`` (git-ignored) and are printed as a table.
 """
 
@@ -148,12 +148,27 @@ def file_ceiling(root: Path, keys: list[str], parallelism: int) -> dict[str, flo
 
         run(write, enumerate(blobs))
 
+    def write_safely(out: Path) -> None:
+        """The same two files, written so that no reader or crash ever sees half a sidecar:
+        the body in place (a new object), the sidecar to a temp file renamed over its name.
+        That is the least a store whose objects are never half-written does per PUT."""
+        out.mkdir(parents=True, exist_ok=True)
+        for i, (body, side) in enumerate(blobs):
+            target = str(out / f"id={i}")
+            with open(target, "wb") as fh:
+                fh.write(body)
+            with open(target + ".tmp", "wb") as fh:
+                fh.write(side)
+            os.replace(target + ".tmp", target + SIDECAR_SUFFIX)
+
     result: dict[str, float] = {}
     with ThreadPoolExecutor(parallelism) as pool:
         blobs, pool_get_s, pool_get_cpu = timed(lambda: list(pool.map(read, paths)))
         _, pool_put_s, pool_put_cpu = timed(lambda: write_all(root.parent / "raw-pool", lambda f, xs: list(pool.map(f, xs))))
     blobs, one_get_s, one_get_cpu = timed(lambda: [read(p) for p in paths])
     _, one_put_s, one_put_cpu = timed(lambda: write_all(root.parent / "raw-one", lambda f, xs: [f(x) for x in xs]))
+    _, safe_put_s, _ = timed(lambda: write_safely(root.parent / "raw-safe"))
+    result["safe_put_s"] = safe_put_s
     for op, pooled, single in (("get", (pool_get_s, pool_get_cpu), (one_get_s, one_get_cpu)), ("put", (pool_put_s, pool_put_cpu), (one_put_s, one_put_cpu))):
         best = min(pooled, single)
         result.update({f"{op}_s": best[0], f"{op}_cpu_s": best[1], f"{op}_pool_s": pooled[0], f"{op}_one_thread_s": single[0]})
@@ -319,6 +334,14 @@ def report(results: list[dict], skipped: list[str], node: list[dict] | None = No
             f" | {rd:>11.0f}{raw_get or float('nan'):>10.0f}{(rd / raw_get) if raw_get else float('nan'):>7.2f}"
             f" | {1000 * r['insert_cpu_s'] / n:>12.2f}{1000 * r['read_cpu_s'] / n:>6.2f} | {rss:>7.0f}{arrow:>9.1f}{'yes' if rss <= 2 * arrow + 200 else 'NO':>7}"
         )  # fmt: skip
+    safe = [r for r in results if "raw_safe_put_s" in r]
+    if safe:
+        lines.append("")
+        lines.append("file:// writes against raw writes that never leave half an object (body, sidecar via temp + rename):")
+        for r in safe:
+            n = r["n"]
+            put = n / r["raw_safe_put_s"]
+            lines.append(f"  {r['backend']:<9}{n:>8}: PUT/s {put:.0f} (insert {n / r['insert_s'] / put:.2f}; plain raw writes / these {r['raw_safe_put_s'] / r['raw_put_s']:.2f})")
     fast = [r for r in results if "raw_obstore_put_s" in r]
     if fast:
         lines.append("")
