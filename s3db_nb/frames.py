@@ -40,7 +40,8 @@ Why the private Resource helpers: bulk reads call ``client.get`` in chunks on th
 future per chunk instead of one per record, no per-record middleware dispatch). A plain
 object (empty body, only schema fields and system keys in its metadata) is kept undecoded as
 a ``StoredRow`` and ``_ColumnDecoder`` decodes the whole column at once when the Arrow table
-is built, with the same rules as ``Resource._decode_object``, which decodes everything else; bulk writes call ``_prepare_insert`` (validation, hooks, ids) and then
+is built, with the same rules as ``Resource._decode_object``, which decodes everything else.
+Bulk writes call ``_prepare_insert`` (validation, hooks, ids) and then
 ``_put_record`` + ``_write_partition_refs`` directly when nobody listens to ``inserted`` and
 no ``after_insert`` hook exists, skipping the per-record deep copy that builds the returned
 ``Record``. With hooks or listeners present the public per-record path is used, so plugins
@@ -59,9 +60,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from . import encoding
 from .errors import ConflictError, NotFoundError, SchemaError, ValidationError
 from .progress import ProgressArg, make_progress
-from . import encoding
 from .schema import Attribute, NestedObject
 
 if TYPE_CHECKING:
