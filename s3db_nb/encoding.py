@@ -462,6 +462,8 @@ _MIN_PY_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
 _MAX_PY_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _UTC = _dt.UTC
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_ONE_MS = _dt.timedelta(milliseconds=1)
+_ISO_MS_Z = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:
@@ -528,6 +530,13 @@ def _parse_date_ms(text: str) -> int | None:
     Divergence: a date-time without offset is read as UTC here; Node reads it as the
     process's local time (identical when Node runs with TZ=UTC, as servers usually do).
     """
+    if len(text) == 24 and _ISO_MS_Z.fullmatch(text):
+        # the form we write ourselves (toISOString); anything datetime refuses (24:00,
+        # day 30 of February, which V8 rolls over) takes the general path below
+        try:
+            return (_dt.datetime.fromisoformat(text) - _EPOCH) // _ONE_MS
+        except ValueError:
+            pass
     m = _ISO_DATE.fullmatch(text.strip())
     if m is None:
         try:
@@ -646,6 +655,13 @@ def encode_decimal(x: int | float) -> str:
     if num is None:
         raise TypeError(f"not a number: {x!r}")
     value = float(num)
+    magnitude = abs(value)
+    if 1e-4 <= magnitude < 1e15:
+        # repr writes these in fixed notation with JS's (shortest) digits, and "<int>.<digits>"
+        # reads back exactly: the text below is what the JS path would produce and accept
+        int_text, _, fraction = repr(magnitude).partition(".")
+        if fraction and fraction != "0":
+            return ("-" if value < 0 else "") + b62_encode(int(int_text)) + "." + fraction
     text = _js_encode_decimal(value)
     if text == "undefined":
         return text

@@ -232,6 +232,34 @@ def test_ms_to_iso_matches_calendar_arithmetic_for_years_1_to_9999(ms):
     assert enc._ms_to_iso(ms) == enc._ms_to_iso_civil(ms)
 
 
+@FAST
+@given(st.floats(min_value=1e-4, max_value=1e15, allow_nan=False, allow_infinity=False), st.booleans())
+def test_encode_decimal_fast_path_writes_the_js_text(magnitude, negative):
+    value = -magnitude if negative else magnitude
+    assume(not value.is_integer())
+    assert encode_decimal(value) == enc._js_encode_decimal(value)
+
+
+@FAST
+@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
+def test_parse_date_ms_of_our_own_iso_text(ms):
+    text = enc._ms_to_iso(ms)
+    assert enc._parse_date_ms(text) == ms
+    assert enc._parse_date_ms(" " + text) == ms  # the general path reads the same
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("2024-02-30T00:00:00.000Z", 1709251200000),  # V8 rolls day 30 of February over to March 1st
+        ("2024-01-01T24:00:00.000Z", 1704153600000),
+        ("2024-W01-1T03:04:05.678Z", None),  # a week date: Python reads it, V8 does not
+    ],
+)
+def test_parse_date_ms_edge_cases_follow_v8(text, ms):
+    assert enc._parse_date_ms(text) == ms
+
+
 @pytest.mark.parametrize("text", ["a|b", "", "|", "a\\|b|c", "x\\\\|y"])
 def test_split_escaped_with_and_without_backslashes(text):
     expected = {"a|b": ["a", "b"], "": [""], "|": ["", ""], "a\\|b|c": ["a|b", "c"], "x\\\\|y": ["x\\", "y"]}
