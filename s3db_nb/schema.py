@@ -750,7 +750,8 @@ def _to_datetime(value: Any) -> dt.datetime:
 def iso_ms(moment: dt.datetime) -> str:
     """JavaScript ``toISOString()``: UTC, millisecond precision, ``Z``."""
     moment = moment.astimezone(dt.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: glibc's %Y writes year 1 as "1", which no reader takes for a date
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _check_array(attr: Attribute, value: Any, rules: Mapping[str, Any]) -> list[Any]:

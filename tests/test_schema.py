@@ -149,6 +149,8 @@ def test_secret_values_are_redacted_in_errors():
         ("string", "  padded  ", "padded"),
         ("datetime", "2024-05-06T07:08:09.010123+00:00", "2024-05-06T07:08:09.010Z"),
         ("datetime", 1714979289010, "2024-05-06T07:08:09.010Z"),
+        ("datetime", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),  # four-digit years, as toISOString
+        ("datetime", "0999-12-31T23:59:59.999999Z", "0999-12-31T23:59:59.999Z"),
         ("dateonly", "2024-05-06", "2024-05-06"),
         ("ip6", "2001:0db8::0001", "2001:db8::1"),
         ("color", "#FFF", "#ffffff"),
