@@ -252,6 +252,10 @@ def _records_to_table(
         if not stored:
             values = [r.get(column.name) for r in records]
         elif len(stored) == len(records):
+            array = decoder.timestamps(column, metas) if isinstance(column, _Leaf) else None  # type: ignore[union-attr]
+            if array is not None:
+                arrays.append(array)
+                continue
             values = decoder.values(column, metas)  # type: ignore[union-attr]
         else:
             values = [None if type(r) is StoredRow else r.get(column.name) for r in records]
@@ -285,8 +289,8 @@ class StoredRow:
     metadata: Mapping[str, str]
 
 
-_UNSET = object()
-_MEMO_LIMIT = 20_000  # distinct stored texts remembered per column and table part
+_FIRST_MS, _LAST_MS = -62_135_596_800_000, 253_402_300_799_999  # 0001-01-01 … 9999-12-31T23:59:59.999Z
+_OUT_OF_RANGE = _LAST_MS + 1
 
 
 class _ColumnDecoder:
@@ -296,7 +300,8 @@ class _ColumnDecoder:
     object: ``"undefined"`` is absent, ``metadata_decode`` then the attribute's codec (the
     stored text when it does not decode, raw text for secrets when ``decrypt`` is off), and a
     nested object exists when any of its fields is present. Decoding a column at a time skips
-    the per-record dicts, and repeated texts (countries, flags, small integers) decode once.
+    the per-record dicts, and repeated texts (countries, flags, small integers) decode once, and datetimes go from
+    stored epoch ms to Arrow without ISO text.
     """
 
     def __init__(self, resource: Resource, decrypt: bool) -> None:
@@ -333,32 +338,48 @@ class _ColumnDecoder:
                 out.append(None)
         return out
 
-    def _leaf(self, attr: Attribute, metas: list[Mapping[str, str]]) -> list[Any]:
+    def _texts(self, attr: Attribute, metas: list[Mapping[str, str]]) -> list[str | None] | None:
         key = self.key_of.get(attr.path)
-        if key is None:
+        return None if key is None else [meta.get(key) for meta in metas]
+
+    def _leaf(self, attr: Attribute, metas: list[Mapping[str, str]]) -> list[Any]:
+        texts = self._texts(attr, metas)
+        if texts is None:
             return [None] * len(metas)
-        codec = attr.codec
-        raw = codec is None or (attr.is_secret and not self.decrypt)
-        metadata_decode = encoding.metadata_decode
-        memo: dict[str, Any] = {}
-        out: list[Any] = []
-        for meta in metas:
-            text = meta.get(key)
-            if text is None:
-                out.append(None)
-                continue
-            value = memo.get(text, _UNSET)
-            if value is _UNSET:
-                value = None if text == "undefined" else metadata_decode(text)
-                if value is not None and not raw:
-                    try:
-                        value = codec.decode(value)  # type: ignore[union-attr]
-                    except Exception:
-                        pass  # tolerant, as Schema.decode: the stored text
-                if len(memo) < _MEMO_LIMIT:
-                    memo[text] = value
-            out.append(value)
-        return out
+        decoded = {text: self._decode(attr, text) for text in set(texts) if text is not None}
+        return [decoded.get(text) for text in texts]  # each distinct text decoded once
+
+    def _decode(self, attr: Attribute, text: str) -> Any:
+        value = None if text == "undefined" else encoding.metadata_decode(text)
+        if value is None or attr.codec is None or (attr.is_secret and not self.decrypt):
+            return value
+        try:
+            return attr.codec.decode(value)
+        except Exception:
+            return value  # tolerant, as Schema.decode: the stored text
+
+    def timestamps(self, leaf: _Leaf, metas: list[Mapping[str, str]]) -> pa.Array | None:
+        """A datetime column straight from the stored base-62 epoch ms, skipping the ISO text
+        the record path goes through; None when any value needs that path (ISO text written
+        before 21.2, escapes, years outside 1-9999)."""
+        if leaf.type != TIMESTAMP or not isinstance(leaf.attr.codec, encoding.DatetimeCodec):
+            return None
+        texts = self._texts(leaf.attr, metas)
+        if texts is None:
+            return None
+        millis: list[int | None] = []
+        try:
+            for text in texts:
+                if text is None or text == "null" or text == "undefined":
+                    millis.append(None)
+                    continue
+                ms = encoding.b62_decode(text) if text else _OUT_OF_RANGE
+                if not _FIRST_MS <= ms <= _LAST_MS:
+                    return None
+                millis.append(ms)
+        except ValueError:
+            return None
+        return pa.array(millis, pa.int64()).cast(TIMESTAMP)
 
 
 # -- reading ------------------------------------------------------------------------------
