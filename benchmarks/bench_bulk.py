@@ -63,13 +63,15 @@ def timed(fn):
 
 def best_of(repeat: int, fn):
     """``timed(fn)`` run ``repeat`` times; the fastest run (a shared machine only ever adds time)."""
-    best = timed(fn)
-    for _ in range(repeat - 1):
-        run = timed(fn)
-        if run[1] < best[1]:
-            best = run
-        del run  # one result alive at a time: the peak RSS stays that of one read
-    return best
+    best: tuple[float, float] | None = None
+    out = None
+    for _ in range(max(1, repeat)):
+        out = None  # the previous result goes before the next is built: the peak RSS is one read's
+        out, seconds, cpu_s = timed(fn)
+        if best is None or seconds < best[0]:
+            best = (seconds, cpu_s)
+    assert best is not None
+    return out, best[0], best[1]
 
 
 # -- ceilings ------------------------------------------------------------------------------
