@@ -458,8 +458,9 @@ def _b64encode(data: bytes) -> str:
 _MS_PER_DAY = 86_400_000
 _MAX_DATE_MS = 8_640_000_000_000_000
 _NAIVE_EPOCH = _dt.datetime(1970, 1, 1)
-_MIN_PY_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
-_MAX_PY_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+# epoch ms of years 1-9999: four-digit ISO text, which Python's datetime and Arrow also read
+ISO_FIRST_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
+ISO_LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _UTC = _dt.UTC
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _ONE_MS = _dt.timedelta(milliseconds=1)
@@ -491,7 +492,7 @@ def _civil_from_days(z: int) -> tuple[int, int, int]:
 
 def _ms_to_iso(ms: int) -> str:
     """``new Date(ms).toISOString()``; ValueError outside the JS Date range."""
-    if _MIN_PY_MS <= ms <= _MAX_PY_MS:  # years 1-9999: the C datetime writes the same text
+    if ISO_FIRST_MS <= ms <= ISO_LAST_MS:  # years 1-9999: the C datetime writes the same text
         return (_NAIVE_EPOCH + _dt.timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + "Z"
     return _ms_to_iso_civil(ms)
 

@@ -63,7 +63,7 @@ import pyarrow as pa
 from . import encoding
 from .errors import ConflictError, NotFoundError, SchemaError, ValidationError
 from .progress import ProgressArg, make_progress
-from .schema import Attribute, NestedObject
+from .schema import Attribute, NestedObject, decode_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -289,8 +289,6 @@ class StoredRow:
     metadata: Mapping[str, str]
 
 
-_FIRST_MS, _LAST_MS = -62_135_596_800_000, 253_402_300_799_999  # 0001-01-01 … 9999-12-31T23:59:59.999Z
-_OUT_OF_RANGE = _LAST_MS + 1
 
 
 class _ColumnDecoder:
@@ -300,8 +298,8 @@ class _ColumnDecoder:
     object: ``"undefined"`` is absent, ``metadata_decode`` then the attribute's codec (the
     stored text when it does not decode, raw text for secrets when ``decrypt`` is off), and a
     nested object exists when any of its fields is present. Decoding a column at a time skips
-    the per-record dicts, and repeated texts (countries, flags, small integers) decode once, and datetimes go from
-    stored epoch ms to Arrow without ISO text.
+    the per-record dicts; repeated texts (countries, flags, small integers) decode once; and
+    datetimes go from the stored epoch ms to Arrow without ISO text.
     """
 
     def __init__(self, resource: Resource, decrypt: bool) -> None:
@@ -351,12 +349,7 @@ class _ColumnDecoder:
 
     def _decode(self, attr: Attribute, text: str) -> Any:
         value = None if text == "undefined" else encoding.metadata_decode(text)
-        if value is None or attr.codec is None or (attr.is_secret and not self.decrypt):
-            return value
-        try:
-            return attr.codec.decode(value)
-        except Exception:
-            return value  # tolerant, as Schema.decode: the stored text
+        return None if value is None else decode_value(attr, value, decrypt=self.decrypt)
 
     def timestamps(self, leaf: _Leaf, metas: list[Mapping[str, str]]) -> pa.Array | None:
         """A datetime column straight from the stored base-62 epoch ms, skipping the ISO text
@@ -373,8 +366,10 @@ class _ColumnDecoder:
                 if text is None or text == "null" or text == "undefined":
                     millis.append(None)
                     continue
-                ms = encoding.b62_decode(text) if text else _OUT_OF_RANGE
-                if not _FIRST_MS <= ms <= _LAST_MS:
+                if not text:
+                    return None  # "" is kept as text by the record path
+                ms = encoding.b62_decode(text)
+                if not encoding.ISO_FIRST_MS <= ms <= encoding.ISO_LAST_MS:
                     return None
                 millis.append(ms)
         except ValueError:

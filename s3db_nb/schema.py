@@ -482,14 +482,8 @@ class Schema:
         for key, value in mapped.items():
             found = keys.get(key)
             name, attr = found if found is not None else self._decode_key(key)
-            if attr is not None and isinstance(value, str) and attr.codec is not None:
-                if not decrypt and attr.is_secret:
-                    flat[name] = value
-                    continue
-                try:
-                    flat[name] = attr.codec.decode(value)
-                except Exception:
-                    flat[name] = value  # tolerant: an undecodable value is returned as stored
+            if attr is not None and isinstance(value, str):
+                flat[name] = decode_value(attr, value, decrypt=decrypt)
             elif attr is None and isinstance(value, str) and value[:1] in ("{", "["):
                 try:
                     flat[name] = json.loads(value)
@@ -542,6 +536,19 @@ class Schema:
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+def decode_value(attr: Attribute, text: str, *, decrypt: bool = True) -> Any:
+    """One stored text (after the metadata codec) → its value, through the attribute's codec.
+
+    Tolerant: text the codec cannot read is returned as stored; secrets stay as stored
+    when ``decrypt`` is off. Shared by ``Schema.decode`` and the columnar reader in frames."""
+    if attr.codec is None or (attr.is_secret and not decrypt):
+        return text
+    try:
+        return attr.codec.decode(text)
+    except Exception:
+        return text
 
 
 class _PlainTextCodec:
