@@ -18,7 +18,7 @@ from conftest import unique_name
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from s3db_nb.clients.base import RequestEvent, StorageClient
+from s3db_nb.clients.base import PutItem, RequestEvent, StorageClient
 from s3db_nb.clients.file import FileClient, sidecar_json
 from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.clients.s3 import S3Client
@@ -99,6 +99,36 @@ def test_if_none_match_star(storage_client: StorageClient):
         storage_client.put("lock", b"second", metadata={"owner": "b"}, if_none_match="*")
     obj = storage_client.get("lock")
     assert obj.body == b"first" and obj.metadata == {"owner": "a"} and obj.etag == etag
+
+
+def test_put_many_returns_each_etag_in_order(storage_client: StorageClient):
+    items = [PutItem(f"many/{i}", f"body {i}".encode(), {"n": str(i)}) for i in (3, 1, 2)]
+    etags = storage_client.put_many(items, if_none_match="*")
+    assert etags == [md5(item.body) for item in items]
+    for item in items:
+        obj = storage_client.get(item.key)
+        assert (obj.body, obj.metadata) == (item.body, item.metadata)
+
+
+def test_put_many_reports_a_conflict_in_its_slot_and_writes_the_rest(storage_client: StorageClient):
+    storage_client.put("many/taken", b"first")
+    outcomes = storage_client.put_many([PutItem("many/a"), PutItem("many/taken", b"second"), PutItem("many/b")], if_none_match="*")
+    assert isinstance(outcomes[1], ConflictError)
+    assert outcomes[0] == outcomes[2] == md5(b"")
+    assert storage_client.get("many/taken").body == b"first"
+    assert list_all(storage_client, "many/") == ["many/a", "many/b", "many/taken"]
+
+
+def test_put_many_emits_one_event_per_object(storage_client: StorageClient):
+    events: list[RequestEvent] = []
+    storage_client.add_listener(events.append)
+    storage_client.put("many/taken", b"x")
+    storage_client.put_many([PutItem("many/a", b"12"), PutItem("many/taken", b"345")], if_none_match="*")
+    storage_client.remove_listener(events.append)
+    assert [(e.operation, e.key, e.bytes_sent, e.error) for e in events[1:]] == [
+        ("PutObject", "many/a", 2, None),
+        ("PutObject", "many/taken", 3, "ConflictError"),
+    ]
 
 
 def test_if_match(storage_client: StorageClient):
@@ -560,6 +590,21 @@ def test_file_new_object_failing_half_way_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(StorageError, match="no space left"):
         client.put("resource=users/data/id=u1", b"body", metadata={"_v": "1"})
     assert [p.name for p in (tmp_path / "resource=users" / "data").iterdir()] == []
+
+
+def test_file_put_many_keeps_going_past_a_bad_key(tmp_path):
+    client = FileClient(tmp_path)
+    outcomes = client.put_many([PutItem("ok/1"), PutItem("bad/../escape"), PutItem("ok/2")])
+    assert isinstance(outcomes[1], StorageError) and "segment" in str(outcomes[1])
+    assert list_all(client) == ["ok/1", "ok/2"]
+
+
+def test_file_if_none_match_star_treats_any_sidecar_as_existing(tmp_path):
+    client = FileClient(tmp_path)
+    (tmp_path / "k.meta.json").write_text("{ not json")  # half an object left by another tool
+    with pytest.raises(ConflictError):
+        client.put("k", b"new", if_none_match="*")
+    assert (tmp_path / "k.meta.json").read_text() == "{ not json"
 
 
 def test_file_overwrite_failing_half_way_keeps_the_old_object(tmp_path, monkeypatch):

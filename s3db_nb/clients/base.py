@@ -15,6 +15,7 @@ import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,15 @@ class ObjectInfo:
     etag: str  # without quotes
     last_modified: datetime
     metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+class PutItem(NamedTuple):
+    """One object of a ``put_many`` batch."""
+
+    key: str
+    body: bytes = b""
+    metadata: dict[str, str] | None = None
     content_type: str | None = None
 
 
@@ -131,6 +141,21 @@ class StorageClient(abc.ABC):
         ``if_match=etag`` fails with ``ConflictError`` when the current ETag differs and
         with ``NotFoundError`` when the key does not exist.
         """
+
+    def put_many(self, items: list[PutItem], *, if_none_match: str | None = None) -> list[str | Exception]:
+        """PUT every item; per item, in order, its ETag or the error that stopped it.
+
+        One failing item does not stop the others (bulk inserts report rejects per row).
+        This default makes one ``put`` per item; a client that can share work between the
+        items of a batch (``FileClient`` takes each lock stripe once) overrides it.
+        """
+        results: list[str | Exception] = []
+        for item in items:
+            try:
+                results.append(self.put(item.key, item.body, metadata=item.metadata, content_type=item.content_type, if_none_match=if_none_match))
+            except Exception as exc:  # noqa: BLE001 - reported in the item's slot
+                results.append(exc)
+        return results
 
     @abc.abstractmethod
     def get(self, key: str) -> StoredObject:

@@ -37,7 +37,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - Windows: thread locks only
     fcntl = None  # type: ignore[assignment]
 
 from ..errors import ConflictError, NotFoundError, S3DBError, StorageError
-from .base import ListPage, ObjectInfo, RequestEvent, StorageClient, StoredObject
+from .base import ListPage, ObjectInfo, PutItem, RequestEvent, StorageClient, StoredObject
 from .memory import (
     DEFAULT_CONTENT_TYPE,
     MAX_LIST_KEYS,
@@ -171,24 +171,24 @@ def sidecar_json(meta: dict[str, Any]) -> bytes:
     sidecar copied from s3db.js with extra fields) takes ``json.dumps``.
     """
     lines = []
-    for name, value in meta.items():
-        if isinstance(value, dict):
-            if not all(isinstance(v, str) for v in value.values()):
-                break
-            if value:
-                inner = ",\n".join(f"    {_json_str(k)}: {_json_str(v)}" for k, v in value.items())
-                text = "{\n" + inner + "\n  }"
+    try:
+        for name, value in meta.items():
+            kind = type(value)
+            if kind is dict:
+                # _json_str raises TypeError on anything but a str: other values take json.dumps
+                pairs = [_json_str(k) + ": " + _json_str(v) for k, v in value.items()]
+                text = "{\n    " + ",\n    ".join(pairs) + "\n  }" if pairs else "{}"
+            elif kind is str:
+                text = _json_str(value)
+            elif value is None or kind is bool:
+                text = _JSON_CONSTANTS[value]
+            elif kind is int:
+                text = str(value)
             else:
-                text = "{}"
-        elif isinstance(value, str):
-            text = _json_str(value)
-        elif value is None or isinstance(value, bool):
-            text = _JSON_CONSTANTS[value]
-        elif type(value) is int:
-            text = str(value)
-        else:
-            break
-        lines.append(f"  {_json_str(name)}: {text}")
+                raise TypeError(kind)
+            lines.append("  " + _json_str(name) + ": " + text)
+    except TypeError:
+        pass
     else:
         return ("{\n" + ",\n".join(lines) + "\n}").encode("utf-8") if lines else b"{}"
     return json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8")
@@ -297,10 +297,13 @@ class FileClient(PrefixMixin, StorageClient):
     def _stripe(full: str) -> int:
         return int.from_bytes(hashlib.blake2b(full.encode("utf-8"), digest_size=4).digest(), "big") % LOCK_STRIPES
 
-    @contextmanager
-    def _key_lock(self, full: str) -> Iterator[None]:
+    def _key_lock(self, full: str) -> AbstractContextManager[None]:
         """Exclusive lock on a key (one of 256 stripes): threads, then processes (flock)."""
-        stripe = self._stripe(full)
+        return self._stripe_lock(self._stripe(full))
+
+    @contextmanager
+    def _stripe_lock(self, stripe: int) -> Iterator[None]:
+        """Exclusive lock on one stripe of keys (``put_many`` takes it once for all its keys there)."""
         with self._thread_locks[stripe]:
             if fcntl is None:  # pragma: no cover
                 yield
@@ -493,13 +496,13 @@ class FileClient(PrefixMixin, StorageClient):
             directory = os.path.dirname(directory)
 
     @staticmethod
-    def _sidecar(metadata: dict[str, str], content_type: str | None, etag: str, size: int) -> dict[str, Any]:
+    def _sidecar(metadata: dict[str, str], content_type: str | None, etag: str, size: int, now: str | None = None) -> dict[str, Any]:
         # key order as s3db.js writes it (undefined fields are dropped by JSON.stringify)
         return {
             "metadata": dict(metadata),
             "contentType": content_type or DEFAULT_CONTENT_TYPE,
             "etag": etag,
-            "lastModified": _iso_now(),
+            "lastModified": now or _iso_now(),
             "size": size,
             "contentLength": size,
             "compressed": False,
@@ -520,8 +523,12 @@ class FileClient(PrefixMixin, StorageClient):
 
     def _check_conditions(self, path: str, key: str, if_none_match: str | None, if_match: str | None) -> bool:
         """Enforce ``if_match`` / ``if_none_match``; return whether the object exists now."""
-        if if_match is None and if_none_match is None:
-            return os.path.exists(path + SIDECAR_SUFFIX)
+        if if_match is None and (if_none_match is None or if_none_match == "*"):
+            # existence alone decides (the sidecar is the commit point): no read, no parse
+            exists = os.access(path + SIDECAR_SUFFIX, os.F_OK)
+            if exists and if_none_match is not None:
+                raise ConflictError(f"precondition failed: object {key!r} already exists (if_none_match='*')")
+            return exists
         current = self._read_sidecar(path)
         if if_match is not None:
             if current is None:
@@ -551,19 +558,66 @@ class FileClient(PrefixMixin, StorageClient):
         try:
             full = self._full(key)
             path = self._path(full)
-            etag = md5_hex(body)
-            meta = self._sidecar(metadata or {}, content_type, etag, len(body))
-            try:
-                with self._key_lock(full):
-                    exists = self._check_conditions(path, key, if_none_match, if_match)
-                    self._write_object(path, body, meta, is_new=not exists)
-            except OSError as exc:
-                raise self._map_os_error(exc, key, "put") from exc
+            with self._key_lock(full):
+                etag = self._put_locked(key, path, body, metadata, content_type, if_none_match, if_match, _iso_now())
         except S3DBError as exc:
             self._report("PutObject", key, started, sent=len(body), error=exc)
             raise
         self._report("PutObject", key, started, sent=len(body))
         return etag
+
+    def _put_locked(
+        self,
+        key: str,
+        path: str,
+        body: bytes,
+        metadata: dict[str, str] | None,
+        content_type: str | None,
+        if_none_match: str | None,
+        if_match: str | None,
+        now: str,
+    ) -> str:
+        """One PUT while the key's stripe lock is held; returns the ETag."""
+        etag = _EMPTY_MD5 if not body else md5_hex(body)
+        meta = self._sidecar(metadata or {}, content_type, etag, len(body), now)
+        try:
+            exists = self._check_conditions(path, key, if_none_match, if_match)
+            self._write_object(path, body, meta, is_new=not exists)
+        except OSError as exc:
+            raise self._map_os_error(exc, key, "put") from exc
+        return etag
+
+    def put_many(self, items: list[PutItem], *, if_none_match: str | None = None) -> list[str | Exception]:
+        """PUT every item, taking each lock stripe once for all the items that hash to it.
+
+        A bulk insert of N new records would otherwise open, ``flock`` and close a lock
+        file N times. Each item still gets its own condition check, its own crash-safe
+        write and its own request event; one failing item does not stop the others.
+        """
+        results: list[str | Exception | None] = [None] * len(items)
+        by_stripe: dict[int, list[tuple[int, str]]] = {}
+        for index, item in enumerate(items):
+            try:
+                full = self._full(item.key)
+                by_stripe.setdefault(self._stripe(full), []).append((index, self._path(full)))
+            except S3DBError as exc:
+                self._report("PutObject", item.key, time.perf_counter(), sent=len(item.body or b""), error=exc)
+                results[index] = exc
+        for stripe in sorted(by_stripe):  # one stripe at a time, in one order: no lock cycles
+            with self._stripe_lock(stripe):
+                now = _iso_now()
+                for index, path in by_stripe[stripe]:
+                    item = items[index]
+                    body = bytes(item.body) if item.body is not None else b""
+                    started = time.perf_counter()
+                    try:
+                        results[index] = self._put_locked(item.key, path, body, item.metadata, item.content_type, if_none_match, None, now)
+                    except Exception as exc:  # noqa: BLE001 - reported in the item's slot
+                        self._report("PutObject", item.key, started, sent=len(body), error=exc)
+                        results[index] = exc
+                    else:
+                        self._report("PutObject", item.key, started, sent=len(body))
+        return results  # type: ignore[return-value] - every slot is filled above
 
     def _load(self, key: str, op: str) -> tuple[dict[str, Any], bytes]:
         full = self._full(key)
