@@ -41,11 +41,16 @@ future per chunk instead of one per record, no per-record middleware dispatch). 
 object (empty body, only schema fields and system keys in its metadata) is kept undecoded as
 a ``StoredRow`` and ``_ColumnDecoder`` decodes the whole column at once when the Arrow table
 is built, with the same rules as ``Resource._decode_object``, which decodes everything else.
-Bulk writes call ``_prepare_insert`` (validation, hooks, ids) and then
-``_put_record`` + ``_write_partition_refs`` directly when nobody listens to ``inserted`` and
-no ``after_insert`` hook exists, skipping the per-record deep copy that builds the returned
-``Record``. With hooks or listeners present the public per-record path is used, so plugins
-see every record exactly as with ``insert_many``.
+Bulk writes check every row before the first PUT. When nobody listens to ``inserted`` and
+no ``after_insert`` hook exists (the usual case), each row is validated (``_prepare_insert``:
+schema, hooks, ids) and encoded (``Resource._new_object``) up front, so a record over
+``enforce-limits`` is a reject too; a frame of plain columns does both a column at a time
+(``frame_encoding``), storing the same bytes. The records then go out through
+``Resource._create_objects`` (one ``client.put_many`` per batch, so ``FileClient`` takes each
+lock stripe once) and their partition refs through one more ``put_many``, skipping the
+per-record deep copy that builds the returned ``Record``. With hooks or listeners present,
+rows are validated up front and each then takes the public per-record path (encoded as it
+is written), so plugins see every record exactly as with ``insert_many``.
 """
 
 from __future__ import annotations
@@ -56,12 +61,13 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pyarrow as pa
 
-from . import encoding
-from .errors import ConflictError, NotFoundError, SchemaError, ValidationError
+from . import encoding, frame_encoding
+from .clients.base import PutItem
+from .errors import ConflictError, MetadataLimitError, NotFoundError, S3DBError, SchemaError, ValidationError
 from .progress import ProgressArg, make_progress
 from .schema import Attribute, NestedObject, decode_value
 
@@ -423,7 +429,9 @@ def iter_record_chunks(
     db = resource.database
     ids = resource._iter_ids(partition=partition, partition_values=partition_values, limit=limit if predicate is None else None)
     remote = resource.client.kind not in ("memory", "file")
-    chunk = 4 if remote else 64  # S3: latency-bound, keep many requests in flight
+    # local stores write in one thread, and FileClient.put_many takes each lock stripe once
+    # per batch: big batches there; S3 batches stay small so the pool keeps every slot busy
+    chunk = 4 if remote else 1024  # S3: latency-bound, keep many requests in flight
     window = max(4, db.parallelism * 2) if remote else max(4, db.parallelism)
     hooks = bool(resource._hooks["before_get"] or resource._hooks["after_get"])
     if hooks or predicate is not None:
@@ -712,38 +720,61 @@ def insert_frame(
     progress: ProgressArg = None,
     on_error: str = "raise",
 ) -> pd.DataFrame:
-    """Validate every row, then write them in parallel (1 PUT per row + 1 per partition ref).
+    """Validate and encode every row, then write them in parallel (1 PUT per row + 1 per
+    partition ref).
 
-    ``on_error="raise"`` (default): if any row fails, ``ValidationError`` lists every failing
-    row (``[row].field``, rule, value) and nothing is written. ``on_error="skip"``: the good rows
-    are written and the rejects come back as a DataFrame (the frame's columns plus ``_row`` and
-    ``_error``). Returns the rejects (empty when every row was written).
+    ``on_error="raise"`` (default): if any row fails (a schema rule, a duplicate id, metadata
+    over the behavior's limit), ``ValidationError`` lists every failing row (``[row].field``,
+    rule, value) and nothing is written. ``on_error="skip"``: the good rows are written and
+    the rejects come back as a DataFrame (the frame's columns plus ``_row`` and ``_error``).
+    Returns the rejects (empty when every row was written).
     """
     import pandas as pd
 
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     table = _as_table(data)
-    # rows become Python dicts one slice at a time, so only the validated records of the whole
-    # frame are alive together (validation before any write is the contract), not three copies
+    fast = _bulk_fast(resource)
+    # rows become Python dicts one slice at a time, so only the validated (or encoded) records
+    # of the whole frame are alive together (checking every row before any write is the
+    # contract), not three copies
     unique: list[tuple[int, str, dict[str, Any]]] = []
+    encoded: list[EncodedRow] = []
     rejected: dict[int, list[dict[str, Any]]] = {}
     seen: dict[str, int] = {}
+    # a frame of plain columns is validated and encoded a column at a time (frame_encoding)
+    columnar = frame_encoding.plan(resource, table, id_column) if fast else None
     for start in range(0, table.num_rows, VALIDATION_SLICE):
+        if columnar is not None:
+            done, bad, failed = columnar.encode(table.slice(start, VALIDATION_SLICE), start, seen)
+            encoded.extend(done)
+            rejected.update(bad)
+            for index, exc in failed.items():
+                rejected[index] = [_failure_entry(exc, None)]
+            continue
         rows = _frame_rows(resource, table.slice(start, VALIDATION_SLICE), id_column)
         valid, bad = validate_rows(resource, rows, numbers=range(start, start + len(rows)), seen_ids=seen)
-        unique.extend(valid)
-        rejected.update(bad)
         del rows
+        rejected.update(bad)
+        if fast:
+            done, failed = encode_validated(resource, valid)
+            encoded.extend(done)
+            for index, exc in failed.items():
+                rejected[index] = [_failure_entry(exc, None)]
+        else:
+            unique.extend(valid)
     if rejected and on_error == "raise":
         errors = [{**e, "field": f"[{i}].{e['field']}"} for i in sorted(rejected) for e in rejected[i]]
         raise ValidationError(errors, resource.name)
 
-    failures = write_validated(resource, unique, progress=progress)
-    ids = {index: record_id for index, record_id, _ in unique} if failures else {}
+    if fast:
+        failures = write_encoded(resource, encoded, progress=progress)
+        ids = {row.row: row.record_id for row in encoded} if failures else {}
+    else:
+        failures = write_validated(resource, unique, progress=progress)
+        ids = {index: record_id for index, record_id, _ in unique} if failures else {}
     for index, exc in failures.items():
-        rule = "exists" if isinstance(exc, ConflictError) else type(exc).__name__
-        rejected[index] = [{"field": "id", "rule": rule, "message": str(exc), "value": ids.get(index)}]
+        rejected[index] = [_failure_entry(exc, ids.get(index))]
     if failures and on_error == "raise":
         first = next(iter(failures.values()))
         raise first
@@ -757,6 +788,14 @@ def insert_frame(
     frame["_row"] = order
     frame["_error"] = [_error_text(rejected[i]) for i in order]
     return frame
+
+
+def _failure_entry(exc: BaseException, record_id: str | None) -> dict[str, Any]:
+    """A reject entry for a row that failed after validation (encoding or writing)."""
+    if isinstance(exc, MetadataLimitError):
+        return {"field": "<record>", "rule": "metadata-limit", "message": str(exc), "value": None}
+    rule = "exists" if isinstance(exc, ConflictError) else type(exc).__name__
+    return {"field": "id", "rule": rule, "message": str(exc), "value": record_id}
 
 
 def validate_rows(
@@ -797,28 +836,109 @@ def validate_rows(
     return valid, rejected
 
 
+def _bulk_fast(resource: Resource) -> bool:
+    """Whether bulk writes may skip the per-record public path (nobody sees the records)."""
+    return not resource._hooks["after_insert"] and not resource.events.has_listeners("inserted")
+
+
+class EncodedRow(NamedTuple):
+    """A validated row turned into the PUT that creates it (``encode_validated``)."""
+
+    row: int
+    record_id: str
+    record: dict[str, Any] | None  # kept only when partition references need its values
+    item: PutItem
+    exceeded: bool  # user-managed moved it to the body (``exceedsLimit`` after the write)
+
+
+def encode_validated(resource: Resource, items: Iterable[tuple[int, str, dict[str, Any]]]) -> tuple[list[EncodedRow], dict[int, Exception]]:
+    """Encode rows from :func:`validate_rows` into PUTs, sending nothing.
+
+    Returns ``(encoded, failed)``; ``failed`` is ``{row: error}`` for the rows that cannot
+    be stored as they are (``MetadataLimitError`` under ``enforce-limits``).
+    """
+    keep = bool(resource.partitions)
+    encoded: list[EncodedRow] = []
+    failed: dict[int, Exception] = {}
+    for index, record_id, record in items:
+        try:
+            item, exceeded = resource._new_object(record_id, record)
+        except S3DBError as exc:
+            failed[index] = exc
+            continue
+        encoded.append(EncodedRow(index, record_id, record if keep else None, item, exceeded))
+    return encoded, failed
+
+
+def write_encoded(resource: Resource, rows: list[EncodedRow], *, progress: ProgressArg = None) -> dict[int, BaseException]:
+    """Write rows from :func:`encode_validated` on the bounded pool, a batch per task (one
+    ``client.put_many`` for the records, one for their partition refs); returns ``{row:
+    error}`` for the ones that failed (the others are stored)."""
+    db = resource.database
+    remote = resource.client.kind not in ("memory", "file")
+    # local stores write in one thread and FileClient.put_many takes each lock stripe once
+    # per batch: big batches there; S3 batches stay small so the pool keeps every slot busy
+    chunk = 4 if remote else 1024
+    failures: dict[int, BaseException] = {}
+    bar = make_progress(progress, len(rows), f"writing {resource.name}")
+
+    def write(batch: list[EncodedRow]) -> list[tuple[int, BaseException]]:
+        outcomes = resource._create_objects([r.record_id for r in batch], [r.item for r in batch], [r.exceeded for r in batch])
+        failed: list[tuple[int, BaseException]] = []
+        refs: list[PutItem] = []
+        owners: list[int] = []
+        for row, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                failed.append((row.row, outcome))
+            elif row.record is not None:
+                for ref in resource._partition_ref_items(row.record_id, row.record):
+                    refs.append(ref)
+                    owners.append(row.row)
+        if refs:
+            reported: set[int] = set()
+            for owner, outcome in zip(owners, resource.client.put_many(refs), strict=True):
+                if isinstance(outcome, Exception) and owner not in reported:
+                    reported.add(owner)
+                    failed.append((owner, outcome))
+        return failed
+
+    batches = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
+    try:
+        futures = [db._submit(write, b) for b in batches]
+        for batch, future in zip(batches, futures):
+            for index, exc in future.result():
+                failures[index] = exc
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        if rows:
+            db._changed(resource.name)
+    return failures
+
+
 def write_validated(resource: Resource, items: list[tuple[int, str, dict[str, Any]]], *, progress: ProgressArg = None) -> dict[int, BaseException]:
     """Write records from :func:`validate_rows` on the bounded pool (1 PUT each + 1 per
-    partition ref); returns ``{row: error}`` for the ones that failed (the others are stored)."""
+    partition ref); returns ``{row: error}`` for the ones that failed (the others are stored).
+
+    When nobody watches inserts (no ``after_insert`` hook, no ``inserted`` listener) the
+    records go through :func:`encode_validated` and :func:`write_encoded`; otherwise each
+    takes the public per-record path, so plugins see every record as with ``insert_many``.
+    """
+    if _bulk_fast(resource):
+        encoded, failures = encode_validated(resource, items)
+        written = write_encoded(resource, encoded, progress=progress)
+        return {**failures, **written}
     db = resource.database
-    fast = not resource._hooks["after_insert"] and not resource.events.has_listeners("inserted")
     remote = resource.client.kind not in ("memory", "file")
     chunk = 4 if remote else 64
     failures: dict[int, BaseException] = {}
     bar = make_progress(progress, len(items), f"writing {resource.name}")
 
     def write(batch: list[tuple[int, str, dict[str, Any]]]) -> list[tuple[int, BaseException]]:
-        failed = []
+        failed: list[tuple[int, BaseException]] = []
         for index, record_id, valid in batch:
             try:
-                if fast:
-                    try:
-                        resource._put_record(record_id, valid, if_none_match="*")
-                    except ConflictError:
-                        raise ConflictError(f"record {record_id!r} already exists in resource {resource.name!r}") from None
-                    resource._write_partition_refs(record_id, valid)
-                else:
-                    resource._insert_prepared(record_id, valid)
+                resource._insert_prepared(record_id, valid)
             except Exception as exc:  # noqa: BLE001 - reported per row
                 failed.append((index, exc))
         return failed
@@ -947,5 +1067,5 @@ def create_resource_from_frame(
 __all__ = [
     "ARROW_TYPES", "INFERRED_TYPES", "EXTRA_COLUMN", "arrow_leaf", "arrow_schema", "to_arrow", "to_pandas",
     "iter_batches", "insert_frame", "infer_attributes", "infer_definition", "create_resource_from_frame",
-    "iter_record_chunks", "validate_rows", "write_validated",
+    "iter_record_chunks", "validate_rows", "encode_validated", "write_encoded", "write_validated",
 ]  # fmt: skip

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from . import behaviors, encoding, partitions
-from .clients.base import StoredObject
+from .clients.base import PutItem, StoredObject
 from .errors import ConflictError, NotFoundError, PluginError, S3DBError, SchemaError, ValidationError
 from .events import EventEmitter
 from .record import Content, Page, Record
@@ -272,6 +272,27 @@ class Resource:
             if_none_match=if_none_match,
             if_match=if_match,
         )
+
+    def _new_object(self, record_id: str, record: Mapping[str, Any]) -> tuple[PutItem, bool]:
+        """The PUT that creates a validated record, and whether user-managed moved it to the
+        body (``exceedsLimit`` is emitted once the object is written). Raises encoding errors
+        such as ``MetadataLimitError`` before anything is sent."""
+        enc = self._encode(record)
+        return PutItem(self._key(record_id), enc.body, self._store_metadata(enc.metadata), enc.content_type), enc.exceeded
+
+    def _create_objects(self, ids: list[str], items: list[PutItem], exceeded: list[bool]) -> list[str | Exception]:
+        """Create records from ``_new_object`` in one ``client.put_many`` (``if_none_match="*"``).
+
+        Per record, in order: its ETag, or the error (``ConflictError`` when the id exists,
+        a storage error). Partition references are not written here (``_partition_ref_items``).
+        """
+        outcomes: list[str | Exception] = list(self.client.put_many(items, if_none_match="*"))
+        for position, (record_id, outcome, over) in enumerate(zip(ids, outcomes, exceeded, strict=True)):
+            if isinstance(outcome, ConflictError):
+                outcomes[position] = ConflictError(f"record {record_id!r} already exists in resource {self.name!r}; use update(), replace() or upsert()")
+            elif over and not isinstance(outcome, Exception):
+                self.events.emit("exceedsLimit", {"id": record_id, "behavior": self.behavior})
+        return outcomes
 
     def _decode_object(self, record_id: str, obj: StoredObject, *, decrypt: bool | None = None) -> Record:
         # s3db.js stores an absent optional field of several types (json, timeonly, mac, …) as
@@ -866,9 +887,15 @@ class Resource:
         return out
 
     def _write_partition_refs(self, record_id: str, record: Mapping[str, Any]) -> None:
+        for item in self._partition_ref_items(record_id, record):
+            self.client.put(item.key, item.body, metadata=item.metadata)
+
+    def _partition_ref_items(self, record_id: str, record: Mapping[str, Any]) -> list[PutItem]:
+        """The empty objects that list a record under each of its partitions."""
+        if not self.partitions:
+            return []
         meta = self._store_metadata({"_v": self.version})
-        for name, values in self._partition_values(record).items():
-            self.client.put(partitions.ref_key(self.name, name, values, record_id), b"", metadata=meta)
+        return [PutItem(partitions.ref_key(self.name, name, values, record_id), b"", meta) for name, values in self._partition_values(record).items()]
 
     def _delete_partition_refs(self, record_id: str, record: Mapping[str, Any]) -> None:
         keys = [partitions.ref_key(self.name, n, v, record_id) for n, v in self._partition_values(record).items()]

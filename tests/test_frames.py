@@ -288,6 +288,18 @@ def test_existing_id_is_a_conflict(fast_db):
     assert list(rejects["_row"]) == [0] and res.get("a")["name"] == "old" and res.exists("b")
 
 
+def test_a_row_over_the_metadata_limit_is_rejected_alone(fast_db):
+    res = fast_db.create_resource("t", attributes={"name": "string"}, behavior="enforce-limits")
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "name": ["A", "x" * 3000, "C"]})
+    with pytest.raises(ValidationError) as info:
+        res.insert_frame(frame)
+    assert [(e["field"], e["rule"]) for e in info.value.errors] == [("[1].<record>", "metadata-limit")]
+    assert "name=" in info.value.errors[0]["message"] and res.count() == 0  # found before any write
+    rejects = res.insert_frame(frame, on_error="skip")
+    assert list(rejects["_row"]) == [1] and "rule metadata-limit" in rejects["_error"][0]
+    assert sorted(res.list_ids()) == ["a", "c"]
+
+
 def test_id_column_option(fast_db):
     res = fast_db.create_resource("t", attributes={"name": "string"})
     res.insert_frame(pd.DataFrame({"key": ["k1"], "name": ["x"]}), id_column="key")

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import s3db_nb
+from s3db_nb.clients.base import StorageClient
 from s3db_nb.errors import MissingDependencyError, PluginError
 from s3db_nb.plugins.importer import ImportAbortedError, ImporterPlugin, ImportResult, detect_format, read_rows, split
 from s3db_nb.widgets.importer import ImporterDashboard
@@ -366,20 +367,29 @@ def fail_on_nth_insert(resource, n: int):
 def fail_on_nth_put(db, resource, n: int, monkeypatch):
     """The storage refuses the n-th PUT of a record of ``resource`` (nothing is stored then)."""
     client = db.client
-    original = client.put
+    original, original_many = client.put, client.put_many
     count = 0
     lock = threading.Lock()
 
-    def put(key, *args, **kwargs):
+    def refused(key: str) -> bool:
         nonlocal count
         if key.startswith(f"resource={resource.name}/data/"):
             with lock:
                 count += 1
-                if count == n:
-                    raise OSError("injected storage failure")
+                return count == n
+        return False
+
+    def put(key, *args, **kwargs):
+        if refused(key):
+            raise OSError("injected storage failure")
         return original(key, *args, **kwargs)
 
+    def put_many(items, **kwargs):  # clients whose put_many does not call put (FileClient)
+        return [OSError("injected storage failure") if refused(item.key) else original_many([item], **kwargs)[0] for item in items]
+
     monkeypatch.setattr(client, "put", put)
+    if type(client).put_many is not StorageClient.put_many:
+        monkeypatch.setattr(client, "put_many", put_many)
 
 
 def test_atomic_import_rolls_back_when_a_hook_fails_mid_import(importer, users):
