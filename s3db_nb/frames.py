@@ -874,13 +874,10 @@ def write_encoded(resource: Resource, rows: list[EncodedRow], *, progress: Progr
     """Write rows from :func:`encode_validated` on the bounded pool, a batch per task (one
     ``client.put_many`` for the records, one for their partition refs); returns ``{row:
     error}`` for the ones that failed (the others are stored)."""
-    db = resource.database
     remote = resource.client.kind not in ("memory", "file")
     # local stores write in one thread and FileClient.put_many takes each lock stripe once
     # per batch: big batches there; S3 batches stay small so the pool keeps every slot busy
     chunk = 4 if remote else 1024
-    failures: dict[int, BaseException] = {}
-    bar = make_progress(progress, len(rows), f"writing {resource.name}")
 
     def write(batch: list[EncodedRow]) -> list[tuple[int, BaseException]]:
         outcomes = resource._create_objects([r.record_id for r in batch], [r.item for r in batch], [r.exceeded for r in batch])
@@ -902,7 +899,16 @@ def write_encoded(resource: Resource, rows: list[EncodedRow], *, progress: Progr
                     failed.append((owner, outcome))
         return failed
 
-    batches = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
+    return _write_batches(resource, rows, chunk, write, progress)
+
+
+def _write_batches(resource: Resource, items: list[Any], chunk: int, write: Callable[[list[Any]], list[tuple[int, BaseException]]], progress: ProgressArg) -> dict[int, BaseException]:
+    """Run ``write`` over ``items`` in batches of ``chunk`` on the bounded pool, advancing one
+    progress bar; returns ``{row: error}`` gathered from every batch."""
+    db = resource.database
+    failures: dict[int, BaseException] = {}
+    bar = make_progress(progress, len(items), f"writing {resource.name}")
+    batches = [items[i : i + chunk] for i in range(0, len(items), chunk)]
     try:
         futures = [db._submit(write, b) for b in batches]
         for batch, future in zip(batches, futures):
@@ -911,7 +917,7 @@ def write_encoded(resource: Resource, rows: list[EncodedRow], *, progress: Progr
             bar.update(len(batch))
     finally:
         bar.close()
-        if rows:
+        if items:
             db._changed(resource.name)
     return failures
 
@@ -928,11 +934,8 @@ def write_validated(resource: Resource, items: list[tuple[int, str, dict[str, An
         encoded, failures = encode_validated(resource, items)
         written = write_encoded(resource, encoded, progress=progress)
         return {**failures, **written}
-    db = resource.database
     remote = resource.client.kind not in ("memory", "file")
     chunk = 4 if remote else 64
-    failures: dict[int, BaseException] = {}
-    bar = make_progress(progress, len(items), f"writing {resource.name}")
 
     def write(batch: list[tuple[int, str, dict[str, Any]]]) -> list[tuple[int, BaseException]]:
         failed: list[tuple[int, BaseException]] = []
@@ -943,18 +946,7 @@ def write_validated(resource: Resource, items: list[tuple[int, str, dict[str, An
                 failed.append((index, exc))
         return failed
 
-    batches = [items[i : i + chunk] for i in range(0, len(items), chunk)]
-    try:
-        futures = [db._submit(write, b) for b in batches]
-        for batch, future in zip(batches, futures):
-            for index, exc in future.result():
-                failures[index] = exc
-            bar.update(len(batch))
-    finally:
-        bar.close()
-        if items:
-            db._changed(resource.name)
-    return failures
+    return _write_batches(resource, items, chunk, write, progress)
 
 
 # -- DataFrame → attribute definitions ----------------------------------------------------
