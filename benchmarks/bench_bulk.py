@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -350,22 +351,22 @@ def report(results: list[dict], skipped: list[str], node: list[dict] | None = No
             f" | {rd:>11.0f}{raw_get or float('nan'):>10.0f}{(rd / raw_get) if raw_get else float('nan'):>7.2f}"
             f" | {1000 * r['insert_cpu_s'] / n:>12.2f}{1000 * r['read_cpu_s'] / n:>6.2f} | {rss:>7.0f}{arrow:>9.1f}{'yes' if rss <= 2 * arrow + 200 else 'NO':>7}"
         )  # fmt: skip
-    safe = [r for r in results if "raw_safe_put_s" in r]
-    if safe:
-        lines.append("")
-        lines.append("file:// writes against raw writes that never leave half an object (body, sidecar via temp + rename):")
-        for r in safe:
-            n = r["n"]
-            put = n / r["raw_safe_put_s"]
-            lines.append(f"  {r['backend']:<9}{n:>8}: PUT/s {put:.0f} (insert {n / r['insert_s'] / put:.2f}; plain raw writes / these {r['raw_safe_put_s'] / r['raw_put_s']:.2f})")
-    fast = [r for r in results if "raw_obstore_put_s" in r]
-    if fast:
-        lines.append("")
-        lines.append("S3 ceiling through obstore (s3db_nb's transport when the s3-fast extra is installed), and s3db_nb / it:")
-        for r in fast:
-            n = r["n"]
-            put, get = n / r["raw_obstore_put_s"], n / r["raw_obstore_get_s"]
-            lines.append(f"  {r['backend']:<9}{n:>8}: PUT/s {put:.0f} (insert {n / r['insert_s'] / put:.2f}), GET/s {get:.0f} (read {n / r['read_s'] / get:.2f})")
+    def section(title: str, needs: str, line: Callable[[dict, int], str]) -> None:
+        rows = [r for r in results if needs in r]
+        if rows:
+            lines.extend(["", title])
+            lines.extend(f"  {r['backend']:<9}{r['n']:>8}: {line(r, r['n'])}" for r in rows)
+
+    def safe_line(r: dict, n: int) -> str:
+        put = n / r["raw_safe_put_s"]
+        return f"PUT/s {put:.0f} (insert {n / r['insert_s'] / put:.2f}; plain raw writes / these {r['raw_safe_put_s'] / r['raw_put_s']:.2f})"
+
+    def obstore_line(r: dict, n: int) -> str:
+        put, get = n / r["raw_obstore_put_s"], n / r["raw_obstore_get_s"]
+        return f"PUT/s {put:.0f} (insert {n / r['insert_s'] / put:.2f}), GET/s {get:.0f} (read {n / r['read_s'] / get:.2f})"
+
+    section("file:// writes against raw writes that never leave half an object (body, sidecar via temp + rename):", "raw_safe_put_s", safe_line)
+    section("S3 ceiling through obstore (s3db_nb's transport when the s3-fast extra is installed), and s3db_nb / it:", "raw_obstore_put_s", obstore_line)
     by_backend: dict[str, list[dict]] = {}
     for r in results:
         by_backend.setdefault(r["backend"], []).append(r)

@@ -470,6 +470,27 @@ def test_concurrent_if_none_match_threads(storage_client: StorageClient):
         assert storage_client.get(key).body == f"writer {winners[0].split(':')[1]}".encode()
 
 
+def test_concurrent_put_many_creates_each_key_once(storage_client: StorageClient):
+    keys = [f"batch-race/{i}" for i in range(12)]
+    barrier = threading.Barrier(4)
+    outcomes: dict[int, list] = {}
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        outcomes[i] = storage_client.put_many([PutItem(k, f"writer {i}".encode()) for k in keys], if_none_match="*")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for position, key in enumerate(keys):
+        winners = [i for i in outcomes if isinstance(outcomes[i][position], str)]
+        assert len(winners) == 1, (key, [outcomes[i][position] for i in outcomes])
+        assert all(isinstance(outcomes[i][position], ConflictError) for i in outcomes if i not in winners)
+        assert storage_client.get(key).body == f"writer {winners[0]}".encode()
+
+
 def test_readers_never_see_a_torn_object(fast_storage_client: StorageClient):
     """While one thread overwrites a key, readers always get a body that matches its info."""
     client = fast_storage_client
