@@ -241,7 +241,7 @@ class Database:
 
     def dashboard(self) -> Any:
         """Every installed plugin's dashboard in tabs (plugins without one are left out)."""
-        from .plugin import find_dashboard
+        from .dashboard_registry import find_dashboard
 
         views = {}
         for name, plugin in self.plugins.items():

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .dashboard_registry import DASHBOARD_GROUP, find_dashboard
 from .errors import MissingDependencyError, NotFoundError, PluginError
 from .events import EventEmitter
 from .plugin_storage import NAMESPACE_MARKER, PluginStorage, list_plugin_namespaces
@@ -180,22 +181,6 @@ def plugin_dependency_report(plugins: list[type[Plugin] | Plugin] | None = None)
     for plugin in plugins:
         report.extend(check_dependencies(plugin))
     return report
-
-
-# -- dashboards -------------------------------------------------------------------------------
-
-#: entry-point group mapping a plugin class name (or ``Database``) to its view factory
-DASHBOARD_GROUP = "s3db_nb.dashboards"
-
-
-def find_dashboard(target: type) -> Callable[..., Any] | None:
-    """The view factory registered for ``target`` or its nearest base class, else ``None``."""
-    entries = {e.name: e for e in importlib.metadata.entry_points(group=DASHBOARD_GROUP)}
-    for cls in target.__mro__:
-        entry = entries.get(cls.__name__)
-        if entry is not None:
-            return entry.load()
-    return None
 
 
 # -- the base class ---------------------------------------------------------------------------
@@ -528,11 +513,14 @@ class Plugin(EventEmitter):
     def dashboard(self) -> Any:
         """This plugin's notebook view: live widgets in a kernel, static HTML elsewhere.
 
-        Views are found through the ``s3db_nb.dashboards`` entry points (plugin class name →
-        ``"module:Factory"``), so the core never imports a widget module."""
+        Views come from the dashboard registry (``s3db_nb.dashboard_registry``), so the core
+        never imports a widget module."""
         factory = find_dashboard(type(self))
         if factory is None:
-            raise PluginError(f"{type(self).__name__} has no dashboard (no entry in the {DASHBOARD_GROUP!r} entry-point group)")
+            raise PluginError(
+                f"{type(self).__name__} has no dashboard: register one with "
+                f"s3db_nb.dashboard_registry.register_dashboard(...) or the {DASHBOARD_GROUP!r} entry points"
+            )
         return factory(self)
 
     def __repr__(self) -> str:
