@@ -54,4 +54,21 @@ def load(name: str) -> type[Plugin]:
     return obj
 
 
-__all__ = ["available", "load", "BUILTIN", "ENTRY_POINT_GROUP"]
+#: class name → registry name, for ``from s3db_nb.plugins import CachePlugin`` (as in s3db.js)
+CLASS_NAMES: dict[str, str] = {target.rpartition(":")[2]: name for name, target in BUILTIN.items()}
+
+
+def __getattr__(name: str) -> type[Plugin]:
+    """Import a built-in plugin class on first use, so ``import s3db_nb.plugins`` stays light."""
+    if name in CLASS_NAMES:
+        cls = load(CLASS_NAMES[name])
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module 's3db_nb.plugins' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(CLASS_NAMES))
+
+
+__all__ = ["available", "load", "BUILTIN", "CLASS_NAMES", "ENTRY_POINT_GROUP"]

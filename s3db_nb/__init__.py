@@ -85,6 +85,16 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """``s3db_nb.CachePlugin`` and the other built-in plugin classes, imported on first use."""
+    if name.endswith("Plugin") and name != "Plugin":
+        from . import plugins
+
+        if name in plugins.CLASS_NAMES:
+            return getattr(plugins, name)
+    raise AttributeError(f"module 's3db_nb' has no attribute {name!r}")
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext s3db_nb`` registers the ``%s3db`` / ``%%s3db`` magics."""
     from .magics import load_ipython_extension as load

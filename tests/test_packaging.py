@@ -23,6 +23,16 @@ def test_wheel_installs_core_plugins_and_widgets(tmp_path):
     # dependencies come from the test environment's site-packages; the package itself must
     # come from the wheel (PYTHONPATH entries do not process the editable-install .pth)
     site = next(p for p in sys.path if p.endswith("site-packages"))
-    code = "import s3db_nb, s3db_nb.plugins, s3db_nb.widgets, s3db_nb.clients.memory; print(s3db_nb.__file__)"
+    code = (
+        "import pathlib, s3db_nb, s3db_nb.plugins, s3db_nb.widgets, s3db_nb.clients.memory\n"
+        "from s3db_nb.dashboard_registry import find_dashboard\n"
+        "from s3db_nb.plugins.costs import CostsPlugin\n"
+        "print(s3db_nb.__file__)\n"
+        "print('typed' if (pathlib.Path(s3db_nb.__file__).parent / 'py.typed').exists() else 'untyped')\n"
+        "print(find_dashboard(CostsPlugin).__name__)"
+    )
     out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": site})
-    assert str(env_dir) in out.stdout
+    where, typed, view = out.stdout.split()
+    assert str(env_dir) in where
+    assert typed == "typed"  # PEP 561 marker shipped in the wheel
+    assert view == "CostsDashboard"  # the wheel's entry point registers the widgets' views
