@@ -42,6 +42,14 @@ class EventEmitter:
             elif listener in self._listeners.get(event, []):
                 self._listeners[event].remove(listener)
 
+    def remove_all_listeners(self, event: str | None = None) -> None:
+        """Remove every listener of ``event``, or of every event (s3db.js ``removeAllListeners``)."""
+        with self._lock:
+            if event is None:
+                self._listeners.clear()
+            else:
+                self._listeners.pop(event, None)
+
     def listeners(self, event: str) -> list[Listener]:
         return list(self._listeners.get(event, []))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import difflib
 import html
 import importlib.metadata
 import logging
@@ -190,6 +191,22 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def _reject_unknown_options(cls: type, options: Mapping[str, Any]) -> None:
+    """PluginError naming each unknown option, the closest valid one, and how to declare more."""
+    valid = sorted(set(SHARED_OPTIONS) | set(cls.defaults))  # type: ignore[attr-defined]
+    unknown = sorted(set(options) - set(valid))
+    if not unknown:
+        return
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, valid, n=1)
+        parts.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    raise PluginError(
+        f"{cls.__name__}: unknown option(s) {', '.join(parts)}; valid options: {', '.join(valid)}. "
+        f"A plugin declares its options as a class attribute: defaults = {{'option': default, ...}}"
+    )
+
+
 class Plugin(EventEmitter):
     """Base class of every plugin. Subclass it, override ``on_install`` / ``on_start`` /
     ``on_stop`` / ``on_uninstall``, and declare options in ``defaults``:
@@ -203,7 +220,7 @@ class Plugin(EventEmitter):
     instances side by side with isolated data) and ``slug`` (the storage folder).
     """
 
-    #: option name → default; any other keyword is rejected at construction
+    #: option name → default; when a class declares any, other keywords are rejected at construction
     defaults: ClassVar[dict[str, Any]] = {}
     #: distribution name → version specifier, checked at construction (``{"numpy": ">=1.26"}``)
     dependencies: ClassVar[dict[str, str]] = {}
@@ -214,13 +231,17 @@ class Plugin(EventEmitter):
     #: storage slug (default: derived from the class name, ``MyCachePlugin`` → ``my-cache``)
     slug: str = ""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, options: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        """Options as keywords, or as one dict the way s3db.js plugins pass them
+        (``super().__init__(options)``). A class that declares ``defaults`` accepts only those
+        (and the shared ones); a class that declares none keeps whatever it is given."""
         super().__init__()
         cls = type(self)
-        unknown = sorted(set(options) - set(SHARED_OPTIONS) - set(cls.defaults))
-        if unknown:
-            valid = ", ".join(sorted(set(SHARED_OPTIONS) | set(cls.defaults)))
-            raise PluginError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; valid options: {valid}")
+        if options is not None and not isinstance(options, Mapping):
+            raise PluginError(f"{cls.__name__}: options must be a dict or keywords, got {type(options).__name__}")
+        options = {**(options or {}), **more}
+        if cls.defaults:
+            _reject_unknown_options(cls, options)
         self.options: dict[str, Any] = {**SHARED_OPTIONS, **copy.deepcopy(cls.defaults), **options}
         level = self.options["log_level"]
         if level is True or level is False:
@@ -250,6 +271,17 @@ class Plugin(EventEmitter):
         self._owned: list[str] = []
         self._jobs: dict[str, Job] = {}
 
+    @property
+    def config(self) -> dict[str, Any]:
+        """The options (s3db.js plugins read ``this.config``); assigning a dict merges it in."""
+        return self.options
+
+    @config.setter
+    def config(self, value: Mapping[str, Any]) -> None:
+        if not isinstance(value, Mapping):
+            raise PluginError(f"{type(self).__name__}.config must be a dict, got {type(value).__name__}")
+        self.options.update(value)
+
     @classmethod
     def default_registry_name(cls, namespace: str | None = None) -> str:
         """``CachePlugin`` → ``cache`` (s3db.js: class name minus ``Plugin``, lower-cased); ``cache_<ns>`` with a namespace."""
@@ -260,6 +292,9 @@ class Plugin(EventEmitter):
 
     def on_install(self) -> None:
         """Attach to the database (``self.database``): hooks, methods, resources, storage."""
+
+    def on_setup(self) -> None:
+        """The older s3db.js name of ``on_install`` (the seeds use it); called right after it."""
 
     def on_start(self) -> None:
         """Begin active work (jobs registered with ``schedule_*`` start right after this)."""
@@ -286,6 +321,7 @@ class Plugin(EventEmitter):
                 detect_and_warn_namespaces(storage, self.name, self.namespace)
                 storage.set_if_not_exists(storage.root + NAMESPACE_MARKER, {"plugin": self.name, "namespace": self.namespace}, behavior="body-only")
             self.on_install()
+            self.on_setup()
         except BaseException:
             self._detach()
             database.plugins._unregister(self)

@@ -134,8 +134,8 @@ def test_build_your_own_plugin(db):
 # -- options ---------------------------------------------------------------------------------------
 
 
-def test_unknown_options_are_named_with_the_valid_ones():
-    with pytest.raises(PluginError, match=r"unknown option\(s\) resourse; valid options: enabled, log_level, namespace, resource, slug"):
+def test_unknown_options_are_named_with_the_valid_ones_and_a_suggestion():
+    with pytest.raises(PluginError, match=r"unknown option\(s\) 'resourse' \(did you mean 'resource'\?\); valid options: enabled, log_level, namespace, resource, slug\. A plugin declares its options as a class attribute: defaults ="):
         VisitCounterPlugin(resourse="users")
 
 
