@@ -602,15 +602,21 @@ def test_sidecar_json_is_json_stringify_with_two_spaces(meta):
 
 
 def test_file_new_object_failing_half_way_leaves_no_file(tmp_path, monkeypatch):
+    import s3db_nb.clients.file as file_module
+
     client = FileClient(tmp_path)
+    real = file_module._write_file
 
-    def disk_full(directory, final_path, data):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def disk_full(path, data):  # the body fails, after the journal's intent was written
+        if ".s3db-locks" not in path:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
 
-    monkeypatch.setattr(FileClient, "_write_temp", staticmethod(disk_full))
+    monkeypatch.setattr(file_module, "_write_file", disk_full)
     with pytest.raises(StorageError, match="no space left"):
         client.put("resource=users/data/id=u1", b"body", metadata={"_v": "1"})
     assert [p.name for p in (tmp_path / "resource=users" / "data").iterdir()] == []
+    assert list((tmp_path / ".s3db-locks" / "journal").iterdir()) == []
 
 
 def test_file_put_many_keeps_going_past_a_bad_key(tmp_path):
@@ -632,10 +638,10 @@ def test_file_overwrite_failing_half_way_keeps_the_old_object(tmp_path, monkeypa
     client = FileClient(tmp_path)
     client.put("k", b"old", metadata={"v": "1"})
 
-    def disk_full(directory, final_path, data):
+    def disk_full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(FileClient, "_write_temp", staticmethod(disk_full))
+    monkeypatch.setattr("s3db_nb.clients.file._write_file", disk_full)
     with pytest.raises(StorageError, match="no space left"):
         client.put("k", b"new", metadata={"v": "2"})
     obj = client.get("k")

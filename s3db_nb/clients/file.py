@@ -15,13 +15,43 @@ As in s3db.js, an object exists when its sidecar exists: a file without a sideca
 a half-written object) is not listed and reads as missing. Objects written by s3db.js with
 ``compression`` enabled (``"compressed": true``) are gunzipped on ``get``.
 
-Concurrency: writes go to temp files in the target folder that are ``os.replace``d over the
-body, then the sidecar (the sidecar is the commit point). A reader checks that the body's MD5
-matches the sidecar's ETag and reads again when a writer was in between; when the sidecar says
-the body is empty (most records live in metadata) the sidecar alone is the object. Every write of a key
-(put, copy, delete) holds that key's lock: a thread lock and an ``fcntl.flock`` on one of 256
-lock files under ``<root>/.s3db-locks/``, so conditional writes are atomic across threads and
-processes sharing the folder.
+Crash safety. When a process dies (kill -9, Ctrl-C) at any instant of a write, every object
+is still its old or its new version, whole (nothing is fsynced: a machine that loses power
+may lose recent writes, as with any page-cached file). Each key ``K`` has three
+deterministic entries in the journal folder ``<root>/.s3db-locks/journal/`` (the same file
+system, so renames are atomic), named from the key with ``%`` and ``/`` percent-encoded
+(a key too long for a file name uses its hash, and a fourth entry ``<hash>.key.meta.json``
+holding the key is written first and removed last): ``<K>.body.meta.json`` (the new body),
+``<K>.intent.meta.json`` (the complete new sidecar) and ``<K>.delete.meta.json`` (the
+sidecar of an object being deleted). Journal names end like sidecars, so s3db.js's listing
+skips them. With the key's lock held:
+
+- update (the sidecar exists): write the body entry, write the intent, rename the body
+  entry over ``<K>``, rename the intent over ``<K>.meta.json`` (the commit). When the new
+  body and the body in place are both empty, the body entry is skipped.
+- insert (no sidecar): write the intent, write the body in place, rename the intent over
+  ``<K>.meta.json`` (the commit). The body alone is not an object: it is not listed.
+- delete: rename ``<K>.meta.json`` to the delete entry (the commit: the object is gone),
+  unlink ``<K>``, unlink the delete entry.
+
+A write that stopped half-way is repaired under the key's lock: a delete entry is finished
+(the body goes when no sidecar came back since); a body entry still in the journal means the
+body never moved, so the write is undone (intent and body entry dropped, and the body in
+place when no sidecar names it); an intent without a body entry is rolled forward (renamed into place as the sidecar)
+when it parses and its body is in place - always for an update, whose body rename came
+after the intent was complete, and for an insert when the body's MD5 and size are the
+intent's - and is undone otherwise. Repairs happen when a client opens the folder (one
+listing of the journal, usually empty: no walk over the objects), before every write of a
+key whose intent is left over (so a write never starts on a half-finished one), and when a
+reader finds a body whose MD5 is not the sidecar's ETag. ``FileClient.repairs`` counts them.
+
+Concurrency: a reader reads the sidecar then the body and checks that the body's MD5 matches
+the sidecar's ETag (when the sidecar says the body is empty the sidecar alone is the
+object); on a mismatch it takes the key's lock (waiting for our writers, repairing a dead
+one) and reads again, then waits out writers that do not lock (s3db.js) by reading again
+until the pair matches. Every write of a key (put, copy, delete) holds that key's lock: a
+thread lock and an ``fcntl.flock`` on one of 256 lock files under ``<root>/.s3db-locks/``,
+so conditional writes are atomic across threads and processes sharing the folder.
 """
 
 from __future__ import annotations
@@ -32,7 +62,7 @@ import gzip
 import hashlib
 import json
 import os
-import secrets
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -40,7 +70,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 try:  # POSIX
     import fcntl
@@ -74,6 +104,18 @@ TEMP_SUFFIX = ".s3db-tmp"
 _LOCK_DIR_SEGMENT = "/" + LOCK_DIR + "/"
 _RESERVED_ENDINGS = (SIDECAR_SUFFIX, TEMP_SUFFIX)
 _EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+# The journal of half-finished writes (see the module docstring). Entry names end like
+# sidecars so that s3db.js's listing skips them.
+JOURNAL_DIR = "journal"
+_JOURNAL_BODY = ".body" + SIDECAR_SUFFIX
+_JOURNAL_INTENT = ".intent" + SIDECAR_SUFFIX
+_JOURNAL_DELETE = ".delete" + SIDECAR_SUFFIX
+_JOURNAL_KEY = ".key" + SIDECAR_SUFFIX
+_JOURNAL_SUFFIXES = (_JOURNAL_BODY, _JOURNAL_INTENT, _JOURNAL_DELETE, _JOURNAL_KEY)
+# an encoded key longer than this is named by its hash (file names stop at 255 bytes)
+_JOURNAL_NAME_BYTES = 200
+_HASHED_PREFIX = "%h"  # cannot start a percent-encoded key: "%" is always written "%25"
+_UNESCAPE = re.compile("%(25|2F)")
 _READ_CHUNK = 1 << 16
 LOCK_STRIPES = 256
 _READ_ATTEMPTS = 30
@@ -162,6 +204,44 @@ def _read_file(path: str) -> bytes:
         os.close(fd)
 
 
+
+def _exists(path: str) -> bool:
+    return os.access(path, os.F_OK)
+
+
+def _unlink(path: str) -> None:
+    """Remove ``path`` if it is there (a folder or a missing parent counts as not there)."""
+    try:
+        os.unlink(path)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        pass
+
+
+def _is_empty_file(path: str) -> bool:
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return False
+
+
+class _JournalEntry(NamedTuple):
+    """The journal files of one key (see the module docstring)."""
+
+    key: str  # the full key
+    body: str
+    intent: str
+    delete: str
+    keyfile: str | None  # only for a key too long to name a file: holds the key
+
+
+def _parse_sidecar(raw: bytes) -> dict[str, Any] | None:
+    """The sidecar in ``raw``, or None when it is not a whole JSON object (a cut-off write)."""
+    try:
+        meta = _JSON_DECODER.decode((raw[3:] if raw[:3] == _UTF8_BOM else raw).decode("utf-8"))
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
 def sidecar_json(meta: dict[str, Any]) -> bytes:
     """``json.dumps(meta, indent=2, ensure_ascii=False)`` as UTF-8 (Node's ``JSON.stringify(meta,
     null, 2)``), written directly for the sidecar's usual shape.
@@ -216,6 +296,12 @@ class FileClient(PrefixMixin, StorageClient):
         self._scans: OrderedDict[str, _DirScan] = OrderedDict()
         self._scans_names = 0
         self._scans_lock = threading.Lock()
+        self._journal_str = os.path.join(self._root_str, LOCK_DIR, JOURNAL_DIR)
+        self._journal_prefix = self._journal_str + os.sep
+        #: half-finished writes (of dead processes) this client finished or undid
+        self.repairs = 0
+        self._repairs_lock = threading.Lock()
+        self._recover_journal()
 
     def __repr__(self) -> str:
         return f"FileClient(root={self._root_str!r}, prefix={self.prefix!r})"
@@ -297,44 +383,154 @@ class FileClient(PrefixMixin, StorageClient):
     def _stripe(full: str) -> int:
         return int.from_bytes(hashlib.blake2b(full.encode("utf-8"), digest_size=4).digest(), "big") % LOCK_STRIPES
 
-    def _key_lock(self, full: str) -> AbstractContextManager[None]:
+    def _key_lock(self, full: str) -> AbstractContextManager[bool]:
         """Exclusive lock on a key (one of 256 stripes): threads, then processes (flock)."""
         return self._stripe_lock(self._stripe(full))
 
     @contextmanager
-    def _stripe_lock(self, stripe: int) -> Iterator[None]:
-        """Exclusive lock on one stripe of keys (``put_many`` takes it once for all its keys there)."""
+    def _stripe_lock(self, stripe: int, *, optional: bool = False) -> Iterator[bool]:
+        """Exclusive lock on one stripe of keys (``put_many`` takes it once for all its keys there).
+
+        Yields True once locked. With ``optional``, a lock file that cannot be made (a
+        read-only folder, where nobody writes) yields False instead of raising.
+        """
         with self._thread_locks[stripe]:
             if fcntl is None:  # pragma: no cover
-                yield
+                yield True
                 return
-            fd = self._open_lock_file(stripe)
+            try:
+                fd = self._open_lock_file(stripe)
+            except OSError:
+                if not optional:
+                    raise
+                yield False
+                return
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
+                yield True
             finally:
                 os.close(fd)  # closing releases the flock
 
-    @contextmanager
-    def _shared_lock(self, full: str) -> Iterator[None]:
-        """Shared lock for readers: waits while a writer of the key's stripe is mid-write.
+    # -- the journal of half-finished writes (see the module docstring) ----------------
 
-        Each reader opens its own descriptor, so readers never block one another. When the
-        lock file cannot be made (read-only folder) readers go on without it.
+    def _journal_entry(self, full: str) -> _JournalEntry:
+        """The journal file names of ``full``: the key percent-encoded, or hashed when long."""
+        name = full.replace("%", "%25").replace("/", "%2F")
+        keyfile = None
+        if len(name.encode("utf-8", "surrogatepass")) > _JOURNAL_NAME_BYTES:
+            name = _HASHED_PREFIX + hashlib.blake2b(full.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+            keyfile = self._journal_prefix + name + _JOURNAL_KEY
+        base = self._journal_prefix + name
+        return _JournalEntry(full, base + _JOURNAL_BODY, base + _JOURNAL_INTENT, base + _JOURNAL_DELETE, keyfile)
+
+    def _journal_key(self, name: str) -> str | None:
+        """The key a journal name stands for (None when a hashed name's key file is unreadable)."""
+        if not name.startswith(_HASHED_PREFIX):
+            return _UNESCAPE.sub(lambda m: "%" if m.group(1) == "25" else "/", name)
+        keyfile = self._journal_prefix + name + _JOURNAL_KEY
+        try:
+            full = _read_file(keyfile).decode("utf-8", "surrogatepass")
+        except (OSError, UnicodeDecodeError):
+            return None
+        if self._journal_entry(full).keyfile != keyfile:
+            _unlink(keyfile)  # cut off while being written, before any other entry of the key
+            return None
+        return full
+
+    def _recover_journal(self) -> None:
+        """Finish or undo the writes that dead processes left half-way (one listing when clean).
+
+        Each key is repaired under its lock, so a write that a live process is doing right
+        now is waited for and then found complete. A folder we cannot write to is left as
+        it is: readers still check every body against its sidecar.
         """
-        if fcntl is None:  # pragma: no cover
-            yield
-            return
         try:
-            fd = self._open_lock_file(self._stripe(full))
+            names = os.listdir(self._journal_str)
+        except OSError:  # no journal yet (nothing was ever written here), or not readable
+            return
+        bases = {name[: -len(suffix)] for name in names for suffix in _JOURNAL_SUFFIXES if name.endswith(suffix)}
+        for base in sorted(bases):
+            full = self._journal_key(base)
+            if full is None:
+                continue
+            try:
+                path = self._path(full)
+                with self._stripe_lock(self._stripe(full), optional=True) as locked:
+                    if locked:
+                        self._recover_key(full, path)
+            except (OSError, S3DBError):
+                continue  # a foreign file in the journal, or a folder we may not change
+
+    def _settle(self, full: str, path: str, entry: _JournalEntry) -> None:
+        """Repair a half-finished write of the key before writing it again (the key lock is held).
+
+        One ``access`` call: only a left-over intent matters here (a left-over body entry or
+        delete entry is harmless to the next write, and repaired on the next open).
+        """
+        if _exists(entry.intent):
+            self._recover_key(full, path, entry)
+
+    def _recover_key(self, full: str, path: str, entry: _JournalEntry | None = None) -> bool:
+        """Finish or undo a write of ``full`` that stopped half-way; the caller holds the key lock.
+
+        Returns whether there was one. Removal order matters: should we die here too, what
+        is left must still lead to the same decision (the body in place goes before the
+        journal entry that says it is an unfinished insert).
+        """
+        entry = entry or self._journal_entry(full)
+        side = path + SIDECAR_SUFFIX
+        repaired = False
+        if _exists(entry.delete):
+            if not _exists(side):  # else the key was written again since: its body stays
+                _unlink(path)
+            _unlink(entry.delete)
+            repaired = True
+        if _exists(entry.body):
+            # the body never moved into place: undo
+            if not _exists(side):
+                _unlink(path)
+            _unlink(entry.intent)
+            _unlink(entry.body)
+            repaired = True
+        elif _exists(entry.intent):
+            repaired = True
+            if self._intent_complete(entry.intent, path, side):
+                os.replace(entry.intent, side)
+            else:
+                if not _exists(side):
+                    _unlink(path)
+                _unlink(entry.intent)
+        if entry.keyfile is not None:
+            _unlink(entry.keyfile)
+        if repaired:
+            if not _exists(side):
+                self._prune_dirs(os.path.dirname(path))
+            with self._repairs_lock:
+                self.repairs += 1
+        return repaired
+
+    @staticmethod
+    def _intent_complete(intent: str, path: str, side: str) -> bool:
+        """Whether a left-over intent (with no body entry beside it) can become the sidecar.
+
+        An update's intent was complete before its body moved, and the body entry is gone,
+        so the new body is in place: it must roll forward (a cut-off intent only happens when
+        the update kept an empty body, and then it is undone). An insert rolls forward only
+        when its body in place was written whole.
+        """
+        try:
+            meta = _parse_sidecar(_read_file(intent))
         except OSError:
-            yield
-            return
+            return False
+        if meta is None:
+            return False
+        if _exists(side):
+            return True
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            yield
-        finally:
-            os.close(fd)
+            body = _read_file(path)
+        except OSError:
+            return False
+        return len(body) == meta.get("size") and md5_hex(body) == meta.get("etag")
 
     # -- events --------------------------------------------------------------------
 
@@ -386,19 +582,21 @@ class FileClient(PrefixMixin, StorageClient):
     def _read_consistent(self, full: str, path: str) -> tuple[dict[str, Any], bytes] | None:
         """Read sidecar and body so that they belong together (None when missing).
 
-        Writers rename the body and then the sidecar into place, so a reader can meet a new
-        body with the old sidecar for a moment: the body's MD5 then differs from the
-        sidecar's ETag. On a mismatch we read again under the key's shared lock, which waits
-        for our writers (they hold the exclusive lock); writers that do not lock (s3db.js)
-        are waited out by reading again until the pair matches. A mismatch that stays put
-        for a while (a hand-edited body) trusts the sidecar.
+        An update renames the body and then the sidecar into place, so a reader can meet a
+        new body with the old sidecar: the body's MD5 then differs from the sidecar's ETag.
+        On a mismatch we take the key's lock, which waits for our writers (and repairs the
+        write of one that died between the two renames), and read again; writers that do not
+        lock (s3db.js) are waited out by reading again until the pair matches. A mismatch
+        that stays put for a while (a hand-edited body) trusts the sidecar.
         """
         meta, body = self._read_pair(path)
         if meta is None:
             return None
         if body is not None and (md5_hex(body) if body else _EMPTY_MD5) == meta.get("etag"):
             return meta, body
-        with self._shared_lock(full):
+        with self._stripe_lock(self._stripe(full), optional=True) as locked:
+            if locked:
+                self._recover_key(full, path)
             meta, body = self._read_pair(path)
         if meta is None:
             return None
@@ -422,68 +620,109 @@ class FileClient(PrefixMixin, StorageClient):
             return None
         return meta, body
 
-    @staticmethod
-    def _write_temp(directory: str, final_path: str, data: bytes) -> str:
-        tmp = os.path.join(directory, f".{os.path.basename(final_path)}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
-        try:
-            _write_file(tmp, data)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        return tmp
+    def _write_object(self, entry: _JournalEntry, path: str, body: bytes, meta: dict[str, Any], *, is_new: bool = False) -> None:
+        """Write one object through the journal (see the module docstring); the key lock is held.
 
-    def _write_object(self, path: str, body: bytes, meta: dict[str, Any], *, is_new: bool = False) -> None:
-        """Write body and sidecar to temp files, then rename body, then sidecar (the commit).
-
-        The caller holds the key lock. Both temp files are complete before the first rename,
-        so the two renames follow each other closely (lockless readers see a short window).
-        When the caller found no sidecar under the lock (``is_new``) nobody can be reading
-        the body as part of an object yet, so it is written in place and only the sidecar
-        goes through a temp file: one create and one rename fewer per new object. The
-        folder is made only when a write finds it missing.
+        ``is_new``: the caller found no sidecar under the lock, so the body can be written in
+        place (nobody reads it as part of an object yet): one file and one rename fewer per
+        new object. Folders are made only when a write finds one missing.
         """
-        directory = os.path.dirname(path)
         sidecar = sidecar_json(meta)
         for attempt in range(10):
-            temps: list[str] = []
-            written: list[str] = []
             try:
+                if entry.keyfile is not None:
+                    _write_file(entry.keyfile, entry.key.encode("utf-8", "surrogatepass"))
                 if is_new:
-                    written.append(path)
-                    _write_file(path, body)
+                    self._create(entry, path, body, sidecar)
                 else:
-                    temps.append(self._write_temp(directory, path, body))
-                temps.append(self._write_temp(directory, path + SIDECAR_SUFFIX, sidecar))
-                if not is_new:
-                    os.replace(temps[0], path)
-                os.replace(temps[-1], path + SIDECAR_SUFFIX)
-                return
-            except BaseException as exc:
-                for tmp in temps + written:
-                    try:
-                        os.unlink(tmp)
-                    except OSError:
-                        pass
-                # the folder is missing: new, or a concurrent delete removed it when empty
-                if isinstance(exc, FileNotFoundError) and attempt < 9:
-                    os.makedirs(directory, exist_ok=True)
-                    continue
-                raise
+                    self._replace(entry, path, body, sidecar)
+            except FileNotFoundError:
+                # a folder is missing: the journal (first write here), or the object's (new,
+                # or removed when empty by a concurrent delete)
+                if attempt == 9:
+                    raise
+                os.makedirs(self._journal_str, exist_ok=True)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                continue
+            if entry.keyfile is not None:
+                _unlink(entry.keyfile)
+            return
 
-    def _remove_object(self, path: str) -> bool:
-        """Delete sidecar (the commit marker) then body, then prune empty folders."""
+    @staticmethod
+    def _create(entry: _JournalEntry, path: str, body: bytes, sidecar: bytes) -> None:
+        """Insert: intent, body in place, intent renamed into place as the sidecar (the commit).
+
+        On an error or an interrupt, what this write made is removed (the body before the
+        intent: see ``_recover_key``) unless the commit happened.
+        """
+        step = 0
+        try:
+            step = 1
+            _write_file(entry.intent, sidecar)
+            step = 2
+            _write_file(path, body)
+            step = 3
+            os.replace(entry.intent, path + SIDECAR_SUFFIX)
+        except BaseException:
+            if step < 3 or _exists(entry.intent):  # not committed
+                if step >= 2:
+                    _unlink(path)
+                _unlink(entry.intent)
+            raise
+
+    @staticmethod
+    def _replace(entry: _JournalEntry, path: str, body: bytes, sidecar: bytes) -> None:
+        """Update: body entry, intent, body renamed into place, intent renamed into place (the commit).
+
+        The body entry is skipped when the new body and the one in place are both empty
+        (most records live in metadata). Once the body has moved, the write can only go
+        forward: an error or an interrupt after that still renames the intent into place.
+        """
+        staged = bool(body) or not _is_empty_file(path)
+        step = 0
+        try:
+            if staged:
+                step = 1
+                _write_file(entry.body, body)
+            step = 2
+            _write_file(entry.intent, sidecar)
+            if staged:
+                step = 3
+                os.replace(entry.body, path)
+            step = 4
+            os.replace(entry.intent, path + SIDECAR_SUFFIX)
+        except BaseException:
+            if step >= 3 and not _exists(entry.body):  # the new body is in place
+                if _exists(entry.intent):
+                    os.replace(entry.intent, path + SIDECAR_SUFFIX)
+            else:
+                _unlink(entry.intent)
+                if staged:
+                    _unlink(entry.body)
+            raise
+
+    def _remove_object(self, entry: _JournalEntry, path: str) -> bool:
+        """Delete: sidecar renamed to the delete entry (the commit), body, delete entry; then
+        prune empty folders. Returns whether there was a sidecar."""
+        side = path + SIDECAR_SUFFIX
         existed = False
-        for victim in (path + SIDECAR_SUFFIX, path):
+        for attempt in range(2):
             try:
-                os.unlink(victim)
+                if entry.keyfile is not None:
+                    _write_file(entry.keyfile, entry.key.encode("utf-8", "surrogatepass"))
+                os.replace(side, entry.delete)
                 existed = True
-            except (FileNotFoundError, NotADirectoryError):
-                pass
-            except IsADirectoryError:
-                pass
+                break
+            except FileNotFoundError:
+                if attempt == 1 or not _exists(side):
+                    break
+                os.makedirs(self._journal_str, exist_ok=True)  # the first write here
+            except (NotADirectoryError, IsADirectoryError):
+                break
+        _unlink(path)
+        _unlink(entry.delete)
+        if entry.keyfile is not None:
+            _unlink(entry.keyfile)
         self._prune_dirs(os.path.dirname(path))
         return existed
 
@@ -559,7 +798,7 @@ class FileClient(PrefixMixin, StorageClient):
             full = self._full(key)
             path = self._path(full)
             with self._key_lock(full):
-                etag = self._put_locked(key, path, body, metadata, content_type, if_none_match, if_match, _iso_now())
+                etag = self._put_locked(key, full, path, body, metadata, content_type, if_none_match, if_match, _iso_now())
         except S3DBError as exc:
             self._report("PutObject", key, started, sent=len(body), error=exc)
             raise
@@ -569,6 +808,7 @@ class FileClient(PrefixMixin, StorageClient):
     def _put_locked(
         self,
         key: str,
+        full: str,
         path: str,
         body: bytes,
         metadata: dict[str, str] | None,
@@ -580,9 +820,11 @@ class FileClient(PrefixMixin, StorageClient):
         """One PUT while the key's stripe lock is held; returns the ETag."""
         etag = _EMPTY_MD5 if not body else md5_hex(body)
         meta = self._sidecar(metadata or {}, content_type, etag, len(body), now)
+        entry = self._journal_entry(full)
         try:
+            self._settle(full, path, entry)
             exists = self._check_conditions(path, key, if_none_match, if_match)
-            self._write_object(path, body, meta, is_new=not exists)
+            self._write_object(entry, path, body, meta, is_new=not exists)
         except OSError as exc:
             raise self._map_os_error(exc, key, "put") from exc
         return etag
@@ -595,23 +837,23 @@ class FileClient(PrefixMixin, StorageClient):
         write and its own request event; one failing item does not stop the others.
         """
         results: list[str | Exception | None] = [None] * len(items)
-        by_stripe: dict[int, list[tuple[int, str]]] = {}
+        by_stripe: dict[int, list[tuple[int, str, str]]] = {}
         for index, item in enumerate(items):
             try:
                 full = self._full(item.key)
-                by_stripe.setdefault(self._stripe(full), []).append((index, self._path(full)))
+                by_stripe.setdefault(self._stripe(full), []).append((index, full, self._path(full)))
             except S3DBError as exc:
                 self._report("PutObject", item.key, time.perf_counter(), sent=len(item.body or b""), error=exc)
                 results[index] = exc
         for stripe in sorted(by_stripe):  # one stripe at a time, in one order: no lock cycles
             with self._stripe_lock(stripe):
                 now = _iso_now()
-                for index, path in by_stripe[stripe]:
+                for index, full, path in by_stripe[stripe]:
                     item = items[index]
                     body = bytes(item.body) if item.body is not None else b""
                     started = time.perf_counter()
                     try:
-                        results[index] = self._put_locked(item.key, path, body, item.metadata, item.content_type, if_none_match, None, now)
+                        results[index] = self._put_locked(item.key, full, path, body, item.metadata, item.content_type, if_none_match, None, now)
                     except Exception as exc:  # noqa: BLE001 - reported in the item's slot
                         self._report("PutObject", item.key, started, sent=len(body), error=exc)
                         results[index] = exc
@@ -682,9 +924,11 @@ class FileClient(PrefixMixin, StorageClient):
             new_meta["etag"] = md5_hex(raw)
             new_meta["lastModified"] = _iso_now()
             try:
+                entry = self._journal_entry(full_dest)
                 with self._key_lock(full_dest):
+                    self._settle(full_dest, dest_path, entry)
                     exists = self._check_conditions(dest_path, dest, None, if_match)
-                    self._write_object(dest_path, raw, new_meta, is_new=not exists)
+                    self._write_object(entry, dest_path, raw, new_meta, is_new=not exists)
             except OSError as exc:
                 raise self._map_os_error(exc, dest, "copy") from exc
         except S3DBError as exc:
@@ -699,9 +943,11 @@ class FileClient(PrefixMixin, StorageClient):
             full = self._full(key)
             path = self._path(full)
             try:
+                entry = self._journal_entry(full)
                 with self._key_lock(full):
+                    self._settle(full, path, entry)
                     self._check_conditions(path, key, None, if_match)
-                    self._remove_object(path)
+                    self._remove_object(entry, path)
             except OSError as exc:
                 raise self._map_os_error(exc, key, "delete") from exc
         except S3DBError as exc:
@@ -728,8 +974,10 @@ class FileClient(PrefixMixin, StorageClient):
                 full = self._full(key)
                 path = self._path(full)
                 try:
+                    entry = self._journal_entry(full)
                     with self._key_lock(full):
-                        self._remove_object(path)
+                        self._settle(full, path, entry)
+                        self._remove_object(entry, path)
                 except OSError as exc:
                     raise self._map_os_error(exc, key, "delete") from exc
         except S3DBError as exc:
