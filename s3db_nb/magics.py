@@ -23,6 +23,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import Int, Unicode
 from traitlets.config import Configurable
 
+from .connection import mask_text
 from .database import Database
 from .errors import S3DBError
 
@@ -30,8 +31,9 @@ SUBCOMMANDS = ("connect", "resources", "describe", "head", "plugins", "costs", "
 
 
 def _one_line(exc: BaseException) -> str:
+    """The first line of an error's message, with any credentials in a quoted URL masked."""
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return mask_text(text.splitlines()[0])
 
 
 @magics_class
@@ -55,7 +57,7 @@ class S3DBMagics(Magics, Configurable):
         """%s3db connect|resources|describe|head|plugins|costs|disconnect ... ; %%s3db sql"""
         command, _, rest = line.strip().partition(" ")
         if command not in SUBCOMMANDS:
-            raise UsageError(f"unknown %s3db command {command!r}; use one of: {', '.join(SUBCOMMANDS)}")
+            raise UsageError(f"unknown %s3db command {mask_text(command)!r}; use one of: {', '.join(SUBCOMMANDS)}")
         if command == "sql":
             return self._sql(rest, cell)
         if cell is not None:
@@ -63,8 +65,8 @@ class S3DBMagics(Magics, Configurable):
         handler = getattr(self, f"_{command}")
         try:
             return handler(rest)
-        except UsageError:
-            raise
+        except UsageError as exc:  # argument errors quote what was typed, a connection URL included
+            raise UsageError(mask_text(str(exc))) from None
         except S3DBError as exc:
             raise UsageError(_one_line(exc)) from None
 
@@ -81,12 +83,13 @@ class S3DBMagics(Magics, Configurable):
     @magic_arguments()
     @argument("url", help="memory://, file://, s3:// or http(s):// URL")
     @argument("--as", dest="name", default="default", help="name of this connection")
+    @argument("--repair", action="store_true", help="rebuild an unreadable s3db.json first (db.repair_catalog())")
     def _connect(self, rest: str) -> None:
         args = parse_argstring(self._connect, rest)
         import s3db_nb
 
         try:
-            database = s3db_nb.connect(args.url)
+            database = s3db_nb.connect(args.url, repair=args.repair)
         except S3DBError as exc:
             raise UsageError(_one_line(exc)) from None
         old = self.connections.pop(args.name, None)

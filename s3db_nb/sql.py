@@ -530,14 +530,14 @@ def open_export(path: str, resource: str, db: Database | None = None) -> pads.Da
     Reads ``manifest.json`` for the format; filters and projections are pushed into the scan."""
     import pyarrow.dataset as pads
 
-    fs, base, _ = filesystem(path, db)
+    fs, base, shown = filesystem(path, db)  # ``shown``: the path with its credentials masked
     try:
         with fs.open_input_stream(f"{base}/{MANIFEST}") as stream:
             manifest = json.loads(stream.read())
     except (FileNotFoundError, OSError) as exc:
-        raise NotFoundError(f"no {MANIFEST} under {path!r}; export there first") from exc
+        raise NotFoundError(f"no {MANIFEST} under {shown!r}; export there first") from exc
     if resource not in manifest.get("resources", {}):
-        raise NotFoundError(f"export at {path!r} has no resource {resource!r}; it has: {', '.join(manifest.get('resources', {}))}")
+        raise NotFoundError(f"export at {shown!r} has no resource {resource!r}; it has: {', '.join(manifest.get('resources', {}))}")
     fmt = manifest["format"]
     if fmt == "jsonl":
         fmt = "json"

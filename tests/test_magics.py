@@ -4,14 +4,14 @@ import uuid
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import get_ipython
+from IPython.testing import globalipapp
 
 import s3db_nb
 
 
 @pytest.fixture(scope="module")
 def ip():
-    shell = get_ipython()
+    shell = globalipapp.get_ipython()  # looked up per call: once any test started it, the module holds the shell
     shell.run_line_magic("load_ext", "s3db_nb")
     yield shell
     shell.run_line_magic("unload_ext", "s3db_nb")
