@@ -37,6 +37,7 @@ __version__ = "0.1.0"
 
 _CONNECT_OPTIONS = {
     "region", "endpoint_url", "profile", "passphrase", "parallelism", "strict_validation", "create_bucket", "plugins",
+    "repair",
 }
 
 
@@ -48,7 +49,8 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
     Options: ``region``, ``endpoint_url``, ``profile``, ``passphrase`` (for secret fields),
     ``parallelism`` (bulk-operation threads), ``strict_validation`` (reject
     fields not in the schema), ``create_bucket`` (create a missing S3 bucket), ``plugins``
-    (plugin instances or classes, installed and started once connected).
+    (plugin instances or classes, installed and started once connected), ``repair`` (rebuild an
+    unreadable ``s3db.json`` with ``db.repair_catalog()`` instead of raising ``SchemaError``).
     """
     unknown = sorted(set(options) - _CONNECT_OPTIONS)
     if unknown:
@@ -67,7 +69,7 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
         parallelism=parallelism,
         strict_validation=bool(options.get("strict_validation", False)),
     )
-    db.connect()
+    db.connect(repair=bool(options.get("repair", False)))
     try:
         for plugin in options.get("plugins") or ():
             db.use_plugin(plugin)

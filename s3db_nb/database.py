@@ -4,6 +4,11 @@
 overwritten blindly: every save re-reads the file, merges our change into it and writes it
 back with a conditional PUT (``If-Match`` on the ETag), retrying when someone else wrote
 first. Resources, versions and field registries that we did not touch are kept as they were.
+
+A catalog we cannot read (not JSON, or fields of the wrong type) is never written over: the
+read raises ``SchemaError`` naming the file, its backup and ``db.repair_catalog()``. Before each
+change, the catalog being replaced is copied to ``s3db.json.bak`` (when it describes any
+resource), so the repair has a last good copy to start from.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import behaviors, encoding
 from . import partitions as partition_index
+from .catalog import BACKUP_KEY, CatalogDamage, parse_catalog, salvage_entries
 from .clients.base import StorageClient
 from .connection import ConnectionConfig
 from .errors import ConflictError, NotFoundError, PluginError, S3DBError, SchemaError
@@ -92,18 +99,27 @@ class Database:
         self._pool_lock = threading.Lock()
         self._meta_lock = threading.RLock()
         self.connected = False
+        self._backed_up: str | None = None  # sha-256 of what this Database last copied to s3db.json.bak
         self.plugins = PluginRegistry(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def connect(self) -> Database:
-        """Read ``s3db.json`` and restore every resource it describes."""
-        self._metadata = self._load_metadata()[0]
-        for name in list(self._metadata.get("resources", {})):
-            try:
-                self._resources[name] = self._restore(name, self._metadata["resources"][name])
-            except S3DBError as exc:
-                log.warning("resource %r in s3db.json could not be restored: %s", name, exc)
+    def connect(self, *, repair: bool = False) -> Database:
+        """Read ``s3db.json`` and restore every resource it describes.
+
+        An unreadable ``s3db.json`` raises ``SchemaError`` (nothing is written); with
+        ``repair=True`` it is rebuilt first by ``repair_catalog()``.
+        """
+        try:
+            catalog = self._read_catalog()
+            if catalog.etag is None and self.client.exists(BACKUP_KEY):
+                raise self._unreadable(f"it is missing while {BACKUP_KEY} exists (a catalog that was lost, not a new database)")
+            self._metadata = catalog.data
+        except SchemaError:
+            if not repair:
+                raise
+            self.repair_catalog()
+        self._restore_all()
         self.connected = True
         self.events.emit("connected", self)
         return self
@@ -419,6 +435,19 @@ class Database:
         self.events.emit("resource-created", resource)
         return resource
 
+    def _restore_all(self) -> None:
+        """Build each resource of ``self._metadata`` not built yet (those built keep their hooks
+        and listeners); one that cannot be built is left out with a warning."""
+        for name in list(self._metadata.get("resources", {})):
+            if name in self._resources:
+                continue
+            try:
+                self._resources[name] = self._restore(name, self._metadata["resources"][name])
+            except S3DBError as exc:
+                log.warning("resource %r in s3db.json could not be restored: %s", name, exc)
+            except Exception as exc:  # noqa: BLE001 - a definition s3db.js accepts but our Schema cannot read
+                log.warning("resource %r in s3db.json could not be restored: %s: %s", name, type(exc).__name__, exc)
+
     def _restore(self, name: str, entry: Mapping[str, Any]) -> Resource:
         version = entry.get("currentVersion") or "v1"
         data = (entry.get("versions") or {}).get(version)
@@ -456,22 +485,123 @@ class Database:
 
     # -- s3db.json ------------------------------------------------------------------------
 
-    def _load_metadata(self) -> tuple[dict[str, Any], str | None]:
+    def _empty_catalog(self) -> dict[str, Any]:
+        return {"version": FORMAT_VERSION, "s3dbVersion": S3DB_JS_VERSION, "lastUpdated": _now_iso(), "resources": {}}
+
+    def _read_catalog(self) -> _Catalog:
+        """``s3db.json`` as stored (1 GET). A missing file is an empty catalog; one that is not
+        JSON or is ill-typed raises ``SchemaError`` and is left exactly as it is."""
         try:
             obj = self.client.get(METADATA_KEY)
         except NotFoundError:
-            return {"version": FORMAT_VERSION, "s3dbVersion": S3DB_JS_VERSION, "lastUpdated": _now_iso(), "resources": {}}, None
+            return _Catalog(self._empty_catalog(), None, b"")
         try:
-            data = json.loads(obj.body.decode("utf-8"))
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            backup = f"{METADATA_KEY}.corrupted.{_now_iso().replace(':', '-').replace('.', '-')}.backup"
-            self.client.put(backup, obj.body)
-            log.warning("s3db.json is not valid JSON (%s); kept a copy at %s and started a fresh one", exc, backup)
-            return {"version": FORMAT_VERSION, "s3dbVersion": S3DB_JS_VERSION, "lastUpdated": _now_iso(), "resources": {}}, obj.etag
-        data.setdefault("resources", {})
-        return data, obj.etag
+            return _Catalog(parse_catalog(obj.body), obj.etag, obj.body)
+        except CatalogDamage as damage:
+            raise self._unreadable(damage.reason) from None
+
+    def _load_metadata(self) -> tuple[dict[str, Any], str | None]:
+        catalog = self._read_catalog()
+        return catalog.data, catalog.etag
+
+    def _unreadable(self, reason: str) -> SchemaError:
+        """The error for a catalog we will not use or overwrite, saying how to repair it."""
+        try:
+            backup = "its last good copy is in " + BACKUP_KEY if self.client.exists(BACKUP_KEY) else f"there is no backup ({BACKUP_KEY})"
+        except S3DBError:
+            backup = f"the backup {BACKUP_KEY} could not be checked"
+        return SchemaError(
+            f"{METADATA_KEY} in {self.config.masked_url} cannot be read: {reason}. Nothing was written; {backup}. "
+            f"Rebuild it with db.repair_catalog() (or s3db_nb.connect(url, repair=True), %s3db connect URL --repair): it restores the definitions "
+            f"from {BACKUP_KEY} and from the whole entries of the damaged file, which it keeps as {METADATA_KEY}.corrupted.<time>.backup"
+        )
+
+    def _back_up(self, body: bytes) -> None:
+        """Copy the catalog about to be replaced (read intact just now) to ``s3db.json.bak``
+        (1 PUT), unless this Database already copied these exact bytes there."""
+        digest = hashlib.sha256(body).hexdigest()
+        if digest == self._backed_up:
+            return
+        self.client.put(BACKUP_KEY, body, content_type="application/json")
+        self._backed_up = digest
+
+    def repair_catalog(self) -> dict[str, Any]:
+        """Rebuild an unreadable ``s3db.json`` and reload the resources it describes.
+
+        Each resource's definition comes from the whole, well-typed entries of the damaged file
+        (the newest), else from ``s3db.json.bak`` (the last good copy). The damaged file is kept
+        as ``s3db.json.corrupted.<time>.backup`` (the name s3db.js uses). Resources that have
+        records but no surviving definition are listed under ``unrecovered``: create them again
+        with ``create_resource`` and their attributes in the original order (field keys are
+        given by position). A readable catalog is left as it is. Costs 2-3 GET, 1 LIST per
+        1 000 resources, 2-3 PUT. Returns what was done."""
+        with self._meta_lock:
+            try:
+                obj = self.client.get(METADATA_KEY)
+            except NotFoundError:
+                obj = None
+            if obj is not None:
+                try:
+                    readable = parse_catalog(obj.body)
+                except CatalogDamage:
+                    pass
+                else:
+                    return {"status": "readable", "restored": sorted(readable["resources"]), "salvaged": [], "from_backup": [], "unrecovered": []}
+            salvaged = salvage_entries(obj.body) if obj is not None else {}
+            backup = self._read_backup()
+            known = dict(self._metadata.get("resources") or {})  # what this session last read or wrote intact
+            # newest last: the backup, then this session's copy, then the damaged file's whole entries
+            resources = {**backup, **known, **salvaged}
+            unrecovered = sorted(set(self._stored_resource_names()) - set(resources))
+            damaged_copy = None
+            if obj is not None:
+                damaged_copy = f"{METADATA_KEY}.corrupted.{_now_iso().replace(':', '-').replace('.', '-')}.backup"
+                self.client.put(damaged_copy, obj.body)
+            catalog = {**self._empty_catalog(), "resources": resources}
+            body = json.dumps(catalog, indent=2, ensure_ascii=False).encode()
+            if obj is None:
+                self.client.put(METADATA_KEY, body, content_type="application/json", if_none_match="*")
+            else:
+                self.client.put(METADATA_KEY, body, content_type="application/json", if_match=obj.etag)
+            if resources:
+                self.client.put(BACKUP_KEY, body, content_type="application/json")
+            self._metadata = catalog
+            self._restore_all()
+            log.warning(
+                "%s rebuilt: %d resource(s) from the damaged file, %d from %s; no definition left for: %s",
+                METADATA_KEY, len(salvaged), len(set(backup) - set(salvaged) - set(known)), BACKUP_KEY, ", ".join(unrecovered) or "none",
+            )
+        self.events.emit("metadata-uploaded", catalog)
+        return {
+            "status": "repaired",
+            "restored": sorted(resources),
+            "salvaged": sorted(salvaged),
+            "from_backup": sorted(set(backup) - set(salvaged) - set(known)),
+            "unrecovered": unrecovered,
+            "damaged_copy": damaged_copy,
+        }
+
+    def _read_backup(self) -> dict[str, dict[str, Any]]:
+        """The resources of ``s3db.json.bak``: all of them when it is intact, else its whole entries."""
+        try:
+            body = self.client.get(BACKUP_KEY).body
+        except NotFoundError:
+            return {}
+        try:
+            return dict(parse_catalog(body)["resources"])
+        except CatalogDamage:
+            return salvage_entries(body)
+
+    def _stored_resource_names(self) -> list[str]:
+        """Names of the resources that have objects in the bucket (1 LIST per 1 000)."""
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            page = self.client.list_page("resource=", delimiter="/", token=token)
+            names += [p[len("resource=") :].rstrip("/") for p in page.common_prefixes]
+            token = page.next_token
+            if token is None:
+                return names
 
     def delete_resource(self, name: str, *, confirm: bool = False) -> int:
         """Delete a resource: every object under ``resource=<name>/`` and its ``s3db.json`` entry.
@@ -494,7 +624,9 @@ class Database:
         """Merge one resource's entry (None: remove it) into the stored s3db.json with a
         conditional write."""
         for _ in range(20):
-            fresh, etag = self._load_metadata()
+            catalog = self._read_catalog()  # raises on a catalog it cannot read: nothing is written
+            fresh, etag = catalog.data, catalog.etag
+            replaces_resources = bool(fresh["resources"])
             theirs = fresh["resources"].get(name)
             if entry is None:
                 if theirs is None:
@@ -514,6 +646,8 @@ class Database:
             fresh.setdefault("version", FORMAT_VERSION)
             fresh.setdefault("s3dbVersion", S3DB_JS_VERSION)
             body = json.dumps(fresh, indent=2, ensure_ascii=False).encode()
+            if replaces_resources:
+                self._back_up(catalog.body)
             try:
                 if etag is None:
                     self.client.put(METADATA_KEY, body, content_type="application/json", if_none_match="*")
@@ -529,6 +663,15 @@ class Database:
     def metadata(self) -> dict[str, Any]:
         """A copy of ``s3db.json`` as last read or written."""
         return copy.deepcopy(self._metadata)
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    """``s3db.json`` as read: its data, ETag (None when missing) and raw bytes."""
+
+    data: dict[str, Any]
+    etag: str | None
+    body: bytes
 
 
 def _attach_hooks(resource: Resource, hooks: Mapping[str, Any] | None) -> None:

@@ -96,10 +96,12 @@ def test_database_hooks_run_around_create_resource(db):
     assert res.timestamps is True and seen == ["logs"]
 
 
-def test_corrupt_s3db_json_is_backed_up(db, reconnect):
+def test_corrupt_s3db_json_is_refused_and_kept_by_repair(db, reconnect):
     db.client.put("s3db.json", b"{not json")
-    again = reconnect()
-    assert again.resources == {}
+    with pytest.raises(SchemaError, match="repair_catalog"):
+        reconnect()
+    assert db.client.get("s3db.json").body == b"{not json"  # refused, never overwritten
+    db.repair_catalog()
     assert any(k.startswith("s3db.json.corrupted.") for k in db.client.list(""))
 
 
