@@ -820,7 +820,7 @@ class VectorPlugin(Plugin):
             return None, None
         key = (resource.name, field.path)
         if key not in self._complete:
-            missing = resource.count() - resource.count(partition=field.partition)
+            missing = resource.count() - resource.count(partition=field.partition, verify=False)  # refs, LIST only
             if missing > 0:
                 self.log.info("%s: %d record(s) predate the %s partition; reading every record (run backfill(%r) once to skip those without vectors)",
                               resource.name, missing, field.partition, resource.name)  # fmt: skip

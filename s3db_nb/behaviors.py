@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import encoding
@@ -34,6 +34,8 @@ class Encoded:
     content_type: str | None = None
     exceeded: bool = False  # user-managed moved everything to the body
     truncated: bool = False
+    #: truncate-data: short key → the stored prefix of a cut value, or None when it was dropped
+    cut: dict[str, str | None] = field(default_factory=dict)
 
 
 def check_behavior(name: str) -> str:
@@ -220,44 +222,77 @@ def _overflow(mapped: dict[str, Any], version: str, limit: int, plugin_map: Mapp
 
 
 def _truncate_utf8(text: str, max_bytes: int) -> str:
-    raw = text.encode()[: max(0, max_bytes)]
+    """The longest prefix of ``text`` within ``max_bytes`` UTF-8 bytes (never half a character)."""
+    raw = encoding._utf8(text)[: max(0, max_bytes)]
     return raw.decode("utf-8", errors="ignore")
 
 
+def _fits_stored(meta: Mapping[str, Any]) -> bool:
+    return stored_metadata_size(meta) + TRUNCATED_FLAG_BYTES <= S3_METADATA_LIMIT
+
+
+def _cut_to_stored_limit(meta: dict[str, Any], cut: dict[str, str | None]) -> None:
+    """Shorten the largest values until the *stored* metadata (after the ``u:``/``b:`` codec,
+    flag included) fits S3's limit: s3db.js's count is taken before the codec (§7.1). The
+    codec's inflation depends on the text (it may switch from ``u:`` to ``b:``), so the longest
+    prefix that fits is searched for rather than computed."""
+    while not _fits_stored(meta):
+        fields = [k for k in meta if k != "_v" and isinstance(meta[k], str) and meta[k]]
+        if not fields:
+            return
+        key = max(fields, key=lambda k: len(encode_metadata_value(meta[k])))
+        text = meta[key]
+        fitting, too_long = 0, len(text)
+        while too_long - fitting > 1:
+            middle = (fitting + too_long) // 2
+            meta[key] = text[:middle]
+            fitting, too_long = (middle, too_long) if _fits_stored(meta) else (fitting, middle)
+        if fitting:
+            meta[key] = cut[key] = text[:fitting]
+        else:
+            del meta[key]
+            cut[key] = None
+
+
 def _truncate(mapped: dict[str, Any], version: str, limit: int) -> Encoded:
+    """truncate-data: the smallest values whole, the first that does not fit cut to the room left,
+    larger ones dropped; ``$truncated`` (stored ``_truncated``) when anything was cut (§7.4).
+
+    As in s3db.js the flag's 14 bytes are reserved while filling. Unlike s3db.js the fill counts
+    key bytes too, so no value that fitted is blanked afterwards, and a record that fits whole is
+    stored whole (s3db.js would cut its largest value by up to 14 bytes). ``Encoded.cut`` lists
+    what was cut (short key → stored prefix) or dropped (→ None), so the writer can return what
+    was stored.
+    """
+    if object_size(mapped) <= limit and not _stored_size_over(mapped):
+        return Encoded(dict(mapped))
+    budget = limit - TRUNCATED_FLAG_BYTES
     meta: dict[str, Any] = {"_v": version}
-    current = value_size(version)  # s3db.js sums value bytes only while filling
-    truncated = False
-    dropped = False
+    current = object_size(meta)
+    cut: dict[str, str | None] = {}
+    full = False
     for key, value, size in _fields_by_size(mapped):
-        if dropped:
-            truncated = True
-            continue
-        if current + size + TRUNCATED_FLAG_BYTES <= limit:
+        needed = encoding.utf8_len(key) + size
+        if not full and current + needed <= budget:
             meta[key] = value
-            current += size
+            current += needed
             continue
+        room = budget - current - encoding.utf8_len(key)
         text = value if isinstance(value, str) else encoding.transform_for_size(value)
-        meta[key] = _truncate_utf8(text, limit - current - TRUNCATED_FLAG_BYTES)
-        current += value_size(meta[key])
-        truncated = True
-        dropped = True
-    # s3db.js's safety loop: blank the last key in JS property order while over the limit.
+        shorter = _truncate_utf8(text, room) if not full else ""
+        if shorter:
+            meta[key] = cut[key] = shorter
+            current += encoding.utf8_len(key) + encoding.utf8_len(shorter)
+        else:
+            cut[key] = None
+        full = True  # s3db.js stops at the first value that does not fit: larger ones are dropped
+    _cut_to_stored_limit(meta, cut)
     from .schema import js_key_order
 
-    while object_size(meta) + TRUNCATED_FLAG_BYTES > limit:
-        candidates = [k for k in js_key_order(list(meta)) if k != "_v" and meta[k] != ""]
-        if not candidates:
-            break
-        meta[candidates[-1]] = ""
-        truncated = True
-    if truncated:
-        meta["$truncated"] = "true"
-    ordered = {k: meta[k] for k in js_key_order([k for k in meta if k not in ("_v", "$truncated")])}
+    ordered = {k: meta[k] for k in js_key_order([k for k in meta if k != "_v"])}
     ordered["_v"] = version
-    if truncated:
-        ordered["$truncated"] = "true"
-    return Encoded(ordered, truncated=truncated)
+    ordered["$truncated"] = "true"
+    return Encoded(ordered, truncated=True, cut=cut)
 
 
 def decode_stored(
@@ -274,7 +309,7 @@ def decode_stored(
     if body and behavior != "truncate-data":
         try:
             parsed = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON, or nested past the stack
             parsed = None
         if isinstance(parsed, dict):
             body_dict = parsed
@@ -285,6 +320,6 @@ def decode_stored(
             candidate = json.loads(raw_map)
             if isinstance(candidate, dict):
                 map_override = {str(k): str(v) for k, v in candidate.items()}
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     return body_dict, dict(metadata), map_override

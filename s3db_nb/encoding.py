@@ -10,6 +10,9 @@ The rule throughout: write what s3db.js writes, so a Node reader sees identical 
 and read tolerantly (legacy forms, plain text, JS quirks). Where the JS writer would
 lose or corrupt data we write a different form that the JS *reader* still decodes
 correctly; every such divergence is named in the docstring of the function concerned.
+Numbers follow JavaScript's: JSON integers beyond ±MAX_SAFE_INTEGER (2**53 - 1) are read as
+doubles, as ``JSON.parse`` does; ``schema`` refuses to write such integers, and NaN/Infinity,
+so that no value is stored changed.
 Reference: ``/work/shared/spec/s3db-format.md`` sections 5, 6, 7.1, 9.1 and 17.
 """
 
@@ -45,6 +48,8 @@ __all__ = [
     "js_number_to_string",
     "js_string",
     "js_json_stringify",
+    "js_json_parse",
+    "MAX_SAFE_INTEGER",
     "encode_decimal",
     "decode_decimal",
     "encode_fixed_point",
@@ -408,9 +413,26 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON literal {name}")
 
 
-def _json_parse(text: str) -> Any:
-    """``JSON.parse`` (strict: no NaN/Infinity); raises ValueError on bad input."""
-    return json.loads(text, parse_constant=_reject_constant)
+MAX_SAFE_INTEGER = 2**53 - 1  # Number.MAX_SAFE_INTEGER: the last integer every reader holds exactly
+
+
+def _js_int(text: str) -> int | float:
+    """A JSON integer as JS reads it: exact within ±MAX_SAFE_INTEGER, the nearest double beyond."""
+    if len(text) < 16:
+        return int(text)
+    number = int(text) if len(text) < 400 else None
+    return number if number is not None and abs(number) <= MAX_SAFE_INTEGER else float(text)
+
+
+def js_json_parse(text: str) -> Any:
+    """``JSON.parse``: strict (no NaN/Infinity), integers beyond ±MAX_SAFE_INTEGER read as
+    doubles as in JS. Raises ValueError on bad input, including text nested deeper than
+    Python's stack (V8 parses those; our readers keep them as text)."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_js_int)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to parse") from None
+
 
 
 def _js_round(x: float) -> float:
@@ -1499,7 +1521,7 @@ class JsonCodec(Codec):
         if text == "":
             return [] if self.kind == "array" else ""
         try:
-            parsed = _json_parse(text)
+            parsed = js_json_parse(text)
         except ValueError:
             parsed = text
         if self.kind == "array" and not isinstance(parsed, list):
@@ -1868,7 +1890,7 @@ class GeoPointCodec(Codec):
             if lat is not None and lon is not None:
                 return {"latitude": lat, "longitude": lon}
         try:
-            parsed = _json_parse(text)
+            parsed = js_json_parse(text)
             parts = _point_parts(parsed)
             if parts is not None:
                 return {"latitude": float(parts[0]), "longitude": float(parts[1])}

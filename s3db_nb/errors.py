@@ -32,6 +32,10 @@ class ConflictError(S3DBError):
     """A conditional write failed (HTTP 412) or the thing already exists."""
 
 
+class LockLostError(ConflictError):
+    """A lock's lease lapsed and another worker took the lock over while its holder still worked."""
+
+
 class ValidationError(S3DBError, ValueError):
     """One or more fields failed validation; nothing was written.
 

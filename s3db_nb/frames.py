@@ -35,6 +35,9 @@ top-level fields) are never dropped: they go, as one JSON object per row, into t
 ``_extra`` column. ``to_arrow`` adds ``_extra`` only when some record has such fields;
 ``iter_batches`` always has it, because a stream's schema is fixed before the first read.
 ``insert_frame`` reads ``_extra`` back into top-level fields, so round trips are lossless.
+A stored value that cannot be read as its column's type (garbled, or written by another client)
+is null in its cell, with one ``UnreadableValueWarning`` per table naming the resource, ids and
+fields; the read goes on, the column keeps its type, and ``get(id)`` returns the stored text.
 
 Why the private Resource helpers: bulk reads call ``client.get`` in chunks on the pool (one
 future per chunk instead of one per record, no per-record middleware dispatch). A plain
@@ -214,7 +217,8 @@ def _plan(resource: Resource, *, columns: Iterable[str] | None, secrets: bool, j
         unknown = sorted(wanted - known)
         if unknown:
             raise SchemaError(f"resource {resource.name!r} has no column(s) {unknown}; columns: id, {', '.join(resource.schema.root.children)}, {EXTRA_COLUMN}")
-    return _plan_node(resource.schema.root, "", secrets=secrets, json_as=json_as, columns=wanted)
+    # the root is named after the resource, for warnings; only its children become columns
+    return _plan_node(resource.schema.root, resource.name, secrets=secrets, json_as=json_as, columns=wanted)
 
 
 def _schema_of(plan: _Node, extra: bool) -> pa.Schema:
@@ -224,25 +228,59 @@ def _schema_of(plan: _Node, extra: bool) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _build(column: _Leaf | _Node, values: list[Any]) -> pa.Array:
+_CELL_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError, RecursionError)
+
+
+def _typed(column: _Leaf, values: list[Any]) -> pa.Array:
+    array = pa.array(values, type=column.raw, from_pandas=True)
+    if column.raw is not None and column.raw != column.type:
+        array = array.cast(column.type)
+    return array
+
+
+def _build(column: _Leaf | _Node, values: list[Any], bad: list[tuple[int, str]]) -> pa.Array:
+    """One column as Arrow. A stored value that does not fit the declared type (written by
+    another client, garbled, or from an old schema version) becomes null in its cell and is
+    listed in ``bad`` as (row, field); the column keeps its type and the other cells."""
     if isinstance(column, _Node):
         mask = pa.array([not isinstance(v, Mapping) for v in values], pa.bool_())
-        children = [_build(c, [v.get(c.name) if isinstance(v, Mapping) else None for v in values]) for c in column.children]
+        children = [_build(c, [v.get(c.name) if isinstance(v, Mapping) else None for v in values], bad) for c in column.children]
         return pa.StructArray.from_arrays(children, fields=[pa.field(c.name, c.type) for c in column.children], mask=mask)
     if column.fix is not None:
-        fix = column.fix
-        values = [None if v is None else fix(v) for v in values]
+        values = list(values)
+        for row, value in enumerate(values):
+            try:
+                values[row] = None if value is None else column.fix(value)
+            except _CELL_ERRORS:
+                values[row] = None
+                bad.append((row, column.attr.path))
     try:
-        array = pa.array(values, type=column.raw, from_pandas=True)
-        if column.raw is not None and column.raw != column.type:
-            array = array.cast(column.type)
-        return array
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
-        # A stored value that does not fit the declared type (written by another client, or an
-        # old schema version): keep every value as text rather than dropping any.
-        warnings.warn(f"column {column.attr.path!r}: {exc}; values kept as text", stacklevel=4)
-        column.type = pa.string()
-        return pa.array([None if v is None else (v if isinstance(v, str) else _json_text(v)) for v in values], pa.string())
+        return _typed(column, values)
+    except _CELL_ERRORS:
+        cells = list(values)
+        for row, value in enumerate(values):
+            try:
+                _typed(column, [value])
+            except _CELL_ERRORS:
+                cells[row] = None
+                bad.append((row, column.attr.path))
+        return _typed(column, cells)
+
+
+class UnreadableValueWarning(UserWarning):
+    """A bulk read (to_arrow, to_pandas, iter_batches, db.sql) met stored values it read as null."""
+
+
+def _warn_unreadable(resource: str, ids: list[str], bad: list[tuple[int, str]]) -> None:
+    """One warning per table for the cells ``_build`` read as null, naming ids and fields."""
+    shown = ", ".join(f"{path!r} of id {ids[row]!r}" for row, path in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    warnings.warn(
+        f"resource {resource!r}: {len(bad)} stored value(s) could not be decoded as their declared type and read "
+        f"as null: {shown}{more}; get(id) returns the stored text, and rewriting the field repairs it",
+        UnreadableValueWarning,
+        stacklevel=5,
+    )
 
 
 def _records_to_table(
@@ -254,6 +292,7 @@ def _records_to_table(
     stored = [i for i, r in enumerate(records) if type(r) is StoredRow] if decoder is not None else []
     metas = [records[i].metadata for i in stored]
     arrays = [pa.array([r.id if type(r) is StoredRow else r["id"] for r in records], pa.string())]
+    bad: list[tuple[int, str]] = []
     for column in plan.children:
         if not stored:
             values = [r.get(column.name) for r in records]
@@ -267,7 +306,9 @@ def _records_to_table(
             values = [None if type(r) is StoredRow else r.get(column.name) for r in records]
             for i, value in zip(stored, decoder.values(column, metas)):  # type: ignore[union-attr]
                 values[i] = value
-        arrays.append(_build(column, values))
+        arrays.append(_build(column, values, bad))
+    if bad:
+        _warn_unreadable(plan.name, [r.id if type(r) is StoredRow else r["id"] for r in records], bad)
     fields = [pa.field("id", pa.string(), nullable=False)] + [pa.field(c.name, a.type) for c, a in zip(plan.children, arrays[1:])]
     if extra is not False:
         known = set(schema_fields) | {"id"}  # schema fields left out by columns=/secrets= are not "extra"
@@ -309,7 +350,9 @@ class _ColumnDecoder:
     """
 
     def __init__(self, resource: Resource, decrypt: bool) -> None:
-        from .resource import SYSTEM_KEYS
+        from .resource import SYSTEM_KEYS, is_token_body
+
+        self._is_token_body = is_token_body
 
         schema = resource.schema
         leaves = schema.leaves_by_path()
@@ -323,7 +366,8 @@ class _ColumnDecoder:
         self.decrypt = decrypt
 
     def is_plain(self, metadata: Mapping[str, str], body: bytes) -> bool:
-        return not body and self.plain_keys.issuperset(metadata)
+        # a body holding only the record's write token (every write adds one) carries no data
+        return (not body or self._is_token_body(body)) and self.plain_keys.issuperset(metadata)
 
     def values(self, column: _Leaf | _Node, metas: list[Mapping[str, str]], path: str = "") -> list[Any]:
         """Python values of one planned column for each row (as the record path builds them)."""
@@ -426,6 +470,10 @@ def iter_record_chunks(
         predicate = lambda record: _matches(record, where)  # noqa: E731
     else:
         raise TypeError(f"where must be a dict of field → value (or predicate) or a callable, got {type(where).__name__}")
+    if partition is not None:
+        # partition refs can be stale: keep only records that have the partition's values now
+        member = resource._partition_member(partition, partition_values)
+        predicate = member if predicate is None else (lambda record, p=predicate: member(record) and p(record))  # type: ignore[misc]
     db = resource.database
     ids = resource._iter_ids(partition=partition, partition_values=partition_values, limit=limit if predicate is None else None)
     remote = resource.client.kind not in ("memory", "file")
@@ -880,24 +928,27 @@ def write_encoded(resource: Resource, rows: list[EncodedRow], *, progress: Progr
     chunk = 4 if remote else 1024
 
     def write(batch: list[EncodedRow]) -> list[tuple[int, BaseException]]:
-        outcomes = resource._create_objects([r.record_id for r in batch], [r.item for r in batch], [r.exceeded for r in batch])
-        failed: list[tuple[int, BaseException]] = []
+        # refs before records (Resource "Partition references"): a crash in between leaves
+        # stale refs, which readers skip, never a record missing from its partition
         refs: list[PutItem] = []
         owners: list[int] = []
-        for row, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                failed.append((row.row, outcome))
-            elif row.record is not None:
+        for row in batch:
+            if row.record is not None:
                 for ref in resource._partition_ref_items(row.record_id, row.record):
                     refs.append(ref)
                     owners.append(row.row)
-        if refs:
-            reported: set[int] = set()
-            for owner, outcome in zip(owners, resource.client.put_many(refs), strict=True):
-                if isinstance(outcome, Exception) and owner not in reported:
-                    reported.add(owner)
-                    failed.append((owner, outcome))
-        return failed
+        failed: dict[int, BaseException] = {}
+        for owner, outcome in zip(owners, resource.client.put_many(refs) if refs else [], strict=True):
+            if isinstance(outcome, Exception):
+                failed.setdefault(owner, outcome)
+        todo = [row for row in batch if row.row not in failed]
+        outcomes = resource._create_objects([r.record_id for r in todo], [r.item for r in todo], [r.exceeded for r in todo]) if todo else []
+        for row, outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                failed[row.row] = outcome
+                if row.record is not None:
+                    resource._release_partition_refs(row.record_id, row.record)
+        return list(failed.items())
 
     return _write_batches(resource, rows, chunk, write, progress)
 

@@ -3,19 +3,22 @@
 A partition ``byCity: {"fields": {"address.city": "string"}}`` makes every insert also write
 ``resource=<R>/partition=byCity/address.city=<value>/id=<id>`` (empty body, metadata ``_v``).
 Listing that prefix answers "which ids have city X" without reading every record. The refs
-are an index, never the truth: readers re-read the data objects.
+are an index, never the truth: readers re-read the data objects and keep a record only when
+its current values are the ref's (``Resource`` "Partition references" documents the write
+order that makes a crash leave at worst a stale ref, never a missing one).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 from . import encoding
 from .errors import SchemaError, ValidationError
 
 FORBIDDEN_SEGMENT_CHARS = "/\\=%"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def check_segment(kind: str, value: str) -> str:
@@ -27,6 +30,11 @@ def check_segment(kind: str, value: str) -> str:
         raise SchemaError(
             f"{kind} {value!r} contains {' '.join(repr(c) for c in bad)}; "
             f"{kind}s may not contain any of / \\ = % (they are S3 key segments)"
+        )
+    if not value.isascii() and _LONE_SURROGATE.search(value):
+        raise SchemaError(
+            f"{kind} {value!r} contains a lone UTF-16 surrogate (U+D800-U+DFFF), which an S3 key "
+            "(UTF-8) cannot hold; remove it or pair it into a real character"
         )
     return value
 
@@ -117,6 +125,35 @@ def check_values(name: str, values: Mapping[str, str]) -> None:
             )
 
 
+class RebuildResult(int):
+    """What ``Resource.rebuild_partition`` changed. As an int it is the refs added (what the
+    method returned before it also removed stale refs), so ``sum()`` and ``== n`` still work."""
+
+    added: int
+    removed: int
+
+    def __new__(cls, added: int, removed: int) -> Self:
+        result = super().__new__(cls, added)
+        result.added, result.removed = added, removed
+        return result
+
+    def __repr__(self) -> str:
+        return f"RebuildResult(added={self.added}, removed={self.removed})"
+
+
+def scan_prefix(resource: str, name: str, fields: Mapping[str, str], values: Mapping[str, str]) -> str:
+    """The narrowest LIST prefix for formatted ``values`` of (some) partition fields.
+
+    Key segments are in sorted field order, so only the leading given fields can go in the
+    prefix; the others are filtered on the listed keys."""
+    leading: dict[str, str] = {}
+    for field in sorted(fields):
+        if field not in values:
+            break
+        leading[field] = values[field]
+    return prefix(resource, name, leading)
+
+
 def prefix(resource: str, name: str, values: Mapping[str, Any] | None = None) -> str:
     """Listing prefix for a partition, optionally narrowed by (some of) its field values."""
     key = f"resource={resource}/partition={name}"
@@ -128,6 +165,14 @@ def prefix(resource: str, name: str, values: Mapping[str, Any] | None = None) ->
 def ref_key(resource: str, name: str, values: Mapping[str, str], record_id: str) -> str:
     segments = "/".join(f"{field}={values[field]}" for field in sorted(values))
     return f"resource={resource}/partition={name}/{segments}/id={record_id}"
+
+
+def ref_partition(key: str) -> str | None:
+    """The partition name in a ref key (``resource=R/partition=P/...``)."""
+    for segment in key.split("/"):
+        if segment.startswith("partition="):
+            return segment[len("partition="):]
+    return None
 
 
 def parse_ref(key: str) -> tuple[dict[str, str], str | None]:

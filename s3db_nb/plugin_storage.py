@@ -15,19 +15,27 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import encoding
 from .behaviors import encode_metadata_value
 from .clients.base import StorageClient
-from .errors import ConflictError, MetadataLimitError, NotFoundError, PluginError
+from .errors import (
+    ConflictError,
+    LockLostError,
+    MetadataLimitError,
+    NotFoundError,
+    PluginError,
+)
 
 METADATA_BUDGET = 2044  # 2047 minus s3db.js's 3-byte reserve
 STORAGE_BEHAVIORS = ("body-overflow", "body-only", "enforce-limits")
@@ -36,16 +44,39 @@ NAMESPACE_MARKER = "_namespace"  # written under plugin=<slug>/<ns>/ so namespac
 _JS_NUMBER = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Lock:
-    """A held lock, as returned by ``PluginStorage.acquire_lock``; pass it to ``release_lock``."""
+    """A held lock, as returned by ``PluginStorage.acquire_lock``; pass it to ``release_lock``.
+
+    The lock is a lease: it lapses ``ttl`` seconds after it was taken or last renewed, and
+    another worker may then take it over. Long work calls ``renew()`` before ``expires_at``;
+    ``valid`` says whether this handle still holds an unexpired lease as far as it knows.
+    """
 
     name: str
     key: str
     token: str
     worker_id: str
-    etag: str
+    etag: str  # of the lock object as this holder last wrote it
     expires_at: float  # epoch milliseconds
+    ttl: float = 30.0  # seconds, the lease length renew() extends by default
+    lost: bool = False  # a renew or release found the lock taken over
+    released: bool = False
+    storage: PluginStorage | None = field(default=None, repr=False)
+
+    @property
+    def valid(self) -> bool:
+        """Held by this handle: not released, not found taken over, lease not lapsed (no request)."""
+        if self.lost or self.released or self.storage is None:
+            return False
+        return self.storage._now_ms() <= self.expires_at
+
+    def renew(self, ttl: float | None = None) -> Lock:
+        """Extend the lease by ``ttl`` seconds (default: the acquire ttl). 1 PUT with If-Match;
+        raises ``LockLostError`` when another worker took the lock over."""
+        if self.storage is None:
+            raise PluginError(f"lock {self.name!r} has no storage to renew through; use PluginStorage.renew_lock(lock)")
+        return self.storage.renew_lock(self, ttl=ttl)
 
 
 def _js_text(value: Any) -> str:
@@ -210,7 +241,7 @@ class PluginStorage:
 
     @staticmethod
     def _public(data: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in data.items() if k not in (EXPIRES, "_expiresat")}
+        return {k: v for k, v in data.items() if k not in (EXPIRES, "_expiresat", WRITES)}
 
     # -- basic operations -----------------------------------------------------------------
 
@@ -411,7 +442,7 @@ class PluginStorage:
             body = {"workerId": worker, "token": token, "acquiredAt": int(now), EXPIRES: int(now + float(ttl) * 1000)}
             try:
                 etag = self.client.put(key, _json(body), content_type="application/json", if_none_match="*")
-                return Lock(name, key, token, worker, etag, body[EXPIRES])
+                return Lock(name, key, token, worker, etag, body[EXPIRES], float(ttl), storage=self)
             except ConflictError:
                 pass
             found = self._read(key)
@@ -421,7 +452,7 @@ class PluginStorage:
                 if expires is None or self._now_ms() > expires:  # expired or garbled: take it over
                     try:
                         new_etag = self.client.put(key, _json(body), content_type="application/json", if_match=etag)
-                        return Lock(name, key, token, worker, new_etag, body[EXPIRES])
+                        return Lock(name, key, token, worker, new_etag, body[EXPIRES], float(ttl), storage=self)
                     except (ConflictError, NotFoundError):
                         pass
             else:
@@ -432,6 +463,33 @@ class PluginStorage:
             time.sleep(min(remaining, random.uniform(0, delay)))
             delay = min(delay * 2, self.lock_retry_delay[1])
 
+    def renew_lock(self, lock: Lock, *, ttl: float | None = None) -> Lock:
+        """Extend ``lock``'s lease to now + ``ttl`` seconds (default: its acquire ttl); returns it.
+
+        1 PUT with ``If-Match`` on the ETag this holder last wrote, so it succeeds only while
+        nobody took the lock over (even if the lease had lapsed meanwhile, nobody else held it).
+        Raises ``LockLostError`` (a ``ConflictError``) when the lock was taken over or released.
+        """
+        if lock.released:
+            raise LockLostError(f"lock {lock.name!r} of plugin {self.slug!r} was already released; acquire it again")
+        seconds = lock.ttl if ttl is None else float(ttl)
+        expires = int(self._now_ms() + seconds * 1000)
+        body = {"workerId": lock.worker_id, "token": lock.token, "acquiredAt": int(self._now_ms()), EXPIRES: expires}
+        try:
+            lock.etag = self.client.put(lock.key, _json(body), content_type="application/json", if_match=lock.etag)
+        except (ConflictError, NotFoundError):
+            lock.lost = True
+            raise LockLostError(self._lost_message(lock, "renew")) from None
+        lock.expires_at, lock.ttl = expires, seconds
+        return lock
+
+    def _lost_message(self, lock: Lock, action: str) -> str:
+        return (
+            f"lock {lock.name!r} of plugin {self.slug!r} (worker {lock.worker_id!r}) could not {action}: its "
+            f"{lock.ttl:g}s lease lapsed and another worker took the lock over, so work done under it may have "
+            "overlapped; acquire it with a longer ttl or call lock.renew() before the lease ends"
+        )
+
     def release_lock(self, lock: Lock | str, token: str | None = None) -> bool:
         """Release a lock (the handle, or its name and token); False when it was no longer ours."""
         if isinstance(lock, Lock):
@@ -441,13 +499,16 @@ class PluginStorage:
                 raise PluginError("release_lock(name) needs the lock's token: release_lock(name, lock.token)")
             key, etag = self._lock_key(lock), None
         found = self._read(key)
-        if found is None or found[0].get("token") != token:
-            return False
-        try:  # If-Match: never delete a lock someone else took over meanwhile
-            self.client.delete(key, if_match=etag or found[1])
-            return True
-        except (ConflictError, NotFoundError):
-            return False
+        released = False
+        if found is not None and found[0].get("token") == token:
+            try:  # If-Match: never delete a lock someone else took over meanwhile
+                self.client.delete(key, if_match=etag or found[1])
+                released = True
+            except (ConflictError, NotFoundError):
+                pass
+        if isinstance(lock, Lock):
+            lock.released, lock.lost = True, lock.lost or not released
+        return released
 
     def is_locked(self, name: str) -> bool:
         """True when the lock ``name`` is held and not expired."""
@@ -459,25 +520,34 @@ class PluginStorage:
 
     @contextmanager
     def lock(self, name: str, *, ttl: float = 30, timeout: float = 10, worker_id: str | None = None) -> Iterator[Lock]:
-        """``with storage.lock("job"):`` — ``ConflictError`` when not acquired within ``timeout``."""
+        """``with storage.lock("job"):`` — ``ConflictError`` when not acquired within ``timeout``;
+        ``LockLostError`` at exit when the lease lapsed and another worker took the lock over."""
         held = self.acquire_lock(name, ttl=ttl, timeout=timeout, worker_id=worker_id)
         if held is None:
             raise ConflictError(f"lock {name!r} of plugin {self.slug!r} is held by another worker (waited {timeout}s)")
         try:
             yield held
-        finally:
-            self.release_lock(held)
+        except BaseException as exc:
+            if not self.release_lock(held):  # the block's own error wins; say the lock was lost too
+                exc.add_note(self._lost_message(held, "be released"))
+            raise
+        if not self.release_lock(held):
+            raise LockLostError(self._lost_message(held, "be released"))
 
     # -- counters and sequences ---------------------------------------------------------------
 
     def increment(self, key: str, amount: float = 1, *, ttl: float | None = None) -> float:
         """Add ``amount`` to the counter ``key`` (``{"value": n}``) and return the new value.
 
-        A compare-and-swap loop on the ETag: no increment is ever lost. ``ttl`` applies when
-        the counter is created (a window, e.g. requests per hour).
+        A compare-and-swap loop on the ETag: no increment is ever lost, and none is counted
+        twice when a PUT's response was lost (``_CasWrite``). ``ttl`` applies when the counter
+        is created (a window, e.g. requests per hour).
         """
+        cas = _CasWrite()
         while True:
             found = self._read(key)
+            if cas.landed(found):
+                return cas.result
             expires = self._expiry(found[0]) if found else None
             if found is None or (expires is not None and self._now_ms() > expires):
                 payload: dict[str, Any] = {"value": amount}  # new (or expired) counter
@@ -490,25 +560,30 @@ class PluginStorage:
                 payload["value"] = (value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0) + amount
                 condition = {"if_match": found[1]}
             try:
-                self.client.put(key, _json(payload), content_type="application/json", **condition)
+                self.client.put(key, _json(cas.stamp(payload, found, payload["value"])), content_type="application/json", **condition)
                 return payload["value"]
             except (ConflictError, NotFoundError):
-                time.sleep(random.uniform(0, 0.002))  # someone else won this round: read again
+                time.sleep(random.uniform(0, 0.002))  # someone else won this round (or ours landed): read again
 
     def decrement(self, key: str, amount: float = 1, *, ttl: float | None = None) -> float:
         """Subtract ``amount`` from the counter ``key``; returns the new value."""
         return self.increment(key, -amount, ttl=ttl)
 
     def next_sequence(self, name: str, *, resource: str | None = None, initial_value: int = 1, increment: int = 1) -> int:
-        """The next value of the sequence ``name`` (the value before incrementing, as s3db.js)."""
+        """The next value of the sequence ``name`` (the value before incrementing, as s3db.js).
+
+        Each value is handed out once, also when a PUT's response was lost (``_CasWrite``)."""
         key = self.get_sequence_key(resource, name)
+        cas = _CasWrite()
         while True:
             found = self._read(key)
+            if cas.landed(found):
+                return cas.result
             now = int(self._now_ms())
             if found is None:
                 payload = {"value": initial_value + increment, "name": name, "resourceName": resource, "createdAt": now, "updatedAt": now}
                 try:
-                    self.client.put(key, _json(payload), content_type="application/json", if_none_match="*")
+                    self.client.put(key, _json(cas.stamp(payload, found, initial_value)), content_type="application/json", if_none_match="*")
                     return initial_value
                 except ConflictError:
                     continue
@@ -516,7 +591,7 @@ class PluginStorage:
             current = data.get("value", initial_value)
             payload = {**data, "value": current + increment, "updatedAt": now}
             try:
-                self.client.put(key, _json(payload), content_type="application/json", if_match=etag)
+                self.client.put(key, _json(cas.stamp(payload, found, current)), content_type="application/json", if_match=etag)
                 return current
             except (ConflictError, NotFoundError):
                 time.sleep(random.uniform(0, 0.002))
@@ -569,6 +644,55 @@ def _common_prefixes(client: StorageClient, prefix: str) -> list[str]:
         if not page.next_token:
             return out
         token = page.next_token
+
+
+#: counter/sequence bodies: writer id → token of that writer's last write (``_CasWrite``)
+WRITES = "_writes"
+#: writers a counter remembers; a lost response is recognised unless this many others wrote since
+WRITES_KEPT = 32
+_WRITER = threading.local()
+
+
+def _writer_id() -> str:
+    """This thread's writer id (new in a forked child: the pid is part of the check)."""
+    if getattr(_WRITER, "pid", None) != os.getpid():
+        _WRITER.pid, _WRITER.id = os.getpid(), encoding.new_id(10)
+    return _WRITER.id
+
+
+class _CasWrite:
+    """One compare-and-swap call (``increment``, ``next_sequence``) made safe to resend.
+
+    Each attempt writes a fresh token under this thread's writer id in the body's ``_writes``
+    map (the last ``WRITES_KEPT`` writers). When a PUT reached the server but its response was
+    lost, the resend gets 412 (or the client gives up) and the loop reads the object again:
+    finding our token there means the attempt was applied, even when other writers have
+    written since, so its result is returned instead of counting it twice. The token also
+    makes every body unique, which ``clients.base.is_own_write`` relies on. s3db.js ignores
+    the extra key.
+    """
+
+    def __init__(self) -> None:
+        self.writer = _writer_id()
+        self.token: str | None = None
+        self.result: Any = None
+
+    def stamp(self, payload: dict[str, Any], found: tuple[dict[str, Any], str] | None, result: Any) -> dict[str, Any]:
+        """``payload`` with this attempt's token; ``result`` is what the call returns if it lands."""
+        previous = found[0].get(WRITES) if found else None
+        writes = {k: v for k, v in previous.items() if k != self.writer} if isinstance(previous, dict) else {}
+        self.token = encoding.new_id(12)
+        writes[self.writer] = self.token
+        self.result = result
+        payload[WRITES] = dict(list(writes.items())[-WRITES_KEPT:])
+        return payload
+
+    def landed(self, found: tuple[dict[str, Any], str] | None) -> bool:
+        """Whether the object as just read holds our last attempt (its response was lost)."""
+        if self.token is None or found is None:
+            return False
+        writes = found[0].get(WRITES)
+        return isinstance(writes, dict) and writes.get(self.writer) == self.token
 
 
 def _json(data: Mapping[str, Any]) -> bytes:

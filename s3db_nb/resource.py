@@ -1,8 +1,9 @@
 """``Resource``: one collection of records, each stored as one S3 object.
 
-Write path: hooks → validate → encode (schema) → split (behavior) → one PUT → partition refs
-→ events. Read path: GET → metadata codec → behavior split → single-pass decode. Every record
-is written with a single PUT, so a failure never leaves half a record behind.
+Write path: hooks → validate → encode (schema) → split (behavior) → partition refs, one PUT,
+stale refs deleted (in that order: "Partition references" below) → events. Read path: GET →
+metadata codec → behavior split → single-pass decode. Every record is written with a single
+PUT, so a failure never leaves half a record behind.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import base64
 import copy
 import datetime as dt
 import json
+import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import behaviors, encoding, partitions
@@ -46,6 +50,36 @@ SYSTEM_KEYS = {
     "metadata.updatedat",  # the same leak, unsanitised, in body-only/body-overflow bodies
 }
 UPDATE_RETRIES = 8
+#: the write token's key, in the JSON body of a record or the metadata of one with content
+REV_KEY = "_rev"
+REV_SIZE = 12  # characters of the nanoid alphabet: 72 random bits
+#: seconds a content write may hold its record's lease, and how long a writer waits for one
+CONTENT_LEASE_SECONDS = 15.0
+CONTENT_LEASE_WAIT = 30.0
+
+
+def _with_rev(body: bytes) -> bytes:
+    """``body`` (a JSON object, or empty) with a fresh ``_rev`` write token as its last key."""
+    token = encoding.new_id(REV_SIZE).encode()
+    stripped = body.strip()
+    if not stripped or stripped == b"{}":
+        return b'{"_rev":"' + token + b'"}'
+    if stripped.startswith(b"{") and stripped.endswith(b"}"):
+        return stripped[:-1] + b',"_rev":"' + token + b'"}'
+    payload = json.loads(body)
+    payload[REV_KEY] = token.decode()
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def is_token_body(body: bytes) -> bool:
+    """Whether ``body`` is only a write token (``{"_rev":"<12 chars>"}``): a record kept in metadata."""
+    return len(body) == len(b'{"_rev":""}') + REV_SIZE and body.startswith(b'{"_rev":"') and body.endswith(b'"}')
+
+
+def _content_etag(etag: str, token: str | None) -> str:
+    """``Record.etag`` of a record with binary content: the S3 ETag (the content's MD5, the
+    same after every metadata change) joined with the record's write token."""
+    return f"{etag}:{token}" if token else etag
 
 
 def _camel_to_snake(name: str) -> str:
@@ -241,37 +275,135 @@ class Resource:
         *,
         if_none_match: str | None = None,
         if_match: str | None = None,
-        new_revision: bool = False,
         content: tuple[bytes, str | None] | None = None,
     ) -> str:
-        """One PUT of the whole record; returns the S3 ETag.
+        """One PUT of the whole record, with a fresh write token; returns ``Record.etag``.
 
-        ``new_revision`` adds a fresh ``_rev`` nonce to the JSON body. S3's ETag is the MD5 of
-        the body, so without it a record kept entirely in metadata would keep the same ETag
-        forever and ``If-Match`` could not tell two concurrent updates apart. Readers (ours
-        and s3db.js) ignore ``_`` keys. ``content`` keeps a record's binary body instead.
+        ``content`` keeps a record's binary body (the caller holds the record's content lease,
+        see "Write tokens").
         """
         enc = self._encode(record)
+        if enc.cut and isinstance(record, dict):  # truncate-data: callers return what was stored
+            self.schema.apply_cut(record, enc.cut)
         if enc.exceeded:
             self.events.emit("exceedsLimit", {"id": record_id, "behavior": self.behavior})
-        body, content_type = enc.body, enc.content_type
-        if content is not None:
-            if body:
-                raise S3DBError(f"record {record_id!r} of {self.name!r} no longer fits in metadata and has binary content; delete_content() first")
+        if content is not None and enc.body:
+            raise S3DBError(f"record {record_id!r} of {self.name!r} no longer fits in metadata and has binary content; delete_content() first")
+        return self._put_encoded(record_id, enc, content=content, if_none_match=if_none_match, if_match=if_match)
+
+    # Write tokens. Every write of a record carries a fresh random token, so the record's ETag
+    # changes on every write and ``If-Match`` on it serialises read-modify-write updates (and a
+    # resent PUT can recognise its own success, ``clients/base.is_own_write``):
+    # * a record without binary content gets ``"_rev": <token>`` as the last key of its JSON
+    #   body (an empty body becomes ``{"_rev": ...}``). S3's ETag is the body's MD5, so it is
+    #   unique per write; both readers ignore ``_`` keys (s3db.js drops every ``_`` key).
+    # * a record with binary content keeps the user's bytes as its body (s3db.js's setContent),
+    #   so its S3 ETag stays the content's MD5 across metadata changes. The token goes in its
+    #   metadata (``_rev``) and ``Record.etag`` is ``"<S3 ETag>:<token>"``. Writes that start
+    #   from or create such a state (``update`` of a record with content, ``set_content``,
+    #   ``delete_content``) hold the record's lease, an object at ``resource=<R>/lock/id=<id>``
+    #   created with ``If-None-Match: *`` (``_content_lease``), and read the record again under
+    #   it: no two of them interleave, so ``If-Match`` on the unchanged S3 ETag cannot pass for
+    #   a stale read, and ``update_conditional`` compares the full ``Record.etag``. Writes that
+    #   start from a state without content need no lease: its ETag is unique.
+    # The lease lapses after ``CONTENT_LEASE_SECONDS`` (a writer that died frees it), so the
+    # guarantee assumes a content write takes less than that between its GET and its PUT.
+
+    def _put_encoded(
+        self,
+        record_id: str,
+        enc: behaviors.Encoded,
+        *,
+        content: tuple[bytes, str | None] | None = None,
+        if_none_match: str | None = None,
+        if_match: str | None = None,
+    ) -> str:
+        """PUT an encoded record with a fresh write token; returns ``Record.etag``."""
+        metadata = self._store_metadata(enc.metadata)
+        if content is None or not content[0]:  # an empty content is no content
+            body, content_type, token = _with_rev(enc.body), "application/json", None
+        else:
             body, content_type = content
-        elif new_revision:
-            payload = json.loads(body) if body else {}
-            payload["_rev"] = encoding.new_id(12)
-            body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-            content_type = "application/json"
-        return self.client.put(
-            self._key(record_id),
-            body,
-            metadata=self._store_metadata(enc.metadata),
-            content_type=content_type,
-            if_none_match=if_none_match,
-            if_match=if_match,
-        )
+            token = encoding.new_id(REV_SIZE)
+            metadata[REV_KEY] = token
+            self._check_content_metadata(record_id, metadata)
+        etag = self.client.put(self._key(record_id), body, metadata=metadata, content_type=content_type, if_none_match=if_none_match, if_match=if_match)
+        return _content_etag(etag, token)
+
+    def _check_content_metadata(self, record_id: str, metadata: Mapping[str, str]) -> None:
+        """A record with content holds its write token in metadata: refuse it past S3's limit."""
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
+        if size > behaviors.S3_METADATA_LIMIT:
+            raise S3DBError(
+                f"record {record_id!r} of {self.name!r} needs {size} bytes of metadata with its binary content's "
+                f"write token ({REV_KEY!r}), more than S3's {behaviors.S3_METADATA_LIMIT}; shorten its fields or keep the content in a record of its own"
+            )
+
+    def _lease_key(self, record_id: str) -> str:
+        return f"resource={self.name}/lock/id={record_id}"
+
+    #: epoch seconds for lease expiry; tests put a fake clock here
+    lease_clock: Callable[[], float] = staticmethod(time.time)
+
+    @contextmanager
+    def _content_lease(self, record_id: str) -> Iterator[None]:
+        """Hold the lease that serialises the writes of a record with binary content ("Write tokens").
+
+        1 PUT (``If-None-Match: *``) + 1 DELETE (``If-Match``) when free; a lapsed lease of a
+        writer that died is taken over with ``If-Match`` on its ETag, as plugin locks are.
+        ``ConflictError`` when another writer holds it for more than ``CONTENT_LEASE_WAIT`` s."""
+        key = self._lease_key(record_id)
+        etag = self._take_lease(key, record_id)
+        try:
+            yield
+        finally:
+            try:
+                self.client.delete(key, if_match=etag)
+            except (ConflictError, NotFoundError):
+                pass  # lapsed and taken over: the lease is someone else's now
+
+    def _take_lease(self, key: str, record_id: str) -> str:
+        deadline = time.monotonic() + CONTENT_LEASE_WAIT
+        delay = 0.002
+        while True:
+            expires = int((self.lease_clock() + CONTENT_LEASE_SECONDS) * 1000)
+            body = json.dumps({"token": encoding.new_id(22), "expiresAt": expires}).encode()
+            try:
+                return self.client.put(key, body, content_type="application/json", if_none_match="*")
+            except ConflictError:
+                pass
+            try:
+                held = self.client.get(key)
+            except NotFoundError:
+                continue  # released between our PUT and GET
+            try:
+                lapsed = float(json.loads(held.body)["expiresAt"]) < self.lease_clock() * 1000
+            except (ValueError, KeyError, TypeError):
+                lapsed = True  # garbled: nobody can be relying on it
+            if lapsed:
+                try:
+                    return self.client.put(key, body, content_type="application/json", if_match=held.etag)
+                except (ConflictError, NotFoundError):
+                    continue
+            if time.monotonic() > deadline:
+                raise ConflictError(
+                    f"record {record_id!r} of {self.name!r} has binary content and another writer has held its lease "
+                    f"({key!r}) for more than {CONTENT_LEASE_WAIT:g}s; retry later (a lease lapses {CONTENT_LEASE_SECONDS:g}s after it was taken)"
+                )
+            time.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 0.05)
+
+    @contextmanager
+    def _write_guard(self, record_id: str) -> Iterator[tuple[StoredObject, Record]]:
+        """``(object, record)`` as read for a read-modify-write guarded by ``If-Match`` on the
+        object's ETag. A record with binary content is read again under its lease, held until
+        the block ends ("Write tokens")."""
+        obj, record = self._get_raw(record_id)
+        if not record.has_content:
+            yield obj, record
+            return
+        with self._content_lease(record_id):
+            yield self._get_raw(record_id)
 
     def _new_object(self, record_id: str, record: Mapping[str, Any]) -> tuple[PutItem, bool]:
         """The PUT that creates a validated record, and whether user-managed moved it to the
@@ -286,6 +418,9 @@ class Resource:
         Per record, in order: its ETag, or the error (``ConflictError`` when the id exists,
         a storage error). Partition references are not written here (``_partition_ref_items``).
         """
+        # each object gets its write token (see "Write tokens"): unique ETags, and a resent PUT
+        # recognises its own success instead of reporting the record as already there
+        items = [PutItem(item.key, _with_rev(item.body), item.metadata, "application/json") for item in items]
         outcomes: list[str | Exception] = list(self.client.put_many(items, if_none_match="*"))
         for position, (record_id, outcome, over) in enumerate(zip(ids, outcomes, exceeded, strict=True)):
             if isinstance(outcome, ConflictError):
@@ -338,12 +473,12 @@ class Resource:
         decrypt = self.auto_decrypt if decrypt is None else decrypt
         data = schema.decode(merged, decrypt=decrypt)
         record = Record({"id": record_id, **{k: v for k, v in data.items() if k != "id"}})
-        record.etag = obj.etag
+        record.has_content = bool(binary and obj.info.size)
+        record.etag = _content_etag(obj.etag, meta.get(REV_KEY)) if record.has_content else obj.etag
         record.version = version
         record.last_modified = obj.info.last_modified
         record.content_length = obj.info.size
         record.content_type = obj.content_type if binary else None
-        record.has_content = bool(binary and obj.info.size)
         record.secret_fields = schema.secret_paths()
         return record
 
@@ -373,11 +508,12 @@ class Resource:
         return self._insert_prepared(record_id, valid)
 
     def _insert_prepared(self, record_id: str, valid: dict[str, Any]) -> Record:
+        self._write_partition_refs(record_id, valid)  # refs first: see "Partition references"
         try:
             etag = self._put_record(record_id, valid, if_none_match="*")
         except ConflictError:
+            self._release_partition_refs(record_id, valid)
             raise ConflictError(f"record {record_id!r} already exists in resource {self.name!r}; use update(), replace() or upsert()") from None
-        self._write_partition_refs(record_id, valid)
         record = self._as_record(record_id, valid, etag)
         record = self._run_hooks("after_insert", record)
         self.events.emit("inserted", record)
@@ -473,7 +609,11 @@ class Resource:
         return [r for r in self.database._map(fetch, list(ids)) if r is not None]
 
     def iter_records(self, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, limit: int | None = None) -> Iterator[Record]:
-        """Stream records: listing is pipelined with parallel GETs (bounded look-ahead)."""
+        """Stream records: listing is pipelined with parallel GETs (bounded look-ahead).
+        Through a partition, only records whose current values are the partition's."""
+        if partition is not None:
+            yield from self._iter_partition_records(partition, partition_values, limit)
+            return
         ids = self._iter_ids(partition=partition, partition_values=partition_values, limit=limit)
         window = max(4, self.database.parallelism * 2)
         pending: list[Future] = []
@@ -534,32 +674,17 @@ class Resource:
     # -- listing --------------------------------------------------------------------------
 
     def _iter_ids(self, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0) -> Iterator[str]:
+        """Ids in key order, each once: of the data objects, or as a partition's refs list them
+        (LIST only, so unverified: ``_iter_verified`` checks the records)."""
         if partition is None:
-            prefix = self._data_prefix()
+            ids: Iterator[str | None] = (partitions.parse_ref(key)[1] for key in self.client.list(self._data_prefix()))
         else:
-            if partition not in self.partitions:
-                raise NotFoundError(f"resource {self.name!r} has no partition {partition!r}; partitions: {', '.join(self.partitions) or '(none)'}")
-            fields = self.partitions[partition]["fields"]
-            unknown = set(partition_values or {}) - set(fields)
-            if unknown:
-                raise SchemaError(f"partition {partition!r} has fields {sorted(fields)}, not {sorted(unknown)}")
-            values = {f: partitions.format_value(v, fields[f]) for f, v in (partition_values or {}).items()}
-            prefix = partitions.prefix(self.name, partition, values) if values else f"resource={self.name}/partition={partition}/"
-            if values and len(values) < len(fields):
-                # the given fields may not be the leading ones: filter instead of prefixing
-                prefix = f"resource={self.name}/partition={partition}/"
+            ids = (record_id for _, record_id, _ in self._iter_refs(partition, partition_values))
         seen: set[str] = set()
         skipped = 0
         produced = 0
-        for key in self.client.list(prefix):
-            values, record_id = partitions.parse_ref(key)
-            if record_id is None:
-                continue
-            if partition is not None and partition_values:
-                wanted = {f: partitions.format_value(v, self.partitions[partition]["fields"][f]) for f, v in partition_values.items()}
-                if any(values.get(f) != v for f, v in wanted.items()):
-                    continue
-            if record_id in seen:
+        for record_id in ids:
+            if record_id is None or record_id in seen:
                 continue
             seen.add(record_id)
             if skipped < offset:
@@ -570,8 +695,112 @@ class Resource:
             if limit is not None and produced >= limit:
                 return
 
+    # Reads through a partition trust no reference: each listed ref's record is read (the GET
+    # that returns it) and kept only when its current values are the ref's. A stale ref (the
+    # record was deleted or moved, or a write was cut short, see "Partition references"
+    # below) costs that GET and is skipped.
+
+    def _partition_scope(self, partition: str, partition_values: Mapping[str, Any] | None) -> tuple[str, dict[str, str]]:
+        """The LIST prefix of a read of ``partition`` and the formatted values its refs must carry."""
+        if partition not in self.partitions:
+            raise NotFoundError(f"resource {self.name!r} has no partition {partition!r}; partitions: {', '.join(self.partitions) or '(none)'}")
+        fields = self.partitions[partition]["fields"]
+        unknown = set(partition_values or {}) - set(fields)
+        if unknown:
+            raise SchemaError(f"partition {partition!r} has fields {sorted(fields)}, not {sorted(unknown)}")
+        wanted = {f: partitions.format_value(v, fields[f]) for f, v in (partition_values or {}).items()}
+        return partitions.scan_prefix(self.name, partition, fields, wanted), wanted
+
+    def _iter_refs(self, partition: str, partition_values: Mapping[str, Any] | None, *, start_after: str | None = None) -> Iterator[tuple[str, str, dict[str, str]]]:
+        """``(key, record id, values)`` of the refs of ``partition`` carrying ``partition_values``, in key order (LIST only)."""
+        prefix, wanted = self._partition_scope(partition, partition_values)
+        for key in self.client.list(prefix, start_after=start_after):
+            values, record_id = partitions.parse_ref(key)
+            if record_id is None or any(values.get(f) != v for f, v in wanted.items()):
+                continue
+            yield key, record_id, values
+
+    def _ref_is_current(self, partition: str, ref_values: Mapping[str, str], record: Mapping[str, Any]) -> bool:
+        """Whether ``record``, as just read, still has the values its ref in ``partition`` was written for."""
+        return partitions.values_for(record, self.partitions[partition]["fields"]) == dict(ref_values)
+
+    def _iter_verified(self, partition: str, partition_values: Mapping[str, Any] | None, *, start_after: str | None = None) -> Iterator[tuple[str, Record]]:
+        """``(ref key, record)`` for each ref of the partition whose record exists and has the ref's values now.
+
+        1 GET per listed ref, pipelined on the pool with a bounded look-ahead; the values are
+        in the record just read, so verifying costs no extra request."""
+        window = max(4, self.database.parallelism * 2)
+        pending: list[tuple[str, str, dict[str, str], Future]] = []
+        seen: set[str] = set()
+
+        def fetch(record_id: str) -> Record | None:
+            try:
+                return self._get(record_id)
+            except NotFoundError:  # deleted since the ref was listed, or a stale ref
+                return None
+
+        def verified(entry: tuple[str, str, dict[str, str], Future]) -> Record | None:
+            _, record_id, values, future = entry
+            record = future.result()
+            if record is None or record_id in seen or not self._ref_is_current(partition, values, record):
+                return None
+            seen.add(record_id)
+            return record
+
+        try:
+            for key, record_id, values in self._iter_refs(partition, partition_values, start_after=start_after):
+                pending.append((key, record_id, values, self.database._submit(fetch, record_id)))
+                if len(pending) >= window:
+                    entry = pending.pop(0)
+                    record = verified(entry)
+                    if record is not None:
+                        yield entry[0], record
+            while pending:
+                entry = pending.pop(0)
+                record = verified(entry)
+                if record is not None:
+                    yield entry[0], record
+        finally:
+            for entry in pending:
+                entry[3].cancel()
+
+    def _iter_partition_records(self, partition: str, partition_values: Mapping[str, Any] | None, limit: int | None = None, offset: int = 0) -> Iterator[Record]:
+        """The verified records of a partition, ``offset``/``limit`` counted after verification."""
+        if limit is not None and limit <= 0:
+            return
+        found = self._iter_verified(partition, partition_values)
+        produced = 0
+        try:
+            for position, (_, record) in enumerate(found):
+                if position < offset:
+                    continue
+                yield record
+                produced += 1
+                if limit is not None and produced >= limit:
+                    return
+        finally:
+            found.close()  # cancels the GETs still in flight
+
+    def _verified_records(self, *, partition: str, partition_values: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0) -> list[Record]:
+        return list(self._iter_partition_records(partition, partition_values, limit, offset))
+
+    def _partition_member(self, partition: str, partition_values: Mapping[str, Any] | None) -> Callable[[Mapping[str, Any]], bool]:
+        """A test of whether a record, as read now, is in ``partition`` with ``partition_values``.
+
+        For bulk readers (frames) that list a partition's ids once, deduplicated, and read
+        every record anyway: keeping the records that pass is the same verification."""
+        _, wanted = self._partition_scope(partition, partition_values)
+        fields = self.partitions[partition]["fields"]
+
+        def member(record: Mapping[str, Any]) -> bool:
+            current = partitions.values_for(record, fields)
+            return current is not None and all(current.get(f) == v for f, v in wanted.items())
+
+        return member
+
     def list_ids(self, *, limit: int | None = None, offset: int = 0, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, **options: Any) -> list[str]:
-        """Ids in key order (LIST requests only)."""
+        """Ids in key order (LIST requests only). Through a partition these are the ids its refs
+        name, unverified (stale refs included); ``list_partition`` and ``count`` verify them."""
         return self._dispatch("list_ids", self._list_ids, limit=limit, offset=offset, partition=partition, partition_values=partition_values, **options)
 
     def _list_ids(self, **where: Any) -> list[str]:
@@ -582,14 +811,19 @@ class Resource:
         return self._dispatch("list", self._list, limit=limit, offset=offset, partition=partition, partition_values=partition_values, **options)
 
     def _list(self, **where: Any) -> list[Record]:
+        if where.get("partition") is not None:
+            return self._verified_records(**where)
         return self._get_many(list(self._iter_ids(**where)))
 
     def list_partition(self, partition: str, values: Mapping[str, Any] | None = None, *, limit: int | None = None, offset: int = 0, **options: Any) -> list[Record]:
-        """Records whose partition ``partition`` has the given field values."""
+        """Records whose partition ``partition`` has the given field values now: 1 LIST per
+        1 000 refs + 1 GET per ref; a record whose values changed since its ref was written
+        (a stale ref) is left out, and ``offset``/``limit`` count only the records kept."""
         return self.list(partition=partition, partition_values=values, limit=limit, offset=offset, **options)
 
     def get_from_partition(self, record_id: str, partition: str, values: Mapping[str, Any], **options: Any) -> Record:
-        """Read a record through a partition: ``NotFoundError`` unless it is indexed there (1 HEAD + 1 GET)."""
+        """Read a record through a partition (1 HEAD of its ref + 1 GET): ``NotFoundError`` unless it
+        is indexed there and still has those values, as ``list_partition`` would return it."""
         return self._dispatch("get_from_partition", self._get_from_partition, record_id, partition, values, **options)
 
     def _get_from_partition(self, record_id: str, partition: str, values: Mapping[str, Any]) -> Record:
@@ -600,15 +834,29 @@ class Resource:
         formatted = {f: partitions.format_value(values[f], fields[f]) for f in fields if f in values}
         if set(formatted) != set(fields):
             raise SchemaError(f"get_from_partition needs every field of partition {partition!r}: {sorted(fields)}")
+        absent = NotFoundError(f"record {record_id!r} is not in partition {partition!r} {formatted} of resource {self.name!r}; get() reads it by id wherever it is")
         if not self.client.exists(partitions.ref_key(self.name, partition, formatted, record_id)):
-            raise NotFoundError(f"record {record_id!r} is not in partition {partition!r} {formatted}")
-        return self.get(record_id)
+            raise absent
+        try:
+            record = self.get(record_id)
+        except NotFoundError:  # a stale ref: the record was deleted
+            raise absent from None
+        if not self._ref_is_current(partition, formatted, record):  # a stale ref: the record moved
+            raise absent
+        return record
 
-    def count(self, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, **options: Any) -> int:
-        """How many records (LIST requests only, no GET)."""
-        return self._dispatch("count", self._count, partition=partition, partition_values=partition_values, **options)
+    def count(self, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, verify: bool = True, **options: Any) -> int:
+        """How many records. Without ``partition``: LIST requests only (1 per 1 000 records).
 
-    def _count(self, **where: Any) -> int:
+        Through a partition, every listed ref's record is read to check it still has the
+        partition's values (1 GET per ref, in parallel), so the count is ``len(list_partition(...))``.
+        ``verify=False`` counts the refs instead (LIST only): stale refs, left by records that
+        were deleted or moved while a write was cut short, are then counted too."""
+        return self._dispatch("count", self._count, partition=partition, partition_values=partition_values, verify=verify, **options)
+
+    def _count(self, *, verify: bool = True, **where: Any) -> int:
+        if verify and where.get("partition") is not None:
+            return sum(1 for _ in self._iter_partition_records(where["partition"], where.get("partition_values")))
         return sum(1 for _ in self._iter_ids(**where))
 
     def page(self, size: int = 100, cursor: str | None = None, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, **options: Any) -> Page:
@@ -619,12 +867,16 @@ class Resource:
         if size < 1:
             raise ValueError("page size must be >= 1")
         after = None
+        after_key = None
         if cursor:
             try:
                 state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
                 after = state["after"]
+                after_key = state["key"] if partition is not None else None
             except (ValueError, KeyError, TypeError):
                 raise S3DBError(f"invalid page cursor {cursor!r}; pass the next_cursor of a previous page") from None
+        if partition is not None:
+            return self._partition_page(size, after_key, partition, partition_values)
         ids: list[str] = []
         for record_id in self._iter_ids(partition=partition, partition_values=partition_values):
             if after is not None and record_id <= after:
@@ -638,6 +890,28 @@ class Resource:
         next_cursor = None
         if more and ids:
             raw = json.dumps({"v": 1, "after": ids[-1], "size": size}).encode()
+            next_cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return Page(items=items, next_cursor=next_cursor, size=size)
+
+    def _partition_page(self, size: int, after_key: str | None, partition: str, partition_values: Mapping[str, Any] | None) -> Page:
+        """A page of verified records through a partition, resumed after the last ref key read:
+        a partition lists in key order (values, then id), so an id alone cannot mark the place."""
+        items: list[Record] = []
+        last_key = None
+        more = False
+        found = self._iter_verified(partition, partition_values, start_after=after_key)
+        try:
+            for key, record in found:
+                if len(items) == size:
+                    more = True
+                    break
+                items.append(record)
+                last_key = key
+        finally:
+            found.close()
+        next_cursor = None
+        if more:
+            raw = json.dumps({"v": 1, "after": items[-1]["id"], "key": last_key, "size": size}).encode()
             next_cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
         return Page(items=items, next_cursor=next_cursor, size=size)
 
@@ -688,33 +962,43 @@ class Resource:
         record_id = self._check_id(record_id)
         if not isinstance(changes, Mapping):
             raise ValidationError([{"field": "<record>", "rule": "object", "message": "changes must be a dict", "value": type(changes).__name__}], self.name)
-        for _ in range(UPDATE_RETRIES):
-            obj, before = self._get_raw(record_id)
-            if if_match is not None and before.etag != if_match:
-                raise ConflictError(f"record {record_id!r} in {self.name!r} changed since ETag {if_match!r} (now {before.etag!r}); re-read it and retry")
-            merged = _deep_merge({k: v for k, v in before.items() if k != "id"}, {k: v for k, v in changes.items() if k != "id"}, self.schema)
-            if self.timestamps:
-                merged["updatedAt"] = iso_ms(dt.datetime.now(dt.timezone.utc))
-            merged = self._run_hooks("before_update", merged)
-            valid = self.schema.validate(merged)
-            self._partition_values(valid)
-            content = (obj.body, obj.content_type) if before.has_content else None
-            try:
-                etag = self._put_record(record_id, valid, if_match=obj.etag, new_revision=True, content=content)
-            except ConflictError:
-                if if_match is not None:
-                    raise ConflictError(f"record {record_id!r} in {self.name!r} changed since ETag {if_match!r}; re-read it and retry") from None
-                continue  # someone wrote in between: re-read and re-apply
-            except NotFoundError:
-                raise NotFoundError(f"record {record_id!r} was deleted from {self.name!r} during the update") from None
-            self._move_partition_refs(record_id, before, valid)
-            record = self._as_record(record_id, valid, etag)
-            record.has_content, record.content_type = before.has_content, before.content_type
-            record = self._run_hooks("after_update", record)
-            self.events.emit("updated", record, before)
-            self.database._changed(self.name)
-            return record
-        raise ConflictError(f"record {record_id!r} in {self.name!r} kept changing during {UPDATE_RETRIES} update attempts")
+        for attempt in range(UPDATE_RETRIES):
+            with self._write_guard(record_id) as (obj, before):
+                record = self._update_once(record_id, changes, if_match, obj, before)
+            if record is not None:
+                return record
+            time.sleep(random.uniform(0, 0.001 * 2**attempt))  # someone wrote in between: back off, re-read
+        raise ConflictError(f"record {record_id!r} in {self.name!r} kept changing during {UPDATE_RETRIES} update attempts; retry the update")
+
+    def _update_once(self, record_id: str, changes: Mapping[str, Any], if_match: str | None, obj: StoredObject, before: Record) -> Record | None:
+        """One read-modify-write of ``_update`` on the record as read; None when another writer won."""
+        if if_match is not None and before.etag != if_match:
+            raise ConflictError(f"record {record_id!r} in {self.name!r} changed since ETag {if_match!r} (now {before.etag!r}); re-read it and retry")
+        merged = _deep_merge({k: v for k, v in before.items() if k != "id"}, {k: v for k, v in changes.items() if k != "id"}, self.schema)
+        if self.timestamps:
+            merged["updatedAt"] = iso_ms(dt.datetime.now(dt.timezone.utc))
+        merged = self._run_hooks("before_update", merged)
+        valid = self.schema.validate(merged)
+        self._partition_values(valid)
+        content = (obj.body, obj.content_type) if before.has_content else None
+        added = self._move_partition_refs(record_id, before, valid)  # before the record: see "Partition references"
+        try:
+            etag = self._put_record(record_id, valid, if_match=obj.etag, content=content)
+        except ConflictError:
+            self._settle_refs(record_id, added)  # the refs of a write that did not happen
+            if if_match is not None:
+                raise ConflictError(f"record {record_id!r} in {self.name!r} changed since ETag {if_match!r}; re-read it and retry") from None
+            return None
+        except NotFoundError:
+            self._settle_refs(record_id, added)
+            raise NotFoundError(f"record {record_id!r} was deleted from {self.name!r} during the update") from None
+        self._retire_partition_refs(record_id, before, valid)
+        record = self._as_record(record_id, valid, etag)
+        record.has_content, record.content_type = before.has_content, before.content_type
+        record = self._run_hooks("after_update", record)
+        self.events.emit("updated", record, before)
+        self.database._changed(self.name)
+        return record
 
     def replace(self, record_id: str, data: Mapping[str, Any]) -> Record:
         """Overwrite a record with ``data`` (no merge; creates it when missing)."""
@@ -733,11 +1017,10 @@ class Resource:
         data = self._run_hooks(hook, data)
         valid = self.schema.validate(data)
         self._partition_values(valid)
-        etag = self._put_record(record_id, valid, new_revision=before is not None)
+        self._move_partition_refs(record_id, before or {}, valid)  # before the record: see "Partition references"
+        etag = self._put_record(record_id, valid)
         if before is not None:
-            self._move_partition_refs(record_id, before, valid)
-        else:
-            self._write_partition_refs(record_id, valid)
+            self._retire_partition_refs(record_id, before, valid)
         record = self._as_record(record_id, valid, etag)
         if before is not None:
             record = self._run_hooks("after_update", record)
@@ -821,20 +1104,22 @@ class Resource:
     # -- binary content -------------------------------------------------------------------
 
     def set_content(self, record_id: str, data: bytes, content_type: str = "application/octet-stream") -> Record:
-        """Attach binary content (the object body) to an existing record (1 GET + 1 PUT)."""
+        """Attach binary content (the object body) to an existing record (1 GET + 1 PUT, under
+        the record's lease: + 1 PUT + 1 DELETE, see "Write tokens")."""
 
         def run() -> Record:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise ValidationError([{"field": "content", "rule": "bytes", "message": "must be bytes", "value": type(data).__name__}], self.name)
-            record = self._get(record_id)
-            enc = self._encode({k: v for k, v in record.items() if k != "id"})
-            if enc.body:
-                raise S3DBError(
-                    f"record {record_id!r} of {self.name!r} keeps data in its body (behavior {self.behavior!r}), "
-                    "so it cannot also hold binary content; use a resource whose records fit in metadata"
-                )
-            etag = self.client.put(self._key(record_id), bytes(data), metadata=self._store_metadata(enc.metadata), content_type=content_type, if_match=record.etag)
-            record.etag = etag
+            rid = self._check_id(record_id)
+            with self._content_lease(rid):
+                obj, record = self._get_raw(rid)
+                enc = self._encode({k: v for k, v in record.items() if k != "id"})
+                if enc.body:
+                    raise S3DBError(
+                        f"record {rid!r} of {self.name!r} keeps data in its body (behavior {self.behavior!r}), "
+                        "so it cannot also hold binary content; use a resource whose records fit in metadata"
+                    )
+                record.etag = self._put_encoded(rid, enc, content=(bytes(data), content_type), if_match=obj.etag)
             record.has_content = bool(data)
             record.content_type = content_type
             self.events.emit("content-set", record)
@@ -865,9 +1150,8 @@ class Resource:
         """Remove the binary content, keeping the record's fields."""
 
         def run() -> Record:
-            obj, record = self._get_raw(record_id)
-            etag = self._put_record(record["id"], {k: v for k, v in record.items() if k != "id"}, if_match=obj.etag, new_revision=True)
-            record.etag = etag
+            with self._write_guard(self._check_id(record_id)) as (obj, record):
+                record.etag = self._put_record(record["id"], {k: v for k, v in record.items() if k != "id"}, if_match=obj.etag)
             record.has_content = False
             record.content_type = None
             self.events.emit("content-deleted", record)
@@ -886,9 +1170,69 @@ class Resource:
                 out[name] = values
         return out
 
+    # Partition references, and the order writes put them in. Readers verify every ref
+    # (``_iter_verified``), so a stale ref (its record gone or now under other values) costs a
+    # GET and is skipped, while a missing ref hides a record from its partition. Each write
+    # therefore orders its steps so that stopping between any two (a crash, kill -9, a lost
+    # connection) leaves at worst a stale ref, never a missing one:
+    #   insert   1. PUT the refs  2. PUT the record (on ConflictError its refs are taken back,
+    #            keeping those the existing record has)
+    #   update,  1. PUT the refs of values the record moves into  2. PUT the record
+    #   replace  3. DELETE the refs of values it left, then re-read the record and PUT the refs
+    #            of its values in those partitions again: a concurrent writer may have moved it
+    #            back into a value whose ref was just deleted (1 GET + 1 PUT per moved partition)
+    #   delete   1. DELETE the record  2. DELETE its refs
+    # ``rebuild_partition`` removes the stale refs such stops leave and adds any missing ones
+    # (s3db.js writes its refs after the record and may not write them at all).
+
+    def _ref_keys(self, record_id: str, record: Mapping[str, Any]) -> dict[str, str]:
+        """Partition name → the key of the ref that lists ``record`` under its values.
+
+        Unlike ``_partition_values`` it does not reject values holding ``/`` (such a record,
+        written by s3db.js, simply gets no ref here): it describes stored records too."""
+        keys = {}
+        for name, definition in self.partitions.items():
+            values = partitions.values_for(record, definition["fields"])
+            if values is not None and not any("/" in v or "\\" in v for v in values.values()):
+                keys[name] = partitions.ref_key(self.name, name, values, record_id)
+        return keys
+
+    def _put_refs(self, keys: Iterable[str]) -> None:
+        meta = self._store_metadata({"_v": self.version})
+        for key in keys:
+            self.client.put(key, b"", metadata=meta)
+
+    def _stored_ref_keys(self, record_id: str) -> dict[str, str]:
+        """``_ref_keys`` of the record as stored now, hooks not run; empty when it is gone (1 GET)."""
+        try:
+            obj = self.client.get(self._key(record_id))
+        except NotFoundError:
+            return {}
+        return self._ref_keys(record_id, self._decode_object(record_id, obj))
+
+    def _settle_refs(self, record_id: str, stale: Iterable[str]) -> int:
+        """DELETE the ``stale`` ref keys, then re-read the record and PUT its current ref in each
+        partition they were in (1 DELETE batch + 1 GET + 1 PUT per partition); returns how many
+        were deleted. Deleting before re-reading is what keeps a concurrent writer's ref: one
+        that moved the record back into a deleted value wrote the record before our GET."""
+        keys = sorted(set(stale))
+        if not keys:
+            return 0
+        self.client.delete_many(keys)
+        touched = {partitions.ref_partition(key) for key in keys}
+        current = self._stored_ref_keys(record_id)
+        self._put_refs(key for name, key in current.items() if name in touched)
+        return len(keys)
+
     def _write_partition_refs(self, record_id: str, record: Mapping[str, Any]) -> None:
-        for item in self._partition_ref_items(record_id, record):
-            self.client.put(item.key, item.body, metadata=item.metadata)
+        """Step 1 of an insert: the refs, before the record (see "Partition references")."""
+        self._put_refs(item.key for item in self._partition_ref_items(record_id, record))
+
+    def _release_partition_refs(self, record_id: str, record: Mapping[str, Any]) -> None:
+        """Take back the refs an insert of ``record`` wrote before its PUT failed, keeping the
+        ones the record already stored under that id has (1 GET, and ``_settle_refs``)."""
+        keep = set(self._stored_ref_keys(record_id).values())
+        self._settle_refs(record_id, [key for key in self._ref_keys(record_id, record).values() if key not in keep])
 
     def _partition_ref_items(self, record_id: str, record: Mapping[str, Any]) -> list[PutItem]:
         """The empty objects that list a record under each of its partitions."""
@@ -898,20 +1242,22 @@ class Resource:
         return [PutItem(partitions.ref_key(self.name, name, values, record_id), b"", meta) for name, values in self._partition_values(record).items()]
 
     def _delete_partition_refs(self, record_id: str, record: Mapping[str, Any]) -> None:
-        keys = [partitions.ref_key(self.name, n, v, record_id) for n, v in self._partition_values(record).items()]
+        """Step 2 of a delete, once the record is gone: its refs."""
+        keys = list(self._ref_keys(record_id, record).values())
         if keys:
             self.client.delete_many(keys)
 
-    def _move_partition_refs(self, record_id: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
-        old = self._partition_values(before)
-        new = self._partition_values(after)
-        meta = self._store_metadata({"_v": self.version})
-        for name, values in new.items():
-            if old.get(name) != values:
-                self.client.put(partitions.ref_key(self.name, name, values, record_id), b"", metadata=meta)
-        stale = [partitions.ref_key(self.name, n, v, record_id) for n, v in old.items() if new.get(n) != v]
-        if stale:
-            self.client.delete_many(stale)
+    def _move_partition_refs(self, record_id: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+        """Step 1 of an update: PUT the refs of the values ``after`` moves into; returns their keys."""
+        old = self._ref_keys(record_id, before)
+        added = [key for name, key in self._ref_keys(record_id, after).items() if old.get(name) != key]
+        self._put_refs(added)
+        return added
+
+    def _retire_partition_refs(self, record_id: str, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
+        """Step 3 of an update, once the record is written: the refs of the values it left go."""
+        new = self._ref_keys(record_id, after)
+        self._settle_refs(record_id, [key for name, key in self._ref_keys(record_id, before).items() if new.get(name) != key])
 
     # -- plugin attributes (s3db-format.md §5.3, §12) -----------------------------------------
 
@@ -1040,29 +1386,35 @@ class Resource:
         self.client.delete_prefix(f"resource={self.name}/partition={name}/")
         return True
 
-    def rebuild_partition(self, name: str) -> int:
-        """Write the refs missing from partition ``name`` (records written before it existed):
-        LISTs of both prefixes, then 1 GET + 1 PUT per record without a ref. Returns refs written."""
+    def rebuild_partition(self, name: str) -> partitions.RebuildResult:
+        """Make partition ``name``'s refs exact: add the missing ones (records written before the
+        partition existed, or by s3db.js, whose refs are best-effort) and delete the stale ones
+        (records gone, or now under other values: what a write cut short leaves).
+
+        LISTs of the data and the partition, 1 GET per record (and per id only the partition
+        names), 1 PUT per ref added, and for each record with stale refs 1 DELETE batch + 1 GET
+        + 1 PUT (``_settle_refs``, safe next to concurrent writers). Returns a ``RebuildResult``:
+        an int, the refs added, with ``.added`` and ``.removed``."""
         if name not in self.partitions:
             raise NotFoundError(f"resource {self.name!r} has no partition {name!r}; partitions: {', '.join(self.partitions) or '(none)'}")
-        indexed = set(self._iter_ids(partition=name))
-        missing = [rid for rid in self._iter_ids() if rid not in indexed]
-        meta = self._store_metadata({"_v": self.version})
+        listed: dict[str, list[str]] = {}
+        for key, record_id, _ in self._iter_refs(name, None):
+            listed.setdefault(record_id, []).append(key)
+        ids = list(dict.fromkeys([*self._iter_ids(), *listed]))
 
-        def one(record_id: str) -> int:
-            try:
-                record = self._get(record_id)
-            except NotFoundError:  # deleted since the LIST
-                return 0
-            values = partitions.values_for(record, self.partitions[name]["fields"])
-            if values is None:
-                return 0
-            self.client.put(partitions.ref_key(self.name, name, values, record_id), b"", metadata=meta)
-            return 1
+        def one(record_id: str) -> tuple[int, int]:
+            wanted = self._stored_ref_keys(record_id).get(name)
+            have = listed.get(record_id, [])
+            added = 0
+            if wanted is not None and wanted not in have:
+                self._put_refs([wanted])
+                added = 1
+            return added, self._settle_refs(record_id, [key for key in have if key != wanted])
 
-        written = sum(self.database._map(one, missing))
-        self.events.emit("partition-rebuilt", {"partition": name, "written": written})
-        return written
+        outcomes = self.database._map(one, ids)
+        result = partitions.RebuildResult(sum(a for a, _ in outcomes), sum(r for _, r in outcomes))
+        self.events.emit("partition-rebuilt", {"partition": name, "written": result.added, "added": result.added, "removed": result.removed})
+        return result
 
     def _save_partitions(self, parts: dict[str, Any]) -> None:
         from .database import _now_iso, definition_hash

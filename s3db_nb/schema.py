@@ -7,6 +7,13 @@ Definitions use the s3db.js shorthand (``"string|required|min:2"``, ``"number|in
 
 Short keys follow s3db-format.md §5: user fields get base-36 keys by position, persisted in
 ``s3db.json`` as ``schemaRegistry``; a key once given is never reused ("burned").
+
+Values that would not read back as written are refused with a ``ValidationError`` naming the
+field, never stored changed: integers beyond JavaScript's safe range ±(2**53 - 1) (s3db.js
+reads every number as a double: store them in a string field), NaN and ±Infinity anywhere
+(JSON has no such values and s3db.js would write ``null``: use None or a string), JSON values
+nested deeper than ``MAX_JSON_DEPTH`` levels, text holding a lone UTF-16 surrogate (UTF-8
+cannot store it), dates outside years 1-9999 and an empty password.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ import ipaddress
 import json
 import math
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import encoding
-from .errors import SchemaError, ValidationError
+from .errors import S3DBError, SchemaError, ValidationError
 
 KNOWN_TYPES = {
     "string", "number", "boolean", "bool", "email", "url", "uuid", "enum", "array", "object", "any",
@@ -36,6 +44,10 @@ SECRET_TYPES = {"secret", "secretAny", "secretNumber", "password"}
 TIMESTAMP_FIELDS = ("createdAt", "updatedAt")
 TIMESTAMP_DEFINITION = "datetime|optional"
 _DECODE_KEYS_KEPT = 4096  # stored keys remembered per schema by ``Schema.decode``
+MAX_SAFE_INTEGER = encoding.MAX_SAFE_INTEGER  # 2**53 - 1, JavaScript's Number.MAX_SAFE_INTEGER
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+MAX_JSON_DEPTH = 100  # nesting levels of a json/object value (MongoDB's document limit too)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _EMAIL = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 _URL = re.compile(r"^(https?|ftp)://[^\s/$.?#][^\s]*$", re.IGNORECASE)
@@ -406,7 +418,10 @@ class Schema:
                 path = f"{node.path}.{key}" if node.path else key
                 errors.append({"field": path, "rule": "strict", "message": "is not defined in the schema (strict_validation is on)", "value": _short(value)})
             elif top:
-                out[key] = value  # unknown top-level fields are kept, as in s3db.js
+                try:  # unknown top-level fields are kept, as in s3db.js
+                    out[key] = _check_json_value(value)
+                except _RuleFailure as failure:
+                    errors.append({"field": key, "rule": failure.rule, "message": failure.message, "value": _short(value)})
         for key, child in node.children.items():
             present = key in data
             value = data.get(key)
@@ -436,6 +451,10 @@ class Schema:
             except _RuleFailure as failure:
                 shown = "***" if child.is_secret else _short(value)
                 errors.append({"field": child.path, "rule": failure.rule, "message": failure.message, "value": shown})
+            except (TypeError, ValueError, OverflowError, OSError, RecursionError) as exc:  # a value no rule foresaw
+                shown = "***" if child.is_secret else _short(value)
+                message = f"cannot be read as {child.type} ({type(exc).__name__}: {exc})"
+                errors.append({"field": child.path, "rule": child.type, "message": message, "value": shown})
         return out
 
     # -- encoding --
@@ -467,9 +486,20 @@ class Schema:
                 if value is None:
                     out[path] = None
                 else:
-                    out[path] = child.codec.encode(value) if child.codec else _plain_text(value)
+                    out[path] = self._encode_value(child, value)
             else:
                 _flatten_unknown(path, value, out)
+
+    def _encode_value(self, attr: Attribute, value: Any) -> str | None:
+        """One value's stored text; a value the codec cannot store is a ``ValidationError``."""
+        try:
+            return attr.codec.encode(value) if attr.codec else _plain_text(value)
+        except S3DBError:
+            raise
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            shown = "***" if attr.is_secret else _short(value)
+            message = f"cannot be stored as {attr.type} ({type(exc).__name__}: {exc}); pass a value of that type"
+            raise ValidationError([{"field": attr.path, "rule": attr.type, "message": message, "value": shown}], self.resource) from None
 
     def decode(self, mapped: Mapping[str, Any], *, decrypt: bool = True) -> dict[str, Any]:
         """Mapped flat dict (short keys or original names) → nested record, single pass.
@@ -486,8 +516,8 @@ class Schema:
                 flat[name] = decode_value(attr, value, decrypt=decrypt)
             elif attr is None and isinstance(value, str) and value[:1] in ("{", "["):
                 try:
-                    flat[name] = json.loads(value)
-                except ValueError:
+                    flat[name] = encoding.js_json_parse(value)
+                except ValueError:  # not JSON, or nested past Python's stack
                     flat[name] = value
             else:
                 flat[name] = value
@@ -517,6 +547,23 @@ class Schema:
         if len(self._decode_keys) < _DECODE_KEYS_KEPT:  # unknown keys from other writers are unbounded
             self._decode_keys[key] = found
         return found
+
+    def apply_cut(self, record: dict[str, Any], cut: Mapping[str, str | None]) -> None:
+        """Make ``record`` what truncate-data stored (``behaviors.Encoded.cut``): a cut field holds
+        its stored prefix, decoded as ``get()`` would read it; a dropped field is removed."""
+        for key, text in cut.items():
+            path = self.reverse_plugin_map.get(key) or self.reverse_map.get(key) or key
+            *parents, leaf = path.split(".")
+            node: Any = record
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                continue
+            if text is None:
+                node.pop(leaf, None)
+                continue
+            attr = self.leaves_by_path().get(path)
+            node[leaf] = decode_value(attr, text) if attr is not None else text
 
     def leaves_by_path(self) -> dict[str, Attribute]:
         if not self.leaves:
@@ -568,7 +615,7 @@ class _PlainTextCodec:
             return text.lower() in ("1", "true", "yes", "y")
         if self.type_name in ("array", "object", "json") or text[:1] in ("{", "["):
             try:
-                return json.loads(text)
+                return encoding.js_json_parse(text)
             except ValueError:
                 return text
         return text
@@ -634,7 +681,10 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _short(value: Any) -> Any:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # nested past the stack: reprlib stops at a fixed depth
+        return reprlib.repr(value)
     return value if len(text) <= 80 else text[:77] + "..."
 
 
@@ -677,7 +727,49 @@ def _to_number(value: Any, attr: Attribute) -> float | int:
     if not isinstance(value, (int, float)):
         _fail("number", "must be a number")
     if isinstance(value, float) and not math.isfinite(value):
-        _fail("number", "must be a finite number")
+        _fail("number", "must be a finite number (NaN and Infinity cannot be stored; use None for no value)")
+    if isinstance(value, int) or (attr.rules.get("integer") and value.is_integer()):
+        _check_safe_integer(value)
+    return value
+
+
+def _check_safe_integer(value: float) -> None:
+    if abs(value) > MAX_SAFE_INTEGER:
+        _fail(
+            "safe-integer",
+            "is beyond JavaScript's safe integer range ±(2**53 - 1), so s3db.js would read another number; "
+            "store it in a string field (or as a string inside json)",
+        )
+
+
+def _check_json_value(value: Any) -> Any:
+    """``value`` when it is storable JSON-like data (see the module docstring), else ``_RuleFailure``.
+
+    Walks iteratively, so a value nested deeper than the stack is refused, not a RecursionError."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        at = f" (at {where if len(where) <= 60 else where[:57] + '...'})" if where else ""
+        if depth > MAX_JSON_DEPTH:
+            _fail("depth", f"is nested deeper than {MAX_JSON_DEPTH} levels{at}; flatten it or store it as a string")
+        if isinstance(node, bool) or node is None or isinstance(node, str):
+            if isinstance(node, str) and not node.isascii() and _LONE_SURROGATE.search(node) and depth == 0:
+                _fail("surrogate", "contains a lone UTF-16 surrogate (U+D800-U+DFFF), which UTF-8 cannot store; remove it")
+            continue
+        if isinstance(node, float):
+            if not math.isfinite(node):
+                _fail("finite", f"contains {node!r}{at}, which JSON cannot hold (s3db.js would store null); use None or a string")
+        elif isinstance(node, int):
+            if abs(node) > MAX_SAFE_INTEGER:
+                _fail("safe-integer", f"contains {node}{at}, beyond JavaScript's safe integer range ±(2**53 - 1); store it as a string")
+        elif isinstance(node, Mapping):
+            stack.extend((child, f"{where}.{key}" if where else str(key), depth + 1) for key, child in node.items())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(node))
+        elif isinstance(node, decimal.Decimal) and not node.is_finite():
+            _fail("finite", f"contains {node}{at}, which JSON cannot hold; use None or a string")
+        elif hasattr(node, "tolist") and not isinstance(node, (bytes, bytearray)):
+            stack.append((node.tolist(), where, depth))
     return value
 
 
@@ -703,6 +795,8 @@ def _check_number_rules(attr: Attribute, number: float | int, rules: Mapping[str
 
 
 def _check_string_rules(value: str, rules: Mapping[str, Any]) -> str:
+    if not value.isascii() and _LONE_SURROGATE.search(value):
+        _fail("surrogate", "contains a lone UTF-16 surrogate (U+D800-U+DFFF), which UTF-8 cannot store; remove it")
     if rules.get("trim", True):
         value = value.strip()
     if rules.get("lowercase"):
@@ -740,11 +834,11 @@ def _to_datetime(value: Any) -> dt.datetime:
     if hasattr(value, "to_pydatetime"):  # pandas Timestamp
         return _to_datetime(value.to_pydatetime())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value / 1000, tz=dt.timezone.utc)
+        return _from_epoch_ms(value)
     if isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"-?\d+", text):
-            return dt.datetime.fromtimestamp(int(text) / 1000, tz=dt.timezone.utc)
+            return _from_epoch_ms(int(text))
         try:
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
@@ -752,6 +846,14 @@ def _to_datetime(value: Any) -> dt.datetime:
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
     _fail("datetime", "must be a datetime, an ISO-8601 string or epoch milliseconds")
     raise AssertionError  # unreachable
+
+
+def _from_epoch_ms(ms: float) -> dt.datetime:
+    """The UTC datetime ``ms`` epoch milliseconds after 1970 (years 1-9999, what Python holds)."""
+    if not (math.isfinite(ms) and encoding.ISO_FIRST_MS <= ms <= encoding.ISO_LAST_MS):
+        _fail("datetime", "must be between 0001-01-01 and 9999-12-31 (epoch milliseconds "
+              f"{encoding.ISO_FIRST_MS} to {encoding.ISO_LAST_MS}); got {ms!r} ms")
+    return _EPOCH + dt.timedelta(milliseconds=ms)
 
 
 def iso_ms(moment: dt.datetime) -> str:
@@ -777,6 +879,8 @@ def _check_array(attr: Attribute, value: Any, rules: Mapping[str, Any]) -> list[
     if "max" in rules and len(value) > rules["max"]:
         _fail("max", f"must have at most {rules['max']} items")
     items = rules.get("items")
+    if not isinstance(items, str):
+        _check_json_value(value)  # stored as JSON text
     if isinstance(items, str):
         item_attr = Attribute(f"{attr.path}[]", items, {}, items)
         checked = []
@@ -786,6 +890,9 @@ def _check_array(attr: Attribute, value: Any, rules: Mapping[str, Any]) -> list[
             except _RuleFailure as failure:
                 _fail(f"items:{items}", f"item {index} {failure.message}")
         value = checked
+        if value == [""] and isinstance(attr.codec, encoding.StringArrayCodec):
+            # stored as "" (items joined by "|"), which every reader takes for []
+            _fail("items", "[''] would read back as [] (items are stored joined by '|'); store [] or a non-empty item")
     if rules.get("unique"):
         seen = [json.dumps(v, sort_keys=True, default=str) for v in value]
         if len(set(seen)) != len(seen):
@@ -824,6 +931,8 @@ def check_value(attr: Attribute, value: Any) -> Any:
             _fail("string", "must be a string")
         if t == "cron":
             value = " ".join(value.split())
+        if t == "password" and not value:
+            _fail("empty", "must not be empty: a password needs at least one character (pass None to leave it unset)")
         return _check_string_rules(value, rules)
     if t == "email":
         if not isinstance(value, str) or not _EMAIL.match(value.strip()):
@@ -872,10 +981,12 @@ def check_value(attr: Attribute, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
             return value.strip().lower() in ("true", "1", "yes", "on")
         _fail("boolean", "must be true or false")
-    if t == "datetime":
-        return iso_ms(_to_datetime(value))
-    if t == "date":
-        return iso_ms(_to_datetime(value))
+    if t in ("datetime", "date"):
+        moment = _to_datetime(value)
+        try:
+            return iso_ms(moment)
+        except (OverflowError, ValueError):  # e.g. 0001-01-01 with a positive offset is before year 1 in UTC
+            _fail(t, "must be between 0001-01-01 and 9999-12-31 once converted to UTC")
     if t == "dateonly":
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             return value.isoformat()
@@ -954,13 +1065,14 @@ def check_value(attr: Attribute, value: Any) -> Any:
     if t == "object":
         if not isinstance(value, Mapping):
             _fail("object", "must be an object")
-        return dict(value)
+        return dict(_check_json_value(value))
     if t == "enum":
         allowed = list(rules.get("values") or [])
         if value not in allowed:
             _fail("values", f"must be one of {allowed}")
         return value
     if t in ("json", "any", "secretAny"):
+        _check_json_value(value)
         try:
             json.dumps(value, default=_json_default)
         except (TypeError, ValueError):
@@ -969,6 +1081,9 @@ def check_value(attr: Attribute, value: Any) -> Any:
     if t in ("buffer", "bits"):
         if not isinstance(value, (bytes, bytearray, str, list)):
             _fail(t, "must be bytes")
+        size = getattr(attr.codec, "bits", None)
+        if isinstance(value, (bytes, bytearray)) and size is not None and len(value) != (size + 7) >> 3:
+            _fail(t, f"must be {(size + 7) >> 3} bytes for bits:{size}, got {len(value)}")
         return value
     return value
 

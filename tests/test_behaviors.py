@@ -51,10 +51,33 @@ def test_user_managed_small_record_stays_in_metadata():
     assert enc.metadata == {"0": "hi", "_v": "v1"} and enc.body == b""
 
 
-def test_truncate_data_matches_spec_example():
+def test_truncate_data_cuts_the_value_that_does_not_fit_and_keeps_the_small_one():
+    # s3db.js (§16) would blank "c" after the fact because its fill ignored key bytes: we count them
     enc = split("truncate-data", mapped(a="x" * 1500, b="x" * 1500, c="short"))
-    assert len(enc.metadata["0"]) == 1500 and len(enc.metadata["1"]) == 522 and enc.metadata["2"] == ""
-    assert enc.metadata["$truncated"] == "true" and enc.metadata["_v"] == "v1"
+    assert enc.metadata["0"] == "x" * 1500 and enc.metadata["1"] == "x" * 517 and enc.metadata["2"] == "short"
+    assert enc.metadata["$truncated"] == "true" and enc.metadata["_v"] == "v1" and enc.cut == {"1": "x" * 517}
+    assert behaviors.object_size(enc.metadata) == 2043
+
+
+def test_truncate_data_cuts_the_large_field_instead_of_blanking_it():
+    enc = split("truncate-data", mapped(a="short", b="x" * 3000))
+    assert enc.metadata["0"] == "short" and enc.metadata["1"] == "x" * 2018 and enc.cut == {"1": "x" * 2018}
+
+
+def test_truncate_data_drops_values_larger_than_the_one_cut_as_s3db_js_does():
+    enc = split("truncate-data", mapped(a="x" * 1000, b="y" * 1500, c="z" * 1600))
+    assert "2" not in enc.metadata and enc.cut == {"1": "y" * 1023, "2": None}
+
+
+def test_truncate_data_stores_a_record_that_fits_whole_without_the_flag():
+    enc = split("truncate-data", mapped(a="x" * 2030))  # s3db.js reserves the flag and would cut 7 bytes
+    assert enc.metadata == {"0": "x" * 2030, "_v": "v1"} and not enc.truncated and enc.cut == {}
+
+
+def test_truncate_data_keeps_the_stored_metadata_under_s3s_limit_after_the_codec():
+    enc = split("truncate-data", mapped(a="😀" * 600, b="hi"))
+    assert enc.metadata["1"] == "hi" and enc.metadata["0"] == enc.cut["0"] and "😀" * 300 in enc.metadata["0"]
+    assert behaviors.stored_metadata_size(enc.metadata) <= 2047
 
 
 def test_enforce_limits_raises_with_field_sizes():

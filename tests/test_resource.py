@@ -383,9 +383,10 @@ def test_enforce_limits_names_the_oversize_fields(db):
 
 def test_truncate_data_cuts_and_flags(db):
     res = db.create_resource("trunc", attributes={"a": "string", "b": "string", "c": "string"}, behavior="truncate-data")
-    res.insert({"id": "k", "a": "x" * 1500, "b": "x" * 1500, "c": "short"})
+    inserted = res.insert({"id": "k", "a": "x" * 1500, "b": "x" * 1500, "c": "short"})
     got = res.get("k")
-    assert got["a"] == "x" * 1500 and got["b"] == "x" * 522 and got["c"] == ""
+    assert got["a"] == "x" * 1500 and got["b"] == "x" * 517 and got["c"] == "short"
+    assert dict(inserted) == dict(got)  # insert returns what was stored, not the uncut input
     raw = db.client.head("resource=trunc/data/id=k")
     assert raw.metadata["_truncated"] == "true"
 

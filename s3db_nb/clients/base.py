@@ -11,6 +11,7 @@ sanitised and lower-cased: the client stores exactly what it is given, like S3 d
 from __future__ import annotations
 
 import abc
+import hashlib
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -78,6 +79,23 @@ def join_key(prefix: str, key: str) -> str:
     if key.endswith("/") and not joined.endswith("/"):
         joined += "/"
     return joined
+
+
+def is_own_write(info: ObjectInfo, body: bytes, metadata: dict[str, str] | None) -> bool:
+    """Whether the stored object is exactly what a PUT of ``body`` + ``metadata`` wrote.
+
+    A conditional PUT whose response was lost is resent by the transport, and the resend gets
+    412 for the first send's own success. Callers make every conditional body unique (a
+    ``_rev`` nonce, a lock or counter token), so an object with the MD5 of our body and our
+    metadata can only be our write: the client then reports success instead of a conflict.
+    (Servers whose ETag is not the body's MD5, such as SSE-KMS buckets, never match; the
+    caller then sees the ``ConflictError`` it saw before.)
+    """
+    if info.etag != hashlib.md5(body, usedforsecurity=False).hexdigest():
+        return False
+    stored = {k.lower(): (v or "").strip() for k, v in info.metadata.items()}
+    sent = {k.lower(): (v or "").strip() for k, v in (metadata or {}).items()}
+    return stored == sent
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,11 @@ Notes on conditional requests:
   check is HEAD-then-copy and not atomic.
 * Some servers (SeaweedFS) answer 412 instead of 404 to ``If-Match`` on a missing key; after
   a 412 to an ``if_match`` request we HEAD the key to raise ``NotFoundError`` as AWS would.
+* Idempotent retries: when a conditional PUT reached the server but its response was lost,
+  the transport resends it and the resend gets 412 for the first send's own success. After
+  a 412 to a *resent* PUT (botocore's ``RetryAttempts``, or obstore giving up after sending)
+  we HEAD the key: an object with our body's MD5 and our metadata is our write and ``put``
+  returns its ETag (``base.is_own_write``). This covers ``put_many`` too (one ``put`` each).
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ConflictError, NotFoundError, S3DBError, StorageError
-from . import s3_obstore
-from .base import ListPage, ObjectInfo, RequestEvent, StorageClient, StoredObject
+from . import log_filter, s3_obstore
+from .base import ListPage, ObjectInfo, RequestEvent, StorageClient, StoredObject, is_own_write
 from .memory import MAX_LIST_KEYS, PrefixMixin, clamp_limit, strip_quotes
 from .s3_obstore import ObstoreTransport
 
@@ -157,6 +162,7 @@ class S3Client(PrefixMixin, StorageClient):
             raise StorageError(f"invalid S3 endpoint URL {self.endpoint_url!r}") from exc
         # virtual-hosted addressing where boto3 would use it (AWS without force_path_style)
         virtual_hosted = s3_config.get("addressing_style", "virtual" if not self.endpoint_url else "path") == "virtual"
+        log_filter.protect(access_key_id, secret_access_key, session_token)  # DEBUG logs of botocore/urllib3 never show them
         self._fast = self._make_fast(transport, virtual_hosted, access_key_id if explicit else None, secret_access_key, session_token)
         self._closed = False
         self._close_lock = threading.Lock()
@@ -350,27 +356,38 @@ class S3Client(PrefixMixin, StorageClient):
         if if_match is not None:
             params["IfMatch"] = _quote(if_match)
         try:
+            resent: list[bool] = [False]  # set when a send may have reached the server before this answer
             try:
-                etag = self._fast_put(key, body, params.get("Metadata") or {}, content_type, params.get("IfNoneMatch"), params.get("IfMatch"))
+                etag = self._fast_put(key, body, params.get("Metadata") or {}, content_type, params.get("IfNoneMatch"), params.get("IfMatch"), resent)
                 if etag is None:
                     etag = self._call("PutObject", key, self._client.put_object, **params).get("ETag")
-            except ConflictError:
-                if if_match is not None and not self._exists_quiet(key):
+            except ConflictError as exc:
+                own = self._own_write(key, body, params["Metadata"], resent[0] or self._retried(exc.__cause__))
+                if own is not None:
+                    etag = own
+                elif if_match is not None and not self._exists_quiet(key):
                     raise NotFoundError(f"object not found: {self._where(key)} (if_match cannot hold)") from None
-                raise
+                else:
+                    raise
         except S3DBError as exc:
             self._report("PutObject", key, started, sent=len(body), error=exc)
             raise
         self._report("PutObject", key, started, sent=len(body))
         return strip_quotes(etag) or ""
 
-    def _fast_put(self, key: str, body: bytes, metadata: dict[str, str], content_type: str | None, if_none_match: str | None, if_match: str | None) -> str | None:
-        """PUT through obstore; None when boto3 must send it (see ``s3_obstore``)."""
+    def _fast_put(
+        self, key: str, body: bytes, metadata: dict[str, str], content_type: str | None, if_none_match: str | None, if_match: str | None, resent: list[bool]
+    ) -> str | None:
+        """PUT through obstore; None when boto3 must send it (see ``s3_obstore``).
+
+        ``resent[0]`` becomes True when obstore gave up on a conditional PUT after sending it
+        (boto3's resend may then meet 412 for this send's success)."""
         if self._fast is None:
             return None
         try:
             return self._fast.put(self._full(key), body, metadata, content_type, if_none_match, if_match)
-        except s3_obstore.Unsupported:
+        except s3_obstore.Unsupported as exc:
+            resent[0] = exc.sent
             return None
         except s3_obstore.PreconditionFailed:
             raise ConflictError(f"PutObject {self._where(key)}: precondition failed; the object changed or already exists") from None
@@ -387,6 +404,27 @@ class S3Client(PrefixMixin, StorageClient):
             return None
         except s3_obstore.Missing:
             raise NotFoundError(f"object not found: {self._where(key)}") from None
+
+    @staticmethod
+    def _retried(cause: BaseException | None) -> bool:
+        """Whether botocore resent the request that got this error (after a lost response)."""
+        response = getattr(cause, "response", None)
+        if not isinstance(response, dict):
+            return False
+        return int((response.get("ResponseMetadata") or {}).get("RetryAttempts") or 0) > 0
+
+    def _own_write(self, key: str, body: bytes, metadata: dict[str, str], resent: bool) -> str | None:
+        """The ETag of our own earlier send when a resent conditional PUT met 412 for it, else None.
+
+        Only resent requests are checked: a first-attempt 412 is a real conflict even when
+        another writer stored the very same bytes (see ``base.is_own_write``)."""
+        if not resent:
+            return None
+        try:
+            info = self.head(key)
+        except S3DBError:
+            return None
+        return info.etag if is_own_write(info, body, metadata) else None
 
     def _exists_quiet(self, key: str) -> bool:
         try:

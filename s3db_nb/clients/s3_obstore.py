@@ -14,6 +14,11 @@ The transport answers only what it can answer exactly as boto3 would. It raises
 * any error other than "missing" and "precondition failed" (denied credentials, a missing
   bucket, a metadata value that is not ASCII...), so error messages come from one place.
 
+Conditional PUTs (``If-None-Match: *``, ``If-Match``) go through a store that never retries:
+a resend after a lost response would meet 412 for its own success, and obstore does not say
+that it resent. On such a failure boto3 resends the request and ``S3Client`` recognises its
+own write (``clients/s3.py``, "Idempotent retries").
+
 Credentials are handed to obstore's store and never appear in anything this module raises.
 """
 
@@ -29,7 +34,14 @@ _STANDARD_ATTRIBUTES = frozenset({"content-type", "content-disposition", "conten
 
 
 class Unsupported(Exception):
-    """This request is for boto3 (see the module docstring)."""
+    """This request is for boto3 (see the module docstring).
+
+    ``sent`` is True when a conditional PUT failed after it may have reached the server, so
+    a 412 to boto3's resend can be this send's own success (``S3Client._own_write``)."""
+
+    def __init__(self, reason: str = "", *, sent: bool = False) -> None:
+        super().__init__(reason)
+        self.sent = sent
 
 
 class Missing(Exception):
@@ -74,15 +86,18 @@ class ObstoreTransport:
             options["endpoint"] = endpoint_url
         if session_token:
             options["session_token"] = session_token
-        self._store = S3Store(
-            bucket,
+        options.update(
             region=region,
             access_key_id=access_key_id,
             secret_access_key=secret_access_key,
             virtual_hosted_style_request=virtual_hosted,
             client_options={"allow_http": bool(endpoint_url and endpoint_url.startswith("http://"))},
-            **options,
         )
+        self._store = S3Store(bucket, **options)
+        # conditional PUTs are never resent by obstore: after a lost response its resend would
+        # get 412 for its own success without saying it resent; boto3 resends them instead
+        # and S3Client knows a resend happened (see the module docstring)
+        self._conditional_store = S3Store(bucket, retry_config={"max_retries": 0}, **options)
 
     def __repr__(self) -> str:
         return "ObstoreTransport()"
@@ -117,10 +132,14 @@ class ObstoreTransport:
             mode = {"e_tag": if_match}
         elif if_none_match == "*":
             mode = "create"
+        store = self._store if mode == "overwrite" else self._conditional_store
         try:
-            result = self._obstore.put(self._store, full, body, attributes=attributes, mode=mode)
+            result = self._obstore.put(store, full, body, attributes=attributes, mode=mode)
         except Exception as exc:  # obstore raises its own classes and built-ins
-            raise self._translate(exc) from None
+            error = self._translate(exc)
+            if isinstance(error, Unsupported) and store is self._conditional_store:
+                error.sent = True  # it may have been applied before the connection dropped
+            raise error from None
         return str(result.get("e_tag") or "")
 
     def get(self, key: str, full: str, *, head: bool = False) -> tuple[ObjectInfo, bytes]:

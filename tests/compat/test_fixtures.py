@@ -244,6 +244,8 @@ def test_python_encodes_like_node(fixture_db, name):
                 continue
             if node == "undefined" and mine is None:
                 continue  # an absent optional field: s3db.js writes "undefined", we write nothing
+            if resource.behavior == "truncate-data" and node == "" and key in enc.cut:
+                continue  # s3db.js's safety loop blanks the value it had cut (§7.4); we keep the cut prefix
             if key == "_map":  # same map, JSON key order may differ
                 if json.loads(encoding.metadata_decode(mine)) == json.loads(encoding.metadata_decode(node)):
                     continue
