@@ -427,7 +427,7 @@ class FullTextPlugin(Plugin):
         for doc_id in changes:
             by_doc_shard.setdefault(_shard(doc_id, self.shards), []).append(doc_id)
         doc_shards = sorted(by_doc_shard)
-        read = dict(zip(doc_shards, db._map(lambda s: self._read(self._doc_key(resource, s)), doc_shards)))
+        read = dict(zip(doc_shards, db.pool.map(lambda s: self._read(self._doc_key(resource, s)), doc_shards)))
         old_shards: dict[str, set[str]] = {}
         for shard, ids in by_doc_shard.items():
             entries = read[shard][0].get("docs", {})
@@ -469,7 +469,7 @@ class FullTextPlugin(Plugin):
 
             self._cas(self._term_key(resource, shard), mutate)
 
-        db._map(update_terms, sorted(per_shard))
+        db.pool.map(update_terms, sorted(per_shard))
 
         def update_docs(shard: str) -> None:
             ids = by_doc_shard[shard]
@@ -486,7 +486,7 @@ class FullTextPlugin(Plugin):
 
             self._cas(self._doc_key(resource, shard), mutate, current=read[shard])
 
-        db._map(update_docs, doc_shards)
+        db.pool.map(update_docs, doc_shards)
 
     # -- maintenance -------------------------------------------------------------------------------------
 
@@ -554,8 +554,8 @@ class FullTextPlugin(Plugin):
 
             self._cas(self._doc_key(name, shard), mutate)
 
-        db._map(write_terms, shards)
-        db._map(write_docs, shards)
+        db.pool.map(write_terms, shards)
+        db.pool.map(write_docs, shards)
         storage.set(self._key(name, "manifest"), self._manifest(name), behavior="body-only")
         self._stale.pop(name, None)
         return len(docs)
@@ -584,7 +584,7 @@ class FullTextPlugin(Plugin):
         db = self._db()
         term_shards = sorted(set(term_shards))
         keys = [self._doc_key(resource, s) for s in self._all_shards()] + [self._term_key(resource, s) for s in term_shards]
-        loaded = db._map(lambda k: self._read(k)[0], keys)
+        loaded = db.pool.map(lambda k: self._read(k)[0], keys)
         docs: dict[str, dict[str, Any]] = {}
         for data in loaded[: self.shards]:
             docs.update(data.get("docs", {}))

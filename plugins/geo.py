@@ -518,7 +518,7 @@ class GeoPlugin(Plugin):
         points: list[tuple[str, float, float, bool]] = []
         for number, group in enumerate(rounds):
             batch = []
-            for ids in db._map(list_cell, group):
+            for ids in db.pool.map(list_cell, group):
                 batch += [rid for rid in ids if rid not in seen]
                 seen.update(ids)
             listed_cells += [gh for _, gh in group if gh]
@@ -639,7 +639,7 @@ class GeoPlugin(Plugin):
             expected = hook({k: v for k, v in record.items()})
             if any(record.get(attr) != expected.get(attr) for attr, _ in cfg.levels.values()):
                 stale.append(record["id"])
-        fixed = len(self._db()._map(lambda rid: resource.update(rid, {}), stale))
+        fixed = len(self._db().pool.map(lambda rid: resource.update(rid, {}), stale))
         return fixed + sum(resource.rebuild_partition(p) for p in partitions)
 
     # -- s3db.js helpers ----------------------------------------------------------------------

@@ -20,9 +20,8 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from . import behaviors, encoding
 from . import partitions as partition_index
@@ -30,6 +29,7 @@ from .catalog import BACKUP_KEY, CatalogDamage, parse_catalog, salvage_entries
 from .clients.base import StorageClient
 from .connection import ConnectionConfig
 from .errors import ConflictError, NotFoundError, PluginError, S3DBError, SchemaError
+from .engine.pool import WorkPool
 from .events import EventEmitter
 from .plugin import Plugin, PluginRegistry
 from .resource import Resource
@@ -41,8 +41,6 @@ METADATA_KEY = "s3db.json"
 FORMAT_VERSION = "1"
 S3DB_JS_VERSION = "21.6.2"  # the s3db.js release whose bucket format we write
 DB_HOOKS = ("before_create_resource", "after_create_resource")
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def stable_json(value: Any) -> str:
@@ -84,8 +82,6 @@ class Database:
         parallelism: int = 16,
         strict_validation: bool = False,
     ) -> None:
-        if not isinstance(parallelism, int) or parallelism < 1:
-            raise S3DBError(f"parallelism must be a positive integer, got {parallelism!r}")
         self.config = config
         self.client = client
         self._passphrase = passphrase
@@ -95,8 +91,8 @@ class Database:
         self._resources: dict[str, Resource] = {}
         self._metadata: dict[str, Any] = {}
         self._hooks: dict[str, list[Callable[..., Any]]] = {name: [] for name in DB_HOOKS}
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        #: the bounded pool bulk operations and plugins share (``pool.map``, ``pool.submit``)
+        self.pool = WorkPool(parallelism, inline=client.kind in ("memory", "file"))
         self._meta_lock = threading.RLock()
         self.connected = False
         self._backed_up: str | None = None  # sha-256 of what this Database last copied to s3db.json.bak
@@ -126,13 +122,11 @@ class Database:
 
     def disconnect(self) -> None:
         """Stop background work and release connections. Safe to call twice."""
-        if not self.connected and self._pool is None:
+        if not self.connected and not self.pool.started:
             return
         self.events.emit("disconnecting", self)
         self.plugins.stop_all()  # plugins and their job thread stop before storage closes
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self.pool.shutdown()
         engine = self.__dict__.pop("_sql_engine", None)
         if engine is not None:
             engine.close()
@@ -162,52 +156,6 @@ class Database:
             f"<div class='s3db-database'><b>Database</b> <code>{html.escape(self.config.masked_url)}</code>"
             f"<table><tr><th>resource</th><th>behavior</th><th>version</th><th>fields</th><th>partitions</th></tr>{rows}</table></div>"
         )
-
-    # -- concurrency ----------------------------------------------------------------------
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="s3db")
-            return self._pool
-
-    def _submit(self, fn: Callable[..., R], *args: Any) -> Future:
-        """``fn(*args)`` on the pool; on memory:// and file:// it runs now (see ``_inline``)."""
-        if self._inline():
-            future: Future = Future()
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - delivered through the future, as the pool does
-                future.set_exception(exc)
-            return future
-        return self._executor().submit(fn, *args)
-
-    def _inline(self) -> bool:
-        """True for memory:// and file:// stores. memory:// requests are pure Python under the
-        GIL, so threads only add hand-offs (a 16-thread read of 384-d embeddings ran 4x slower
-        than inline). file:// requests are a few short syscalls on page-cached files, each
-        dropping and retaking the GIL: 16 threads read 10 000 records 3x slower and wrote them
-        1.6x slower than one thread on a 2-core machine (benchmarks/README.md)."""
-        return self.client.kind in ("memory", "file")
-
-    def _map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """Run ``fn`` over ``items`` on the bounded pool, keeping order; re-raises the first error
-        after every task has finished (so no write is left running unobserved)."""
-        items = list(items)
-        # inline: one item, already on the pool (nesting could deadlock), or a local store (``_inline``)
-        if len(items) <= 1 or threading.current_thread().name.startswith("s3db") or self._inline():
-            return [fn(item) for item in items]
-        futures = [self._executor().submit(fn, item) for item in items]
-        results: list[R] = []
-        error: BaseException | None = None
-        for future in futures:
-            try:
-                results.append(future.result())
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                error = error or exc
-        if error is not None:
-            raise error
-        return results
 
     def _changed(self, resource: str) -> None:
         self.events.emit("resource-changed", resource)

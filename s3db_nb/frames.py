@@ -530,7 +530,7 @@ def iter_record_chunks(
                 yield records
 
         for batch in batches():
-            pending.append(db._submit(fetch, batch))
+            pending.append(db.pool.submit(fetch, batch))
             if len(pending) >= window:
                 yield from drain_one()
                 if limit is not None and produced >= limit:
@@ -961,7 +961,7 @@ def _write_batches(resource: Resource, items: list[Any], chunk: int, write: Call
     bar = make_progress(progress, len(items), f"writing {resource.name}")
     batches = [items[i : i + chunk] for i in range(0, len(items), chunk)]
     try:
-        futures = [db._submit(write, b) for b in batches]
+        futures = [db.pool.submit(write, b) for b in batches]
         for batch, future in zip(batches, futures):
             for index, exc in future.result():
                 failures[index] = exc

@@ -557,7 +557,7 @@ class Resource:
         if len(set(ids)) != len(ids):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             raise ValidationError([{"field": "id", "rule": "unique", "message": "appears more than once in the batch", "value": d} for d in dupes], self.name)
-        return self.database._map(lambda pair: self._insert_prepared(*pair), prepared)
+        return self.database.pool.map(lambda pair: self._insert_prepared(*pair), prepared)
 
     # -- read -----------------------------------------------------------------------------
 
@@ -606,7 +606,7 @@ class Resource:
                     raise
                 return None
 
-        return [r for r in self.database._map(fetch, list(ids)) if r is not None]
+        return [r for r in self.database.pool.map(fetch, list(ids)) if r is not None]
 
     def iter_records(self, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, limit: int | None = None) -> Iterator[Record]:
         """Stream records: listing is pipelined with parallel GETs (bounded look-ahead).
@@ -625,7 +625,7 @@ class Resource:
                 return None
 
         for record_id in ids:
-            pending.append(self.database._submit(fetch, record_id))
+            pending.append(self.database.pool.submit(fetch, record_id))
             if len(pending) >= window:
                 record = pending.pop(0).result()
                 if record is not None:
@@ -749,7 +749,7 @@ class Resource:
 
         try:
             for key, record_id, values in self._iter_refs(partition, partition_values, start_after=start_after):
-                pending.append((key, record_id, values, self.database._submit(fetch, record_id)))
+                pending.append((key, record_id, values, self.database.pool.submit(fetch, record_id)))
                 if len(pending) >= window:
                     entry = pending.pop(0)
                     record = verified(entry)
@@ -1078,7 +1078,7 @@ class Resource:
                 except NotFoundError:
                     return 0
 
-            return sum(self.database._map(one, ids))
+            return sum(self.database.pool.map(one, ids))
 
         return self._dispatch("delete_many", run, ids)
 
@@ -1411,7 +1411,7 @@ class Resource:
                 added = 1
             return added, self._settle_refs(record_id, [key for key in have if key != wanted])
 
-        outcomes = self.database._map(one, ids)
+        outcomes = self.database.pool.map(one, ids)
         result = partitions.RebuildResult(sum(a for a, _ in outcomes), sum(r for _, r in outcomes))
         self.events.emit("partition-rebuilt", {"partition": name, "written": result.added, "added": result.added, "removed": result.removed})
         return result
