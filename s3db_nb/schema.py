@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import decimal
-import functools
 import ipaddress
 import json
 import math
@@ -35,17 +34,54 @@ from . import encoding
 from .errors import S3DBError, SchemaError, ValidationError
 
 KNOWN_TYPES = {
-    "string", "number", "boolean", "bool", "email", "url", "uuid", "enum", "array", "object", "any",
-    "json", "secret", "secretAny", "secretNumber", "password", "embedding", "datetime", "dateonly",
-    "timeonly", "mac", "cidr", "semver", "phone", "color", "duration", "cron", "locale", "currency",
-    "country", "ean", "ip4", "ip6", "buffer", "bits", "geo", "money", "crypto", "decimal", "text", "date",
+    "string",
+    "number",
+    "boolean",
+    "bool",
+    "email",
+    "url",
+    "uuid",
+    "enum",
+    "array",
+    "object",
+    "any",
+    "json",
+    "secret",
+    "secretAny",
+    "secretNumber",
+    "password",
+    "embedding",
+    "datetime",
+    "dateonly",
+    "timeonly",
+    "mac",
+    "cidr",
+    "semver",
+    "phone",
+    "color",
+    "duration",
+    "cron",
+    "locale",
+    "currency",
+    "country",
+    "ean",
+    "ip4",
+    "ip6",
+    "buffer",
+    "bits",
+    "geo",
+    "money",
+    "crypto",
+    "decimal",
+    "text",
+    "date",
 }
 SECRET_TYPES = {"secret", "secretAny", "secretNumber", "password"}
 TIMESTAMP_FIELDS = ("createdAt", "updatedAt")
 TIMESTAMP_DEFINITION = "datetime|optional"
 _DECODE_KEYS_KEPT = 4096  # stored keys remembered per schema by ``Schema.decode``
 MAX_SAFE_INTEGER = encoding.MAX_SAFE_INTEGER  # 2**53 - 1, JavaScript's Number.MAX_SAFE_INTEGER
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MAX_JSON_DEPTH = 100  # nesting levels of a json/object value (MongoDB's document limit too)
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -158,28 +194,13 @@ class NestedObject:
 # -- key allocation (s3db-format.md §5.1) -------------------------------------------------
 
 
-def js_key_order(keys: list[str]) -> list[str]:
-    """Keys in JavaScript property order: integer-like keys ascending first, then insertion order."""
-    return list(_js_key_order(tuple(keys)))
-
-
-_INDEX_KEY = re.compile(r"0|[1-9]\d{0,8}")
-
-
-@functools.lru_cache(maxsize=1024)
-def _js_key_order(keys: tuple[str, ...]) -> tuple[str, ...]:
-    # every record of a resource has one of a few key sets: the order is worked out once each
-    ints = sorted((k for k in keys if _INDEX_KEY.fullmatch(k)), key=int)
-    return (*ints, *(k for k in keys if not _INDEX_KEY.fullmatch(k)))
-
-
 def _is_plugin_definition(definition: Any) -> bool:
     return isinstance(definition, Mapping) and "__plugin__" in definition
 
 
 def _leaf_keys(attrs: Mapping[str, Any], prefix: str = "") -> list[str]:
     out: list[str] = []
-    for key in js_key_order(list(attrs)):
+    for key in encoding.js_key_order(attrs):
         if "$$" in key:
             continue
         value = attrs[key]
@@ -193,7 +214,7 @@ def _leaf_keys(attrs: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 def _object_keys(attrs: Mapping[str, Any], prefix: str = "") -> list[str]:
     out: list[str] = []
-    for key in js_key_order(list(attrs)):
+    for key in encoding.js_key_order(attrs):
         if "$$" in key:
             continue
         value = attrs[key]
@@ -368,7 +389,9 @@ class Schema:
         base = type_name.split(":")[0]
         if base not in KNOWN_TYPES:
             known = ", ".join(sorted(t for t in KNOWN_TYPES if t not in ("geo",)))
-            raise SchemaError(f"attribute {path!r} has unknown type {type_name!r} (definition {definition!r}); known types: {known}, geo:lat, geo:lon, geo:point")
+            raise SchemaError(
+                f"attribute {path!r} has unknown type {type_name!r} (definition {definition!r}); known types: {known}, geo:lat, geo:lon, geo:point"
+            )
 
     def _codec_for(self, attr: Attribute) -> encoding.Codec | None:
         if attr.object_form:
@@ -400,7 +423,9 @@ class Schema:
     def validate(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Return a normalised copy of ``data`` or raise ``ValidationError`` listing every problem."""
         if not isinstance(data, Mapping):
-            raise ValidationError([{"field": "<record>", "rule": "object", "message": "a record must be a dict", "value": type(data).__name__}], self.resource)
+            raise ValidationError(
+                [{"field": "<record>", "rule": "object", "message": "a record must be a dict", "value": type(data).__name__}], self.resource
+            )
         errors: list[dict[str, Any]] = []
         out = self._validate_object(self.root, data, errors, top=True)
         if errors:
@@ -416,12 +441,19 @@ class Schema:
                 out[key] = value
             elif self.strict:
                 path = f"{node.path}.{key}" if node.path else key
-                errors.append({"field": path, "rule": "strict", "message": "is not defined in the schema (strict_validation is on)", "value": _short(value)})
+                errors.append(
+                    {
+                        "field": path,
+                        "rule": "strict",
+                        "message": "is not defined in the schema (strict_validation is on)",
+                        "value": short(value),
+                    }
+                )
             elif top:
                 try:  # unknown top-level fields are kept, as in s3db.js
                     out[key] = _check_json_value(value)
-                except _RuleFailure as failure:
-                    errors.append({"field": key, "rule": failure.rule, "message": failure.message, "value": _short(value)})
+                except RuleFailure as failure:
+                    errors.append({"field": key, "rule": failure.rule, "message": failure.message, "value": short(value)})
         for key, child in node.children.items():
             present = key in data
             value = data.get(key)
@@ -433,12 +465,12 @@ class Schema:
                         out[key] = None
                     continue
                 if not isinstance(value, Mapping):
-                    errors.append({"field": child.path, "rule": "object", "message": "must be an object", "value": _short(value)})
+                    errors.append({"field": child.path, "rule": "object", "message": "must be an object", "value": short(value)})
                     continue
                 out[key] = self._validate_object(child, value, errors, top=False)
                 continue
             if not present and "default" in child.rules:
-                value = _default_value(child)
+                value = default_value(child)
                 present = True
             if not present or value is None:
                 if not child.optional and not child.rules.get("nullable"):
@@ -448,11 +480,11 @@ class Schema:
                 continue
             try:
                 out[key] = check_value(child, value)
-            except _RuleFailure as failure:
-                shown = "***" if child.is_secret else _short(value)
+            except RuleFailure as failure:
+                shown = "***" if child.is_secret else short(value)
                 errors.append({"field": child.path, "rule": failure.rule, "message": failure.message, "value": shown})
             except (TypeError, ValueError, OverflowError, OSError, RecursionError) as exc:  # a value no rule foresaw
-                shown = "***" if child.is_secret else _short(value)
+                shown = "***" if child.is_secret else short(value)
                 message = f"cannot be read as {child.type} ({type(exc).__name__}: {exc})"
                 errors.append({"field": child.path, "rule": child.type, "message": message, "value": shown})
         return out
@@ -467,7 +499,7 @@ class Schema:
         for path, value in flat.items():
             key = self.plugin_map.get(path) or self.map.get(path) or path
             mapped[key] = value
-        ordered = {k: mapped[k] for k in _js_key_order(tuple(mapped))}
+        ordered = {k: mapped[k] for k in encoding.js_key_order(mapped)}
         ordered["_v"] = version
         return ordered
 
@@ -493,11 +525,11 @@ class Schema:
     def _encode_value(self, attr: Attribute, value: Any) -> str | None:
         """One value's stored text; a value the codec cannot store is a ``ValidationError``."""
         try:
-            return attr.codec.encode(value) if attr.codec else _plain_text(value)
+            return attr.codec.encode(value) if attr.codec else plain_text(value)
         except S3DBError:
             raise
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            shown = "***" if attr.is_secret else _short(value)
+            shown = "***" if attr.is_secret else short(value)
             message = f"cannot be stored as {attr.type} ({type(exc).__name__}: {exc}); pass a value of that type"
             raise ValidationError([{"field": attr.path, "rule": attr.type, "message": message, "value": shown}], self.resource) from None
 
@@ -567,12 +599,14 @@ class Schema:
 
     def leaves_by_path(self) -> dict[str, Attribute]:
         if not self.leaves:
+
             def walk(node: NestedObject) -> None:
                 for child in node.children.values():
                     if isinstance(child, NestedObject):
                         walk(child)
                     else:
                         self.leaves[child.path] = child
+
             walk(self.root)
         return self.leaves
 
@@ -605,7 +639,7 @@ class _PlainTextCodec:
         self.type_name = type_name
 
     def encode(self, value: Any) -> str:
-        return _plain_text(value)
+        return plain_text(value)
 
     def decode(self, text: str) -> Any:
         if self.type_name == "number":
@@ -621,7 +655,8 @@ class _PlainTextCodec:
         return text
 
 
-def _plain_text(value: Any) -> str:
+def plain_text(value: Any) -> str:
+    """Stored text of a value that has no codec (what Node stores for object-form attributes)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -638,7 +673,7 @@ def _flatten_unknown(path: str, value: Any, out: dict[str, str | None]) -> None:
     elif value is None:
         out[path] = None
     else:
-        out[path] = _plain_text(value)
+        out[path] = plain_text(value)
 
 
 def _in_schema_order(record: dict[str, Any], node: NestedObject) -> dict[str, Any]:
@@ -680,7 +715,8 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _short(value: Any) -> Any:
+def short(value: Any) -> Any:
+    """A failing value as a ValidationError shows it: itself, or its repr cut to 80 characters."""
     try:
         text = repr(value)
     except RecursionError:  # nested past the stack: reprlib stops at a fixed depth
@@ -688,7 +724,8 @@ def _short(value: Any) -> Any:
     return value if len(text) <= 80 else text[:77] + "..."
 
 
-def _default_value(attr: Attribute) -> Any:
+def default_value(attr: Attribute) -> Any:
+    """A fresh copy of the attribute's ``default``, read as its type (``"5"`` for a number is 5)."""
     default = attr.rules["default"]
     if attr.type in ("boolean", "bool"):
         return default is True or str(default).lower() in ("true", "1", "yes")
@@ -700,7 +737,10 @@ def _default_value(attr: Attribute) -> Any:
     return copy.deepcopy(default)
 
 
-class _RuleFailure(Exception):
+class RuleFailure(Exception):
+    """One value breaking one rule. Never reaches a user: the validators collect these into a
+    ``ValidationError`` that names every failing field."""
+
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(message)
         self.rule = rule
@@ -708,7 +748,7 @@ class _RuleFailure(Exception):
 
 
 def _fail(rule: str, message: str) -> None:
-    raise _RuleFailure(rule, message)
+    raise RuleFailure(rule, message)
 
 
 def _to_number(value: Any, attr: Attribute) -> float | int:
@@ -743,7 +783,7 @@ def _check_safe_integer(value: float) -> None:
 
 
 def _check_json_value(value: Any) -> Any:
-    """``value`` when it is storable JSON-like data (see the module docstring), else ``_RuleFailure``.
+    """``value`` when it is storable JSON-like data (see the module docstring), else ``RuleFailure``.
 
     Walks iteratively, so a value nested deeper than the stack is refused, not a RecursionError."""
     stack: list[tuple[Any, str, int]] = [(value, "", 0)]
@@ -828,9 +868,9 @@ def _check_string_rules(value: str, rules: Mapping[str, Any]) -> str:
 
 def _to_datetime(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
     if hasattr(value, "to_pydatetime"):  # pandas Timestamp
         return _to_datetime(value.to_pydatetime())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -843,7 +883,7 @@ def _to_datetime(value: Any) -> dt.datetime:
             parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
             _fail("datetime", "must be a datetime, an ISO-8601 string or epoch milliseconds")
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     _fail("datetime", "must be a datetime, an ISO-8601 string or epoch milliseconds")
     raise AssertionError  # unreachable
 
@@ -851,14 +891,17 @@ def _to_datetime(value: Any) -> dt.datetime:
 def _from_epoch_ms(ms: float) -> dt.datetime:
     """The UTC datetime ``ms`` epoch milliseconds after 1970 (years 1-9999, what Python holds)."""
     if not (math.isfinite(ms) and encoding.ISO_FIRST_MS <= ms <= encoding.ISO_LAST_MS):
-        _fail("datetime", "must be between 0001-01-01 and 9999-12-31 (epoch milliseconds "
-              f"{encoding.ISO_FIRST_MS} to {encoding.ISO_LAST_MS}); got {ms!r} ms")
+        _fail(
+            "datetime",
+            "must be between 0001-01-01 and 9999-12-31 (epoch milliseconds "
+            f"{encoding.ISO_FIRST_MS} to {encoding.ISO_LAST_MS}); got {ms!r} ms",
+        )
     return _EPOCH + dt.timedelta(milliseconds=ms)
 
 
 def iso_ms(moment: dt.datetime) -> str:
     """JavaScript ``toISOString()``: UTC, millisecond precision, ``Z``."""
-    moment = moment.astimezone(dt.timezone.utc)
+    moment = moment.astimezone(dt.UTC)
     # isoformat, not strftime: glibc's %Y writes year 1 as "1", which no reader takes for a date
     return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
@@ -883,11 +926,17 @@ def _check_array(attr: Attribute, value: Any, rules: Mapping[str, Any]) -> list[
         _check_json_value(value)  # stored as JSON text
     if isinstance(items, str):
         item_attr = Attribute(f"{attr.path}[]", items, {}, items)
+        # integer arrays store digits, which read back as ints: an integral float past 2**53 - 1
+        # would come back as an int that a later save refuses
+        integral = isinstance(attr.codec, encoding.IntegerArrayCodec)
         checked = []
         for index, item in enumerate(value):
             try:
-                checked.append(check_value(item_attr, item))
-            except _RuleFailure as failure:
+                item = check_value(item_attr, item)
+                if integral and isinstance(item, float) and item.is_integer():
+                    _check_safe_integer(item)
+                checked.append(item)
+            except RuleFailure as failure:
                 _fail(f"items:{items}", f"item {index} {failure.message}")
         value = checked
         if value == [""] and isinstance(attr.codec, encoding.StringArrayCodec):
@@ -924,7 +973,7 @@ def _check_embedding(value: Any, rules: Mapping[str, Any]) -> list[Any] | None:
 
 
 def check_value(attr: Attribute, value: Any) -> Any:
-    """Validate and normalise one present, non-null value; raise ``_RuleFailure``."""
+    """Validate and normalise one present, non-null value; raise ``RuleFailure``."""
     t, rules = attr.type, attr.rules
     if t in ("string", "text", "secret", "password", "locale", "cron"):
         if not isinstance(value, str):
@@ -1041,7 +1090,11 @@ def check_value(attr: Attribute, value: Any) -> Any:
     if t == "duration":
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
             return int(value)
-        return value if isinstance(value, str) and value.strip() else _fail("duration", "must be milliseconds or a duration like PT1H30M or 1h30m")
+        return (
+            value
+            if isinstance(value, str) and value.strip()
+            else _fail("duration", "must be milliseconds or a duration like PT1H30M or 1h30m")
+        )
     if t in ("currency", "country"):
         size = 3 if t == "currency" else 2
         text = str(value).strip().upper()
