@@ -114,7 +114,9 @@ def obstore_ceiling(endpoint: str, bucket: str, prefix: str, keys: list[str], ob
         from obstore.store import S3Store
     except ImportError:
         return {}
-    store = S3Store(bucket, endpoint=endpoint, region="us-east-1", access_key_id=KEY, secret_access_key=SECRET, client_options={"allow_http": True})
+    store = S3Store(
+        bucket, endpoint=endpoint, region="us-east-1", access_key_id=KEY, secret_access_key=SECRET, client_options={"allow_http": True}
+    )
 
     def get(key):
         result = obstore.get(store, f"{prefix}/{key}")
@@ -183,7 +185,10 @@ def file_ceiling(root: Path, keys: list[str], parallelism: int, repeat: int = 1)
     _, one_put_s, one_put_cpu = timed(lambda: write_all(root.parent / "raw-one", lambda f, xs: [f(x) for x in xs]))
     _, safe_put_s, _ = timed(lambda: write_safely(root.parent / "raw-safe"))
     result["safe_put_s"] = safe_put_s
-    for op, pooled, single in (("get", (pool_get_s, pool_get_cpu), (one_get_s, one_get_cpu)), ("put", (pool_put_s, pool_put_cpu), (one_put_s, one_put_cpu))):
+    for op, pooled, single in (
+        ("get", (pool_get_s, pool_get_cpu), (one_get_s, one_get_cpu)),
+        ("put", (pool_put_s, pool_put_cpu), (one_put_s, one_put_cpu)),
+    ):
         best = min(pooled, single)
         result.update({f"{op}_s": best[0], f"{op}_cpu_s": best[1], f"{op}_pool_s": pooled[0], f"{op}_one_thread_s": single[0]})
     return result
@@ -220,7 +225,7 @@ def run_case(backend: str, n: int, endpoint: str | None, bucket: str | None, par
         table_bytes = users.to_arrow(progress=False).nbytes if n <= 10_000 else int(df.memory_usage(deep=True).sum())
         # s3db_nb's own peak, taken before the raw ceiling loop (which holds every object it read)
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        keys = [users._key(i) for i in data["id"]]
+        keys = [users.engine.key(i) for i in data["id"]]
         if backend == "file":
             ceiling = file_ceiling(tmp / "store", keys, parallelism, repeat)
         elif backend == "memory":
@@ -275,16 +280,17 @@ class Servers:
 
     def start_moto(self) -> tuple[str, str]:
         os.environ.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1")
-        from conftest import free_ports, s3_client_for
+        import logging
+
         from moto.server import ThreadedMotoServer
 
-        import logging
+        from conftest import free_ports, s3_client_for
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
 
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_ports(1)[0], verbose=False)
         self.moto.start()
-        endpoint = "http://127.0.0.1:%d" % self.moto.get_host_and_port()[1]
+        endpoint = f"http://127.0.0.1:{self.moto.get_host_and_port()[1]}"
         s3_client_for(endpoint, "bench").ensure_bucket()
         return endpoint, "bench"
 
@@ -296,7 +302,18 @@ class Servers:
         if weed is None:
             return "SeaweedFS 'weed' binary not found"
         self.weed_dir = tempfile.mkdtemp(prefix="s3db-weed-")
-        names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc"]
+        names = [
+            "master.port",
+            "master.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "s3.port",
+            "s3.port.grpc",
+            "admin.port",
+            "admin.port.grpc",
+        ]
         ports = dict(zip(names, free_ports(len(names))))
         args = [
             weed, "mini", f"-dir={self.weed_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false",
@@ -351,6 +368,7 @@ def report(results: list[dict], skipped: list[str], node: list[dict] | None = No
             f" | {rd:>11.0f}{raw_get or float('nan'):>10.0f}{(rd / raw_get) if raw_get else float('nan'):>7.2f}"
             f" | {1000 * r['insert_cpu_s'] / n:>12.2f}{1000 * r['read_cpu_s'] / n:>6.2f} | {rss:>7.0f}{arrow:>9.1f}{'yes' if rss <= 2 * arrow + 200 else 'NO':>7}"
         )  # fmt: skip
+
     def section(title: str, needs: str, line: Callable[[dict, int], str]) -> None:
         rows = [r for r in results if needs in r]
         if rows:
@@ -359,14 +377,22 @@ def report(results: list[dict], skipped: list[str], node: list[dict] | None = No
 
     def safe_line(r: dict, n: int) -> str:
         put = n / r["raw_safe_put_s"]
-        return f"PUT/s {put:.0f} (insert {n / r['insert_s'] / put:.2f}; plain raw writes / these {r['raw_safe_put_s'] / r['raw_put_s']:.2f})"
+        return (
+            f"PUT/s {put:.0f} (insert {n / r['insert_s'] / put:.2f}; plain raw writes / these {r['raw_safe_put_s'] / r['raw_put_s']:.2f})"
+        )
 
     def obstore_line(r: dict, n: int) -> str:
         put, get = n / r["raw_obstore_put_s"], n / r["raw_obstore_get_s"]
         return f"PUT/s {put:.0f} (insert {n / r['insert_s'] / put:.2f}), GET/s {get:.0f} (read {n / r['read_s'] / get:.2f})"
 
-    section("file:// writes against raw writes that never leave half an object (body, sidecar via temp + rename):", "raw_safe_put_s", safe_line)
-    section("S3 ceiling through obstore (s3db_nb's transport when the s3-fast extra is installed), and s3db_nb / it:", "raw_obstore_put_s", obstore_line)
+    section(
+        "file:// writes against raw writes that never leave half an object (body, sidecar via temp + rename):", "raw_safe_put_s", safe_line
+    )
+    section(
+        "S3 ceiling through obstore (s3db_nb's transport when the s3-fast extra is installed), and s3db_nb / it:",
+        "raw_obstore_put_s",
+        obstore_line,
+    )
     by_backend: dict[str, list[dict]] = {}
     for r in results:
         by_backend.setdefault(r["backend"], []).append(r)
@@ -386,7 +412,11 @@ def report(results: list[dict], skipped: list[str], node: list[dict] | None = No
         for r in node:
             mine = ours.get((r["backend"], r["n"]))
             ins, rd = r["n"] / r["insert_s"], r["n"] / r["read_s"]
-            vs = f"  s3db_nb/s3db.js insert {(r['n'] / mine['insert_s']) / ins:.2f}, read {(r['n'] / mine['read_s']) / rd:.2f}" if mine else ""
+            vs = (
+                f"  s3db_nb/s3db.js insert {(r['n'] / mine['insert_s']) / ins:.2f}, read {(r['n'] / mine['read_s']) / rd:.2f}"
+                if mine
+                else ""
+            )
             lines.append(f"  {r['backend']:<9} N={r['n']}: insert {ins:.0f} rec/s, read {rd:.0f} rec/s;{vs}")
     for reason in skipped:
         lines.append(f"skipped: {reason}")
@@ -402,12 +432,23 @@ def main() -> None:
     parser.add_argument("--seaweed", default=None, help="sizes for SeaweedFS only (default: --s3)")
     parser.add_argument("--parallelism", type=int, default=16)
     parser.add_argument("--no-node", action="store_true", help="skip the s3db.js comparison on the S3 servers")
-    parser.add_argument("--repeat", type=int, default=3, help="memory:// and file:// reads (and the raw one-thread reads) are timed this many times; the best counts")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="memory:// and file:// reads (and the raw one-thread reads) are timed this many times; the best counts",
+    )
     parser.add_argument("--case", nargs=4, metavar=("BACKEND", "N", "ENDPOINT", "BUCKET"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         backend, n, endpoint, bucket = args.case
-        print(json.dumps(run_case(backend, int(n), None if endpoint == "-" else endpoint, None if bucket == "-" else bucket, args.parallelism, args.repeat)))
+        print(
+            json.dumps(
+                run_case(
+                    backend, int(n), None if endpoint == "-" else endpoint, None if bucket == "-" else bucket, args.parallelism, args.repeat
+                )
+            )
+        )
         return
 
     plan = [("memory", n) for n in sizes(args.memory)] + [("file", n) for n in sizes(args.file)]

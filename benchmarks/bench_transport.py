@@ -45,7 +45,14 @@ from bench_bulk import KEY, SECRET, Servers, cpu  # noqa: E402 - needs HERE on s
 Meta = dict[str, str]
 Fetched = tuple[str, Meta, bytes]
 #: response attributes obstore reports next to the user metadata; not part of a record
-OBSTORE_STANDARD_ATTRIBUTES = {"Content-Disposition", "Content-Encoding", "Content-Language", "Content-Type", "Cache-Control", "Storage-Class"}
+OBSTORE_STANDARD_ATTRIBUTES = {
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Type",
+    "Cache-Control",
+    "Storage-Class",
+}
 
 
 def record_metadata(i: int) -> Meta:
@@ -95,7 +102,9 @@ def boto3_transport(endpoint: str, bucket: str, parallelism: int) -> tuple[Calla
     """The boto3 client of ``S3Client`` itself, so its Config is the one s3db_nb uses."""
     from s3db_nb.clients.s3 import S3Client
 
-    client = S3Client(bucket, endpoint_url=endpoint, region="us-east-1", access_key_id=KEY, secret_access_key=SECRET, parallelism=parallelism).client
+    client = S3Client(
+        bucket, endpoint_url=endpoint, region="us-east-1", access_key_id=KEY, secret_access_key=SECRET, parallelism=parallelism
+    ).client
 
     def put(item: tuple[str, Meta]) -> None:
         key, meta = item
@@ -113,7 +122,9 @@ def obstore_store(endpoint: str, bucket: str) -> Any:
     """Path-style (object_store's default), plain http allowed, static keys, SigV4."""
     from obstore.store import S3Store
 
-    return S3Store(bucket, endpoint=endpoint, region="us-east-1", access_key_id=KEY, secret_access_key=SECRET, client_options={"allow_http": True})
+    return S3Store(
+        bucket, endpoint=endpoint, region="us-east-1", access_key_id=KEY, secret_access_key=SECRET, client_options={"allow_http": True}
+    )
 
 
 def user_metadata(attributes: dict[str, str]) -> Meta:
@@ -233,7 +244,7 @@ def main() -> None:
             targets.append(("moto", *servers.start_moto(), None))
         for server, endpoint, bucket, pid in targets:
             for rnd in range(args.rounds):
-                order = names[rnd % len(names):] + names[: rnd % len(names)]
+                order = names[rnd % len(names) :] + names[: rnd % len(names)]
                 for name in order:
                     started = time.perf_counter()
                     row = measure(name, endpoint, bucket, f"bench-transport-{stamp}/{rnd}/{name}", args.n, args.parallelism, pid)
@@ -243,7 +254,9 @@ def main() -> None:
         servers.stop()
     rows.sort(key=lambda r: (r["server"], r["round"], names.index(r["transport"])))
     text = report(rows, args.parallelism)
-    header = f"python {platform.python_version()}, {os.cpu_count()} CPUs, N={args.n}, obstore {version('obstore')}, boto3 {version('boto3')}"
+    header = (
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, N={args.n}, obstore {version('obstore')}, boto3 {version('boto3')}"
+    )
     print(header)
     print(text)
     out = HERE / "results"

@@ -90,8 +90,8 @@ def main() -> None:
 
     rows = []
     for metric in METRICS:
-        base_s, _ = timed(lambda: [numpy_top_k(matrix, q, metric, args.k) for q in queries], args.repeat)
-        ours_s, _ = timed(lambda: [docs.vector_search(q, k=args.k, metric=metric) for q in queries], args.repeat)
+        base_s, _ = timed(lambda metric=metric: [numpy_top_k(matrix, q, metric, args.k) for q in queries], args.repeat)
+        ours_s, _ = timed(lambda metric=metric: [docs.vector_search(q, k=args.k, metric=metric) for q in queries], args.repeat)
         same = all(
             list(docs.vector_search(q, k=args.k, metric=metric)["id"]) == [f"d{i:06d}" for i in numpy_top_k(matrix, q, metric, args.k)]
             for q in queries
@@ -104,7 +104,9 @@ def main() -> None:
     header = f"vector_search vs numpy, {args.n:,} × {args.dims} float32, top-{args.k}, {platform.python_version()}, {platform.machine()}"
     lines = [header, "", f"{'metric':<10} {'numpy ms':>9} {'vector_search ms':>17} {'ratio':>6}  same top-k"]
     for r in rows:
-        lines.append(f"{r['metric']:<10} {r['numpy_ms']:>9.1f} {r['vector_search_ms']:>17.1f} {r['ratio']:>6.2f}  {'yes' if r['same_top_k'] else 'NO'}")
+        lines.append(
+            f"{r['metric']:<10} {r['numpy_ms']:>9.1f} {r['vector_search_ms']:>17.1f} {r['ratio']:>6.2f}  {'yes' if r['same_top_k'] else 'NO'}"
+        )
     lines += [
         "",
         f"insert_frame of {args.n:,} records (before the plugin): {insert_s:.1f} s",
@@ -117,7 +119,12 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     (out / f"bench_vector-{stamp}.txt").write_text(text + "\n")
-    (out / f"bench_vector-{stamp}.json").write_text(json.dumps({"n": args.n, "dims": args.dims, "k": args.k, "rows": rows, "insert_s": insert_s, "scan_s": scan_s, "first_query_s": first_s}, indent=2))
+    (out / f"bench_vector-{stamp}.json").write_text(
+        json.dumps(
+            {"n": args.n, "dims": args.dims, "k": args.k, "rows": rows, "insert_s": insert_s, "scan_s": scan_s, "first_query_s": first_s},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

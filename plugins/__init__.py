@@ -13,8 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 
-from s3db_nb.errors import NotFoundError, PluginError
-from s3db_nb.plugin import Plugin
+from s3db_nb.plugin_api import DependencyReport, NotFoundError, Plugin, PluginError, check_dependencies
 
 ENTRY_POINT_GROUP = "s3db_nb.plugins"
 
@@ -54,6 +53,30 @@ def load(name: str) -> type[Plugin]:
     return obj
 
 
+def plugin_dependency_report(plugins: list[type[Plugin] | Plugin] | None = None) -> DependencyReport:
+    """Dependency status of ``plugins`` (default: every plugin ``available()`` lists); it is
+    ``s3db_nb.plugin_dependency_report``."""
+    report = DependencyReport()
+    if plugins is None:
+        plugins = []
+        for name in available():
+            try:
+                plugins.append(load(name))
+            except Exception as exc:  # a plugin that cannot even be imported is a row too
+                report.append(
+                    {
+                        "plugin": name,
+                        "package": "(import)",
+                        "required": "importable",
+                        "installed": f"{type(exc).__name__}: {exc}",
+                        "ok": False,
+                    }
+                )
+    for plugin in plugins:
+        report.extend(check_dependencies(plugin))
+    return report
+
+
 #: class name → registry name, for ``from s3db_nb.plugins import CachePlugin`` (as in s3db.js)
 CLASS_NAMES: dict[str, str] = {target.rpartition(":")[2]: name for name, target in BUILTIN.items()}
 
@@ -71,4 +94,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(CLASS_NAMES))
 
 
-__all__ = ["available", "load", "BUILTIN", "CLASS_NAMES", "ENTRY_POINT_GROUP"]
+__all__ = ["available", "load", "plugin_dependency_report", "BUILTIN", "CLASS_NAMES", "ENTRY_POINT_GROUP"]

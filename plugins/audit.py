@@ -31,27 +31,39 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from s3db_nb.errors import PluginError, S3DBError
-from s3db_nb.plugin import Plugin, get_namespaced_resource_name
-from s3db_nb.schema import iso_ms
-from s3db_nb.partitions import get_path
+from s3db_nb.plugin_api import Plugin, PluginError, S3DBError, get_namespaced_resource_name, get_path, iso_ms
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from s3db_nb.resource import Record, Resource
+    from s3db_nb.plugin_api import Record, Resource
 
 #: every operation the plugin can log (s3db.js names), in display order
 OPERATIONS = ("insert", "update", "delete", "deleteMany", "deleteAll")
 #: other spellings accepted in ``track_operations`` (the seeds use event names)
 _OPERATION_ALIASES = {
-    "inserted": "insert", "updated": "update", "deleted": "delete",
-    "delete_many": "deleteMany", "deletemany": "deleteMany", "delete_all": "deleteAll", "deleteall": "deleteAll",
+    "inserted": "insert",
+    "updated": "update",
+    "deleted": "delete",
+    "delete_many": "deleteMany",
+    "deletemany": "deleteMany",
+    "delete_all": "deleteAll",
+    "deleteall": "deleteAll",
 }
 #: the fields of an audit record, in s3db.js order (``id`` is the record id)
 COLUMNS = (
-    "id", "resourceName", "operation", "recordId", "userId", "timestamp", "createdAt",
-    "oldData", "newData", "partition", "partitionValues", "metadata",
+    "id",
+    "resourceName",
+    "operation",
+    "recordId",
+    "userId",
+    "timestamp",
+    "createdAt",
+    "oldData",
+    "newData",
+    "partition",
+    "partitionValues",
+    "metadata",
 )
 AUDIT_ATTRIBUTES = {
     "resourceName": "string|required",
@@ -116,7 +128,9 @@ class AuditPlugin(Plugin):
         self.track_operations: tuple[str, ...] = _normalize_operations(opts["track_operations"])
         size = opts["max_data_size"]
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_DATA_SIZE):
-            raise PluginError(f"AuditPlugin: max_data_size must be an integer >= {MIN_DATA_SIZE} (characters of JSON) or None for no limit, got {size!r}")
+            raise PluginError(
+                f"AuditPlugin: max_data_size must be an integer >= {MIN_DATA_SIZE} (characters of JSON) or None for no limit, got {size!r}"
+            )
         exclude = opts["exclude"]
         if isinstance(exclude, str) or not isinstance(exclude, Iterable) or not all(isinstance(p, str) for p in exclude):
             raise PluginError(f"AuditPlugin: exclude must be a list of resource names or patterns like ['plg_*'], got {exclude!r}")
@@ -144,7 +158,11 @@ class AuditPlugin(Plugin):
     def on_install(self) -> None:
         db = self._db()
         db.create_resource(
-            self.audit_resource_name, AUDIT_ATTRIBUTES, behavior="body-overflow", partitions=AUDIT_PARTITIONS, created_by=self.name,
+            self.audit_resource_name,
+            AUDIT_ATTRIBUTES,
+            behavior="body-overflow",
+            partitions=AUDIT_PARTITIONS,
+            created_by=self.name,
         )
         if self.audit_resource_name not in self._owned:
             self._owned.append(self.audit_resource_name)
@@ -251,7 +269,7 @@ class AuditPlugin(Plugin):
         if operation not in self.track_operations or store is None:
             return
         ms = self._now_ms()
-        moment = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+        moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
         stamp = iso_ms(moment)
         metadata: dict[str, Any] = {"source": "audit-plugin", "version": "2.0", **(extra or {})}
         entry: dict[str, Any] = {
@@ -329,8 +347,16 @@ class AuditPlugin(Plugin):
         take datetimes, dates or ISO strings (naive = UTC; a bare date as ``end`` includes that day).
         """
         ops = None if operation is None else set(_normalize_operations([operation] if isinstance(operation, str) else operation))
-        rows = self._select(resource, record_id, _to_ms(start), _to_ms(end, end_of_day=True), newest_first=True, limit=limit, offset=offset,
-                            keep=lambda r: (ops is None or r.get("operation") in ops) and (user_id is None or r.get("userId") == str(user_id)))
+        rows = self._select(
+            resource,
+            record_id,
+            _to_ms(start),
+            _to_ms(end, end_of_day=True),
+            newest_first=True,
+            limit=limit,
+            offset=offset,
+            keep=lambda r: (ops is None or r.get("operation") in ops) and (user_id is None or r.get("userId") == str(user_id)),
+        )
         return _frame(rows)
 
     def get_record_history(self, resource: str, record_id: str) -> pd.DataFrame:
@@ -348,8 +374,17 @@ class AuditPlugin(Plugin):
         keys = ("date", "resourceName", "operation", "userId")
         if not rows:
             return pd.DataFrame({k: pd.Series(dtype="str") for k in keys} | {"count": pd.Series(dtype="int64")})
-        frame = pd.DataFrame([{"date": str(r.get("timestamp", ""))[:10], "resourceName": r.get("resourceName"),
-                               "operation": r.get("operation"), "userId": r.get("userId") or "system"} for r in rows])
+        frame = pd.DataFrame(
+            [
+                {
+                    "date": str(r.get("timestamp", ""))[:10],
+                    "resourceName": r.get("resourceName"),
+                    "operation": r.get("operation"),
+                    "userId": r.get("userId") or "system",
+                }
+                for r in rows
+            ]
+        )
         return frame.groupby(list(keys), sort=True).size().rename("count").reset_index()
 
     def cleanup_old_audits(self, retention_days: float = 90) -> int:
@@ -414,7 +449,7 @@ class AuditPlugin(Plugin):
         # ids carry their time, so reading them in order can stop once enough entries matched
         while done < len(known) and (need is None or found < need):
             size = len(known) if need is None else max(need - found, self._db().parallelism)
-            batch = [dict(r) for r in store.get_many([entry_id for _, entry_id in known[done:done + size]]) if wanted(r)]
+            batch = [dict(r) for r in store.get_many([entry_id for _, entry_id in known[done : done + size]]) if wanted(r)]
             rows += batch
             found += len(batch)
             done += size
@@ -462,7 +497,7 @@ def _normalize_operations(operations: Any) -> tuple[str, ...]:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        return iso_ms(value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc))
+        return iso_ms(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -523,7 +558,6 @@ def _masked(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-
 def _id_ms(entry_id: str) -> int | None:
     match = _ID_TIME.match(entry_id)
     return int(match.group(1)) if match else None
@@ -540,12 +574,14 @@ def _to_ms(value: TimeLike | None, *, end_of_day: bool = False) -> int | None:
         try:
             value = dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise PluginError(f"cannot read {value!r} as a time; use a datetime, a date or an ISO string like '2025-01-31T12:00:00Z'") from None
+            raise PluginError(
+                f"cannot read {value!r} as a time; use a datetime, a date or an ISO string like '2025-01-31T12:00:00Z'"
+            ) from None
     if isinstance(value, dt.datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return int(moment.timestamp() * 1000)
     if isinstance(value, dt.date):
-        moment = dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+        moment = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
         if end_of_day:
             moment += dt.timedelta(days=1, milliseconds=-1)
         return int(moment.timestamp() * 1000)
@@ -561,7 +597,7 @@ def _stamp_ms(row: Mapping[str, Any]) -> int | None:
 
 
 def _day(ms: int) -> dt.date:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date()
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date()
 
 
 def _parse_json(text: Any) -> Any:

@@ -30,9 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from s3db_nb.clients.base import RequestEvent
-from s3db_nb.errors import PluginError
-from s3db_nb.plugin import Plugin, slug_for
+from s3db_nb.plugin_api import Plugin, PluginError, RequestEvent, slug_for
 
 # -- the price table ---------------------------------------------------------------------------
 
@@ -154,7 +152,7 @@ def _seconds(value: Any, option: str) -> float:
 
 
 def _iso(epoch: float | None) -> str | None:
-    return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
+    return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
 
 
 # -- the plugin --------------------------------------------------------------------------------
@@ -249,7 +247,9 @@ class CostsPlugin(Plugin):
 
     def _check_region(self, region: Any) -> str:
         if not isinstance(region, str) or region not in self.price_table:
-            raise PluginError(f"CostsPlugin: unknown region {region!r}; known regions: {', '.join(sorted(self.price_table))} (or pass price_table=...)")
+            raise PluginError(
+                f"CostsPlugin: unknown region {region!r}; known regions: {', '.join(sorted(self.price_table))} (or pass price_table=...)"
+            )
         return region
 
     # -- counting ------------------------------------------------------------------------------
@@ -290,7 +290,9 @@ class CostsPlugin(Plugin):
 
     def _prune(self, minute: int) -> None:
         oldest = minute - math.ceil(self.retention_s / 60)
-        while self._history and (next(iter(self._history)) < oldest or (self._history_points > self.max_history_points and len(self._history) > 1)):
+        while self._history and (
+            next(iter(self._history)) < oldest or (self._history_points > self.max_history_points and len(self._history) > 1)
+        ):
             _, bucket = self._history.popitem(last=False)
             self._history_points -= len(bucket)
 
@@ -306,7 +308,9 @@ class CostsPlugin(Plugin):
         summary["since"] = _iso(since)
         return summary
 
-    def snapshot(self, window: float | dt.timedelta | None = None, *, resource: str | None = None, plugin: str | None = None) -> dict[str, Any]:
+    def snapshot(
+        self, window: float | dt.timedelta | None = None, *, resource: str | None = None, plugin: str | None = None
+    ) -> dict[str, Any]:
         """Costs of the requests in the last ``window`` (seconds or timedelta, to the minute;
         default ``estimate_default_window``), optionally of one resource or plugin. Storage is
         prorated to the window. No S3 request."""
@@ -407,7 +411,11 @@ class CostsPlugin(Plugin):
         bytes_in = sum(v[1] for v in cells.values())
         bytes_out = sum(v[2] for v in cells.values())
         egress_gb = bytes_out / GB
-        egress_cost = tiered_cost(max(0.0, egress_gb - (FREE_TIER["egress_gb"] if free else 0)), prices["egress_gb"]) if self.options["egress"] else 0.0
+        egress_cost = (
+            tiered_cost(max(0.0, egress_gb - (FREE_TIER["egress_gb"] if free else 0)), prices["egress_gb"])
+            if self.options["egress"]
+            else 0.0
+        )
 
         groups: dict[str, dict[str, dict[str, Any]]] = {"by_operation": {}, "by_resource": {}, "by_plugin": {}}
         request_total = 0.0
@@ -419,7 +427,9 @@ class CostsPlugin(Plugin):
             for group, name in (("by_operation", operation), ("by_resource", resource), ("by_plugin", plugin)):
                 if group == "by_plugin" and plugin == NO_PLUGIN:
                     continue
-                row = groups[group].setdefault(name, {"requests": 0, "bytes_in": 0, "bytes_out": 0, "request_cost": 0.0, "egress_cost": 0.0, "cost": 0.0})
+                row = groups[group].setdefault(
+                    name, {"requests": 0, "bytes_in": 0, "bytes_out": 0, "request_cost": 0.0, "egress_cost": 0.0, "cost": 0.0}
+                )
                 row["requests"] += n
                 row["bytes_in"] += b_in
                 row["bytes_out"] += b_out
@@ -479,8 +489,12 @@ class CostsPlugin(Plugin):
             self._local.plugin = None
         with self._lock:
             self._storage = {
-                "bytes": total, "objects": objects, "by_resource": by_resource, "by_plugin": by_plugin,
-                "prefix": prefix, "measured_at": self._clock(),
+                "bytes": total,
+                "objects": objects,
+                "by_resource": by_resource,
+                "by_plugin": by_plugin,
+                "prefix": prefix,
+                "measured_at": self._clock(),
             }
         return self._storage_summary(1.0)
 
@@ -489,8 +503,15 @@ class CostsPlugin(Plugin):
             measured = dict(self._storage) if self._storage else None
         if measured is None:
             return {
-                "measured": False, "bytes": 0, "objects": 0, "gb": 0.0, "cost": 0.0, "monthly_cost": 0.0,
-                "by_resource": {}, "by_plugin": {}, "measured_at": None,
+                "measured": False,
+                "bytes": 0,
+                "objects": 0,
+                "gb": 0.0,
+                "cost": 0.0,
+                "monthly_cost": 0.0,
+                "by_resource": {},
+                "by_plugin": {},
+                "measured_at": None,
             }
         gb = measured["bytes"] / GB
         free_gb = FREE_TIER["storage_gb"] if self.options["consider_free_tier"] else 0
@@ -543,8 +564,17 @@ class CostsPlugin(Plugin):
         prices = self.prices["requests_per_1000"]
         with self._lock:
             rows = [
-                {"operation": op, "class": operation_class(op), "resource": res, "plugin": plg, "requests": v[0],
-                 "bytes_in": v[1], "bytes_out": v[2], "errors": v[3], "request_cost": v[0] * prices[operation_class(op)] / 1000}
+                {
+                    "operation": op,
+                    "class": operation_class(op),
+                    "resource": res,
+                    "plugin": plg,
+                    "requests": v[0],
+                    "bytes_in": v[1],
+                    "bytes_out": v[2],
+                    "errors": v[3],
+                    "request_cost": v[0] * prices[operation_class(op)] / 1000,
+                }
                 for (op, res, plg), v in sorted(self._totals.items())
             ]
         columns = ["operation", "class", "resource", "plugin", "requests", "bytes_in", "bytes_out", "errors", "request_cost"]
@@ -581,11 +611,14 @@ class CostsPlugin(Plugin):
 def _cost_table(label: str, groups: Mapping[str, Mapping[str, Any]], limit: int = 10) -> str:
     """A small escaped table of the costliest ``limit`` groups, with an "N of M" footer."""
     ranked = sorted(groups.items(), key=lambda kv: (-kv[1]["cost"], -kv[1]["requests"], kv[0]))
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td style='text-align:right'>{row['requests']:,}</td>"
-        f"<td style='text-align:right'>{html.escape(format_usd(row['cost']))}</td></tr>"
-        for name, row in ranked[:limit]
-    ) or "<tr><td colspan='3'><i>no request yet</i></td></tr>"
+    rows = (
+        "".join(
+            f"<tr><td>{html.escape(name)}</td><td style='text-align:right'>{row['requests']:,}</td>"
+            f"<td style='text-align:right'>{html.escape(format_usd(row['cost']))}</td></tr>"
+            for name, row in ranked[:limit]
+        )
+        or "<tr><td colspan='3'><i>no request yet</i></td></tr>"
+    )
     footer = f"<caption style='caption-side:bottom;color:#777'>{limit} of {len(ranked)}</caption>" if len(ranked) > limit else ""
     return f"<table>{footer}<tr><th>{html.escape(label)}</th><th>requests</th><th>cost</th></tr>{rows}</table>"
 
@@ -601,7 +634,9 @@ def _check_prices(region: str, entry: Any) -> None:
             problems.append("requests_per_1000 needs numeric put, get and delete")
         for tiers in ("storage_gb_month", "egress_gb"):
             value = entry.get(tiers)
-            well_formed = isinstance(value, (list, tuple)) and bool(value) and all(isinstance(t, (list, tuple)) and len(t) == 2 for t in value)
+            well_formed = (
+                isinstance(value, (list, tuple)) and bool(value) and all(isinstance(t, (list, tuple)) and len(t) == 2 for t in value)
+            )
             if not well_formed or value[-1][0] is not None:
                 problems.append(f"{tiers} needs [[upper_gb, usd_per_gb], ..., [None, usd_per_gb]]")
     if problems:
@@ -609,6 +644,16 @@ def _check_prices(region: str, entry: Any) -> None:
 
 
 __all__ = [
-    "CostsPlugin", "PRICES", "PRICE_SOURCE", "PRICES_AS_OF", "FREE_TIER", "OPERATION_CLASS", "NO_RESOURCE", "NO_PLUGIN",
-    "attribute", "format_usd", "operation_class", "tiered_cost",
+    "CostsPlugin",
+    "PRICES",
+    "PRICE_SOURCE",
+    "PRICES_AS_OF",
+    "FREE_TIER",
+    "OPERATION_CLASS",
+    "NO_RESOURCE",
+    "NO_PLUGIN",
+    "attribute",
+    "format_usd",
+    "operation_class",
+    "tiered_cost",
 ]

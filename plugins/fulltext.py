@@ -42,13 +42,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from s3db_nb.errors import MissingDependencyError, PluginError
-from s3db_nb.plugin import Plugin
+from s3db_nb.plugin_api import MissingDependencyError, Plugin, PluginError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from s3db_nb.resource import Resource
+    from s3db_nb.plugin_api import Resource
 
 __all__ = ["FullTextPlugin", "Analyzer", "fold", "bm25_idf", "bm25_term_score", "ENGLISH_STOP_WORDS"]
 
@@ -323,13 +322,17 @@ class FullTextPlugin(Plugin):
         wanted = self._manifest(resource.name)
         if stored is None:
             if resource.list_ids(limit=1):
-                self.log.warning("resource %r already has records that are not indexed; call rebuild_index(%r)", resource.name, resource.name)
+                self.log.warning(
+                    "resource %r already has records that are not indexed; call rebuild_index(%r)", resource.name, resource.name
+                )
             storage.set_if_not_exists(key, wanted, behavior="body-only")
             return
         differs = [k for k in wanted if stored.get(k) != wanted[k]]
         if differs:
             self._stale[resource.name] = ", ".join(differs)
-            self.log.warning("the index of %r was built with other %s; call rebuild_index(%r)", resource.name, self._stale[resource.name], resource.name)
+            self.log.warning(
+                "the index of %r was built with other %s; call rebuild_index(%r)", resource.name, self._stale[resource.name], resource.name
+            )
 
     # -- keys and shard I/O ---------------------------------------------------------------------------
 
@@ -354,7 +357,9 @@ class FullTextPlugin(Plugin):
         data, etag = self.get_storage().get_with_version(key)
         return (data or {}), etag
 
-    def _cas(self, key: str, mutate: Callable[[dict[str, Any]], dict[str, Any] | None], current: tuple[dict[str, Any], str | None] | None = None) -> None:
+    def _cas(
+        self, key: str, mutate: Callable[[dict[str, Any]], dict[str, Any] | None], current: tuple[dict[str, Any], str | None] | None = None
+    ) -> None:
         """Read-modify-write ``key`` until the conditional PUT wins (1 GET + 1 PUT without contention).
 
         ``mutate`` returns the new data, or None when there is nothing to write."""
@@ -441,7 +446,7 @@ class FullTextPlugin(Plugin):
             for shard in old_shards[doc_id]:
                 per_shard.setdefault(shard, {}).setdefault(doc_id, {})
             placed: set[str] = set()
-            for name, counts in (doc.tf.items() if doc is not None else ()):
+            for name, counts in doc.tf.items() if doc is not None else ():
                 for term, tf in counts.items():
                     shard = _shard(term, self.shards)
                     per_shard.setdefault(shard, {}).setdefault(doc_id, {}).setdefault(name, {})[term] = tf
@@ -589,7 +594,7 @@ class FullTextPlugin(Plugin):
         for data in loaded[: self.shards]:
             docs.update(data.get("docs", {}))
         postings: dict[str, dict[str, dict[str, int]]] = {}
-        for shard, data in zip(term_shards, loaded[self.shards:]):
+        for shard, data in zip(term_shards, loaded[self.shards :]):
             for field_name, terms in data.get("postings", {}).items():
                 target = postings.setdefault(field_name, {})
                 for term, hits in terms.items():
@@ -640,7 +645,9 @@ class FullTextPlugin(Plugin):
                 raise _missing("rapidfuzz", "fuzzy=True") from None
             limit = self._fuzzy_distance(term)
             if limit:
-                for candidate, distance, _ in process.extract(term, vocabulary, scorer=Levenshtein.distance, score_cutoff=limit, limit=None):
+                for candidate, distance, _ in process.extract(
+                    term, vocabulary, scorer=Levenshtein.distance, score_cutoff=limit, limit=None
+                ):
                     if candidate != term:
                         weight = self.options["fuzzy_weight"] ** distance
                         weights[candidate] = max(weights.get(candidate, 0.0), weight)
@@ -677,7 +684,11 @@ class FullTextPlugin(Plugin):
         if fields is None:
             boosts = dict(configured)
         else:
-            wanted = dict(fields) if isinstance(fields, Mapping) else {f: configured.get(f) for f in ([fields] if isinstance(fields, str) else fields)}
+            wanted = (
+                dict(fields)
+                if isinstance(fields, Mapping)
+                else {f: configured.get(f) for f in ([fields] if isinstance(fields, str) else fields)}
+            )
             unknown = [f for f in wanted if f not in configured]
             if unknown:
                 raise PluginError(f"field(s) {', '.join(unknown)} of {name!r} are not indexed; indexed: {', '.join(configured)}")
@@ -719,7 +730,7 @@ class FullTextPlugin(Plugin):
                 hits_per_doc[doc_id] += 1
         wanted_hits = len(query_terms) if match == "all" else 1
         scores = {d: s for d, s in scores.items() if s > 0 and hits_per_doc[d] >= wanted_hits}
-        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[offset: offset + limit]
+        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[offset : offset + limit]
         records = {r["id"]: r for r in self.resource(name).get_many([d for d, _ in ranked])}
         rows = []
         for doc_id, score in ranked:
@@ -768,4 +779,3 @@ class FullTextPlugin(Plugin):
     def indexed_resources(self) -> list[str]:
         """The resources this plugin indexes (configured in ``fields``), whether they exist yet or not."""
         return list(self.fields)
-

@@ -29,15 +29,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from s3db_nb.errors import NotFoundError, PluginError, ValidationError
-from s3db_nb.plugin import Plugin
-from s3db_nb.partitions import get_path
+from s3db_nb.plugin_api import NotFoundError, Plugin, PluginError, ValidationError, get_path
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from s3db_nb.record import Record
-    from s3db_nb.resource import Resource
+    from s3db_nb.plugin_api import Record, Resource
 
 #: mean Earth radius used by every distance (the value s3db.js uses)
 EARTH_RADIUS_KM = 6371.0
@@ -49,8 +46,16 @@ _KM_PER_DEGREE = EARTH_RADIUS_KM * math.pi / 180
 _SLACK_KM = 1e-6  # cell pruning keeps cells this close to the edge (float rounding)
 
 __all__ = [
-    "GeoPlugin", "GeoConfig", "GeoQuery", "GeohashCell", "EARTH_RADIUS_KM",
-    "encode_geohash", "decode_geohash", "get_neighbors", "haversine_km", "cell_size_km",
+    "GeoPlugin",
+    "GeoConfig",
+    "GeoQuery",
+    "GeohashCell",
+    "EARTH_RADIUS_KM",
+    "encode_geohash",
+    "decode_geohash",
+    "get_neighbors",
+    "haversine_km",
+    "cell_size_km",
 ]
 
 
@@ -105,7 +110,9 @@ def _coordinate(value: Any, name: str, limit: float) -> float:
         except ValueError:
             pass
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not -limit <= value <= limit:
-        raise ValidationError([{"field": name, "rule": "coordinate", "message": f"must be a number from {-limit:g} to {limit:g}", "value": value}])
+        raise ValidationError(
+            [{"field": name, "rule": "coordinate", "message": f"must be a number from {-limit:g} to {limit:g}", "value": value}]
+        )
     return float(value)
 
 
@@ -260,7 +267,9 @@ def _block_size(ranges: tuple[list[tuple[int, int]], tuple[int, int]]) -> int:
     return sum(b - a + 1 for a, b in columns) * (last_row - first_row + 1)
 
 
-def _cells(ranges: tuple[list[tuple[int, int]], tuple[int, int]], precision: int) -> Iterable[tuple[str, tuple[float, float, float, float]]]:
+def _cells(
+    ranges: tuple[list[tuple[int, int]], tuple[int, int]], precision: int
+) -> Iterable[tuple[str, tuple[float, float, float, float]]]:
     columns, (first_row, last_row) = ranges
     for a, b in columns:
         for x in range(a, b + 1):
@@ -314,14 +323,20 @@ class GeoConfig:
     def parse(cls, resource: str, options: Any) -> GeoConfig:
         """Validate one entry of the ``resources`` option."""
         if not isinstance(options, Mapping):
-            raise PluginError(f"GeoPlugin: resources[{resource!r}] must be a dict like {{'lat_field': 'lat', 'lon_field': 'lon'}}, got {options!r}")
+            raise PluginError(
+                f"GeoPlugin: resources[{resource!r}] must be a dict like {{'lat_field': 'lat', 'lon_field': 'lon'}}, got {options!r}"
+            )
         unknown = sorted(set(options) - set(RESOURCE_OPTIONS))
         if unknown:
-            raise PluginError(f"GeoPlugin: resources[{resource!r}] has unknown option(s) {', '.join(unknown)}; valid: {', '.join(RESOURCE_OPTIONS)}")
+            raise PluginError(
+                f"GeoPlugin: resources[{resource!r}] has unknown option(s) {', '.join(unknown)}; valid: {', '.join(RESOURCE_OPTIONS)}"
+            )
         merged = {**RESOURCE_OPTIONS, **options}
         for key in ("lat_field", "lon_field"):
             if not isinstance(merged[key], str) or not merged[key]:
-                raise PluginError(f"GeoPlugin: resources[{resource!r}] needs {key} (the attribute holding the {key[:3]}itude), got {merged[key]!r}")
+                raise PluginError(
+                    f"GeoPlugin: resources[{resource!r}] needs {key} (the attribute holding the {key[:3]}itude), got {merged[key]!r}"
+                )
         zooms = merged["zoom_levels"]
         if not isinstance(zooms, (list, tuple)):
             raise PluginError(f"GeoPlugin: resources[{resource!r}].zoom_levels must be a list of precisions like [3], got {zooms!r}")
@@ -358,7 +373,6 @@ class GeoQuery:
         return self
 
 
-
 # -- the plugin ---------------------------------------------------------------------------------
 
 
@@ -377,7 +391,9 @@ class GeoPlugin(Plugin):
         super().__init__(**options)
         resources = self.options["resources"]
         if not isinstance(resources, Mapping):
-            raise PluginError(f"GeoPlugin: resources must be a dict of resource name → {{'lat_field': ..., 'lon_field': ...}}, got {resources!r}")
+            raise PluginError(
+                f"GeoPlugin: resources must be a dict of resource name → {{'lat_field': ..., 'lon_field': ...}}, got {resources!r}"
+            )
         self.configs: dict[str, GeoConfig] = {name: GeoConfig.parse(name, cfg) for name, cfg in resources.items()}
         max_cells = self.options["max_cells"]
         if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
@@ -412,7 +428,9 @@ class GeoPlugin(Plugin):
         for path in (cfg.lat_field, cfg.lon_field):
             if resource.schema.field(path) is None:
                 known = ", ".join(sorted(resource.schema.leaves_by_path())) or "(none)"
-                raise PluginError(f"GeoPlugin: resource {resource.name!r} has no attribute {path!r} (set lat_field/lon_field to one of: {known})")
+                raise PluginError(
+                    f"GeoPlugin: resource {resource.name!r} has no attribute {path!r} (set lat_field/lon_field to one of: {known})"
+                )
         user_fields = resource.schema_view()
         for attr, _ in cfg.levels.values():
             if attr not in user_fields:  # s3db.js adds `_geohash` as a plain attribute: use it as it is
@@ -504,7 +522,7 @@ class GeoPlugin(Plugin):
             rounds: list[list[tuple[float, str]]] = [[(0.0, "")]]  # one listing of the whole resource
         else:
             size = len(cells) if limit is None else max(8, db.parallelism)
-            rounds = [cells[i:i + size] for i in range(0, len(cells), size)]
+            rounds = [cells[i : i + size] for i in range(0, len(cells), size)]
 
         def list_cell(cell: tuple[float, str]) -> list[str]:
             if precision is None:
@@ -555,19 +573,25 @@ class GeoPlugin(Plugin):
     @staticmethod
     def _check_limit(limit: Any) -> int | None:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ValidationError([{"field": "limit", "rule": "positive", "message": "must be a positive integer or None (every match)", "value": limit}])
+            raise ValidationError(
+                [{"field": "limit", "rule": "positive", "message": "must be a positive integer or None (every match)", "value": limit}]
+            )
         return limit
 
     # -- queries ------------------------------------------------------------------------------
 
-    def find_nearby(self, resource: Resource | str, lat: float, lon: float, radius_km: float = 10.0, limit: int | None = None) -> pd.DataFrame:
+    def find_nearby(
+        self, resource: Resource | str, lat: float, lon: float, radius_km: float = 10.0, limit: int | None = None
+    ) -> pd.DataFrame:
         """Every record within ``radius_km`` of the point (the ``limit`` nearest with a limit),
         nearest first, with ``_distance_km``. Costs 1 LIST per cell of the cover (see
         ``df.attrs["geo_query"]``) and 1 GET per record in those cells."""
         resource, cfg = self._config(resource)
         lat, lon = _coordinate(lat, "lat", 90), _coordinate(lon, "lon", 180)
         if isinstance(radius_km, bool) or not isinstance(radius_km, (int, float)) or not radius_km >= 0:
-            raise ValidationError([{"field": "radius_km", "rule": "non-negative", "message": "must be a number ≥ 0 (kilometres)", "value": radius_km}])
+            raise ValidationError(
+                [{"field": "radius_km", "rule": "non-negative", "message": "must be a number ≥ 0 (kilometres)", "value": radius_km}]
+            )
         limit = self._check_limit(limit)
         precision = self._choose_level(resource, cfg, lambda p: _block_size(_circle_ranges(lat, lon, radius_km, p)), limit is not None)
         cells: list[tuple[float, str]] = []
@@ -577,11 +601,15 @@ class GeoPlugin(Plugin):
                 if near <= radius_km + _SLACK_KM:
                     cells.append((near, gh))
             cells.sort()
-        matches, stats = self._run(resource, cfg, precision, cells, (lat, lon), lambda a, b: haversine_km(lat, lon, a, b) <= radius_km, limit)
+        matches, stats = self._run(
+            resource, cfg, precision, cells, (lat, lon), lambda a, b: haversine_km(lat, lon, a, b) <= radius_km, limit
+        )
         query = GeoQuery(resource.name, "nearby", (lat, lon), radius_km=float(radius_km), results=len(matches), **stats)
         return self._frame(cfg, matches, query)
 
-    def find_in_bounds(self, resource: Resource | str, north: float, south: float, east: float, west: float, limit: int | None = None) -> pd.DataFrame:
+    def find_in_bounds(
+        self, resource: Resource | str, north: float, south: float, east: float, west: float, limit: int | None = None
+    ) -> pd.DataFrame:
         """Every record inside the box (``west > east`` means it crosses longitude ±180),
         sorted by distance from the box's centre (``_distance_km``). Costs 1 LIST per cell
         covering the box and 1 GET per record in those cells."""
@@ -589,14 +617,19 @@ class GeoPlugin(Plugin):
         north, south = _coordinate(north, "north", 90), _coordinate(south, "south", 90)
         east, west = _coordinate(east, "east", 180), _coordinate(west, "west", 180)
         if south > north:
-            raise ValidationError([{"field": "south", "rule": "bounds", "message": f"must not be north of north ({north:g}); swap them", "value": south}])
+            raise ValidationError(
+                [{"field": "south", "rule": "bounds", "message": f"must not be north of north ({north:g}); swap them", "value": south}]
+            )
         limit = self._check_limit(limit)
         width = east - west if west <= east else east + 360 - west
         center = ((north + south) / 2, _wrap_lon(west + width / 2) if width < 360 else 0.0)
         precision = self._choose_level(resource, cfg, lambda p: _block_size(_bounds_ranges(north, south, east, west, p)), limit is not None)
         cells: list[tuple[float, str]] = []
         if precision is not None:
-            cells = sorted((_distance_to_cell(*center, bounds), gh) for gh, bounds in _cells(_bounds_ranges(north, south, east, west, precision), precision))
+            cells = sorted(
+                (_distance_to_cell(*center, bounds), gh)
+                for gh, bounds in _cells(_bounds_ranges(north, south, east, west, precision), precision)
+            )
 
         def inside(lat: float, lon: float) -> bool:
             in_lon = west <= lon <= east if west <= east else (lon >= west or lon <= east)
@@ -654,9 +687,16 @@ class GeoPlugin(Plugin):
         rows = []
         for name, cfg in self.configs.items():
             height, width = cell_size_km(cfg.precision)
-            rows.append({
-                "resource": name, "lat_field": cfg.lat_field, "lon_field": cfg.lon_field, "precision": cfg.precision,
-                "zoom_levels": list(cfg.zoom_levels), "partitions": [p for _, p in cfg.levels.values()] if cfg.use_partitions else [],
-                "cell_size": f"~{height:.3g} × {width:.3g} km", "ready": name in self._ready,
-            })
+            rows.append(
+                {
+                    "resource": name,
+                    "lat_field": cfg.lat_field,
+                    "lon_field": cfg.lon_field,
+                    "precision": cfg.precision,
+                    "zoom_levels": list(cfg.zoom_levels),
+                    "partitions": [p for _, p in cfg.levels.values()] if cfg.use_partitions else [],
+                    "cell_size": f"~{height:.3g} × {width:.3g} km",
+                    "ready": name in self._ready,
+                }
+            )
         return {"resources": len(rows), "configurations": rows}

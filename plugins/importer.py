@@ -13,7 +13,7 @@ de-duplication and a report of every rejected row.
 
 Every row goes through the same steps: read → ``mapping`` (rename columns; ``None`` drops one)
 → ``transforms`` (``field → callable``, on the mapped names) → ``validate`` (an optional
-callable) → the resource's ``before_insert`` hooks and schema (``frames.validate_rows``, the
+callable) → the resource's ``before_insert`` hooks and schema (``plugin_api.validate_rows``, the
 check ``insert_frame`` uses) → ``dedupe_on`` → written in batches on the database's bounded
 pool (1 PUT per record + 1 per partition ref). A bad row never stops the import: it lands in
 ``result.rejects`` with its row number, the field, the rule and the reason.
@@ -52,17 +52,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from s3db_nb.errors import ConflictError, MissingDependencyError, PluginError
-from s3db_nb.frames import validate_rows, write_validated
-from s3db_nb.plugin import Plugin
-from s3db_nb.progress import ProgressArg, make_progress
-from s3db_nb.schema import NestedObject
-from s3db_nb.partitions import get_path
+from s3db_nb.plugin_api import (
+    ConflictError,
+    MissingDependencyError,
+    NestedObject,
+    Plugin,
+    PluginError,
+    ProgressArg,
+    get_path,
+    make_progress,
+    validate_rows,
+    write_validated,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from s3db_nb.resource import Resource
+    from s3db_nb.plugin_api import Resource
 
 #: the formats import_data reads, and the aliases it accepts for them
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "excel", "dataframe", "arrow", "records")
@@ -76,7 +82,17 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _RECORDS_KEYS = ("records", "data", "items", "rows")
 _SAMPLE_LINES = 50
 
-__all__ = ["ImporterPlugin", "ImportResult", "ImportAbortedError", "Unreadable", "detect_format", "read_rows", "split", "parse_date", "FORMATS"]
+__all__ = [
+    "ImporterPlugin",
+    "ImportResult",
+    "ImportAbortedError",
+    "Unreadable",
+    "detect_format",
+    "read_rows",
+    "split",
+    "parse_date",
+    "FORMATS",
+]
 
 
 class ImportAbortedError(PluginError):
@@ -111,7 +127,7 @@ def parse_date(fmt: str) -> Callable[[Any], dt.datetime]:
         if isinstance(value, dt.datetime):
             return value
         parsed = dt.datetime.strptime(str(value).strip(), fmt)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
     return apply
 
@@ -159,7 +175,8 @@ class ImportResult:
             "duplicates": self.duplicates, "rolled_back": self.rolled_back, "duration": round(self.duration, 3),
         }  # fmt: skip
 
-    def _reject(self, row: int, problems: Iterable[Mapping[str, Any]]) -> None:
+    def add_reject(self, row: int, problems: Iterable[Mapping[str, Any]]) -> None:
+        """Count ``row`` as rejected and keep one line per problem (field, rule, reason, value)."""
         self.rejected += 1
         for problem in problems:
             value = problem.get("value")
@@ -189,7 +206,11 @@ class ImportResult:
             shown = self._sorted_rejects()[:20]
             cols = ("row", "field", "rule", "reason", "value")
             body = "".join("<tr>" + "".join(f"<td>{escape('' if r[c] is None else str(r[c]))}</td>" for c in cols) + "</tr>" for r in shown)
-            foot = f"<caption style='caption-side:bottom'>{len(shown)} of {len(self.reject_rows)} rows</caption>" if len(self.reject_rows) > len(shown) else ""
+            foot = (
+                f"<caption style='caption-side:bottom'>{len(shown)} of {len(self.reject_rows)} rows</caption>"
+                if len(self.reject_rows) > len(shown)
+                else ""
+            )
             rejects = f"<table>{foot}<tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>{body}</table>"
         return f"<div class='s3db-import'>{head}<table><tr>{cards}</tr></table>{error}{rejects}</div>"
 
@@ -458,7 +479,9 @@ def _records_of(document: Any, records_key: str | None) -> list[Any]:
         raise PluginError(f"the JSON document is a {type(document).__name__}; expected an array of objects or an object holding one")
     if records_key is not None:
         if not isinstance(document.get(records_key), list):
-            raise PluginError(f"records_key={records_key!r}: the JSON object has no array under that key; keys: {', '.join(map(str, document))}")
+            raise PluginError(
+                f"records_key={records_key!r}: the JSON object has no array under that key; keys: {', '.join(map(str, document))}"
+            )
         return document[records_key]
     for key in _RECORDS_KEYS:
         if isinstance(document.get(key), list):
@@ -767,7 +790,9 @@ class ImporterPlugin(Plugin):
         plan = _make_plan(target, mapping, transforms, validate, dedupe, unknown)
         fmt, _ = _static_format(source, format)
         result = ImportResult(target.name, _source_name(source), fmt or "?", atomic=atomic)
-        rows = read_rows(source, fmt, delimiter=delimiter, sheet=sheet, records_key=records_key, encoding=encoding, batch_size=batch_size, result=result)
+        rows = read_rows(
+            source, fmt, delimiter=delimiter, sheet=sheet, records_key=records_key, encoding=encoding, batch_size=batch_size, result=result
+        )
         seen_keys: set[tuple[Any, ...]] = set()
         if dedupe_existing:
             seen_keys = _existing_keys(target, plan.dedupe_on)
@@ -814,7 +839,7 @@ class ImporterPlugin(Plugin):
             failures = self._write(target, items, bar)
             result.imported += len(items) - len(failures)
             for row, exc in sorted(failures.items()):
-                result._reject(row, [_write_problem(exc, target)])
+                result.add_reject(row, [_write_problem(exc, target)])
             self._check_rejects(result, max_rejects, written=True)
             self.emit("progress", result.summary())
 
@@ -846,7 +871,7 @@ class ImporterPlugin(Plugin):
             left = [i for i in ids if _still_there(target, i)]
             result.rolled_back = len(ids) - len(left)
         for failed_row, exc in sorted(failures.items()):
-            result._reject(failed_row, [_write_problem(exc, target)])
+            result.add_reject(failed_row, [_write_problem(exc, target)])
         message = (
             f"import into {target.name!r} rolled back: writing row {row} failed ({type(first).__name__}: {first}); "
             f"{result.rolled_back} record(s) written by this import were deleted"
@@ -887,7 +912,7 @@ class ImporterPlugin(Plugin):
         for number, row in chunk:
             record = _shape(row, plan)
             if isinstance(record, Unreadable):
-                result._reject(number, [record._asdict()])
+                result.add_reject(number, [record._asdict()])
                 continue
             shaped.append(record)
             numbers.append(number)
@@ -896,7 +921,7 @@ class ImporterPlugin(Plugin):
             if "id" in plan.dedupe_on and all(p["rule"] == "unique" and p["field"] == "id" for p in problems):
                 result.duplicates += 1  # a repeated id is the duplicate the caller asked to drop
             else:
-                result._reject(number, problems)
+                result.add_reject(number, problems)
         items = []
         for number, record_id, record in valid:
             if plan.dedupe_on:
@@ -1022,7 +1047,6 @@ def _shape(row: dict[str, Any] | Unreadable, plan: _Plan) -> dict[str, Any] | Un
     return record
 
 
-
 def _set_path(record: dict[str, Any], path: str, value: Any) -> None:
     parts = path.split(".")
     node = record
@@ -1054,7 +1078,11 @@ def _existing_keys(target: Resource, fields: tuple[str, ...]) -> set[tuple[Any, 
 
 def _write_problem(exc: BaseException, target: Resource) -> dict[str, Any]:
     if isinstance(exc, ConflictError):
-        return {"field": "id", "rule": "exists", "message": f"already exists in {target.name!r} (use dedupe_on=['id'], dedupe_existing=True to skip it)"}
+        return {
+            "field": "id",
+            "rule": "exists",
+            "message": f"already exists in {target.name!r} (use dedupe_on=['id'], dedupe_existing=True to skip it)",
+        }
     return {"field": "<write>", "rule": type(exc).__name__, "message": str(exc) or type(exc).__name__}
 
 
@@ -1077,7 +1105,9 @@ def _check_batch_size(value: Any, name: str) -> int:
 def _check_mapping(mapping: Any) -> dict[str, str | None]:
     if mapping is None:
         return {}
-    if not isinstance(mapping, Mapping) or not all(isinstance(k, str) and (v is None or isinstance(v, str) and v) for k, v in mapping.items()):
+    if not isinstance(mapping, Mapping) or not all(
+        isinstance(k, str) and (v is None or isinstance(v, str) and v) for k, v in mapping.items()
+    ):
         raise PluginError(f"mapping must be a dict of source column → field name (or None to drop the column), got {mapping!r}")
     return dict(mapping)
 

@@ -35,21 +35,42 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from s3db_nb.encoding import new_id
-from s3db_nb.errors import ConflictError, PluginError
-from s3db_nb.plugin import Plugin, get_namespaced_resource_name
-from s3db_nb.resource import MIDDLEWARE_METHODS
+from s3db_nb.plugin_api import (
+    MIDDLEWARE_METHODS,
+    ConflictError,
+    InvalidArgumentError,
+    Plugin,
+    PluginError,
+    get_namespaced_resource_name,
+    new_id,
+)
 
 if TYPE_CHECKING:
-    from s3db_nb.clients.base import RequestEvent
-    from s3db_nb.resource import Resource
+    from s3db_nb.plugin_api import RequestEvent, Resource
 
 __all__ = ["MetricsPlugin", "LatencyHistogram", "DEFAULT_OPERATIONS", "RESOURCE_NAMES"]
 
 #: the resource methods measured unless ``operations=`` says otherwise
 DEFAULT_OPERATIONS = (
-    "insert", "insert_many", "get", "get_many", "get_all", "exists", "update", "patch", "replace", "upsert",
-    "update_conditional", "delete", "delete_many", "delete_all", "list", "list_ids", "count", "page", "query",
+    "insert",
+    "insert_many",
+    "get",
+    "get_many",
+    "get_all",
+    "exists",
+    "update",
+    "patch",
+    "replace",
+    "upsert",
+    "update_conditional",
+    "delete",
+    "delete_many",
+    "delete_all",
+    "list",
+    "list_ids",
+    "count",
+    "page",
+    "query",
 )
 #: the s3db.js names of the three resources a flush writes into
 RESOURCE_NAMES = {"metrics": "plg_metrics", "errors": "plg_metrics_errors", "performance": "plg_metrics_performance"}
@@ -58,12 +79,25 @@ _WINDOW = {"date": "string", "window_start": "string", "window_end": "string", "
 _SCHEMAS: dict[str, dict[str, str]] = {
     "metrics": {**_WINDOW, "count": "number|integer", "errors": "number|integer", "total_time": "number", "avg_time": "number"},
     "errors": {
-        "date": "string", "timestamp": "string", "resource_name": "string", "operation": "string",
-        "error": "string", "message": "string|optional", "duration": "number",
+        "date": "string",
+        "timestamp": "string",
+        "resource_name": "string",
+        "operation": "string",
+        "error": "string",
+        "message": "string|optional",
+        "duration": "number",
     },
     "performance": {
-        **_WINDOW, "count": "number|integer", "slow": "number|integer", "avg_time": "number", "min_time": "number",
-        "max_time": "number", "p50": "number", "p95": "number", "p99": "number", "histogram": "json",
+        **_WINDOW,
+        "count": "number|integer",
+        "slow": "number|integer",
+        "avg_time": "number",
+        "min_time": "number",
+        "max_time": "number",
+        "p50": "number",
+        "p95": "number",
+        "p99": "number",
+        "histogram": "json",
     },
 }
 _MAX_MESSAGE = 500  # characters of an error message kept in plg_metrics_errors
@@ -154,7 +188,7 @@ class LatencyHistogram:
     def percentile(self, q: float) -> float:
         """The ``q``-th percentile (0–100) in ms, nearest-rank; 0.0 when empty."""
         if not 0 <= q <= 100:
-            raise ValueError(f"percentile q must be between 0 and 100, got {q!r}")
+            raise InvalidArgumentError(f"percentile q must be between 0 and 100, got {q!r}")
         if not self.count:
             return 0.0
         if q == 0:
@@ -186,7 +220,10 @@ class LatencyHistogram:
         """A JSON-ready dict (what ``plg_metrics_performance.histogram`` stores)."""
         return {
             "buckets": {str(i): n for i, n in sorted(self.counts.items())},
-            "count": self.count, "sum": self.sum_ms, "min": self.min_ms if self.count else 0.0, "max": self.max_ms,
+            "count": self.count,
+            "sum": self.sum_ms,
+            "min": self.min_ms if self.count else 0.0,
+            "max": self.max_ms,
         }
 
     @classmethod
@@ -302,16 +339,16 @@ class _PrometheusServer(http.server.ThreadingHTTPServer):
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _as_date(value: dt.date | dt.datetime | str, option: str) -> dt.date:
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).date() if value.tzinfo else value.date()
+        return value.astimezone(dt.UTC).date() if value.tzinfo else value.date()
     if isinstance(value, dt.date):
         return value
     try:
@@ -354,7 +391,9 @@ class MetricsPlugin(Plugin):
         o = self.options
         operations = o["operations"]
         if not isinstance(operations, (list, tuple, set)) or not set(operations) <= set(MIDDLEWARE_METHODS):
-            raise PluginError(f"MetricsPlugin: operations must be a list of resource methods from {', '.join(MIDDLEWARE_METHODS)}; got {operations!r}")
+            raise PluginError(
+                f"MetricsPlugin: operations must be a list of resource methods from {', '.join(MIDDLEWARE_METHODS)}; got {operations!r}"
+            )
         threshold = o["slow_threshold_ms"]
         if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or threshold < 0:
             raise PluginError(f"MetricsPlugin: slow_threshold_ms must be a number >= 0 (milliseconds), got {threshold!r}")
@@ -529,7 +568,13 @@ class MetricsPlugin(Plugin):
                     else:
                         self._dropped_samples += 1  # the count in plg_metrics stays exact
         if slow:
-            self.log.warning("[MetricsPlugin] slow %s.%s: %.3f ms (threshold %s ms)", resource_name, operation, duration_ms, self.options["slow_threshold_ms"])
+            self.log.warning(
+                "[MetricsPlugin] slow %s.%s: %.3f ms (threshold %s ms)",
+                resource_name,
+                operation,
+                duration_ms,
+                self.options["slow_threshold_ms"],
+            )
 
     def _on_request(self, event: RequestEvent) -> None:
         if self.state != "started":
@@ -578,32 +623,53 @@ class MetricsPlugin(Plugin):
                 self.last_flush = end
             if failure is not None:
                 kept = sum(len(rows) for rows in self._pending.values())
-                raise PluginError(f"MetricsPlugin: flush failed ({type(failure).__name__}: {failure}); {kept} row(s) kept for the next flush") from failure
+                raise PluginError(
+                    f"MetricsPlugin: flush failed ({type(failure).__name__}: {failure}); {kept} row(s) kept for the next flush"
+                ) from failure
             return written
 
-    def _rows(self, window: Mapping[tuple[str, str], _OpStats], samples: list[dict[str, Any]], start: dt.datetime, end: dt.datetime) -> dict[str, list[dict[str, Any]]]:
+    def _rows(
+        self, window: Mapping[tuple[str, str], _OpStats], samples: list[dict[str, Any]], start: dt.datetime, end: dt.datetime
+    ) -> dict[str, list[dict[str, Any]]]:
         rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in RESOURCE_NAMES}
-        date, stamp = end.astimezone(dt.timezone.utc).date().isoformat(), f"{end.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S%f}"
+        date, stamp = end.astimezone(dt.UTC).date().isoformat(), f"{end.astimezone(dt.UTC):%Y%m%dT%H%M%S%f}"
         common = {"date": date, "window_start": _iso(start), "window_end": _iso(end)}
         for (resource_name, operation), stats in sorted(window.items()):
             hist = stats.histogram
             row_id = f"{stamp}-{self._writer}-{next(self._sequence):06d}"
             base = {"id": row_id, **common, "resource_name": resource_name, "operation": operation, "count": hist.count}
-            rows["metrics"].append({**base, "errors": sum(stats.errors.values()), "total_time": round(hist.sum_ms, 3), "avg_time": round(hist.mean_ms, 3)})
+            rows["metrics"].append(
+                {**base, "errors": sum(stats.errors.values()), "total_time": round(hist.sum_ms, 3), "avg_time": round(hist.mean_ms, 3)}
+            )
             if self.options["collect_performance"]:
                 p = hist.percentiles()
-                rows["performance"].append({
-                    **base, "slow": stats.slow, "avg_time": round(hist.mean_ms, 3), "min_time": round(hist.min_ms, 3),
-                    "max_time": round(hist.max_ms, 3), "p50": round(p[50], 3), "p95": round(p[95], 3), "p99": round(p[99], 3),
-                    "histogram": hist.to_json(),
-                })
+                rows["performance"].append(
+                    {
+                        **base,
+                        "slow": stats.slow,
+                        "avg_time": round(hist.mean_ms, 3),
+                        "min_time": round(hist.min_ms, 3),
+                        "max_time": round(hist.max_ms, 3),
+                        "p50": round(p[50], 3),
+                        "p95": round(p[95], 3),
+                        "p99": round(p[99], 3),
+                        "histogram": hist.to_json(),
+                    }
+                )
         for sample in samples:
-            at = sample["timestamp"].astimezone(dt.timezone.utc)
-            rows["errors"].append({
-                "id": f"{at:%Y%m%dT%H%M%S%f}-{self._writer}-{next(self._sequence):06d}", "date": at.date().isoformat(), "timestamp": _iso(at),
-                "resource_name": sample["resource_name"], "operation": sample["operation"], "error": sample["error"],
-                "message": sample["message"], "duration": round(sample["duration_ms"], 3),
-            })
+            at = sample["timestamp"].astimezone(dt.UTC)
+            rows["errors"].append(
+                {
+                    "id": f"{at:%Y%m%dT%H%M%S%f}-{self._writer}-{next(self._sequence):06d}",
+                    "date": at.date().isoformat(),
+                    "timestamp": _iso(at),
+                    "resource_name": sample["resource_name"],
+                    "operation": sample["operation"],
+                    "error": sample["error"],
+                    "message": sample["message"],
+                    "duration": round(sample["duration_ms"], 3),
+                }
+            )
         return rows
 
     def _write_retry(self, kind: str, rows: list[dict[str, Any]]) -> int:
@@ -624,7 +690,9 @@ class MetricsPlugin(Plugin):
         with self._lock:
             pending = self._pending[kind] + rows
             if len(pending) > _MAX_PENDING:
-                self.log.error("[MetricsPlugin] dropping %d unflushed %s row(s) after repeated flush failures", len(pending) - _MAX_PENDING, kind)
+                self.log.error(
+                    "[MetricsPlugin] dropping %d unflushed %s row(s) after repeated flush failures", len(pending) - _MAX_PENDING, kind
+                )
                 pending = pending[-_MAX_PENDING:]
             self._pending[kind] = pending
 
@@ -639,7 +707,7 @@ class MetricsPlugin(Plugin):
         days = retention_days if retention_days is not None else self.options["retention_days"]
         if days is None:
             return 0
-        cutoff = f"{self._clock().astimezone(dt.timezone.utc) - dt.timedelta(days=days):%Y%m%dT%H%M%S%f}"
+        cutoff = f"{self._clock().astimezone(dt.UTC) - dt.timedelta(days=days):%Y%m%dT%H%M%S%f}"
         deleted = 0
         for kind in RESOURCE_NAMES:
             target = self._target(kind)
@@ -658,12 +726,36 @@ class MetricsPlugin(Plugin):
             rows = []
             for (resource_name, operation), hist, errors, slow in items:
                 p = hist.percentiles()
-                rows.append({
-                    "resource_name": resource_name, "operation": operation, "count": hist.count, "errors": errors,
-                    "error_rate": errors / hist.count if hist.count else 0.0, "slow": slow, "avg_ms": hist.mean_ms,
-                    "p50_ms": p[50], "p95_ms": p[95], "p99_ms": p[99], "min_ms": hist.min_ms, "max_ms": hist.max_ms,
-                })
-        columns = ["resource_name", "operation", "count", "errors", "error_rate", "slow", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "min_ms", "max_ms"]
+                rows.append(
+                    {
+                        "resource_name": resource_name,
+                        "operation": operation,
+                        "count": hist.count,
+                        "errors": errors,
+                        "error_rate": errors / hist.count if hist.count else 0.0,
+                        "slow": slow,
+                        "avg_ms": hist.mean_ms,
+                        "p50_ms": p[50],
+                        "p95_ms": p[95],
+                        "p99_ms": p[99],
+                        "min_ms": hist.min_ms,
+                        "max_ms": hist.max_ms,
+                    }
+                )
+        columns = [
+            "resource_name",
+            "operation",
+            "count",
+            "errors",
+            "error_rate",
+            "slow",
+            "avg_ms",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "min_ms",
+            "max_ms",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
     def get_histogram(self, resource_name: str | None = None, operation: str | None = None) -> LatencyHistogram:
@@ -700,14 +792,16 @@ class MetricsPlugin(Plugin):
 
     # -- reading stored data --------------------------------------------------------------
 
-    def _read(self, kind: str, resource_name: str | None, operation: str | None, start_date: Any, end_date: Any, limit: int | None, **match: Any) -> pd.DataFrame:
+    def _read(
+        self, kind: str, resource_name: str | None, operation: str | None, start_date: Any, end_date: Any, limit: int | None, **match: Any
+    ) -> pd.DataFrame:
         target = self._target(kind)
         wanted = {k: v for k, v in {"resource_name": resource_name, "operation": operation, **match}.items() if v is not None}
         if start_date is None and end_date is None:
             records = target.query(wanted)
         else:
             first = _as_date(start_date, "start_date") if start_date is not None else None
-            last = _as_date(end_date, "end_date") if end_date is not None else self._clock().astimezone(dt.timezone.utc).date()
+            last = _as_date(end_date, "end_date") if end_date is not None else self._clock().astimezone(dt.UTC).date()
             if first is None:  # no lower bound: every date, filtered
                 records = [r for r in target.query(wanted) if r["date"] <= last.isoformat()]
             else:
@@ -723,17 +817,42 @@ class MetricsPlugin(Plugin):
         frame = frame.sort_values([order, "id"], kind="stable").reset_index(drop=True)
         return frame.tail(limit).reset_index(drop=True) if limit is not None else frame
 
-    def get_metrics(self, *, resource_name: str | None = None, operation: str | None = None, start_date: Any = None, end_date: Any = None, limit: int | None = None) -> pd.DataFrame:
+    def get_metrics(
+        self,
+        *,
+        resource_name: str | None = None,
+        operation: str | None = None,
+        start_date: Any = None,
+        end_date: Any = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
         """Flushed aggregate rows from ``plg_metrics``, oldest first (``limit``: the most recent N).
         With ``start_date`` the date partitions are read (1 LIST per day + 1 GET per row);
         without, the whole resource is scanned."""
         return self._read("metrics", resource_name, operation, start_date, end_date, limit)
 
-    def get_error_logs(self, *, resource_name: str | None = None, operation: str | None = None, error: str | None = None, start_date: Any = None, end_date: Any = None, limit: int | None = None) -> pd.DataFrame:
+    def get_error_logs(
+        self,
+        *,
+        resource_name: str | None = None,
+        operation: str | None = None,
+        error: str | None = None,
+        start_date: Any = None,
+        end_date: Any = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
         """Flushed error samples from ``plg_metrics_errors`` (same filters and cost as ``get_metrics``)."""
         return self._read("errors", resource_name, operation, start_date, end_date, limit, error=error)
 
-    def get_performance_logs(self, *, resource_name: str | None = None, operation: str | None = None, start_date: Any = None, end_date: Any = None, limit: int | None = None) -> pd.DataFrame:
+    def get_performance_logs(
+        self,
+        *,
+        resource_name: str | None = None,
+        operation: str | None = None,
+        start_date: Any = None,
+        end_date: Any = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
         """Flushed latency rows (percentiles and the histogram of each window) from ``plg_metrics_performance``."""
         return self._read("performance", resource_name, operation, start_date, end_date, limit)
 
@@ -821,4 +940,3 @@ class MetricsPlugin(Plugin):
         if self._server is not None:
             summary["prometheus"] = self.prometheus_url or "—"
         return summary
-

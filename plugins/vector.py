@@ -35,15 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from s3db_nb.encoding import encode_fixed_point_batch
-from s3db_nb.errors import MissingDependencyError, NotFoundError, PluginError
-from s3db_nb.partitions import get_path
-from s3db_nb.plugin import Plugin
+from s3db_nb.plugin_api import MissingDependencyError, NotFoundError, Plugin, PluginError, encode_fixed_point_batch, get_path
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from s3db_nb.resource import Resource
+    from s3db_nb.plugin_api import Resource
 
 #: distance metrics; every one is reported as a distance (smaller is nearer), ``dot`` as ``-a·b``
 METRICS = ("cosine", "euclidean", "dot", "manhattan")
@@ -133,7 +130,16 @@ def top_k(dist: np.ndarray, k: int, threshold: float | None = None) -> np.ndarra
     return candidates[np.argsort(dist[candidates], kind="stable")]
 
 
-def _nearest(matrix: np.ndarray, query: np.ndarray, metric: str, k: int, threshold: float | None, *, norms: np.ndarray | None = None, alive: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _nearest(
+    matrix: np.ndarray,
+    query: np.ndarray,
+    metric: str,
+    k: int,
+    threshold: float | None,
+    *,
+    norms: np.ndarray | None = None,
+    alive: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(row numbers, distances) of the ``k`` nearest rows; euclidean distances are recomputed
     exactly for the winners (the fast ``|m|² - 2m·q + |q|²`` form loses precision near 0)."""
     dist = distances(matrix, query, metric, norms=norms)
@@ -201,7 +207,9 @@ def _kmeans_pp(x: np.ndarray, x_sq: np.ndarray, k: int, rng: np.random.Generator
     return np.array(centers)
 
 
-def kmeans(matrix: Any, k: int, *, seed: int = 0, max_iterations: int = 100, tolerance: float = 1e-4, n_init: int = 4, metric: str = "euclidean") -> KMeansResult:
+def kmeans(
+    matrix: Any, k: int, *, seed: int = 0, max_iterations: int = 100, tolerance: float = 1e-4, n_init: int = 4, metric: str = "euclidean"
+) -> KMeansResult:
     """Lloyd's k-means with k-means++ seeding; the best of ``n_init`` runs. Deterministic for a
     given ``seed``. ``metric="cosine"`` clusters the L2-normalised vectors (spherical k-means)."""
     x = np.asarray(matrix, dtype=np.float64)
@@ -222,7 +230,7 @@ def kmeans(matrix: Any, k: int, *, seed: int = 0, max_iterations: int = 100, tol
         previous = np.inf
         converged = False
         iterations = 0
-        for iterations in range(1, max_iterations + 1):
+        for iterations in range(1, max_iterations + 1):  # noqa: B007 - the count is reported after the loop
             d = _squared_distances(x, centers, x_sq)
             labels = d.argmin(axis=1)
             inertia = float(d[np.arange(x.shape[0]), labels].sum())
@@ -301,7 +309,9 @@ def _elbow(ks: Sequence[int], inertias: Sequence[float]) -> int:
     return int(ks[int(np.argmax(gap))])
 
 
-def find_optimal_k(matrix: Any, *, min_k: int = 2, max_k: int = 10, seed: int = 0, sample: int = 2000, metric: str = "euclidean", **kmeans_options: Any) -> OptimalK:
+def find_optimal_k(
+    matrix: Any, *, min_k: int = 2, max_k: int = 10, seed: int = 0, sample: int = 2000, metric: str = "euclidean", **kmeans_options: Any
+) -> OptimalK:
     """Run k-means for every k in ``min_k..max_k`` and pick k by silhouette (the elbow of the
     inertia curve is reported too). At most ``sample`` vectors (a seeded random subset) are used."""
     x = np.asarray(matrix, dtype=np.float64)
@@ -324,7 +334,9 @@ def find_optimal_k(matrix: Any, *, min_k: int = 2, max_k: int = 10, seed: int = 
         inertias.append(result.inertia)
         silhouettes.append(silhouette_score(x, result.labels) if len(set(result.labels.tolist())) > 1 else -1.0)
     silhouette_k = ks[int(np.argmax(silhouettes))]
-    return OptimalK(k=silhouette_k, elbow_k=_elbow(ks, inertias), silhouette_k=silhouette_k, ks=ks, inertias=inertias, silhouettes=silhouettes)
+    return OptimalK(
+        k=silhouette_k, elbow_k=_elbow(ks, inertias), silhouette_k=silhouette_k, ks=ks, inertias=inertias, silhouettes=silhouettes
+    )
 
 
 @dataclasses.dataclass
@@ -439,7 +451,9 @@ def embed_texts(texts: str | Iterable[str], *, batch_size: int = 64, normalize: 
     if not items:
         return np.empty((0, MODEL_DIMENSIONS), dtype=np.float32)
     model = load_model()
-    vectors = _quietly(lambda: model.encode(items, batch_size=batch_size, normalize_embeddings=normalize, convert_to_numpy=True, show_progress_bar=False))
+    vectors = _quietly(
+        lambda: model.encode(items, batch_size=batch_size, normalize_embeddings=normalize, convert_to_numpy=True, show_progress_bar=False)
+    )
     return np.asarray(vectors, dtype=np.float32)
 
 
@@ -696,7 +710,9 @@ class VectorPlugin(Plugin):
             if field.tracking_field:
                 self.add_plugin_attribute(resource, field.tracking_field, {"type": "boolean", "optional": True})
                 if resource.add_partition(field.partition, {field.tracking_field: "boolean"}):
-                    self.emit("plg:vector:partition-created", {"resource": resource.name, "field": field.path, "partition": field.partition})
+                    self.emit(
+                        "plg:vector:partition-created", {"resource": resource.name, "field": field.path, "partition": field.partition}
+                    )
         self._attach(resource)
 
     def _check_storage(self, resource: Resource, fields: list[VectorField]) -> str:
@@ -788,7 +804,9 @@ class VectorPlugin(Plugin):
         name = self.resource(resource).name
         fields = self._fields.get(name)
         if not fields:
-            raise VectorError(f"resource {name!r} has no embedding:N field handled by VectorPlugin; define one like {{'vector': 'embedding:384'}}")
+            raise VectorError(
+                f"resource {name!r} has no embedding:N field handled by VectorPlugin; define one like {{'vector': 'embedding:384'}}"
+            )
         if field is None:
             return fields[0]
         for candidate in fields:
@@ -828,7 +846,15 @@ class VectorPlugin(Plugin):
             self._complete.add(key)
         return field.partition, {field.tracking_field: True}
 
-    def _batches(self, resource: Resource, field: VectorField, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, where: Any = None) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+    def _batches(
+        self,
+        resource: Resource,
+        field: VectorField,
+        *,
+        partition: str | None = None,
+        partition_values: Mapping[str, Any] | None = None,
+        where: Any = None,
+    ) -> Iterable[tuple[np.ndarray, np.ndarray]]:
         """(ids, n×N float32 matrix) per Arrow batch; records without a vector are skipped.
 
         Cost: 1 LIST per 1 000 ids + 1 GET per record read (only records with a vector when
@@ -840,13 +866,17 @@ class VectorPlugin(Plugin):
         if partition is None and not covered:
             partition, partition_values = self._tracking_partition(resource, field)
         top, *rest = field.path.split(".")
-        reader = resource.iter_batches(self.options["batch_size"], columns=[top], where=where, partition=partition, partition_values=partition_values)
+        reader = resource.iter_batches(
+            self.options["batch_size"], columns=[top], where=where, partition=partition, partition_values=partition_values
+        )
         for batch in reader:
             column: pa.Array = batch.column(top)
             for part in rest:
                 column = pc.struct_field(column, part)
             if not pa.types.is_fixed_size_list(column.type):
-                raise VectorError(f"{resource.name}.{field.path} did not read back as embedding:{field.dimensions} (got {column.type}); check the stored values")
+                raise VectorError(
+                    f"{resource.name}.{field.path} did not read back as embedding:{field.dimensions} (got {column.type}); check the stored values"
+                )
             ids = batch.column("id")
             if column.null_count:
                 valid = column.is_valid()
@@ -854,7 +884,15 @@ class VectorPlugin(Plugin):
             matrix = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, field.dimensions)
             yield np.array(ids.to_pylist(), dtype=object), matrix
 
-    def vectors(self, resource: Resource | str, field: str | None = None, *, partition: str | None = None, partition_values: Mapping[str, Any] | None = None, where: Any = None) -> tuple[list[str], np.ndarray]:
+    def vectors(
+        self,
+        resource: Resource | str,
+        field: str | None = None,
+        *,
+        partition: str | None = None,
+        partition_values: Mapping[str, Any] | None = None,
+        where: Any = None,
+    ) -> tuple[list[str], np.ndarray]:
         """(ids, n×N float32 matrix) of every record with a vector: from the in-memory index when
         there is one and no filter is given, else read from storage (1 GET per record)."""
         res = self.resource(resource)
@@ -957,7 +995,9 @@ class VectorPlugin(Plugin):
             raise VectorError(f"where must be a dict of field → value (or predicate) or a callable, got {type(where).__name__}")
         index = self._index_for(res, vf, use_index)
         if index is not None:
-            ids, dists, scanned = self._rank_index(res, index, q, metric, k, threshold, partition, partition_values, ranked_all=where is not None)
+            ids, dists, scanned = self._rank_index(
+                res, index, q, metric, k, threshold, partition, partition_values, ranked_all=where is not None
+            )
             records, dists = self._fetch(res, ids, dists, k, where, index)
             source = "index"
         else:
@@ -971,11 +1011,31 @@ class VectorPlugin(Plugin):
                 best_ids, best = best_ids[keep], best[keep]
             records, dists = self._fetch(res, best_ids, best, k, None, None)
             source = "scan"
-        self.last_search = {"resource": res.name, "field": vf.path, "metric": metric, "k": k, "scanned": scanned, "returned": len(records), "source": source}
+        self.last_search = {
+            "resource": res.name,
+            "field": vf.path,
+            "metric": metric,
+            "k": k,
+            "scanned": scanned,
+            "returned": len(records),
+            "source": source,
+        }
         self.emit("vector:search-complete", dict(self.last_search))
         return self._frame(res, records, dists)
 
-    def _rank_index(self, res: Resource, index: _Index, q: np.ndarray, metric: str, k: int, threshold: float | None, partition: str | None, partition_values: Mapping[str, Any] | None, *, ranked_all: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    def _rank_index(
+        self,
+        res: Resource,
+        index: _Index,
+        q: np.ndarray,
+        metric: str,
+        k: int,
+        threshold: float | None,
+        partition: str | None,
+        partition_values: Mapping[str, Any] | None,
+        *,
+        ranked_all: bool,
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         allowed = set(res.list_ids(partition=partition, partition_values=partition_values)) if partition is not None else None
         with index.lock:
             n = index.size
@@ -986,7 +1046,9 @@ class VectorPlugin(Plugin):
             rows, dists = _nearest(index.matrix[:n], q, metric, max(limit, 1), threshold, norms=index.norms[:n], alive=alive)
             return index.ids[rows].copy(), dists, int(alive.sum())
 
-    def _fetch(self, res: Resource, ids: np.ndarray, dists: np.ndarray, k: int, where: Any, index: _Index | None) -> tuple[list[Mapping[str, Any]], list[float]]:
+    def _fetch(
+        self, res: Resource, ids: np.ndarray, dists: np.ndarray, k: int, where: Any, index: _Index | None
+    ) -> tuple[list[Mapping[str, Any]], list[float]]:
         """GET the ranked records (in chunks when ``where`` must be checked) until ``k`` are kept."""
         records: list[Mapping[str, Any]] = []
         kept: list[float] = []
@@ -1039,8 +1101,18 @@ class VectorPlugin(Plugin):
         ids, matrix = self.vectors(resource, field, partition=partition, partition_values=partition_values, where=where)
         self.emit("vector:cluster-start", {"resource": self.resource(resource).name, "k": k, "vectors": len(ids)})
         result = kmeans(matrix, k, seed=seed, max_iterations=max_iterations, tolerance=tolerance, n_init=n_init, metric=metric)
-        clustering = Clustering(ids=ids, labels=result.labels, centroids=result.centroids, inertia=result.inertia, iterations=result.iterations, converged=result.converged)
-        self.emit("vector:cluster-complete", {"resource": self.resource(resource).name, "k": k, "sizes": clustering.sizes, "inertia": clustering.inertia})
+        clustering = Clustering(
+            ids=ids,
+            labels=result.labels,
+            centroids=result.centroids,
+            inertia=result.inertia,
+            iterations=result.iterations,
+            converged=result.converged,
+        )
+        self.emit(
+            "vector:cluster-complete",
+            {"resource": self.resource(resource).name, "k": k, "sizes": clustering.sizes, "inertia": clustering.inertia},
+        )
         return clustering
 
     def find_optimal_k(

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# frames, sql and the plugin system register what the facades run from them: Resource.to_arrow,
+# db.sql, db.plugins & co. (engine.extensions)
+from . import frames, sql  # noqa: E402, F401, I001
 from .connection import DEFAULT_URL, ConnectionConfig, make_client, parse_url
 from .database import Database
 from .errors import (
@@ -28,15 +31,21 @@ from .errors import (
     StorageError,
     ValidationError,
 )
-from .plugin import Plugin, plugin_dependency_report
+from .plugin import Plugin
 from .plugin_storage import PluginStorage
 from .record import Content, Page, Record
 from .resource import Resource
-
-__version__ = "0.1.0"
+from .version import __version__
 
 _CONNECT_OPTIONS = {
-    "region", "endpoint_url", "profile", "passphrase", "parallelism", "strict_validation", "create_bucket", "plugins",
+    "region",
+    "endpoint_url",
+    "profile",
+    "passphrase",
+    "parallelism",
+    "strict_validation",
+    "create_bucket",
+    "plugins",
     "repair",
 }
 
@@ -54,7 +63,9 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
     """
     unknown = sorted(set(options) - _CONNECT_OPTIONS)
     if unknown:
-        raise ConnectionStringError(f"unknown connect() option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(_CONNECT_OPTIONS))}")
+        raise ConnectionStringError(
+            f"unknown connect() option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(_CONNECT_OPTIONS))}"
+        )
     config = parse_url(url, region=options.get("region"), endpoint_url=options.get("endpoint_url"), profile=options.get("profile"))
     parallelism = options.get("parallelism") or (8 if config.scheme in ("memory", "file") else 32)
     if not isinstance(parallelism, int) or parallelism < 1:
@@ -80,15 +91,39 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
 
 
 __all__ = [
-    "connect", "Database", "Resource", "Record", "Page", "Content", "ConnectionConfig", "parse_url", "make_client",
-    "S3DBError", "ConnectionStringError", "StorageError", "NotFoundError", "ConflictError", "ValidationError",
-    "SchemaError", "MetadataLimitError", "PluginError", "MissingDependencyError", "Plugin", "PluginStorage",
-    "plugin_dependency_report", "__version__",
+    "connect",
+    "Database",
+    "Resource",
+    "Record",
+    "Page",
+    "Content",
+    "ConnectionConfig",
+    "parse_url",
+    "make_client",
+    "S3DBError",
+    "ConnectionStringError",
+    "StorageError",
+    "NotFoundError",
+    "ConflictError",
+    "ValidationError",
+    "SchemaError",
+    "MetadataLimitError",
+    "PluginError",
+    "MissingDependencyError",
+    "Plugin",
+    "PluginStorage",
+    "plugin_dependency_report",
+    "__version__",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """``s3db_nb.CachePlugin`` and the other built-in plugin classes, imported on first use."""
+    """``s3db_nb.CachePlugin`` and the other built-in plugin classes, and
+    ``plugin_dependency_report`` (the plugins package lists what it reports on), imported on first use."""
+    if name == "plugin_dependency_report":
+        from .plugins import plugin_dependency_report
+
+        return plugin_dependency_report
     if name.endswith("Plugin") and name != "Plugin":
         from . import plugins
 

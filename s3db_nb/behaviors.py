@@ -104,15 +104,16 @@ def encode_metadata_value(value: str | None) -> str:
     """The client-level codec (§6.2), protecting the literal strings "null"/"undefined"."""
     if isinstance(value, str) and len(value) <= _CACHED_TEXT_CHARS:
         return _encode_short_value(value)
-    return _encode_value(value)
+    return encode_metadata_value_uncached(value)
 
 
 @functools.lru_cache(maxsize=16384)
 def _encode_short_value(value: str) -> str:
-    return _encode_value(value)
+    return encode_metadata_value_uncached(value)
 
 
-def _encode_value(value: str | None) -> str:
+def encode_metadata_value_uncached(value: str | None) -> str:
+    """``encode_metadata_value`` without its cache, for callers that remember values themselves."""
     if isinstance(value, str) and value in ("null", "undefined"):
         # metadata_encode would store them verbatim and every reader would decode them to
         # null; "u:" + text decodes back to the same text in both libraries.
@@ -223,7 +224,7 @@ def _overflow(mapped: dict[str, Any], version: str, limit: int, plugin_map: Mapp
 
 def _truncate_utf8(text: str, max_bytes: int) -> str:
     """The longest prefix of ``text`` within ``max_bytes`` UTF-8 bytes (never half a character)."""
-    raw = encoding._utf8(text)[: max(0, max_bytes)]
+    raw = encoding.utf8_bytes(text)[: max(0, max_bytes)]
     return raw.decode("utf-8", errors="ignore")
 
 
@@ -287,9 +288,7 @@ def _truncate(mapped: dict[str, Any], version: str, limit: int) -> Encoded:
             cut[key] = None
         full = True  # s3db.js stops at the first value that does not fit: larger ones are dropped
     _cut_to_stored_limit(meta, cut)
-    from .schema import js_key_order
-
-    ordered = {k: meta[k] for k in js_key_order([k for k in meta if k != "_v"])}
+    ordered = {k: meta[k] for k in encoding.js_key_order(k for k in meta if k != "_v")}
     ordered["_v"] = version
     ordered["$truncated"] = "true"
     return Encoded(ordered, truncated=True, cut=cut)

@@ -41,7 +41,9 @@ _SENSITIVE_OPTION = re.compile(r"secret|token|password|passphrase|credential|sig
 #: unencoded '/' or '@' is covered whole
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@")
 #: ``name=value`` query options holding credentials inside free text
-_QUERY_SECRET = re.compile(r"(?P<name>[?&;](?:[^=&\s'\"]*(?:secret|token|password|access.?key|credential|signature)[^=&\s'\"]*)=)[^&\s'\"#]*", re.IGNORECASE)
+_QUERY_SECRET = re.compile(
+    r"(?P<name>[?&;](?:[^=&\s'\"]*(?:secret|token|password|access.?key|credential|signature)[^=&\s'\"]*)=)[^&\s'\"#]*", re.IGNORECASE
+)
 _MASK = "***"
 
 
@@ -126,7 +128,11 @@ class _Split:
         return mask_text(f"{self.scheme}://{auth}{head}" + ("?..." if query else ""))
 
 
-_FORMS = {"s3": "s3://KEY:SECRET@bucket/prefix", "http": "http://KEY:SECRET@host:port/bucket/prefix", "https": "https://KEY:SECRET@host:port/bucket/prefix"}
+_FORMS = {
+    "s3": "s3://KEY:SECRET@bucket/prefix",
+    "http": "http://KEY:SECRET@host:port/bucket/prefix",
+    "https": "https://KEY:SECRET@host:port/bucket/prefix",
+}
 _ENCODE_HINT = (
     "percent-encode '/', '@', ':', '?' and '#' in the access key and the secret "
     "(urllib.parse.quote(secret, safe='')), or pass them as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
@@ -142,7 +148,9 @@ def _split_userinfo(scheme: str, rest: str) -> _Split:
     if "@" in authority:
         # standard form; the secret may hold '@' (the last '@' of the authority ends it)
         if "@" in path:
-            raise ConnectionStringError(f"connection URL {scheme}://{_MASK}@... is ambiguous: it has '@' both before and after the first '/'; {_ENCODE_HINT}")
+            raise ConnectionStringError(
+                f"connection URL {scheme}://{_MASK}@... is ambiguous: it has '@' both before and after the first '/'; {_ENCODE_HINT}"
+            )
         user, _, host = authority.rpartition("@")
         return _Split(scheme, user, host + slash + path + rest[head_end:])
     if "@" not in head:

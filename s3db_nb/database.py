@@ -1,73 +1,35 @@
-"""``Database``: one bucket + key prefix, its resources, and the ``s3db.json`` that describes them.
+"""``Database``: one bucket + key prefix, its resources, plugins and hooks.
 
-``s3db.json`` is shared with s3db.js applications writing to the same bucket, so it is never
-overwritten blindly: every save re-reads the file, merges our change into it and writes it
-back with a conditional PUT (``If-Match`` on the ETag), retrying when someone else wrote
-first. Resources, versions and field registries that we did not touch are kept as they were.
-
-A catalog we cannot read (not JSON, or fields of the wrong type) is never written over: the
-read raises ``SchemaError`` naming the file, its backup and ``db.repair_catalog()``. Before each
-change, the catalog being replaced is copied to ``s3db.json.bak`` (when it describes any
-resource), so the repair has a last good copy to start from.
+A thin facade: ``s3db.json`` (load, merge, the conditional save, version numbers, repair) is
+the catalog engine's (``db.catalog``, ``engine/catalog.py``); bulk work runs on ``db.pool``.
+Here a stored definition becomes a ``Resource`` and ``create_resource`` checks its options.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime as dt
-import hashlib
-import json
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import behaviors, encoding
+from . import behaviors
 from . import partitions as partition_index
-from .catalog import BACKUP_KEY, CatalogDamage, parse_catalog, salvage_entries
 from .clients.base import StorageClient
 from .connection import ConnectionConfig
-from .errors import ConflictError, NotFoundError, PluginError, S3DBError, SchemaError
+from .engine import extensions
+from .engine.catalog import Catalog, VersionDefinition, now_iso, plugin_map_of, registry_of
 from .engine.pool import WorkPool
+from .errors import NotFoundError, S3DBError, SchemaError
 from .events import EventEmitter
-from .plugin import Plugin, PluginRegistry
 from .resource import Resource
-from .schema import Schema, SchemaRegistry, iso_ms
+from .schema import Schema, SchemaRegistry
+
+if TYPE_CHECKING:
+    from .plugin import Plugin, PluginRegistry
 
 log = logging.getLogger("s3db_nb")
 
-METADATA_KEY = "s3db.json"
-FORMAT_VERSION = "1"
-S3DB_JS_VERSION = "21.6.2"  # the s3db.js release whose bucket format we write
 DB_HOOKS = ("before_create_resource", "after_create_resource")
-
-
-def stable_json(value: Any) -> str:
-    """json-stable-stringify: sorted keys, no whitespace, numbers written the JavaScript way."""
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{stable_json(v)}" for k, v in sorted(value.items())) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(stable_json(v) for v in value) + "]"
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, (int, float)):
-        return encoding.js_number_to_string(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def definition_hash(attributes: Mapping[str, Any], behavior: str, partitions_: Mapping[str, Any], timestamps: bool) -> str:
-    """The ``versions.vN.hash`` of s3db-format.md §3.2."""
-    attrs = dict(attributes)
-    if timestamps:
-        attrs.pop("createdAt", None)
-        attrs.pop("updatedAt", None)
-    payload = {"attributes": attrs, "behavior": behavior or "user-managed", "partitions": partitions_ or {}}
-    return "sha256:" + hashlib.sha256(stable_json(payload).encode()).hexdigest()
-
-
-def _now_iso() -> str:
-    return iso_ms(dt.datetime.now(dt.timezone.utc))
 
 
 class Database:
@@ -89,14 +51,14 @@ class Database:
         self.strict_validation = strict_validation
         self.events = EventEmitter()
         self._resources: dict[str, Resource] = {}
-        self._metadata: dict[str, Any] = {}
+        #: ``s3db.json``: the copy last read or written, and every change to it
+        self.catalog = Catalog(client, location=config.masked_url, events=self.events)
         self._hooks: dict[str, list[Callable[..., Any]]] = {name: [] for name in DB_HOOKS}
         #: the bounded pool bulk operations and plugins share (``pool.map``, ``pool.submit``)
         self.pool = WorkPool(parallelism, inline=client.kind in ("memory", "file"))
-        self._meta_lock = threading.RLock()
         self.connected = False
-        self._backed_up: str | None = None  # sha-256 of what this Database last copied to s3db.json.bak
-        self.plugins = PluginRegistry(self)
+        #: installed plugins by name (``db.plugins.cache``); made by the plugin system
+        self.plugins: PluginRegistry = extensions.function("plugin_registry")(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -107,10 +69,7 @@ class Database:
         ``repair=True`` it is rebuilt first by ``repair_catalog()``.
         """
         try:
-            catalog = self._read_catalog()
-            if catalog.etag is None and self.client.exists(BACKUP_KEY):
-                raise self._unreadable(f"it is missing while {BACKUP_KEY} exists (a catalog that was lost, not a new database)")
-            self._metadata = catalog.data
+            self.catalog.load()
         except SchemaError:
             if not repair:
                 raise
@@ -127,9 +86,6 @@ class Database:
         self.events.emit("disconnecting", self)
         self.plugins.stop_all()  # plugins and their job thread stop before storage closes
         self.pool.shutdown()
-        engine = self.__dict__.pop("_sql_engine", None)
-        if engine is not None:
-            engine.close()
         self.client.close()
         self.connected = False
         self.events.emit("disconnected", self)
@@ -160,62 +116,36 @@ class Database:
     def _changed(self, resource: str) -> None:
         self.events.emit("resource-changed", resource)
 
-    # -- frames and SQL (logic in frames.py / sql.py) -------------------------------------
+    # -- frames, SQL and plugins (implemented above this layer: engine.extensions) ---------
 
     def sql(self, query: str, **tables: Any) -> Any:
         """Run DuckDB SQL with every resource visible as a table under its name; ``tables``
         adds more (DataFrames, Arrow tables, datasets). Resources are read on first use and
         re-read after writes made through this Database."""
-        from .sql import engine_for
-
-        return engine_for(self).sql(query, **tables)
+        return extensions.function("sql")(self, query, **tables)
 
     def export(self, path: str, format: str = "parquet", resources: Iterable[str] | None = None, **kw: Any) -> dict[str, Any]:
         """Export resources to a folder or ``s3://``/endpoint URL, Hive-partitioned, with a
         ``manifest.json`` (counts, schema, sha256 per file). Returns the manifest."""
-        from .sql import export
-
-        return export(self, path, format=format, resources=resources, **kw)
+        return extensions.function("export")(self, path, format=format, resources=resources, **kw)
 
     def create_resource_from_frame(self, name: str, df: Any, **kw: Any) -> Resource:
         """Create a resource whose attributes are inferred from the frame's dtypes, and insert it."""
-        from .frames import create_resource_from_frame
-
-        return create_resource_from_frame(self, name, df, **kw)
-
-    # -- plugins --------------------------------------------------------------------------
+        return extensions.function("create_resource_from_frame")(self, name, df, **kw)
 
     def use_plugin(self, plugin: Plugin | type[Plugin], name: str | None = None) -> Plugin:
         """Install ``plugin`` (an instance, or a class used with its defaults) as ``name``, and
         start it when connected. The default name is the class name minus ``Plugin``, lower-cased."""
-        if isinstance(plugin, type) and issubclass(plugin, Plugin):
-            plugin = plugin()
-        if not isinstance(plugin, Plugin):
-            raise PluginError(f"use_plugin() takes a Plugin subclass or instance, got {type(plugin).__name__}")
-        plugin.install(self, name)
-        if self.connected:
-            plugin.start()
-        return plugin
+        return self.plugins.use(plugin, name)
 
     def uninstall_plugin(self, name: str | Plugin, purge_data: bool = False) -> int:
         """Stop and remove a plugin (by name or instance); ``purge_data`` deletes what it stored.
         Returns how many objects were deleted."""
-        plugin = name if isinstance(name, Plugin) else self.plugins[name]
-        return plugin.uninstall(purge_data=purge_data)
+        return self.plugins.uninstall(name, purge_data=purge_data)
 
     def dashboard(self) -> Any:
         """Every installed plugin's dashboard in tabs (plugins without one are left out)."""
-        from .dashboard_registry import find_dashboard
-
-        views = {}
-        for name, plugin in self.plugins.items():
-            factory = find_dashboard(type(plugin))
-            if factory is not None:
-                views[name] = factory(plugin)
-        tabs = find_dashboard(Database)
-        if tabs is None:
-            raise PluginError("no dashboard container registered for Database (is s3db_nb.widgets installed?)")
-        return tabs(views)
+        return self.plugins.dashboard()
 
     def __getattr__(self, name: str) -> Any:
         """``db.costs`` is the plugin installed as ``costs`` (as s3db.js exposes ``db.costs``)."""
@@ -288,7 +218,7 @@ class Database:
             "timestamps": timestamps, "id_size": id_size, "id_generator": id_generator, "paranoid": paranoid,
             "hooks": hooks, "all_nested_objects_optional": all_nested_objects_optional, "auto_decrypt": auto_decrypt,
             "created_by": created_by,
-        }
+        }  # fmt: skip
         for hook in self._hooks["before_create_resource"]:
             result = hook(config)
             if result is not None:
@@ -307,57 +237,41 @@ class Database:
         if config["id_generator"] is not None and not callable(config["id_generator"]):
             raise SchemaError("id_generator must be a callable taking the record and returning its id")
 
-        with self._meta_lock:
-            stored = copy.deepcopy(self._metadata.get("resources", {}).get(name))
-            registry = SchemaRegistry.from_json(stored.get("schemaRegistry")) if stored else None
+        with self.catalog.lock:
+            stored = self.catalog.entry(name)
             schema = Schema(
                 config["attributes"],
                 timestamps=config["timestamps"],
-                registry=copy.deepcopy(registry),
+                registry=SchemaRegistry.from_json(stored.get("schemaRegistry")) if stored else None,
                 passphrase=self._passphrase,
                 all_nested_objects_optional=config["all_nested_objects_optional"],
                 strict=self.strict_validation,
                 resource=name,
-                now_iso=_now_iso(),
-                plugin_map=_plugin_map(stored),
+                now_iso=now_iso(),
+                plugin_map=plugin_map_of(stored),
             )
             parts = partition_index.normalize(config["partitions"], schema, timestamps=config["timestamps"])
-            digest = definition_hash(schema.export(), config["behavior"], parts, config["timestamps"])
-            entry = stored or {"currentVersion": "v1", "partitions": {}, "createdBy": config["created_by"], "versions": {}}
-            current = entry.get("currentVersion", "v1")
-            current_data = entry.get("versions", {}).get(current)
-            changed = current_data is None or current_data.get("hash") != digest or schema.registry_changed
-            if current_data is not None and current_data.get("hash") != digest:
-                numbers = [int(v[1:]) for v in entry.get("versions", {}) if v[1:].isdigit()]
-                current = f"v{max(numbers, default=0) + 1}"
+            definition = VersionDefinition(
+                attributes=schema.export(),
+                behavior=config["behavior"],
+                timestamps=config["timestamps"],
+                partitions=parts,
+                paranoid=config["paranoid"],
+                all_nested_objects_optional=config["all_nested_objects_optional"],
+                auto_decrypt=config["auto_decrypt"],
+                id_size=config["id_size"],
+                custom_id_generator=config["id_generator"] is not None,
+            )
+            recorded = self.catalog.record_version(
+                name, definition, created_by=config["created_by"], keep_stored_options=False,
+                registry=schema.registry.to_json(), registry_changed=schema.registry_changed,
+            )  # fmt: skip
             existing = self._resources.get(name)
-            if not changed and existing is not None:
+            if not recorded.saved and existing is not None:
                 _attach_hooks(existing, config["hooks"])
                 if config["id_generator"] is not None:
                     existing.id_generator = config["id_generator"]
                 return existing
-            if changed:
-                version_entry = {
-                    "hash": digest,
-                    "attributes": schema.export(),
-                    "behavior": config["behavior"],
-                    "timestamps": config["timestamps"],
-                    "partitions": parts,
-                    "paranoid": config["paranoid"],
-                    "allNestedObjectsOptional": config["all_nested_objects_optional"],
-                    "autoDecrypt": config["auto_decrypt"],
-                    "cache": False,
-                    "hooks": {},
-                    "idSize": config["id_size"],
-                    "idGenerator": "custom" if config["id_generator"] is not None else "default",
-                    "createdAt": (current_data or {}).get("createdAt") if current_data and current_data.get("hash") == digest else _now_iso(),
-                }
-                entry.setdefault("versions", {})[current] = version_entry
-                entry["currentVersion"] = current
-                entry["partitions"] = parts
-                entry["schemaRegistry"] = schema.registry.to_json()
-                entry.setdefault("pluginSchemaRegistry", {})
-                self._save_resource_entry(name, entry)
             resource = Resource(
                 self,
                 name,
@@ -368,14 +282,12 @@ class Database:
                 id_size=config["id_size"],
                 id_generator=config["id_generator"],
                 paranoid=config["paranoid"],
-                version=current,
+                version=recorded.version,
                 auto_decrypt=config["auto_decrypt"],
                 created_by=config["created_by"],
             )
             if existing is not None:  # keep listeners, hooks and middleware across redefinition
-                resource.events = existing.events
-                resource._hooks = existing._hooks
-                resource._middleware = existing._middleware
+                resource.adopt_wiring(existing)
             _attach_hooks(resource, config["hooks"])
             self._resources[name] = resource
         for hook in self._hooks["after_create_resource"]:
@@ -384,13 +296,13 @@ class Database:
         return resource
 
     def _restore_all(self) -> None:
-        """Build each resource of ``self._metadata`` not built yet (those built keep their hooks
+        """Build each resource of the catalog not built yet (those built keep their hooks
         and listeners); one that cannot be built is left out with a warning."""
-        for name in list(self._metadata.get("resources", {})):
+        for name in self.catalog.resource_names():
             if name in self._resources:
                 continue
             try:
-                self._resources[name] = self._restore(name, self._metadata["resources"][name])
+                self._resources[name] = self._restore(name, self.catalog.entry(name) or {})
             except S3DBError as exc:
                 log.warning("resource %r in s3db.json could not be restored: %s", name, exc)
             except Exception as exc:  # noqa: BLE001 - a definition s3db.js accepts but our Schema cannot read
@@ -401,10 +313,7 @@ class Database:
         data = (entry.get("versions") or {}).get(version)
         if not isinstance(data, Mapping):
             raise SchemaError(f"s3db.json has no definition for {name!r} version {version!r}")
-        registry = SchemaRegistry.from_json(entry.get("schemaRegistry"))
-        if registry is None and isinstance(data.get("map"), Mapping):  # legacy versions.vN.map
-            registry = SchemaRegistry(mapping={k: encoding.b36_decode(v) for k, v in data["map"].items()})
-            registry.next_index = max(registry.mapping.values(), default=-1) + 1
+        registry = registry_of(entry, data)
         schema = Schema(
             data.get("attributes") or {},
             timestamps=bool(data.get("timestamps")),
@@ -413,8 +322,8 @@ class Database:
             all_nested_objects_optional=data.get("allNestedObjectsOptional", True),
             strict=self.strict_validation,
             resource=name,
-            now_iso=_now_iso(),
-            plugin_map=_plugin_map(entry),
+            now_iso=now_iso(),
+            plugin_map=plugin_map_of(entry),
         )
         parts = entry.get("partitions") or data.get("partitions") or {}
         return Resource(
@@ -431,47 +340,7 @@ class Database:
             created_by=entry.get("createdBy", "user"),
         )
 
-    # -- s3db.json ------------------------------------------------------------------------
-
-    def _empty_catalog(self) -> dict[str, Any]:
-        return {"version": FORMAT_VERSION, "s3dbVersion": S3DB_JS_VERSION, "lastUpdated": _now_iso(), "resources": {}}
-
-    def _read_catalog(self) -> _Catalog:
-        """``s3db.json`` as stored (1 GET). A missing file is an empty catalog; one that is not
-        JSON or is ill-typed raises ``SchemaError`` and is left exactly as it is."""
-        try:
-            obj = self.client.get(METADATA_KEY)
-        except NotFoundError:
-            return _Catalog(self._empty_catalog(), None, b"")
-        try:
-            return _Catalog(parse_catalog(obj.body), obj.etag, obj.body)
-        except CatalogDamage as damage:
-            raise self._unreadable(damage.reason) from None
-
-    def _load_metadata(self) -> tuple[dict[str, Any], str | None]:
-        catalog = self._read_catalog()
-        return catalog.data, catalog.etag
-
-    def _unreadable(self, reason: str) -> SchemaError:
-        """The error for a catalog we will not use or overwrite, saying how to repair it."""
-        try:
-            backup = "its last good copy is in " + BACKUP_KEY if self.client.exists(BACKUP_KEY) else f"there is no backup ({BACKUP_KEY})"
-        except S3DBError:
-            backup = f"the backup {BACKUP_KEY} could not be checked"
-        return SchemaError(
-            f"{METADATA_KEY} in {self.config.masked_url} cannot be read: {reason}. Nothing was written; {backup}. "
-            f"Rebuild it with db.repair_catalog() (or s3db_nb.connect(url, repair=True), %s3db connect URL --repair): it restores the definitions "
-            f"from {BACKUP_KEY} and from the whole entries of the damaged file, which it keeps as {METADATA_KEY}.corrupted.<time>.backup"
-        )
-
-    def _back_up(self, body: bytes) -> None:
-        """Copy the catalog about to be replaced (read intact just now) to ``s3db.json.bak``
-        (1 PUT), unless this Database already copied these exact bytes there."""
-        digest = hashlib.sha256(body).hexdigest()
-        if digest == self._backed_up:
-            return
-        self.client.put(BACKUP_KEY, body, content_type="application/json")
-        self._backed_up = digest
+    # -- s3db.json (the catalog engine does the work) -------------------------------------
 
     def repair_catalog(self) -> dict[str, Any]:
         """Rebuild an unreadable ``s3db.json`` and reload the resources it describes.
@@ -483,73 +352,11 @@ class Database:
         with ``create_resource`` and their attributes in the original order (field keys are
         given by position). A readable catalog is left as it is. Costs 2-3 GET, 1 LIST per
         1 000 resources, 2-3 PUT. Returns what was done."""
-        with self._meta_lock:
-            try:
-                obj = self.client.get(METADATA_KEY)
-            except NotFoundError:
-                obj = None
-            if obj is not None:
-                try:
-                    readable = parse_catalog(obj.body)
-                except CatalogDamage:
-                    pass
-                else:
-                    return {"status": "readable", "restored": sorted(readable["resources"]), "salvaged": [], "from_backup": [], "unrecovered": []}
-            salvaged = salvage_entries(obj.body) if obj is not None else {}
-            backup = self._read_backup()
-            known = dict(self._metadata.get("resources") or {})  # what this session last read or wrote intact
-            # newest last: the backup, then this session's copy, then the damaged file's whole entries
-            resources = {**backup, **known, **salvaged}
-            unrecovered = sorted(set(self._stored_resource_names()) - set(resources))
-            damaged_copy = None
-            if obj is not None:
-                damaged_copy = f"{METADATA_KEY}.corrupted.{_now_iso().replace(':', '-').replace('.', '-')}.backup"
-                self.client.put(damaged_copy, obj.body)
-            catalog = {**self._empty_catalog(), "resources": resources}
-            body = json.dumps(catalog, indent=2, ensure_ascii=False).encode()
-            if obj is None:
-                self.client.put(METADATA_KEY, body, content_type="application/json", if_none_match="*")
-            else:
-                self.client.put(METADATA_KEY, body, content_type="application/json", if_match=obj.etag)
-            if resources:
-                self.client.put(BACKUP_KEY, body, content_type="application/json")
-            self._metadata = catalog
-            self._restore_all()
-            log.warning(
-                "%s rebuilt: %d resource(s) from the damaged file, %d from %s; no definition left for: %s",
-                METADATA_KEY, len(salvaged), len(set(backup) - set(salvaged) - set(known)), BACKUP_KEY, ", ".join(unrecovered) or "none",
-            )
-        self.events.emit("metadata-uploaded", catalog)
-        return {
-            "status": "repaired",
-            "restored": sorted(resources),
-            "salvaged": sorted(salvaged),
-            "from_backup": sorted(set(backup) - set(salvaged) - set(known)),
-            "unrecovered": unrecovered,
-            "damaged_copy": damaged_copy,
-        }
-
-    def _read_backup(self) -> dict[str, dict[str, Any]]:
-        """The resources of ``s3db.json.bak``: all of them when it is intact, else its whole entries."""
-        try:
-            body = self.client.get(BACKUP_KEY).body
-        except NotFoundError:
-            return {}
-        try:
-            return dict(parse_catalog(body)["resources"])
-        except CatalogDamage:
-            return salvage_entries(body)
-
-    def _stored_resource_names(self) -> list[str]:
-        """Names of the resources that have objects in the bucket (1 LIST per 1 000)."""
-        names: list[str] = []
-        token: str | None = None
-        while True:
-            page = self.client.list_page("resource=", delimiter="/", token=token)
-            names += [p[len("resource=") :].rstrip("/") for p in page.common_prefixes]
-            token = page.next_token
-            if token is None:
-                return names
+        with self.catalog.lock:
+            report = self.catalog.repair()
+            if report["status"] == "repaired":
+                self._restore_all()
+        return report
 
     def delete_resource(self, name: str, *, confirm: bool = False) -> int:
         """Delete a resource: every object under ``resource=<name>/`` and its ``s3db.json`` entry.
@@ -561,96 +368,20 @@ class Database:
         if resource.paranoid and not confirm:
             raise S3DBError(f"delete_resource({name!r}) on a paranoid resource refused; pass confirm=True")
         deleted = self.client.delete_prefix(f"resource={name}/")
-        with self._meta_lock:
-            self._save_resource_entry(name, None)
+        with self.catalog.lock:
+            self.catalog.remove_entry(name)
             self._resources.pop(name, None)
         self.events.emit("resource-deleted", name)
         self._changed(name)
         return deleted
 
-    def _save_resource_entry(self, name: str, entry: Mapping[str, Any] | None) -> None:
-        """Merge one resource's entry (None: remove it) into the stored s3db.json with a
-        conditional write."""
-        for _ in range(20):
-            catalog = self._read_catalog()  # raises on a catalog it cannot read: nothing is written
-            fresh, etag = catalog.data, catalog.etag
-            replaces_resources = bool(fresh["resources"])
-            theirs = fresh["resources"].get(name)
-            if entry is None:
-                if theirs is None:
-                    return
-                fresh["resources"].pop(name)
-                merged = None
-            else:
-                merged = copy.deepcopy(dict(entry))
-            if theirs and merged is not None:
-                merged["schemaRegistry"] = _merge_registries(theirs.get("schemaRegistry"), merged.get("schemaRegistry"))
-                versions = dict(theirs.get("versions") or {})
-                versions.update(merged.get("versions") or {})
-                merged["versions"] = versions
-            if merged is not None:
-                fresh["resources"][name] = merged
-            fresh["lastUpdated"] = _now_iso()
-            fresh.setdefault("version", FORMAT_VERSION)
-            fresh.setdefault("s3dbVersion", S3DB_JS_VERSION)
-            body = json.dumps(fresh, indent=2, ensure_ascii=False).encode()
-            if replaces_resources:
-                self._back_up(catalog.body)
-            try:
-                if etag is None:
-                    self.client.put(METADATA_KEY, body, content_type="application/json", if_none_match="*")
-                else:
-                    self.client.put(METADATA_KEY, body, content_type="application/json", if_match=etag)
-            except (ConflictError, NotFoundError):
-                continue  # another writer got there first: merge again
-            self._metadata = fresh
-            self.events.emit("metadata-uploaded", fresh)
-            return
-        raise ConflictError("s3db.json kept changing while saving; another writer is busy, try again")
-
     def metadata(self) -> dict[str, Any]:
         """A copy of ``s3db.json`` as last read or written."""
-        return copy.deepcopy(self._metadata)
-
-
-@dataclass(frozen=True)
-class _Catalog:
-    """``s3db.json`` as read: its data, ETag (None when missing) and raw bytes."""
-
-    data: dict[str, Any]
-    etag: str | None
-    body: bytes
+        return self.catalog.snapshot()
 
 
 def _attach_hooks(resource: Resource, hooks: Mapping[str, Any] | None) -> None:
     for event, fns in (hooks or {}).items():
         for fn in fns if isinstance(fns, (list, tuple)) else [fns]:
-            if fn not in resource._hooks.get(event, []):
+            if not resource.has_hook(event, fn):
                 resource.add_hook(event, fn)
-
-
-def _plugin_map(entry: Mapping[str, Any] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for mapping in ((entry or {}).get("pluginSchemaRegistry") or {}).values():
-        if isinstance(mapping, Mapping):
-            out.update({str(k): str(v) for k, v in (mapping.get("mapping") or {}).items()})
-    return out
-
-
-def _merge_registries(theirs: Mapping[str, Any] | None, ours: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Union of two registries: larger index wins on conflict, burned lists unioned."""
-    theirs = theirs or {}
-    ours = ours or {}
-    mapping = dict(theirs.get("mapping") or {})
-    for key, index in (ours.get("mapping") or {}).items():
-        mapping[key] = max(index, mapping.get(key, index))
-    burned = list(theirs.get("burned") or [])
-    seen = {(b.get("index"), b.get("attribute")) for b in burned}
-    for item in ours.get("burned") or []:
-        if (item.get("index"), item.get("attribute")) not in seen:
-            burned.append(item)
-    burned_names = {b.get("attribute") for b in burned}
-    mapping = {k: v for k, v in mapping.items() if not (k in burned_names and k not in (ours.get("mapping") or {}))}
-    used = list(mapping.values()) + [b.get("index", -1) for b in burned]
-    next_index = max([theirs.get("nextIndex", 0), ours.get("nextIndex", 0), max(used, default=-1) + 1])
-    return {"nextIndex": next_index, "mapping": mapping, "burned": burned}

@@ -1,7 +1,21 @@
 """The error hierarchy: every error this package raises derives from ``S3DBError``.
 
 Messages name what was wrong and what would fix it. They never contain credentials or
-secret field values.
+secret field values. Built-in mix-ins let callers keep catching what Python code expects::
+
+    S3DBError
+    ├── ConnectionStringError (ValueError)
+    ├── StorageError
+    ├── NotFoundError (KeyError)
+    ├── InvalidArgumentError (ValueError)
+    ├── InvalidTypeError (TypeError)
+    ├── ConflictError
+    │   └── LockLostError
+    ├── ValidationError (ValueError)
+    ├── SchemaError (ValueError)
+    ├── MetadataLimitError
+    └── PluginError
+        └── MissingDependencyError (ImportError)
 """
 
 from __future__ import annotations
@@ -26,6 +40,14 @@ class NotFoundError(S3DBError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class InvalidArgumentError(S3DBError, ValueError):
+    """A call got an argument value it cannot use; a ``ValueError`` too, as callers catch it."""
+
+
+class InvalidTypeError(S3DBError, TypeError):
+    """A call got an argument of a type it does not take; a ``TypeError`` too, as callers catch it."""
 
 
 class ConflictError(S3DBError):

@@ -131,13 +131,15 @@ class S3DBMagics(Magics, Configurable):
         for path, attr in resource.schema.leaves_by_path().items():
             if path.split(".")[0] in resource.schema.plugin_attributes:
                 continue
-            rows.append({
-                "field": path,
-                "type": attr.type,
-                "definition": attr.definition if isinstance(attr.definition, str) else repr(attr.definition),
-                "optional": attr.optional,
-                "key": resource.schema.map.get(path, ""),
-            })
+            rows.append(
+                {
+                    "field": path,
+                    "type": attr.type,
+                    "definition": attr.definition if isinstance(attr.definition, str) else repr(attr.definition),
+                    "optional": attr.optional,
+                    "key": resource.schema.map.get(path, ""),
+                }
+            )
         return pd.DataFrame(rows, columns=["field", "type", "definition", "optional", "key"])
 
     @magic_arguments()

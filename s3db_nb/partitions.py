@@ -52,7 +52,9 @@ def normalize(partitions: Any, schema: Any, *, timestamps: bool) -> dict[str, di
             expanded[name] = {"fields": {field: None}}
         partitions = expanded
     if not isinstance(partitions, Mapping):
-        raise SchemaError(f"partitions must be a dict like {{'byCity': {{'fields': {{'city': 'string'}}}}}}, got {type(partitions).__name__}")
+        raise SchemaError(
+            f"partitions must be a dict like {{'byCity': {{'fields': {{'city': 'string'}}}}}}, got {type(partitions).__name__}"
+        )
     out: dict[str, dict[str, dict[str, str]]] = {}
     for name, definition in partitions.items():
         check_segment("partition name", name)
@@ -121,7 +123,14 @@ def check_values(name: str, values: Mapping[str, str]) -> None:
     for field, value in values.items():
         if "/" in value or "\\" in value:
             raise ValidationError(
-                [{"field": field, "rule": f"partition:{name}", "message": "is a partition field and may not contain '/' or '\\'", "value": value}]
+                [
+                    {
+                        "field": field,
+                        "rule": f"partition:{name}",
+                        "message": "is a partition field and may not contain '/' or '\\'",
+                        "value": value,
+                    }
+                ]
             )
 
 
@@ -171,7 +180,7 @@ def ref_partition(key: str) -> str | None:
     """The partition name in a ref key (``resource=R/partition=P/...``)."""
     for segment in key.split("/"):
         if segment.startswith("partition="):
-            return segment[len("partition="):]
+            return segment[len("partition=") :]
     return None
 
 

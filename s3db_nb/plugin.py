@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .dashboard_registry import DASHBOARD_GROUP, find_dashboard
+from .engine import extensions
 from .errors import MissingDependencyError, NotFoundError, PluginError
 from .events import EventEmitter
-from .plugin_storage import NAMESPACE_MARKER, PluginStorage, list_plugin_namespaces
+from .plugin_storage import NAMESPACE_MARKER, PluginStorage, list_plugin_namespaces, validate_namespace
 from .scheduler import Job, Scheduler, make_job
 
 if TYPE_CHECKING:
@@ -32,31 +33,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("s3db_nb.plugins")
 
-LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR, "silent": logging.CRITICAL + 1}
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "silent": logging.CRITICAL + 1,
+}
 SHARED_OPTIONS = {"log_level": "info", "namespace": None, "slug": None}
 SKIP_DEP_CHECK_ENV = "S3DB_SKIP_PLUGIN_DEP_CHECK"
-_NAMESPACE = re.compile(r"^[A-Za-z0-9_-]+$")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 __all__ = [
-    "Plugin", "PluginRegistry", "PluginStorage", "validate_namespace", "get_validated_namespace",
-    "get_namespaced_resource_name", "list_plugin_namespaces", "detect_and_warn_namespaces",
-    "slug_for", "check_dependencies", "require_dependencies", "plugin_dependency_report", "DependencyReport",
+    "Plugin",
+    "PluginRegistry",
+    "PluginStorage",
+    "validate_namespace",
+    "get_validated_namespace",
+    "get_namespaced_resource_name",
+    "list_plugin_namespaces",
+    "detect_and_warn_namespaces",
+    "slug_for",
+    "check_dependencies",
+    "require_dependencies",
+    "DependencyReport",
 ]
 
 
 # -- namespaces ---------------------------------------------------------------------------
-
-
-def validate_namespace(namespace: Any) -> str:
-    """Return ``namespace`` when valid (letters, digits, ``-``, ``_``; 1–50 chars), else ``PluginError``."""
-    if not isinstance(namespace, str) or not namespace:
-        raise PluginError(f"Namespace must be a non-empty string, got {namespace!r}")
-    if len(namespace) > 50:
-        raise PluginError(f"Namespace must be 50 characters or less, got {len(namespace)}: {namespace!r}")
-    if not _NAMESPACE.match(namespace):
-        raise PluginError(f"Namespace can only contain alphanumeric characters, hyphens, and underscores, got {namespace!r}")
-    return namespace
 
 
 def get_validated_namespace(config: Mapping[str, Any], default: str = "default") -> str:
@@ -167,28 +171,11 @@ class DependencyReport(list):
         )
 
 
-def plugin_dependency_report(plugins: list[type[Plugin] | Plugin] | None = None) -> DependencyReport:
-    """Dependency status of ``plugins`` (default: every plugin ``s3db_nb.plugins.available()`` lists)."""
-    report = DependencyReport()
-    if plugins is None:
-        from s3db_nb import plugins as registry
-
-        plugins = []
-        for name in registry.available():
-            try:
-                plugins.append(registry.load(name))
-            except Exception as exc:  # a plugin that cannot even be imported is a row too
-                report.append({"plugin": name, "package": "(import)", "required": "importable", "installed": f"{type(exc).__name__}: {exc}", "ok": False})
-    for plugin in plugins:
-        report.extend(check_dependencies(plugin))
-    return report
-
-
 # -- the base class ---------------------------------------------------------------------------
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _reject_unknown_options(cls: type, options: Mapping[str, Any]) -> None:
@@ -319,7 +306,9 @@ class Plugin(EventEmitter):
             if self.namespace:
                 storage = self.get_storage()
                 detect_and_warn_namespaces(storage, self.name, self.namespace)
-                storage.set_if_not_exists(storage.root + NAMESPACE_MARKER, {"plugin": self.name, "namespace": self.namespace}, behavior="body-only")
+                storage.set_if_not_exists(
+                    storage.root + NAMESPACE_MARKER, {"plugin": self.name, "namespace": self.namespace}, behavior="body-only"
+                )
             self.on_install()
             self.on_setup()
         except BaseException:
@@ -418,7 +407,8 @@ class Plugin(EventEmitter):
     def get_storage(self) -> PluginStorage:
         """This plugin's ``PluginStorage`` (``plugin=<slug>/[<namespace>/]…``)."""
         if self._storage is None:
-            self._storage = PluginStorage(self._db().client, self.slug, namespace=self.namespace)
+            db = self._db()
+            self._storage = PluginStorage(db.client, self.slug, namespace=self.namespace, pool=db.pool)
         return self._storage
 
     def resource_name(self, base: str) -> str:
@@ -589,7 +579,9 @@ class Plugin(EventEmitter):
         }
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in self._summary().items())
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in self._summary().items()
+        )
         return f"<div class='s3db-plugin'><b>Plugin {html.escape(self.name)}</b><table>{rows}</table></div>"
 
 
@@ -623,6 +615,34 @@ class PluginRegistry(Mapping[str, Plugin]):
 
     def __len__(self) -> int:
         return len(self._plugins)
+
+    def use(self, plugin: Plugin | type[Plugin], name: str | None = None) -> Plugin:
+        """``db.use_plugin``: install an instance (or a class with its defaults) and start it when connected."""
+        if isinstance(plugin, type) and issubclass(plugin, Plugin):
+            plugin = plugin()
+        if not isinstance(plugin, Plugin):
+            raise PluginError(f"use_plugin() takes a Plugin subclass or instance, got {type(plugin).__name__}")
+        plugin.install(self._database, name)
+        if self._database.connected:
+            plugin.start()
+        return plugin
+
+    def uninstall(self, name: str | Plugin, *, purge_data: bool = False) -> int:
+        """``db.uninstall_plugin``: stop and remove a plugin; returns how many objects purging deleted."""
+        plugin = name if isinstance(name, Plugin) else self[name]
+        return plugin.uninstall(purge_data=purge_data)
+
+    def dashboard(self) -> Any:
+        """``db.dashboard()``: every installed plugin's view in tabs (plugins without one are left out)."""
+        views = {}
+        for name, plugin in self._plugins.items():
+            factory = find_dashboard(type(plugin))
+            if factory is not None:
+                views[name] = factory(plugin)
+        tabs = find_dashboard(type(self._database))
+        if tabs is None:
+            raise PluginError("no dashboard container registered for Database (is s3db_nb.widgets installed?)")
+        return tabs(views)
 
     @property
     def scheduler(self) -> Scheduler:
@@ -665,3 +685,7 @@ class PluginRegistry(Mapping[str, Plugin]):
         head = "".join(f"<th>{html.escape(k)}</th>" for k in summaries[0])
         rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in s.values()) + "</tr>" for s in summaries)
         return f"<div class='s3db-plugins'><b>Plugins</b> ({len(summaries)})<table><tr>{head}</tr>{rows}</table></div>"
+
+
+# db.plugins of every Database (the facade cannot import this module: engine.extensions)
+extensions.register(plugin_registry=PluginRegistry)

@@ -21,7 +21,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from . import encoding
 from .behaviors import encode_metadata_value
 from .clients.base import StorageClient
+from .engine.pool import WorkPool
 from .errors import (
     ConflictError,
     LockLostError,
@@ -41,7 +41,21 @@ METADATA_BUDGET = 2044  # 2047 minus s3db.js's 3-byte reserve
 STORAGE_BEHAVIORS = ("body-overflow", "body-only", "enforce-limits")
 EXPIRES = "_expiresAt"
 NAMESPACE_MARKER = "_namespace"  # written under plugin=<slug>/<ns>/ so namespaces can be found exactly
+#: threads of the pool a storage made without a database's pool (``batch_put``/``batch_get``)
+STANDALONE_POOL_SIZE = 8
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_-]+$")
 _JS_NUMBER = re.compile(r"^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def validate_namespace(namespace: Any) -> str:
+    """Return ``namespace`` when valid (letters, digits, ``-``, ``_``; 1–50 chars), else ``PluginError``."""
+    if not isinstance(namespace, str) or not namespace:
+        raise PluginError(f"Namespace must be a non-empty string, got {namespace!r}")
+    if len(namespace) > 50:
+        raise PluginError(f"Namespace must be 50 characters or less, got {len(namespace)}: {namespace!r}")
+    if not _NAMESPACE.match(namespace):
+        raise PluginError(f"Namespace can only contain alphanumeric characters, hyphens, and underscores, got {namespace!r}")
+    return namespace
 
 
 @dataclass(eq=False)
@@ -121,6 +135,8 @@ class PluginStorage:
     """Key/value storage for one plugin (``slug``), optionally inside a ``namespace``.
 
     ``clock`` returns seconds since the epoch; tests pass a fake one to exercise TTLs.
+    ``pool`` runs the batch calls: a plugin passes its database's ``db.pool``; without one the
+    storage makes a small pool of its own.
     """
 
     #: first and largest pause (seconds) between attempts to take a held lock
@@ -133,17 +149,17 @@ class PluginStorage:
         *,
         namespace: str | None = None,
         clock: Callable[[], float] = time.time,
+        pool: WorkPool | None = None,
     ) -> None:
         if not isinstance(slug, str) or not slug or "/" in slug or "=" in slug:
             raise PluginError(f"a plugin storage slug must be a non-empty string without '/' or '=', got {slug!r}")
         if namespace is not None:
-            from .plugin import validate_namespace
-
             validate_namespace(namespace)
         self.client = client
         self.slug = slug
         self.namespace = namespace
         self.clock = clock
+        self.pool = pool or WorkPool(STANDALONE_POOL_SIZE)
 
     def __repr__(self) -> str:
         ns = f" namespace={self.namespace!r}" if self.namespace else ""
@@ -199,7 +215,9 @@ class PluginStorage:
                 raise MetadataLimitError(
                     f"plugin data needs {total} bytes of metadata, more than the {METADATA_BUDGET} allowed "
                     "under 'enforce-limits'; use behavior='body-overflow'",
-                    total=total, limit=METADATA_BUDGET, fields=sizes,
+                    total=total,
+                    limit=METADATA_BUDGET,
+                    fields=sizes,
                 )
             return meta, b""
         # body-overflow: smallest fields into metadata while they fit (s3db-format.md §11);
@@ -369,7 +387,7 @@ class PluginStorage:
             except Exception as exc:  # reported per item, as s3db.js does
                 return {"key": item["key"], "ok": False, "error": str(exc)}
 
-        return _parallel(one, normalised)
+        return self.pool.map(one, normalised)
 
     batch_set = batch_put
 
@@ -382,7 +400,7 @@ class PluginStorage:
             except Exception as exc:
                 return {"key": key, "ok": False, "error": str(exc)}
 
-        return _parallel(one, list(keys))
+        return self.pool.map(one, list(keys))
 
     # -- TTL --------------------------------------------------------------------------------
 
@@ -583,7 +601,9 @@ class PluginStorage:
             if found is None:
                 payload = {"value": initial_value + increment, "name": name, "resourceName": resource, "createdAt": now, "updatedAt": now}
                 try:
-                    self.client.put(key, _json(cas.stamp(payload, found, initial_value)), content_type="application/json", if_none_match="*")
+                    self.client.put(
+                        key, _json(cas.stamp(payload, found, initial_value)), content_type="application/json", if_none_match="*"
+                    )
                     return initial_value
                 except ConflictError:
                     continue
@@ -613,7 +633,7 @@ class PluginStorage:
     def list_sequences(self, *, resource: str | None = None) -> list[str]:
         """Names of the sequences (global, or of ``resource``)."""
         base = self.resource_root(resource) if resource else self.root
-        return [p[len(base) + len("sequence="):].rstrip("/") for p in _common_prefixes(self.client, base + "sequence=")]
+        return [p[len(base) + len("sequence=") :].rstrip("/") for p in _common_prefixes(self.client, base + "sequence=")]
 
 
 # -- namespaces in storage --------------------------------------------------------------------
@@ -628,7 +648,7 @@ def list_plugin_namespaces(storage: PluginStorage, slug: str | None = None) -> l
     base = f"plugin={slug or storage.slug}/"
     found = []
     for folder in _common_prefixes(storage.client, base):
-        name = folder[len(base):].rstrip("/")
+        name = folder[len(base) :].rstrip("/")
         if storage.client.exists(f"{folder}{NAMESPACE_MARKER}"):
             found.append(name)
     return sorted(found)
@@ -697,10 +717,3 @@ class _CasWrite:
 
 def _json(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
-def _parallel(fn: Callable[[Any], dict[str, Any]], items: list[Any]) -> list[dict[str, Any]]:
-    if len(items) <= 1:
-        return [fn(i) for i in items]
-    with ThreadPoolExecutor(max_workers=min(8, len(items)), thread_name_prefix="s3db-plugin-storage") as pool:
-        return list(pool.map(fn, items))

@@ -30,8 +30,7 @@ class Record(dict):
     def _repr_html_(self) -> str:
         shown = _masked(self, self.secret_fields)
         rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
-            f"<td style='text-align:left'>{html.escape(_cell(v))}</td></tr>"
+            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>{html.escape(_cell(v))}</td></tr>"
             for k, v in shown.items()
         )
         return f"<table class='s3db-record'>{rows}</table>"

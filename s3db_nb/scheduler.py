@@ -29,7 +29,7 @@ class Job:
     fn: Callable[[], Any]
     interval: float | None = None
     cron: str | None = None
-    timezone: dt.tzinfo = dt.timezone.utc
+    timezone: dt.tzinfo = dt.UTC
     owner: object | None = field(default=None, repr=False)
     next_run: float = 0.0  # epoch seconds
     runs: int = 0
@@ -71,7 +71,7 @@ def make_job(
         from zoneinfo import ZoneInfo
 
         timezone = ZoneInfo(timezone)
-    job = Job(name, fn, interval=float(interval) if interval is not None else None, cron=cron, timezone=timezone or dt.timezone.utc, owner=owner)
+    job = Job(name, fn, interval=float(interval) if interval is not None else None, cron=cron, timezone=timezone or dt.UTC, owner=owner)
     job.next_run = job.following(time.time() if now is None else now)
     return job
 

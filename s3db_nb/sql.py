@@ -20,6 +20,7 @@ import io
 import json
 import threading
 import urllib.parse
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import frames
+from .engine import extensions
 from .errors import ConnectionStringError, NotFoundError, S3DBError
+from .version import __version__
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,7 +92,9 @@ class SQLResult:
 
     def _repr_html_(self) -> str:
         head = self._table.slice(0, REPR_ROWS)
-        header = "".join(f"<th>{html.escape(n)}<br><small>{html.escape(str(t))}</small></th>" for n, t in zip(head.column_names, head.schema.types))
+        header = "".join(
+            f"<th>{html.escape(n)}<br><small>{html.escape(str(t))}</small></th>" for n, t in zip(head.column_names, head.schema.types)
+        )
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(_cell(v, 80))}</td>" for v in row) + "</tr>"
             for row in zip(*[c.to_pylist() for c in head.columns])
@@ -177,13 +182,26 @@ class SQLEngine:
         self._registered[name] = key
 
 
+#: each open Database's SQL engine (weak keys: a dropped Database takes its engine along)
+_ENGINES: weakref.WeakKeyDictionary[Database, SQLEngine] = weakref.WeakKeyDictionary()
+_ENGINES_LOCK = threading.Lock()
+
+
 def engine_for(db: Database) -> SQLEngine:
-    """The Database's SQL engine, created on first use (closed by ``db.disconnect()``)."""
-    engine = db.__dict__.get("_sql_engine")
-    if engine is None:
-        engine = SQLEngine(db)
-        db.__dict__["_sql_engine"] = engine
+    """The Database's SQL engine, created on first use and closed when the database disconnects."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(db)
+        if engine is None:
+            engine = _ENGINES[db] = SQLEngine(db)
+            db.on("disconnected", _close_engine)
     return engine
+
+
+def _close_engine(db: Database) -> None:
+    with _ENGINES_LOCK:
+        engine = _ENGINES.pop(db, None)
+    if engine is not None:
+        engine.close()
 
 
 # -- partition pushdown -------------------------------------------------------------------
@@ -302,7 +320,11 @@ def filesystem(path: str, db: Database | None = None) -> tuple[pafs.FileSystem, 
         own = db.config if db is not None and db.config.scheme not in ("memory", "file") else None
         if path.startswith("s3://") and own is not None and config.access_key_id is None:
             config.endpoint_url = config.endpoint_url or own.endpoint_url
-            config.access_key_id, config.secret_access_key, config.session_token = own.access_key_id, own.secret_access_key, own.session_token
+            config.access_key_id, config.secret_access_key, config.session_token = (
+                own.access_key_id,
+                own.secret_access_key,
+                own.session_token,
+            )
             config.region = config.region or own.region
         options: dict[str, Any] = {"region": config.region or "us-east-1"}
         if config.access_key_id:
@@ -322,7 +344,7 @@ def filesystem(path: str, db: Database | None = None) -> tuple[pafs.FileSystem, 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, bytes):
@@ -392,7 +414,9 @@ def _add_path_columns(table: pa.Table, paths: list[str]) -> pa.Table:
     return table
 
 
-def write_table(fs: pafs.FileSystem, base: str, table: pa.Table, fmt: str, partition_by: list[str] | None, *, filename: str | None = None) -> list[dict[str, Any]]:
+def write_table(
+    fs: pafs.FileSystem, base: str, table: pa.Table, fmt: str, partition_by: list[str] | None, *, filename: str | None = None
+) -> list[dict[str, Any]]:
     """Write ``table`` under ``base`` (one file per Hive partition); returns the file entries
     (path relative to ``base``, rows, bytes, sha256)."""
     import pyarrow.fs as pafs
@@ -437,7 +461,7 @@ def _clear(fs: pafs.FileSystem, path: str) -> None:
 
 
 def _now() -> str:
-    moment = dt.datetime.now(dt.timezone.utc)
+    moment = dt.datetime.now(dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -476,8 +500,6 @@ def export(
     for name in names:
         db.resource(name)  # NotFoundError lists the existing ones
     fs, base, shown = filesystem(path, db)
-    from . import __version__
-
     manifest: dict[str, Any] = {
         "format": format,
         "generator": f"s3db_nb {__version__}",
@@ -506,7 +528,9 @@ def export(
     return manifest
 
 
-def resource_to_parquet(resource: Resource, path: str, partition_by: list[str] | None = None, *, secrets: bool = False, progress: Any = None) -> dict[str, Any]:
+def resource_to_parquet(
+    resource: Resource, path: str, partition_by: list[str] | None = None, *, secrets: bool = False, progress: Any = None
+) -> dict[str, Any]:
     """One Parquet file at ``path``, or with ``partition_by`` a Hive folder; returns the manifest
     entry of the written files. Secret fields are left out unless ``secrets=True``."""
     fs, base, _ = filesystem(path, resource.database)
@@ -545,4 +569,22 @@ def open_export(path: str, resource: str, db: Database | None = None) -> pads.Da
     return pads.dataset(files, filesystem=fs, format=fmt, partitioning="hive", partition_base_dir=f"{base}/{resource}")
 
 
-__all__ = ["SQLEngine", "SQLResult", "engine_for", "export", "resource_to_parquet", "open_export", "filesystem", "write_table"]
+def database_sql(db: Database, query: str, **tables: Any) -> SQLResult:
+    """``db.sql(query, **tables)``: the query on the Database's SQL engine."""
+    return engine_for(db).sql(query, **tables)
+
+
+# the bodies of Resource.to_parquet, db.sql and db.export (see engine.extensions)
+extensions.register(to_parquet=resource_to_parquet, sql=database_sql, export=export)
+
+__all__ = [
+    "SQLEngine",
+    "SQLResult",
+    "engine_for",
+    "database_sql",
+    "export",
+    "resource_to_parquet",
+    "open_export",
+    "filesystem",
+    "write_table",
+]

@@ -82,7 +82,10 @@ def test_truncate_data_keeps_the_stored_metadata_under_s3s_limit_after_the_codec
 
 def test_enforce_limits_raises_with_field_sizes():
     with pytest.raises(MetadataLimitError) as info:
-        split("enforce-limits", mapped(a="x" * 2100), )
+        split(
+            "enforce-limits",
+            mapped(a="x" * 2100),
+        )
     assert info.value.fields["0"] == 2101 and info.value.limit == 2043
 
 

@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import s3db_nb
-from s3db_nb.catalog import BACKUP_KEY, parse_catalog
 from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.connection import ConnectionConfig
 from s3db_nb.database import Database
+from s3db_nb.engine.catalog import BACKUP_KEY, parse_catalog
 from s3db_nb.errors import S3DBError, SchemaError
 
 CATALOG = "s3db.json"
@@ -39,7 +39,9 @@ def open_db(plugin_backend):
 
     def make(*, repair: bool = False) -> Database:
         client = plugin_backend.make()
-        config = ConnectionConfig(scheme=_SCHEMES[plugin_backend.kind], bucket=getattr(client, "bucket", "s3db"), prefix=plugin_backend.base_prefix)
+        config = ConnectionConfig(
+            scheme=_SCHEMES[plugin_backend.kind], bucket=getattr(client, "bucket", "s3db"), prefix=plugin_backend.base_prefix
+        )
         database = Database(config, client, parallelism=4)
         opened.append(database)
         return database.connect(repair=repair)
@@ -81,6 +83,7 @@ def test_truncated_catalog_is_refused_naming_file_backup_and_repair(open_db, kee
 
 def _set(path: str, value: Any):
     """A mutation setting (or deleting) the value at a dotted path; returns the catalog."""
+
     def mutate(catalog: dict) -> Any:
         *parents, leaf = path.split(".")
         node = catalog
@@ -91,6 +94,7 @@ def _set(path: str, value: Any):
         else:
             node[leaf] = value
         return catalog
+
     return mutate
 
 
@@ -101,13 +105,19 @@ ILL_TYPED = {
     "entry a string": (_set("resources.users", "users"), "resources.users must be an object"),
     "versions missing": (_set("resources.users.versions", _DELETE), "resources.users.versions must be a non-empty object"),
     "current version undefined": (_set("resources.users.currentVersion", "v9"), "currentVersion 'v9' has no definition"),
-    "attributes a list": (_set("resources.users.versions.v1.attributes", ["name"]), "resources.users.versions.v1.attributes must be an object"),
+    "attributes a list": (
+        _set("resources.users.versions.v1.attributes", ["name"]),
+        "resources.users.versions.v1.attributes must be an object",
+    ),
     "attribute a number": (_set("resources.users.versions.v1.attributes.name", 3), "attributes.name must be a type string"),
     "idSize a string": (_set("resources.users.versions.v1.idSize", "22"), "idSize must be a whole number"),
     "timestamps a string": (_set("resources.users.versions.v1.timestamps", "yes"), "timestamps must be a boolean"),
     "registry indexes strings": (_set("resources.users.schemaRegistry.mapping", {"name": "0"}), "schemaRegistry.mapping must map"),
     "burned not a list": (_set("resources.users.schemaRegistry.burned", {}), "schemaRegistry.burned must be a list"),
-    "partition fields a list": (_set("resources.users.partitions", {"byAge": {"fields": ["age"]}}), "resources.users.partitions.byAge must be"),
+    "partition fields a list": (
+        _set("resources.users.partitions", {"byAge": {"fields": ["age"]}}),
+        "resources.users.partitions.byAge must be",
+    ),
     "plugin registry a list": (_set("resources.users.pluginSchemaRegistry", []), "pluginSchemaRegistry must be an object"),
 }
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
-from conftest import unique_name
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import unique_name
 from s3db_nb.clients.base import PutItem, RequestEvent, StorageClient
 from s3db_nb.clients.file import FileClient, sidecar_json
 from s3db_nb.clients.memory import MemoryClient
@@ -586,7 +586,11 @@ def test_file_sidecar_layout_matches_s3db_js(tmp_path):
     meta=st.dictionaries(
         st.text(max_size=8),
         st.one_of(
-            st.none(), st.booleans(), st.integers(), st.text(), st.floats(allow_nan=False),
+            st.none(),
+            st.booleans(),
+            st.integers(),
+            st.text(),
+            st.floats(allow_nan=False),
             st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=4),
             st.dictionaries(st.text(max_size=8), st.integers(), min_size=1, max_size=2),
         ),
@@ -715,7 +719,21 @@ def test_file_listing_skips_internal_files_and_prunes_folders(tmp_path):
 
 @pytest.mark.parametrize(
     "bad",
-    ["../escape", "a/../../b", "/abs", "a//b", "a/./b", "trailing/", "x.meta.json", "", "..", "a/..", ".s3db-locks/x", "x.s3db-tmp", "a\x00b"],
+    [
+        "../escape",
+        "a/../../b",
+        "/abs",
+        "a//b",
+        "a/./b",
+        "trailing/",
+        "x.meta.json",
+        "",
+        "..",
+        "a/..",
+        ".s3db-locks/x",
+        "x.s3db-tmp",
+        "a\x00b",
+    ],
 )
 def test_file_rejects_keys_outside_root(tmp_path, bad):
     client = FileClient(tmp_path / "root")
@@ -802,7 +820,12 @@ def test_file_paged_listing_scans_each_folder_once_and_stays_fresh(tmp_path, mon
     client.delete("resource=r/data/id=00151")
     client.delete("resource=r/data/id=00050")  # behind the cursor: already listed
     second = client.list_page("resource=r/data/", limit=100, token=first.next_token)
-    assert second.keys[:4] == ["resource=r/data/id=00100", "resource=r/data/id=00101", "resource=r/data/id=00102", "resource=r/data/id=00103"]
+    assert second.keys[:4] == [
+        "resource=r/data/id=00100",
+        "resource=r/data/id=00101",
+        "resource=r/data/id=00102",
+        "resource=r/data/id=00103",
+    ]
     assert "resource=r/data/id=00150x" in second.keys
     assert "resource=r/data/id=00151" not in second.keys
     expected = sorted(set(keys) - {"resource=r/data/id=00151", "resource=r/data/id=00050"} | {"resource=r/data/id=00150x"})
@@ -875,8 +898,13 @@ def test_s3_bad_secret_is_never_shown(request):
         client.close()
 
 
-@pytest.fixture(params=[pytest.param((server, transport), id=f"{server}-{transport}", marks=[pytest.mark.s3])
-                        for server in ("moto", "seaweed") for transport in ("boto3", "obstore")])
+@pytest.fixture(
+    params=[
+        pytest.param((server, transport), id=f"{server}-{transport}", marks=[pytest.mark.s3])
+        for server in ("moto", "seaweed")
+        for transport in ("boto3", "obstore")
+    ]
+)
 def s3_by_transport(request) -> Iterator[S3Client]:
     """An S3Client on moto or SeaweedFS whose PUT/GET/HEAD go through boto3 or obstore."""
     server, transport = request.param

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from s3db_nb.database import definition_hash, stable_json
+from s3db_nb.engine.catalog import definition_hash, stable_json
 from s3db_nb.errors import NotFoundError, SchemaError
 
 
@@ -27,7 +27,9 @@ def test_create_resource_writes_s3db_json(db):
 
 
 def test_reconnecting_restores_every_resource(db, reconnect):
-    users = db.create_resource("users", attributes={"name": "string", "age": "number|integer"}, behavior="body-overflow", partitions=["name"])
+    users = db.create_resource(
+        "users", attributes={"name": "string", "age": "number|integer"}, behavior="body-overflow", partitions=["name"]
+    )
     users.insert({"id": "a", "name": "Ana", "age": 3})
     again = reconnect()
     restored = again.resource("users")

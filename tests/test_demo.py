@@ -55,11 +55,16 @@ def test_rendered_outputs_keep_the_static_face_of_widgets():
     nb = nbformat.v4.new_notebook()
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     view = {"model_id": "m1", "version_major": 2, "version_minor": 0}
-    nb.cells = [nbformat.v4.new_code_cell("x", outputs=[
-        nbformat.v4.new_output("display_data", data={demo.WIDGET_VIEW: view, "text/plain": "bar"}),  # a progress bar
-        nbformat.v4.new_output("display_data", data={demo.WIDGET_VIEW: view, "text/html": "<b>dash</b>", "text/plain": "d"}),
-        nbformat.v4.new_output("stream", name="stdout", text="hi\n"),
-    ])]
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "x",
+            outputs=[
+                nbformat.v4.new_output("display_data", data={demo.WIDGET_VIEW: view, "text/plain": "bar"}),  # a progress bar
+                nbformat.v4.new_output("display_data", data={demo.WIDGET_VIEW: view, "text/html": "<b>dash</b>", "text/plain": "d"}),
+                nbformat.v4.new_output("stream", name="stdout", text="hi\n"),
+            ],
+        )
+    ]
     static = demo.static_outputs(nb)
     outputs = static.cells[0].outputs
     assert [o.get("data", {}).get("text/html") for o in outputs] == ["<b>dash</b>", None]

@@ -25,6 +25,8 @@ from s3db_nb.encoding import (
     b62_decode,
     b62_encode,
     codec_for,
+    crypto,
+    dates,
     decode_decimal,
     decrypt_secret,
     encode_decimal,
@@ -34,12 +36,14 @@ from s3db_nb.encoding import (
     metadata_decode,
     metadata_encode,
     new_id,
+    numbers,
     plugin_attribute_key,
     sanitize_metadata_key,
     transform_for_size,
     utf8_len,
     verify_password,
 )
+from s3db_nb.encoding.codecs.base import split_escaped
 from s3db_nb.errors import MissingDependencyError
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -164,9 +168,7 @@ def test_js_number_to_string_matches_node(value, text):
 
 def test_js_json_stringify_matches_node():
     value = {"b": 1, "2": 2, "a": [1.5, 1e-7, 1e21, None, 'x\u2028"\\\n\x01'], "10": {"y": True}}
-    assert (
-        js_json_stringify(value) == '{"2":2,"10":{"y":true},"b":1,"a":[1.5,1e-7,1e+21,null,"x\u2028\\"\\\\\\n\\u0001"]}'
-    )
+    assert js_json_stringify(value) == '{"2":2,"10":{"y":true},"b":1,"a":[1.5,1e-7,1e+21,null,"x\u2028\\"\\\\\\n\\u0001"]}'
     assert js_json_stringify([0.1, -0.0, 100.0, 1e16, "é😀", math.nan]) == '[0.1,0,100,10000000000000000,"é😀",null]'
 
 
@@ -222,14 +224,14 @@ def test_decimal_round_trips_every_finite_float(x):
 def test_decode_decimal_fast_path_reads_what_js_reads(integer, fraction, negative):
     # the usual "<b62>.<digits>" text skips JS's String()/Number() round trip; same number
     text = ("-" if negative else "") + enc.b62_encode(integer) + "." + fraction
-    literal = enc._js_to_number(enc.js_number_to_string(enc._b62_decode_js(enc.b62_encode(integer))) + "." + fraction)
-    assert enc._js_decode_decimal(text) == (-literal if negative else literal)
+    literal = numbers.js_to_number(enc.js_number_to_string(numbers._b62_decode_js(enc.b62_encode(integer))) + "." + fraction)
+    assert numbers._js_decode_decimal(text) == (-literal if negative else literal)
 
 
 @FAST
 @given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
 def test_ms_to_iso_matches_calendar_arithmetic_for_years_1_to_9999(ms):
-    assert enc._ms_to_iso(ms) == enc._ms_to_iso_civil(ms)
+    assert dates.ms_to_iso(ms) == dates._ms_to_iso_civil(ms)
 
 
 @FAST
@@ -237,15 +239,15 @@ def test_ms_to_iso_matches_calendar_arithmetic_for_years_1_to_9999(ms):
 def test_encode_decimal_fast_path_writes_the_js_text(magnitude, negative):
     value = -magnitude if negative else magnitude
     assume(not value.is_integer())
-    assert encode_decimal(value) == enc._js_encode_decimal(value)
+    assert encode_decimal(value) == numbers._js_encode_decimal(value)
 
 
 @FAST
 @given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
 def test_parse_date_ms_of_our_own_iso_text(ms):
-    text = enc._ms_to_iso(ms)
-    assert enc._parse_date_ms(text) == ms
-    assert enc._parse_date_ms(" " + text) == ms  # the general path reads the same
+    text = dates.ms_to_iso(ms)
+    assert dates.parse_date_ms(text) == ms
+    assert dates.parse_date_ms(" " + text) == ms  # the general path reads the same
 
 
 @pytest.mark.parametrize(
@@ -257,13 +259,13 @@ def test_parse_date_ms_of_our_own_iso_text(ms):
     ],
 )
 def test_parse_date_ms_edge_cases_follow_v8(text, ms):
-    assert enc._parse_date_ms(text) == ms
+    assert dates.parse_date_ms(text) == ms
 
 
 @pytest.mark.parametrize("text", ["a|b", "", "|", "a\\|b|c", "x\\\\|y"])
 def test_split_escaped_with_and_without_backslashes(text):
     expected = {"a|b": ["a", "b"], "": [""], "|": ["", ""], "a\\|b|c": ["a|b", "c"], "x\\\\|y": ["x\\", "y"]}
-    assert enc._split_escaped(text) == expected[text]
+    assert split_escaped(text) == expected[text]
 
 
 # ---------------------------------------------------------------------------------------
@@ -463,9 +465,7 @@ def test_number_codec_decodes_to_float():
     assert isinstance(codec_for("number|integer").decode("u"), int)
 
 
-@pytest.mark.parametrize(
-    "definition", ["number", "number|integer", "money", "decimal", "geo:lat", "datetime", "boolean", "secret", "json"]
-)
+@pytest.mark.parametrize("definition", ["number", "number|integer", "money", "decimal", "geo:lat", "datetime", "boolean", "secret", "json"])
 def test_none_passes_through(definition):
     codec = codec_for(definition)
     assert codec.encode(None) is None
@@ -541,9 +541,7 @@ def test_boolean_decode_is_tolerant(text, value):
     assert codec_for("boolean").decode(text) is value
 
 
-@pytest.mark.parametrize(
-    ("value", "stored"), [("true", "1"), ("yes", "1"), ("y", "1"), (1, "1"), ("no", "0"), (0, "0"), ("True", "1")]
-)
+@pytest.mark.parametrize(("value", "stored"), [("true", "1"), ("yes", "1"), ("y", "1"), (1, "1"), ("no", "0"), (0, "0"), ("True", "1")])
 def test_boolean_encode_accepts_js_truthy_set(value, stored):
     assert codec_for("boolean").encode(value) == stored
 
@@ -585,9 +583,7 @@ def test_geo_point_accepts_all_input_shapes():
     assert codec.encode({"lat": decimal.Decimal("-23.5"), "lon": -46.6}) == expected
 
 
-@pytest.mark.parametrize(
-    ("definition", "value"), [("geo:lat", 91), ("geo:lon", -180.5), ("geo:point", [0, 200]), ("geo:point", {"x": 1})]
-)
+@pytest.mark.parametrize(("definition", "value"), [("geo:lat", 91), ("geo:lon", -180.5), ("geo:point", [0, 200]), ("geo:point", {"x": 1})])
 def test_geo_rejects_out_of_range(definition, value):
     with pytest.raises(ValueError):
         codec_for(definition).encode(value)
@@ -646,9 +642,7 @@ def test_dateonly_accepts_python_values(value):
     assert codec_for("dateonly").encode(value) == "5a9"
 
 
-@pytest.mark.parametrize(
-    "value", [dt.time(13, 45, 30, 250_000), dt.datetime(2020, 1, 1, 13, 45, 30, 250_999), "13:45:30.25"]
-)
+@pytest.mark.parametrize("value", [dt.time(13, 45, 30, 250_000), dt.datetime(2020, 1, 1, 13, 45, 30, 250_999), "13:45:30.25"])
 def test_timeonly_accepts_python_values(value):
     assert codec_for("timeonly").encode(value) == "3lP50"
 
@@ -834,18 +828,18 @@ def test_wrong_passphrase_raises_value_error():
 
 
 def test_short_or_plain_values_fail_without_key_derivation():
-    enc._derive_key.cache_clear()
+    crypto._derive_key.cache_clear()
     for value in ("hunter2", "", "!!!", "YWJj"):
         with pytest.raises(ValueError):
             decrypt_secret(value, "secret")
-    assert enc._derive_key.cache_info().misses == 0
+    assert crypto._derive_key.cache_info().misses == 0
 
 
 def test_key_derivation_is_cached_per_token():
-    enc._derive_key.cache_clear()
+    crypto._derive_key.cache_clear()
     decrypt_secret(JS_SECRET_TOKEN, "secret")
     decrypt_secret(JS_SECRET_TOKEN, "secret")
-    assert enc._derive_key.cache_info().misses == 1
+    assert crypto._derive_key.cache_info().misses == 1
 
 
 def test_secret_codec_skips_reencryption_and_reads_raw_on_failure():
@@ -1074,9 +1068,7 @@ def test_new_id_uses_nanoid_alphabet():
     assert len(new_id(8)) == 8
 
 
-@pytest.mark.parametrize(
-    ("plugin", "attr", "key"), [("GraphPlugin", "snapshot", "pasb"), ("VectorPlugin", "_hasEmbedding", "p1wd")]
-)
+@pytest.mark.parametrize(("plugin", "attr", "key"), [("GraphPlugin", "snapshot", "pasb"), ("VectorPlugin", "_hasEmbedding", "p1wd")])
 def test_plugin_attribute_key(plugin, attr, key):
     assert plugin_attribute_key(plugin, attr) == key
 
@@ -1128,9 +1120,7 @@ def test_transform_for_size(value, text):
     assert transform_for_size(value) == text
 
 
-@pytest.mark.parametrize(
-    ("text", "size"), [("", 0), ("abc", 3), ("é", 2), ("€", 3), ("😀", 4), ("\ud800", 3), ("\ud83d\ude00", 4)]
-)
+@pytest.mark.parametrize(("text", "size"), [("", 0), ("abc", 3), ("é", 2), ("€", 3), ("😀", 4), ("\ud800", 3), ("\ud83d\ude00", 4)])
 def test_utf8_len_counts_like_js(text, size):
     assert utf8_len(text) == size
 
@@ -1149,7 +1139,10 @@ def _items_one_by_one(text: str) -> list[float]:
 @settings(max_examples=200, deadline=None)
 @given(
     values=st.lists(st.floats(min_value=-1e4, max_value=1e4, allow_nan=False), min_size=16, max_size=400),
-    odd=st.lists(st.tuples(st.integers(min_value=0), st.sampled_from(["", "-", "0", "-0", "!x", "a-b", "--1", "zzzz", "-Zz9", "ZZZZZZZZZZ"])), max_size=4),
+    odd=st.lists(
+        st.tuples(st.integers(min_value=0), st.sampled_from(["", "-", "0", "-0", "!x", "a-b", "--1", "zzzz", "-Zz9", "ZZZZZZZZZZ"])),
+        max_size=4,
+    ),
 )
 def test_long_embeddings_decode_like_item_by_item(values, odd):
     parts = enc.encode_fixed_point_batch(values)[2:-1].split(",")
@@ -1166,18 +1159,30 @@ def _encode_one_by_one(values: list, precision: int = 6) -> str:
     """The item-by-item writing of embedding text (the reference for the numpy path)."""
     items = []
     for value in values:
-        scaled = enc._fixed_scaled(float(value), precision)
+        scaled = numbers._fixed_scaled(float(value), precision)
         if math.isnan(scaled) or math.isinf(scaled):
             items.append("")
         else:
-            items.append("0" if scaled == 0 else ("-" if scaled < 0 else "") + enc._float_to_b62(abs(scaled)))
+            items.append("0" if scaled == 0 else ("-" if scaled < 0 else "") + numbers._float_to_b62(abs(scaled)))
     return "^[" + ",".join(items) + "]"
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(
-    st.floats(min_value=-1e5, max_value=1e5),
-    st.sampled_from([0.0, -0.0, 5e-7, -5e-7, 2.5e-6, -2.5e-6, math.nan, math.inf, -math.inf]),
-), min_size=16, max_size=400))
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=-1e5, max_value=1e5),
+            st.sampled_from([0.0, -0.0, 5e-7, -5e-7, 2.5e-6, -2.5e-6, math.nan, math.inf, -math.inf]),
+        ),
+        min_size=16,
+        max_size=400,
+    )
+)
 def test_long_embeddings_encode_like_item_by_item(values):
     assert enc.encode_fixed_point_batch(values) == _encode_one_by_one(values)
+
+
+def test_js_key_order_is_node_object_keys_order():
+    # node -e 'Object.keys({a:1, "4294967295":1, "4294967294":1, "1234567890":1, "\u0661":1, "01":1, "5":1})'
+    keys = ["a", "4294967295", "4294967294", "1234567890", "\u0661", "01", "5"]
+    assert enc.js_key_order(keys) == ("5", "1234567890", "4294967294", "a", "4294967295", "\u0661", "01")

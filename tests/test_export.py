@@ -20,7 +20,17 @@ def _fill(db):
         attributes={"name": "string", "country": "string", "age": "number|integer|optional", "key": "secret|optional"},
         partitions={"byCountry": {"fields": {"country": "string"}}},
     )
-    users.insert_frame(pd.DataFrame({"id": ["u1", "u2", "u3"], "name": ["Ana", "Bo ção", "Cy"], "country": ["BR", "PT", "BR"], "age": [30, None, 5], "key": ["k", "k", "k"]}))
+    users.insert_frame(
+        pd.DataFrame(
+            {
+                "id": ["u1", "u2", "u3"],
+                "name": ["Ana", "Bo ção", "Cy"],
+                "country": ["BR", "PT", "BR"],
+                "age": [30, None, 5],
+                "key": ["k", "k", "k"],
+            }
+        )
+    )
     tags = db.create_resource("tags", attributes={"label": "string"})
     tags.insert({"id": "t1", "label": "x"})
     return users
@@ -43,7 +53,12 @@ def test_export_reads_back_equal_in_duckdb_and_pyarrow(db, tmp_path):
     db.export(str(tmp_path / "out"))
     expected = users.to_pandas(secrets=False).sort_values("id", ignore_index=True)
     via_sql = db.sql(f"select * from read_parquet('{tmp_path}/out/users/**/*.parquet', hive_partitioning=true) order by id").df()
-    via_arrow = pads.dataset(str(tmp_path / "out" / "users"), format="parquet", partitioning="hive").to_table().to_pandas().sort_values("id", ignore_index=True)
+    via_arrow = (
+        pads.dataset(str(tmp_path / "out" / "users"), format="parquet", partitioning="hive")
+        .to_table()
+        .to_pandas()
+        .sort_values("id", ignore_index=True)
+    )
     for frame in (via_sql, via_arrow):
         assert list(frame["id"]) == list(expected["id"])
         assert list(frame["name"]) == list(expected["name"])

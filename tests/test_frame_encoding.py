@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import s3db_nb
-from s3db_nb import frame_encoding
+from s3db_nb.frames import columnar as frame_encoding
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 ATTRIBUTES = {
     "name": "string",
     "code": "string|min:2|max:5|optional",
@@ -69,7 +69,12 @@ def _stored(db, drop=()) -> dict[str, tuple]:
 def _both(frame, monkeypatch, behavior="user-managed", **kw):
     results = []
     for columnar in (False, True):
-        db, res = _store(behavior, columnar=columnar, monkeypatch=monkeypatch, **{k: v for k, v in kw.items() if k in ("partitions", "timestamps", "attributes")})
+        db, res = _store(
+            behavior,
+            columnar=columnar,
+            monkeypatch=monkeypatch,
+            **{k: v for k, v in kw.items() if k in ("partitions", "timestamps", "attributes")},
+        )
         rejects = _insert(res, frame, columnar=columnar, monkeypatch=monkeypatch)
         results.append((db, res, rejects))
     return results
@@ -151,7 +156,9 @@ def test_long_values_go_through_the_behavior(monkeypatch):
 
 def test_partition_references_and_partition_errors_match(monkeypatch):
     frame = pd.DataFrame({"id": ["a", "b", "c", "d"], "name": ["n"] * 4, "code": ["BR", "US", "a\\b", None]})
-    (db_rows, res_rows, rejects_rows), (db_cols, res_cols, rejects_cols) = _both(frame, monkeypatch, partitions={"byCode": {"fields": {"code": "string"}}})
+    (db_rows, res_rows, rejects_rows), (db_cols, res_cols, rejects_cols) = _both(
+        frame, monkeypatch, partitions={"byCode": {"fields": {"code": "string"}}}
+    )
     pd.testing.assert_frame_equal(rejects_rows, rejects_cols)
     assert list(rejects_cols["_row"]) == [2] and "partition:byCode" in rejects_cols["_error"][0]
     assert _stored(db_rows) == _stored(db_cols)
@@ -176,7 +183,7 @@ def test_missing_ids_are_generated(monkeypatch):
 
 
 def test_duplicate_ids_across_slices_are_rejected(monkeypatch):
-    monkeypatch.setattr("s3db_nb.frames.VALIDATION_SLICE", 2)
+    monkeypatch.setattr("s3db_nb.frames.write.VALIDATION_SLICE", 2)
     frame = pd.DataFrame({"id": ["a", "b", "c", "a", "d"], "name": ["A", "B", None, "A2", "D"]})
     (db_rows, _, rejects_rows), (db_cols, _, rejects_cols) = _both(frame, monkeypatch)
     pd.testing.assert_frame_equal(rejects_rows, rejects_cols)

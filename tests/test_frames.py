@@ -13,21 +13,23 @@ import pytest
 from s3db_nb import ConflictError, ValidationError, frames
 from s3db_nb.frames import EXTRA_COLUMN, arrow_schema, infer_attributes
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.fixture
 def fast_db(fast_backend):
     """A fresh database on memory and file only (tests that check logic, not storage)."""
     from conftest import _SCHEMES
-
     from s3db_nb.connection import ConnectionConfig
     from s3db_nb.database import Database
 
     client = fast_backend.make()
-    database = Database(ConnectionConfig(scheme=_SCHEMES[fast_backend.kind], bucket=getattr(client, "bucket", "s3db")), client, parallelism=4).connect()
+    database = Database(
+        ConnectionConfig(scheme=_SCHEMES[fast_backend.kind], bucket=getattr(client, "bucket", "s3db")), client, parallelism=4
+    ).connect()
     yield database
     database.disconnect()
+
 
 ALL_TYPES = {
     "name": "string|optional",
@@ -89,7 +91,7 @@ def test_round_trip_every_type_pandas(db):
 def _stored_by_hand(resource, record_id: str, values: dict[str, str]) -> None:
     """An object as another writer might leave it: raw metadata under the schema's short keys."""
     metadata = {resource.schema.map[name]: text for name, text in values.items()}
-    resource.client.put(resource._key(record_id), b"", metadata={**metadata, "_v": resource.version})
+    resource.client.put(resource.engine.key(record_id), b"", metadata={**metadata, "_v": resource.version})
 
 
 @pytest.mark.parametrize("secrets", [True, False])
@@ -102,9 +104,9 @@ def test_columnar_decode_builds_the_table_the_record_path_builds(fast_db, secret
     _stored_by_hand(users, "g", {"name": "u:Jos%C3%A9", "tags": "a\\|b|c"})
 
     columnar = users.to_arrow(secrets=secrets)
-    plan = frames._plan(users, columns=None, secrets=secrets, json_as="string")
+    plan = frames.plan_columns(users, columns=None, secrets=secrets, json_as="string")
     records = [users.get(i, decrypt=secrets) for i in "abcdefg"]
-    by_record = frames._records_to_table(plan, records, extra=None, schema_fields=users.schema.root.children)
+    by_record = frames.read.records_to_table(plan, records, extra=None, schema_fields=users.schema.root.children)
     assert columnar.schema == by_record.schema
     assert columnar.to_pylist() == by_record.to_pylist()
     assert columnar.column("name").to_pylist()[4:] == [None, None, "José"]
@@ -119,21 +121,23 @@ def test_datetime_column_from_stored_epoch_ms_matches_the_record_path(fast_db, s
     if stored is not None:  # legacy ISO text, an escape, empty, out of range: the ISO path decides
         _stored_by_hand(res, "d", {"born": stored})
     ids = ["a", "b", "c"] + ([] if stored is None else ["d"])
-    plan = frames._plan(res, columns=None, secrets=True, json_as="string")
+    plan = frames.plan_columns(res, columns=None, secrets=True, json_as="string")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # values Arrow cannot read as timestamps are kept as text, with a warning
         columnar = res.to_arrow()
-        by_record = frames._records_to_table(plan, [res.get(i) for i in ids], extra=None, schema_fields=res.schema.root.children)
+        by_record = frames.read.records_to_table(plan, [res.get(i) for i in ids], extra=None, schema_fields=res.schema.root.children)
     assert columnar.schema == by_record.schema
     assert columnar.to_pylist() == by_record.to_pylist()
 
 
 def test_datetimes_reach_arrow_without_iso_text(fast_db, monkeypatch):
-    from s3db_nb import encoding
+    from s3db_nb.encoding import jstext
+    from s3db_nb.encoding.codecs import temporal
 
     res = fast_db.create_resource("t", attributes={"born": "datetime"})
     res.insert({"id": "a", "born": "2024-05-06T07:08:09.010Z"})
-    monkeypatch.setattr(encoding, "_ms_to_iso", lambda ms: pytest.fail("the ISO text was built"))
+    for module in (temporal, jstext):  # every module that builds ISO text
+        monkeypatch.setattr(module, "ms_to_iso", lambda ms: pytest.fail("the ISO text was built"))
     assert res.to_arrow().column("born").to_pylist() == [dt.datetime(2024, 5, 6, 7, 8, 9, 10000, tzinfo=UTC)]
 
 
@@ -141,7 +145,7 @@ def test_plain_objects_reach_the_table_undecoded(fast_db):
     users = fast_db.create_resource("users", attributes={"name": "string|optional"})
     users.insert({"id": "plain", "name": "a"})
     users.insert({"id": "extra", "name": "b", "color": "red"})
-    decoder = frames._ColumnDecoder(users, decrypt=True)
+    decoder = frames.read.ColumnDecoder(users, decrypt=True)
     rows = [row for chunk in frames.iter_record_chunks(users, decoder=decoder, progress=False) for row in chunk]
     assert [type(row).__name__ for row in rows] == ["Record", "StoredRow"]  # id order: "extra", "plain"
     with_where = [row for chunk in frames.iter_record_chunks(users, where={"name": "a"}, decoder=decoder, progress=False) for row in chunk]
@@ -268,7 +272,7 @@ def test_on_error_skip_writes_good_rows_and_returns_rejects(db):
 
 
 def test_rows_are_validated_slice_by_slice_with_frame_row_numbers(fast_db, monkeypatch):
-    monkeypatch.setattr("s3db_nb.frames.VALIDATION_SLICE", 2)
+    monkeypatch.setattr("s3db_nb.frames.write.VALIDATION_SLICE", 2)
     res = fast_db.create_resource("t", attributes={"name": "string"})
     frame = pd.DataFrame({"id": ["a", "b", "c", "a", "d"], "name": ["A", "B", None, "A2", "D"]})
     with pytest.raises(ValidationError) as info:
@@ -322,7 +326,9 @@ def test_infer_attributes_from_dtypes():
 
 
 def test_create_resource_from_frame(db):
-    frame = pd.DataFrame({"id": ["a", "b"], "name": ["Ana", "Bo"], "age": [30, 40], "joined": pd.to_datetime(["2024-01-01", "2024-06-01"], utc=True)})
+    frame = pd.DataFrame(
+        {"id": ["a", "b"], "name": ["Ana", "Bo"], "age": [30, 40], "joined": pd.to_datetime(["2024-01-01", "2024-06-01"], utc=True)}
+    )
     res = db.create_resource_from_frame("people", frame)
     assert res.schema_view() == {"name": "string", "age": "number|integer", "joined": "datetime"}
     got = res.to_pandas().sort_values("id", ignore_index=True)
@@ -333,7 +339,9 @@ def test_create_resource_from_frame(db):
 def test_progress_callback_sees_counts(fast_db):
     res = fast_db.create_resource("t", attributes={"n": "number|integer"})
     calls = []
-    res.insert_frame(pd.DataFrame({"id": [f"r{i}" for i in range(5)], "n": range(5)}), progress=lambda done, total, desc: calls.append((done, total)))
+    res.insert_frame(
+        pd.DataFrame({"id": [f"r{i}" for i in range(5)], "n": range(5)}), progress=lambda done, total, desc: calls.append((done, total))
+    )
     assert calls[-1] == (5, 5)
     calls.clear()
     res.to_arrow(progress=lambda done, total, desc: calls.append((done, total)))

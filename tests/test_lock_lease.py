@@ -7,8 +7,8 @@ release trust, so each scenario runs on every backend (memory, file, moto, Seawe
 from __future__ import annotations
 
 import pytest
-from conftest import FakeClock
 
+from conftest import FakeClock
 from s3db_nb import ConflictError, PluginStorage
 from s3db_nb.errors import LockLostError
 

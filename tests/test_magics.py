@@ -23,11 +23,13 @@ def url():
     name = f"magic-{uuid.uuid4().hex[:8]}"
     db = s3db_nb.connect(f"memory://{name}")
     users = db.create_resource("users", attributes={"name": "string", "country": "string"})
-    users.insert_many([
-        {"id": "a", "name": "Ana", "country": "BR"},
-        {"id": "b", "name": "<script>alert(1)</script>", "country": "SE"},
-        {"id": "c", "name": "Caio", "country": "BR"},
-    ])
+    users.insert_many(
+        [
+            {"id": "a", "name": "Ana", "country": "BR"},
+            {"id": "b", "name": "<script>alert(1)</script>", "country": "SE"},
+            {"id": "c", "name": "Caio", "country": "BR"},
+        ]
+    )
     orders = db.create_resource("orders", attributes={"user": "string", "total": "number"})
     orders.insert_many([{"id": "o1", "user": "a", "total": 10.5}, {"id": "o2", "user": "a", "total": 4.5}])
     return f"memory://{name}"

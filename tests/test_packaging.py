@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_wheel_installs_core_plugins_and_widgets(tmp_path):
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)], check=True, capture_output=True
+    )
     wheel = next(dist.glob("s3db_nb-*.whl"))
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -31,7 +33,9 @@ def test_wheel_installs_core_plugins_and_widgets(tmp_path):
         "print('typed' if (pathlib.Path(s3db_nb.__file__).parent / 'py.typed').exists() else 'untyped')\n"
         "print(find_dashboard(CostsPlugin).__name__)"
     )
-    out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": site})
+    out = subprocess.run(
+        [str(python), "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": site}
+    )
     where, typed, view = out.stdout.split()
     assert str(env_dir) in where
     assert typed == "typed"  # PEP 561 marker shipped in the wheel

@@ -261,7 +261,9 @@ while steps < 0 or step < steps:
 def start_writer(root: Path, seed: int, steps: int, *, mixed: bool, records: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(root), str(seed), str(steps), "mixed" if mixed else "moves", str(records)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
     return proc

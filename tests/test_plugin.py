@@ -14,13 +14,12 @@ import threading
 import pytest
 
 import s3db_nb
-from s3db_nb import MissingDependencyError, NotFoundError, Plugin, PluginError, PluginStorage
+from s3db_nb import MissingDependencyError, NotFoundError, Plugin, PluginError, PluginStorage, plugin_dependency_report
 from s3db_nb import plugins as plugin_catalog
 from s3db_nb.plugin import (
     get_namespaced_resource_name,
     get_validated_namespace,
     list_plugin_namespaces,
-    plugin_dependency_report,
     slug_for,
     validate_namespace,
 )
@@ -135,7 +134,10 @@ def test_build_your_own_plugin(db):
 
 
 def test_unknown_options_are_named_with_the_valid_ones_and_a_suggestion():
-    with pytest.raises(PluginError, match=r"unknown option\(s\) 'resourse' \(did you mean 'resource'\?\); valid options: enabled, log_level, namespace, resource, slug\. A plugin declares its options as a class attribute: defaults ="):
+    with pytest.raises(
+        PluginError,
+        match=r"unknown option\(s\) 'resourse' \(did you mean 'resource'\?\); valid options: enabled, log_level, namespace, resource, slug\. A plugin declares its options as a class attribute: defaults =",
+    ):
         VisitCounterPlugin(resourse="users")
 
 
@@ -164,13 +166,31 @@ def test_slugs_and_registry_names_follow_s3db_js():
 def test_lifecycle_calls_and_events_in_order(mem):
     plugin = Recorder()
     events: list[str] = []
-    for name in ("beforeInstall", "afterInstall", "beforeStart", "afterStart", "beforeStop", "afterStop", "beforeUninstall", "afterUninstall"):
+    for name in (
+        "beforeInstall",
+        "afterInstall",
+        "beforeStart",
+        "afterStart",
+        "beforeStop",
+        "afterStop",
+        "beforeUninstall",
+        "afterUninstall",
+    ):
         plugin.on(f"plugin.{name}", lambda when, name=name: events.append((name, isinstance(when, dt.datetime))))
     mem.use_plugin(plugin)
     assert plugin.state == "started" and mem.plugins["recorder"] is plugin and mem.plugins.recorder is plugin
     mem.uninstall_plugin("recorder")
     assert plugin.calls == ["install", "start", "stop", "uninstall(purge=False)"]
-    assert [e for e, _ in events] == ["beforeInstall", "afterInstall", "beforeStart", "afterStart", "beforeStop", "afterStop", "beforeUninstall", "afterUninstall"]
+    assert [e for e, _ in events] == [
+        "beforeInstall",
+        "afterInstall",
+        "beforeStart",
+        "afterStart",
+        "beforeStop",
+        "afterStop",
+        "beforeUninstall",
+        "afterUninstall",
+    ]
     assert all(is_date for _, is_date in events)
     assert plugin.state == "uninstalled" and len(mem.plugins) == 0
 
@@ -331,7 +351,10 @@ def test_existing_namespaces_are_listed_and_logged(db, caplog):
         db.use_plugin(ReportPlugin(namespace="aggressive"))
     messages = [r.getMessage() for r in caplog.records]
     assert messages[:2] == ['[ReportPlugin] Using namespace: "uptime"', "[ReportPlugin] Detected 1 existing namespace(s): uptime"]
-    assert messages[-2:] == ["[ReportPlugin] Detected 2 existing namespace(s): stealth, uptime", '[ReportPlugin] Using namespace: "aggressive"']
+    assert messages[-2:] == [
+        "[ReportPlugin] Detected 2 existing namespace(s): stealth, uptime",
+        '[ReportPlugin] Using namespace: "aggressive"',
+    ]
     assert list_plugin_namespaces(PluginStorage(db.client, "myplugin")) == ["aggressive", "stealth", "uptime"]
 
 
@@ -405,11 +428,11 @@ def test_stop_unschedules_the_plugins_jobs(mem):
 
 
 def test_cron_jobs_compute_their_next_time_with_croniter():
-    base = dt.datetime(2026, 1, 1, 10, 2, tzinfo=dt.timezone.utc).timestamp()
+    base = dt.datetime(2026, 1, 1, 10, 2, tzinfo=dt.UTC).timestamp()
     job = make_job("j", lambda: None, cron="*/15 * * * *", now=base)
-    assert dt.datetime.fromtimestamp(job.next_run, dt.timezone.utc) == dt.datetime(2026, 1, 1, 10, 15, tzinfo=dt.timezone.utc)
+    assert dt.datetime.fromtimestamp(job.next_run, dt.UTC) == dt.datetime(2026, 1, 1, 10, 15, tzinfo=dt.UTC)
     daily = make_job("d", lambda: None, cron="0 3 * * *", timezone="Europe/Lisbon", now=base)
-    assert dt.datetime.fromtimestamp(daily.next_run, dt.timezone.utc).hour == 3
+    assert dt.datetime.fromtimestamp(daily.next_run, dt.UTC).hour == 3
 
 
 def test_bad_job_definitions_are_rejected():
@@ -454,7 +477,9 @@ def test_the_dependency_check_can_be_skipped(monkeypatch):
 def test_plugin_dependency_report_is_a_table():
     report = plugin_dependency_report([NeedsThings, NeedsNothingMissing])
     assert [(r["plugin"], r["package"], r["ok"]) for r in report] == [
-        ("NeedsThings", "definitely-not-installed-pkg", False), ("NeedsThings", "pytest", False), ("NeedsNothingMissing", "pytest", True),
+        ("NeedsThings", "definitely-not-installed-pkg", False),
+        ("NeedsThings", "pytest", False),
+        ("NeedsNothingMissing", "pytest", True),
     ]
     assert not report.ok
     assert "definitely-not-installed-pkg" in repr(report) and "<table" in report._repr_html_()

@@ -19,7 +19,7 @@ from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.errors import PluginError
 from s3db_nb.plugins.audit import AuditPlugin, diff, to_json, truncate_data
 
-START = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+START = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 S3DB_JS_FIELDS = {"id", "resourceName", "operation", "recordId", "userId", "timestamp", "createdAt", "metadata"}
 
 
@@ -268,14 +268,17 @@ def test_track_operations_limits_what_is_logged(plugin_db, users):
     assert list(audit.get_record_history("users", "u1")["operation"]) == ["insert", "delete"]
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"track_operations": ["insert", "upsert"]}, "unknown operation 'upsert'"),
-    ({"track_operations": "insert"}, "track_operations must be a list"),
-    ({"max_data_size": 10}, "max_data_size must be an integer >= 100"),
-    ({"exclude": "plg_*"}, "exclude must be a list"),
-    ({"get_current_user_id": "alice"}, "get_current_user_id must be a callable"),
-    ({"retention": 3}, "unknown option"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"track_operations": ["insert", "upsert"]}, "unknown operation 'upsert'"),
+        ({"track_operations": "insert"}, "track_operations must be a list"),
+        ({"max_data_size": 10}, "max_data_size must be an integer >= 100"),
+        ({"exclude": "plg_*"}, "exclude must be a list"),
+        ({"get_current_user_id": "alice"}, "get_current_user_id must be a callable"),
+        ({"retention": 3}, "unknown option"),
+    ],
+)
 def test_bad_options_fail_at_construction(options, message):
     with pytest.raises(PluginError, match=message):
         AuditPlugin(**options)
@@ -387,7 +390,7 @@ def test_a_limited_query_stops_reading_once_it_has_enough(mem_db):
 
 @pytest.mark.parametrize("max_size", [100, 137, 500, 1500])
 def test_truncate_data_fits_the_limit(max_size):
-    data = {"id": "r1", "title": "é\"<" * 400, "tags": list(range(50)), "n": 3}
+    data = {"id": "r1", "title": 'é"<' * 400, "tags": list(range(50)), "n": 3}
     kept, cut = truncate_data(data, max_size)
     assert cut and len(to_json(kept)) <= max_size
     assert kept["_truncated"] is True and kept["_originalSize"] == len(to_json(data))
@@ -400,9 +403,17 @@ def test_truncate_data_leaves_small_data_alone():
 
 
 def test_diff_marks_changed_added_and_removed_fields():
-    rows = diff({"id": "a", "plan": "free", "profile": {"city": "Lisbon"}, "old": 1},
-                {"id": "a", "plan": "pro", "profile": {"city": "Lisbon"}, "new": 2})
-    assert {r["field"]: r["status"] for r in rows} == {"id": "same", "plan": "changed", "profile.city": "same", "old": "removed", "new": "added"}
+    rows = diff(
+        {"id": "a", "plan": "free", "profile": {"city": "Lisbon"}, "old": 1},
+        {"id": "a", "plan": "pro", "profile": {"city": "Lisbon"}, "new": 2},
+    )
+    assert {r["field"]: r["status"] for r in rows} == {
+        "id": "same",
+        "plan": "changed",
+        "profile.city": "same",
+        "old": "removed",
+        "new": "added",
+    }
 
 
 # -- the dashboard ----------------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from s3db_nb.plugins.cache import CachePlugin, FilesystemCache, MemoryCache, Mul
 from s3db_nb.record import Page, Record
 from s3db_nb.widgets.cache import CacheDashboard
 
-
 PEOPLE = [
     {"id": "a", "name": "Ana", "city": "Rio"},
     {"id": "b", "name": "Bia", "city": "Recife"},
@@ -151,7 +150,10 @@ def _frame(r):
 
 WRITES = {
     "insert": (None, lambda r: r.insert({"id": "d", "name": "Dan", "city": "Rio"})),
-    "insert_many": (None, lambda r: r.insert_many([{"id": "d", "name": "Dan", "city": "Rio"}, {"id": "e", "name": "Eva", "city": "Recife"}])),
+    "insert_many": (
+        None,
+        lambda r: r.insert_many([{"id": "d", "name": "Dan", "city": "Rio"}, {"id": "e", "name": "Eva", "city": "Recife"}]),
+    ),
     "insert_frame": (None, _frame),
     "update": (None, lambda r: r.update("a", {"name": "Ann"})),
     "update_moving_partition": (None, lambda r: r.update("a", {"city": "Recife"})),
@@ -181,7 +183,9 @@ def open_db(kind: str, request):
     backend = make_backend(kind, request)
     request.addfinalizer(backend.close)
     client = backend.make()
-    config = ConnectionConfig(scheme="http" if kind.startswith("s3") else kind, bucket=getattr(client, "bucket", "s3db"), prefix=backend.base_prefix)
+    config = ConnectionConfig(
+        scheme="http" if kind.startswith("s3") else kind, bucket=getattr(client, "bucket", "s3db"), prefix=backend.base_prefix
+    )
     db = Database(config, client, parallelism=8).connect()
     request.addfinalizer(db.disconnect)
     return db
@@ -261,7 +265,9 @@ def test_replace_reads_the_stored_record_not_the_cache(people, cache, calls):
 
 
 def test_a_partition_value_that_is_not_plain_text_drops_the_whole_partition(plugin_db, clock):
-    docs = plugin_db.create_resource("docs", {"name": "string", "tags": "array|items:string"}, partitions={"byTags": {"fields": {"tags": "array"}}})
+    docs = plugin_db.create_resource(
+        "docs", {"name": "string", "tags": "array|items:string"}, partitions={"byTags": {"fields": {"tags": "array"}}}
+    )
     docs.insert({"id": "a", "name": "A", "tags": ["x", "y"]})
     plugin_db.use_plugin(CachePlugin(clock=clock))
     docs.list(partition="byTags", partition_values={"tags": ["x", "y"]})
@@ -289,8 +295,11 @@ def test_create_resource_with_the_same_definition_keeps_entries(plugin_db, peopl
 
 def test_redefining_a_resource_drops_its_entries(plugin_db, people, cache, calls):
     people.get("a")
-    plugin_db.create_resource("people", {"name": "string", "city": "string|optional", "age": "number|optional"},
-                              partitions={"byCity": {"fields": {"city": "string"}}})
+    plugin_db.create_resource(
+        "people",
+        {"name": "string", "city": "string|optional", "age": "number|optional"},
+        partitions={"byCity": {"fields": {"city": "string"}}},
+    )
     calls.clear()
     plugin_db.resource("people").get("a")
     assert len(data_requests(calls)) == 1
@@ -612,8 +621,17 @@ def test_s3db_js_style_config_is_accepted():
 
 
 def test_codec_round_trips_records_pages_and_typed_values():
-    record = Record({"id": "a", "when": dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.timezone.utc), "raw": b"\x00\xff",
-                     "price": decimal.Decimal("1.10"), "pair": (1, 2), "tag": {"$datetime": "not a tag"}, "day": dt.date(2024, 1, 2)})
+    record = Record(
+        {
+            "id": "a",
+            "when": dt.datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+            "raw": b"\x00\xff",
+            "price": decimal.Decimal("1.10"),
+            "pair": (1, 2),
+            "tag": {"$datetime": "not a tag"},
+            "day": dt.date(2024, 1, 2),
+        }
+    )
     record.etag, record.version, record.has_content, record.secret_fields = "e1", "v2", True, ("password",)
     page = Page(items=[record], next_cursor="abc", size=1)
     back = loads_value(dumps_value(page))

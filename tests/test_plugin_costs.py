@@ -89,7 +89,11 @@ def test_bytes_in_are_bodies_written(plugin_db):
     remaining = [plugin_db.client.get(f"resource=users/data/id=u{i}").body for i in range(5, 10)]
     assert all(body.startswith(b'{"_rev":') for body in remaining)
     assert costs["by_resource"]["users"]["bytes_in"] == 10 * len(remaining[0])
-    assert costs["bytes_in"] - costs["by_resource"]["users"]["bytes_in"] == costs["by_resource"][NO_RESOURCE]["bytes_in"] == len(plugin_db.client.get("s3db.json").body)
+    assert (
+        costs["bytes_in"] - costs["by_resource"]["users"]["bytes_in"]
+        == costs["by_resource"][NO_RESOURCE]["bytes_in"]
+        == len(plugin_db.client.get("s3db.json").body)
+    )
 
 
 def test_group_costs_add_up_to_the_totals(plugin_db):

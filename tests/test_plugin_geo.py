@@ -26,7 +26,9 @@ STORE_FIELDS = {"name": "string", "lat": "number|optional", "lon": "number|optio
 
 
 def brute_nearby(points, lat, lon, radius_km, limit=None):
-    hits = sorted((haversine_km(lat, lon, p["lat"], p["lon"]), p["id"]) for p in points if haversine_km(lat, lon, p["lat"], p["lon"]) <= radius_km)
+    hits = sorted(
+        (haversine_km(lat, lon, p["lat"], p["lon"]), p["id"]) for p in points if haversine_km(lat, lon, p["lat"], p["lon"]) <= radius_km
+    )
     return [i for _, i in hits[:limit]]
 
 
@@ -231,7 +233,9 @@ def test_bounds_across_the_antimeridian(stores):
 
 
 def test_get_distance_between_records(stores):
-    stores.insert_many([{"id": "lon", "name": "London", "lat": 51.5074, "lon": -0.1278}, {"id": "par", "name": "Paris", "lat": 48.8566, "lon": 2.3522}])
+    stores.insert_many(
+        [{"id": "lon", "name": "London", "lat": 51.5074, "lon": -0.1278}, {"id": "par", "name": "Paris", "lat": 48.8566, "lon": 2.3522}]
+    )
     assert stores.get_distance("lon", "par") == pytest.approx(343.5, rel=0.005)
     with pytest.raises(NotFoundError, match="'nowhere'"):
         stores.get_distance("lon", "nowhere")
@@ -322,7 +326,9 @@ def world(request, tmp_path_factory):
     """5 000 points over the globe plus clusters at both poles and along the antimeridian."""
     points = scattered(4000, 11)
     points += scattered(400, 12, lat=(85, 90), prefix="n") + scattered(200, 13, lat=(-90, -86), prefix="s")
-    points += scattered(200, 14, lon=(179, 180), lat=(-60, 60), prefix="e") + scattered(200, 15, lon=(-180, -179), lat=(-60, 60), prefix="w")
+    points += scattered(200, 14, lon=(179, 180), lat=(-60, 60), prefix="e") + scattered(
+        200, 15, lon=(-180, -179), lat=(-60, 60), prefix="w"
+    )
     url = f"memory://geo-world-{id(request)}" if request.param == "memory" else f"file://{tmp_path_factory.mktemp('geo-world')}"
     db = s3db_nb.connect(url)
     resource = db.create_resource("places", {"name": "string", "lat": "number", "lon": "number"})
@@ -398,11 +404,13 @@ def view(request):
     db = s3db_nb.connect(f"memory://geo-dashboard-{request.node.name}")
     stores = db.create_resource("stores", STORE_FIELDS)
     geo = db.use_plugin(GeoPlugin(resources=GEO))
-    stores.insert_many([
-        {"id": "a", "name": "<script>alert(1)</script>", "lat": -23.55, "lon": -46.63},
-        {"id": "b", "name": "Paulista", "lat": -23.56, "lon": -46.65},
-        {"id": "far", "name": "Santos", "lat": -23.96, "lon": -46.33},
-    ])
+    stores.insert_many(
+        [
+            {"id": "a", "name": "<script>alert(1)</script>", "lat": -23.55, "lon": -46.63},
+            {"id": "b", "name": "Paulista", "lat": -23.56, "lon": -46.65},
+            {"id": "far", "name": "Santos", "lat": -23.96, "lon": -46.33},
+        ]
+    )
     yield geo.dashboard()
     db.disconnect()
 

@@ -268,7 +268,7 @@ def test_unknown_columns_are_kept_or_dropped(mem, mem_importer):
 
 def test_split_transform_fills_an_array_field(mem, mem_importer):
     posts = mem.create_resource("posts", {"title": "string", "tags": "array|items:string"})
-    mem_importer.import_data(posts, io.StringIO("title,tags\nHello,\"a, b ,c\"\n"), "csv", transforms={"tags": split(",")})
+    mem_importer.import_data(posts, io.StringIO('title,tags\nHello,"a, b ,c"\n'), "csv", transforms={"tags": split(",")})
     assert posts.get_all()[0]["tags"] == ["a", "b", "c"]
 
 
@@ -463,7 +463,9 @@ def test_progress_callback_reaches_the_total(importer, users):
     calls = []
     again = {k: v for k, v in many(1)[0].items() if k != "id"}  # same e-mail as p00
     rows = [*many(6), {"id": "bad", "name": "Bad", "email": "nope", "age": 1}, again]
-    result = importer.import_data(users, pd.DataFrame(rows), dedupe_on="email", progress=lambda done, total, desc: calls.append((done, total, desc)))
+    result = importer.import_data(
+        users, pd.DataFrame(rows), dedupe_on="email", progress=lambda done, total, desc: calls.append((done, total, desc))
+    )
     assert (result.imported, result.rejected, result.duplicates) == (6, 1, 1)
     assert calls[-1] == (8, 8, "importing users")
     assert [done for done, _, _ in calls] == sorted(done for done, _, _ in calls)

@@ -22,7 +22,7 @@ import s3db_nb
 from s3db_nb import NotFoundError, PluginError
 from s3db_nb.plugins.metrics import LatencyHistogram, MetricsPlugin
 
-DAY = dt.datetime(2025, 3, 4, 12, 0, tzinfo=dt.timezone.utc)
+DAY = dt.datetime(2025, 3, 4, 12, 0, tzinfo=dt.UTC)
 
 
 class Clock:
@@ -125,7 +125,11 @@ def test_bad_options_fail_at_construction_naming_the_option(options, named):
 
 
 def test_namespace_prefixes_the_s3db_js_resource_names():
-    assert MetricsPlugin().resource_names == {"metrics": "plg_metrics", "errors": "plg_metrics_errors", "performance": "plg_metrics_performance"}
+    assert MetricsPlugin().resource_names == {
+        "metrics": "plg_metrics",
+        "errors": "plg_metrics_errors",
+        "performance": "plg_metrics_performance",
+    }
     assert MetricsPlugin(namespace="acme").resource_names["errors"] == "plg_acme_metrics_errors"
 
 

@@ -66,8 +66,17 @@ def test_bad_slug_and_namespace_are_rejected_at_construction(fast_storage_client
 
 def test_set_and_get_round_trip_every_value_exactly(storage):
     data = {
-        "enabled": True, "count": 3, "ratio": 0.25, "name": "Ana", "firstName": "Camel", "zip": "01234",
-        "looks_like_bool": "true", "nested": {"a": [1, "b"]}, "nothing": None, "unicode": "ação ✓", "big": "x" * 3000,
+        "enabled": True,
+        "count": 3,
+        "ratio": 0.25,
+        "name": "Ana",
+        "firstName": "Camel",
+        "zip": "01234",
+        "looks_like_bool": "true",
+        "nested": {"a": [1, "b"]},
+        "nothing": None,
+        "unicode": "ação ✓",
+        "big": "x" * 3000,
     }
     key = storage.get_plugin_key(None, "config")
     storage.set(key, data)
@@ -113,8 +122,16 @@ def test_get_of_a_missing_key_is_none(storage):
 
 def test_get_reads_metadata_as_s3db_js_writes_it(storage):
     """Node stores every field in metadata as text, names lower-cased, TTL as ``_expiresat``."""
-    meta = {"enabled": "true", "retries": "3", "settings": '{"a":1}', "name": "ação", "_expiresat": str(int(storage.clock() * 1000) + 60_000)}
-    storage.client.put("plugin=my-plugin/node", b"", metadata={k: encode_metadata_value(v) for k, v in meta.items()}, content_type="application/json")
+    meta = {
+        "enabled": "true",
+        "retries": "3",
+        "settings": '{"a":1}',
+        "name": "ação",
+        "_expiresat": str(int(storage.clock() * 1000) + 60_000),
+    }
+    storage.client.put(
+        "plugin=my-plugin/node", b"", metadata={k: encode_metadata_value(v) for k, v in meta.items()}, content_type="application/json"
+    )
     assert storage.get("plugin=my-plugin/node") == {"enabled": True, "retries": 3, "settings": {"a": 1}, "name": "ação"}
     assert storage.get_ttl("plugin=my-plugin/node") == 60
 
@@ -269,7 +286,9 @@ def test_lock_contention_between_threads_never_has_two_holders(backend, tmp_path
     rounds = _lock_rounds(backend.kind)
     storage = PluginStorage(backend.make(), "contention")
     violations: list[str] = []
-    threads = [threading.Thread(target=_hold_exclusively, args=(storage, tmp_path / "held", rounds // 8, f"t{i}", violations)) for i in range(8)]
+    threads = [
+        threading.Thread(target=_hold_exclusively, args=(storage, tmp_path / "held", rounds // 8, f"t{i}", violations)) for i in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -315,8 +334,16 @@ def test_lock_contention_between_threads_and_processes_never_has_two_holders(bac
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD.format(tests=str(ROOT / "tests")), json.dumps({**spec, "marker": str(marker), "rounds": per_worker, "worker": f"p{i}"})],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                "-c",
+                CHILD.format(tests=str(ROOT / "tests")),
+                json.dumps({**spec, "marker": str(marker), "rounds": per_worker, "worker": f"p{i}"}),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for i in range(2)
     ]

@@ -62,8 +62,7 @@ def reference(metric: str, query: np.ndarray = QUERY, keep=lambda i: True) -> li
 
 def records() -> list[dict]:
     return [
-        {"id": rid(i), "title": f"doc {i}", "group": "ab"[i % 2], "vec": VECTORS[i].tolist() if HAS_VECTOR[i] else None}
-        for i in range(N)
+        {"id": rid(i), "title": f"doc {i}", "group": "ab"[i % 2], "vec": VECTORS[i].tolist() if HAS_VECTOR[i] else None} for i in range(N)
     ]
 
 
@@ -332,7 +331,10 @@ def test_estimate_uses_the_real_codec():
     assert estimate_vector_bytes(8) == len("^[" + ",".join(["-4c91"] * 8) + "]")
 
 
-@pytest.mark.parametrize(("behavior", "advice"), [("user-managed", "move whole to the object body"), ("enforce-limits", "MetadataLimitError"), ("truncate-data", "cut short")])
+@pytest.mark.parametrize(
+    ("behavior", "advice"),
+    [("user-managed", "move whole to the object body"), ("enforce-limits", "MetadataLimitError"), ("truncate-data", "cut short")],
+)
 def test_large_vectors_warn_with_the_behavior_to_use(behavior, advice):
     db = memory_db("warn")
     db.create_resource("big", {"v": "embedding:384"}, behavior=behavior)

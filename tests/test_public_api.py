@@ -11,13 +11,38 @@ import s3db_nb
 import s3db_nb.plugins
 
 PUBLIC = {
-    "connect", "Database", "Resource", "Record", "Page", "Content", "ConnectionConfig", "parse_url", "make_client",
-    "S3DBError", "ConnectionStringError", "StorageError", "NotFoundError", "ConflictError", "ValidationError",
-    "SchemaError", "MetadataLimitError", "PluginError", "MissingDependencyError", "Plugin", "PluginStorage",
-    "plugin_dependency_report", "__version__",
+    "connect",
+    "Database",
+    "Resource",
+    "Record",
+    "Page",
+    "Content",
+    "ConnectionConfig",
+    "parse_url",
+    "make_client",
+    "S3DBError",
+    "ConnectionStringError",
+    "StorageError",
+    "NotFoundError",
+    "ConflictError",
+    "ValidationError",
+    "SchemaError",
+    "MetadataLimitError",
+    "PluginError",
+    "MissingDependencyError",
+    "Plugin",
+    "PluginStorage",
+    "plugin_dependency_report",
+    "__version__",
 }
 BUILTIN_PLUGIN_CLASSES = [
-    "AuditPlugin", "CachePlugin", "CostsPlugin", "FullTextPlugin", "GeoPlugin", "ImporterPlugin", "MetricsPlugin",
+    "AuditPlugin",
+    "CachePlugin",
+    "CostsPlugin",
+    "FullTextPlugin",
+    "GeoPlugin",
+    "ImporterPlugin",
+    "MetricsPlugin",
     "VectorPlugin",
 ]
 

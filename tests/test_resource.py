@@ -23,11 +23,27 @@ def people(db):
 
 
 def test_insert_then_get_returns_the_same_values(people):
-    people.insert({"id": "p-001", "name": "José", "age": 42, "score": 9.5, "active": False, "tags": ["x", "y|z"], "address": {"city": "Rio", "zip": "20000"}})
+    people.insert(
+        {
+            "id": "p-001",
+            "name": "José",
+            "age": 42,
+            "score": 9.5,
+            "active": False,
+            "tags": ["x", "y|z"],
+            "address": {"city": "Rio", "zip": "20000"},
+        }
+    )
     got = people.get("p-001")
     assert dict(got) == {
-        "id": "p-001", "name": "José", "age": 42, "score": 9.5, "active": False, "tags": ["x", "y|z"],
-        "address": {"city": "Rio", "zip": "20000"}, "status": "pending",
+        "id": "p-001",
+        "name": "José",
+        "age": 42,
+        "score": 9.5,
+        "active": False,
+        "tags": ["x", "y|z"],
+        "address": {"city": "Rio", "zip": "20000"},
+        "status": "pending",
     }
     assert got.version == "v1" and got.etag
 
@@ -205,11 +221,13 @@ def test_bad_cursor_is_a_clear_error(people):
 
 
 def test_query_filters_by_equality_and_predicates(people):
-    people.insert_many([
-        {"id": "q1", "name": "Ana", "age": 30, "address": {"city": "Rio"}},
-        {"id": "q2", "name": "Bia", "age": 40, "address": {"city": "Rio"}},
-        {"id": "q3", "name": "Caio", "age": 50, "address": {"city": "Recife"}},
-    ])
+    people.insert_many(
+        [
+            {"id": "q1", "name": "Ana", "age": 30, "address": {"city": "Rio"}},
+            {"id": "q2", "name": "Bia", "age": 40, "address": {"city": "Rio"}},
+            {"id": "q3", "name": "Caio", "age": 50, "address": {"city": "Recife"}},
+        ]
+    )
     assert [r["id"] for r in people.query({"address.city": "Rio"})] == ["q1", "q2"]
     assert [r["id"] for r in people.query({"age": lambda a: a >= 40})] == ["q2", "q3"]
     assert [r["id"] for r in people.query({"address.city": "Rio", "age": 40})] == ["q2"]
@@ -217,12 +235,14 @@ def test_query_filters_by_equality_and_predicates(people):
 
 
 def test_partitions_list_count_and_get_from_partition(people):
-    people.insert_many([
-        {"id": "a", "name": "Ana", "address": {"city": "Rio"}},
-        {"id": "b", "name": "Bia", "address": {"city": "Recife"}},
-        {"id": "c", "name": "Caio", "address": {"city": "Rio"}},
-        {"id": "d", "name": "Dani"},  # no city: no partition ref
-    ])
+    people.insert_many(
+        [
+            {"id": "a", "name": "Ana", "address": {"city": "Rio"}},
+            {"id": "b", "name": "Bia", "address": {"city": "Recife"}},
+            {"id": "c", "name": "Caio", "address": {"city": "Rio"}},
+            {"id": "d", "name": "Dani"},  # no city: no partition ref
+        ]
+    )
     assert [r["id"] for r in people.list_partition("byCity", {"address.city": "Rio"})] == ["a", "c"]
     assert people.count(partition="byCity") == 3
     assert people.get_from_partition("b", "byCity", {"address.city": "Recife"})["name"] == "Bia"
@@ -344,7 +364,7 @@ def test_secret_fields_are_encrypted_at_rest(db):
     vault = db.create_resource("vault", attributes={"owner": "string", "token": "secret"})
     vault.insert({"id": "v", "owner": "ana", "token": "sk-live-123"})
     raw = db.client.get("resource=vault/data/id=v")
-    assert "sk-live-123" not in str(raw.metadata) and "sk-live-123".encode() not in raw.body
+    assert "sk-live-123" not in str(raw.metadata) and b"sk-live-123" not in raw.body
     assert vault.get("v")["token"] == "sk-live-123"
     assert "sk-live-123" not in repr(vault.get("v"))
 

@@ -25,14 +25,27 @@ def test_parse_shorthand(definition, expected_type, expected_rules):
 def test_registry_allocates_base36_keys_in_s3dbjs_order():
     # s3db-format.md §14: leaves first (in order), then object keys
     attrs = {
-        "name": "string|required", "age": "number|integer", "score": "number", "active": "boolean",
-        "tags": "array|items:string", "address": {"city": "string", "zip": "string"}, "bio": "string|optional",
+        "name": "string|required",
+        "age": "number|integer",
+        "score": "number",
+        "active": "boolean",
+        "tags": "array|items:string",
+        "address": {"city": "string", "zip": "string"},
+        "bio": "string|optional",
         "status": "string|default:pending",
     }
     schema = Schema(attrs)
     assert schema.registry.mapping == {
-        "name": 0, "age": 1, "score": 2, "active": 3, "tags": 4, "address.city": 5, "address.zip": 6,
-        "bio": 7, "status": 8, "address": 9,
+        "name": 0,
+        "age": 1,
+        "score": 2,
+        "active": 3,
+        "tags": 4,
+        "address.city": 5,
+        "address.zip": 6,
+        "bio": 7,
+        "status": 8,
+        "address": 9,
     }
     assert schema.registry.next_index == 10
 
@@ -191,7 +204,9 @@ def test_unknown_top_level_fields_are_kept_by_default():
 ])  # fmt: skip
 def test_decode_returns_fields_in_schema_order_whatever_the_stored_order(attrs):
     schema = Schema(attrs)
-    record = {"name": "Ana", "age": 3, "city": "Rio"} if "city" in attrs else {"name": "Ana", "profile": {"bio": "b", "site": "s"}, "age": 3}
+    record = (
+        {"name": "Ana", "age": 3, "city": "Rio"} if "city" in attrs else {"name": "Ana", "profile": {"bio": "b", "site": "s"}, "age": 3}
+    )
     stored = {k: v for k, v in schema.encode(record, "v1").items() if k != "_v"}
     decoded = schema.decode({"zz_unknown": "x", **dict(reversed(list(stored.items())))})
     assert list(decoded) == [*record, "zz_unknown"]

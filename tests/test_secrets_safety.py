@@ -19,6 +19,11 @@ from urllib.parse import quote
 import pytest
 from IPython.core.error import UsageError
 from IPython.testing import globalipapp
+
+import s3db_nb
+from s3db_nb.clients.s3 import S3Client
+from s3db_nb.connection import mask_text, parse_url
+from s3db_nb.errors import ConnectionStringError, S3DBError
 from s3db_nb.plugins.cache import (
     CachePlugin,
     FilesystemCache,
@@ -26,11 +31,6 @@ from s3db_nb.plugins.cache import (
     MultiTierCache,
     S3Cache,
 )
-
-import s3db_nb
-from s3db_nb.clients.s3 import S3Client
-from s3db_nb.connection import mask_text, parse_url
-from s3db_nb.errors import ConnectionStringError, S3DBError
 from s3db_nb.sql import open_export
 
 KEY_ID = "AKIAQSAFETYKEY0042"
@@ -177,9 +177,21 @@ def test_export_errors_mask_the_secret(secret_url, tmp_path):
 @pytest.mark.s3
 def test_botocore_debug_logging_shows_no_credential(secret_url, caplog):
     """Every request kind through boto3 (no obstore), DEBUG on botocore, boto3 and urllib3."""
-    with caplog.at_level(logging.DEBUG, logger="botocore"), caplog.at_level(logging.DEBUG, logger="urllib3"), caplog.at_level(logging.DEBUG, logger="boto3"):
+    with (
+        caplog.at_level(logging.DEBUG, logger="botocore"),
+        caplog.at_level(logging.DEBUG, logger="urllib3"),
+        caplog.at_level(logging.DEBUG, logger="boto3"),
+    ):
         config = parse_url(secret_url)
-        client = S3Client(config.bucket, config.prefix, endpoint_url=config.endpoint_url, access_key_id=KEY_ID, secret_access_key=SECRET, session_token="SESSIONTOKENVALUE42", transport="boto3")
+        client = S3Client(
+            config.bucket,
+            config.prefix,
+            endpoint_url=config.endpoint_url,
+            access_key_id=KEY_ID,
+            secret_access_key=SECRET,
+            session_token="SESSIONTOKENVALUE42",
+            transport="boto3",
+        )
         client.put("a", b"x", metadata={"k": "v"})
         client.get("a")
         client.head("a")

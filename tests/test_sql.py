@@ -10,7 +10,9 @@ from s3db_nb.sql import SQLResult, engine_for
 
 
 def _people(db):
-    users = db.create_resource("users", attributes={"name": "string", "country": "string"}, partitions={"byCountry": {"fields": {"country": "string"}}})
+    users = db.create_resource(
+        "users", attributes={"name": "string", "country": "string"}, partitions={"byCountry": {"fields": {"country": "string"}}}
+    )
     orders = db.create_resource("orders", attributes={"user": "string", "total": "money"})
     users.insert_frame(pd.DataFrame({"id": ["u1", "u2", "u3"], "name": ["Ana", "Bo", "Cy"], "country": ["BR", "PT", "BR"]}))
     orders.insert_frame(pd.DataFrame({"id": ["o1", "o2", "o3"], "user": ["u1", "u1", "u2"], "total": [10.5, 1.25, 3.0]}))
@@ -100,4 +102,4 @@ def test_disconnect_closes_the_connection(tmp_path):
     db.disconnect()
     with pytest.raises(Exception):
         engine.con.sql("select 1")
-    assert "_sql_engine" not in db.__dict__
+    assert engine_for(db) is not engine  # a later query gets a fresh engine

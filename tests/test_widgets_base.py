@@ -6,8 +6,7 @@ import pytest
 
 from s3db_nb.errors import PluginError
 from s3db_nb.plugin import Plugin
-from s3db_nb.widgets import Dashboard, Tabs, html_table
-from s3db_nb.widgets import svg
+from s3db_nb.widgets import Dashboard, Tabs, html_table, svg
 
 
 class Counter(Dashboard):
@@ -95,13 +94,16 @@ def test_database_dashboard_is_tabs_of_installed_views(fast_backend):
     database.disconnect()
 
 
-@pytest.mark.parametrize("chart", [
-    lambda: svg.bar_chart({"<a>": 3, "b": 1}),
-    lambda: svg.stacked_bar_chart({"<a>": {"GET": 1, "PUT": 2}}),
-    lambda: svg.line_chart({"<a>": [(0, 1), (1, 3)]}),
-    lambda: svg.histogram([0, 1, 2], [3, 4], markers={"<a>": 1.5}),
-    lambda: svg.scatter([(0, 0), (1, 1)], labels=["<a>", "b"], circles=[(0, 0, 1)]),
-])
+@pytest.mark.parametrize(
+    "chart",
+    [
+        lambda: svg.bar_chart({"<a>": 3, "b": 1}),
+        lambda: svg.stacked_bar_chart({"<a>": {"GET": 1, "PUT": 2}}),
+        lambda: svg.line_chart({"<a>": [(0, 1), (1, 3)]}),
+        lambda: svg.histogram([0, 1, 2], [3, 4], markers={"<a>": 1.5}),
+        lambda: svg.scatter([(0, 0), (1, 1)], labels=["<a>", "b"], circles=[(0, 0, 1)]),
+    ],
+)
 def test_charts_are_deterministic_escaped_svg(chart):
     first, second = chart(), chart()
     assert first == second and first.startswith("<svg") and first.endswith("</svg>")

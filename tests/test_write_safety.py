@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+import s3db_nb
 from conftest import (
     FAKE_ACCESS_KEY,
     FAKE_REGION,
@@ -31,8 +33,6 @@ from conftest import (
     FakeClock,
     unique_name,
 )
-
-import s3db_nb
 from s3db_nb.clients.s3 import S3Client
 from s3db_nb.connection import ConnectionConfig
 from s3db_nb.database import Database
@@ -89,7 +89,7 @@ def test_content_lease_of_a_writer_that_died_is_taken_over_when_it_lapses(things
     things.insert({"id": "c", "name": "x"})
     clock = FakeClock(time.time())
     things.lease_clock = clock
-    key = things._lease_key("c")  # a writer took the lease 15 s long, then died
+    key = things.engine.leases.key("c")  # a writer took the lease 15 s long, then died
     things.client.put(key, b'{"token":"dead","expiresAt":%d}' % int((clock() + 15) * 1000), if_none_match="*")
     clock.advance(16)
     assert things.set_content("c", b"bytes").has_content

@@ -80,13 +80,15 @@ class AuditDashboard(Dashboard):
         if logs.empty:
             return "<p><i>no audited changes yet: insert, update or delete a record of an audited resource</i></p>"
         newest = logs["timestamp"].max()
-        cards = stat_cards({
-            "entries": len(logs),
-            "resources": logs["resourceName"].nunique(),
-            "records": logs[["resourceName", "recordId"]].drop_duplicates().shape[0],
-            "users": logs["userId"].nunique(),
-            "latest change": newest.strftime("%Y-%m-%d %H:%M:%S UTC"),
-        })
+        cards = stat_cards(
+            {
+                "entries": len(logs),
+                "resources": logs["resourceName"].nunique(),
+                "records": logs[["resourceName", "recordId"]].drop_duplicates().shape[0],
+                "users": logs["userId"].nunique(),
+                "latest change": newest.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            }
+        )
         shown = len(logs) >= self.limit
         note = f"<p style='color:#777'>the newest {self.limit} entries</p>" if shown else ""
         by_op = {
@@ -95,14 +97,16 @@ class AuditDashboard(Dashboard):
         }
         recent = logs.assign(timestamp=logs["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S"))
         recent = recent[["timestamp", "resourceName", "operation", "recordId", "userId", "truncated"]]
-        return "".join([
-            cards,
-            note,
-            section("Changes over time, by resource", timeline(logs)),
-            section("Operations by resource", svg.stacked_bar_chart(by_op)),
-            section("Latest changes", html_table(recent, limit=15)),
-            self._history_html(),
-        ])
+        return "".join(
+            [
+                cards,
+                note,
+                section("Changes over time, by resource", timeline(logs)),
+                section("Operations by resource", svg.stacked_bar_chart(by_op)),
+                section("Latest changes", html_table(recent, limit=15)),
+                self._history_html(),
+            ]
+        )
 
     def _history_html(self) -> str:
         if self.resource_name is None or self.record_id is None:
@@ -177,7 +181,7 @@ def timeline(logs: Any) -> str:
     ms = [int(t.timestamp() * 1000) for t in logs["timestamp"]]
     first, last = min(ms), max(ms)
     name, width = BUCKETS[-1]
-    for name, width in BUCKETS:
+    for name, width in BUCKETS:  # noqa: B007 - the bucket chosen is used after the loop
         if (last // 1000) // width - (first // 1000) // width + 1 <= MAX_BUCKETS:
             break
     start = (first // 1000) // width
@@ -188,7 +192,7 @@ def timeline(logs: Any) -> str:
     fmt = "%Y-%m-%d %H:%M" if width < 86_400 else "%Y-%m-%d"
 
     def label(index: int) -> str:
-        return dt.datetime.fromtimestamp((start + index) * width, dt.timezone.utc).strftime(fmt)
+        return dt.datetime.fromtimestamp((start + index) * width, dt.UTC).strftime(fmt)
 
     points = {resource: list(enumerate(counts)) for resource, counts in sorted(series.items())}
     return svg.line_chart(points, title=f"changes per {name}", x_labels=(label(0), label(count - 1)))

@@ -69,7 +69,11 @@ def html_table(
         return f"<p><i>{esc(empty)}</i></p>"
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(_plain(r.get(c)), number_format) for c in columns) + "</tr>" for r in records)
-    footer = f"<caption style='caption-side:bottom;text-align:left;color:#777'>{len(records)} of {total} rows</caption>" if total > len(records) else ""
+    footer = (
+        f"<caption style='caption-side:bottom;text-align:left;color:#777'>{len(records)} of {total} rows</caption>"
+        if total > len(records)
+        else ""
+    )
     return f"<table>{footer}<tr>{head}</tr>{body}</table>"
 
 

@@ -48,7 +48,11 @@ class CacheDashboard(Dashboard):
         )
         by_lookups = sorted(rows, key=lambda n: -(rows[n]["hits"] + rows[n]["misses"]))
         hit_bars = svg.stacked_bar_chart(
-            {name: {"hits": rows[name]["hits"], "misses": rows[name]["misses"]} for name in by_lookups if rows[name]["hits"] + rows[name]["misses"]},
+            {
+                name: {"hits": rows[name]["hits"], "misses": rows[name]["misses"]}
+                for name in by_lookups
+                if rows[name]["hits"] + rows[name]["misses"]
+            },
             empty="no cached read yet",
         )
         entry_bars = svg.bar_chart(

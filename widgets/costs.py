@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from s3db_nb.plugin_api import InvalidArgumentError
 from s3db_nb.plugins.costs import format_usd as _usd
 
 from . import svg
@@ -27,7 +28,7 @@ WINDOWS: dict[str, tuple[int, int]] = {
 
 
 def _clock_label(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%m-%d %H:%M UTC")
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%m-%d %H:%M UTC")
 
 
 class CostsDashboard(Dashboard):
@@ -38,7 +39,7 @@ class CostsDashboard(Dashboard):
     def __init__(self, plugin: Any, *, window: str = "last hour", days: float = 30) -> None:
         super().__init__(plugin)
         if window not in WINDOWS:
-            raise ValueError(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
+            raise InvalidArgumentError(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
         self.window = window
         self.days = days
 
@@ -80,10 +81,18 @@ class CostsDashboard(Dashboard):
         rows = []
         for resource, row in costs["by_resource"].items():
             for operation, count in row["by_operation"].items():
-                rows.append({"resource": resource, "operation": operation, "requests": count, "cost": _usd(row["cost_by_operation"][operation])})
+                rows.append(
+                    {"resource": resource, "operation": operation, "requests": count, "cost": _usd(row["cost_by_operation"][operation])}
+                )
         rows.sort(key=lambda r: (-r["requests"], r["resource"], r["operation"]))
         by_plugin = [
-            {"plugin": name, "requests": row["requests"], "bytes in": row["bytes_in"], "bytes out": row["bytes_out"], "cost": _usd(row["cost"])}
+            {
+                "plugin": name,
+                "requests": row["requests"],
+                "bytes in": row["bytes_in"],
+                "bytes out": row["bytes_out"],
+                "cost": _usd(row["cost"]),
+            }
             for name, row in sorted(costs["by_plugin"].items())
         ]
         table = html_table(rows, ["resource", "operation", "requests", "cost"], limit=20, empty="no request counted yet")

@@ -55,7 +55,9 @@ class FullTextDashboard(Dashboard):
             cards = {"documents": stats["documents"], "postings": stats["postings"], "shards": stats["shards"]}
             parts.append(stat_cards(cards))
             if stats["needs_rebuild"]:
-                parts.append(f"<p><b>index needs rebuild_index({esc(repr(self.resource))})</b>: built with other {esc(stats['needs_rebuild'])}</p>")
+                parts.append(
+                    f"<p><b>index needs rebuild_index({esc(repr(self.resource))})</b>: built with other {esc(stats['needs_rebuild'])}</p>"
+                )
             parts.append(bar_chart(stats["terms"], title=f"distinct terms per field of {self.resource}"))
         elif self.resource is not None:
             parts.append(f"<p><i>resource {esc(self.resource)} does not exist yet</i></p>")
@@ -73,6 +75,8 @@ class FullTextDashboard(Dashboard):
         for rank, row in enumerate(results.to_dict(orient="records"), start=1):
             # snippets come from FullTextPlugin.highlight: already escaped, only <mark> added
             snippets = "<br>".join(f"<small>{esc(f)}:</small> {html}" for f, html in (row.get("_highlights") or {}).items())
-            rows.append(f"<tr><td class='num'>{rank}</td><td>{esc(row['id'])}</td><td class='num'>{row['_score']:.4f}</td><td>{snippets}</td></tr>")
+            rows.append(
+                f"<tr><td class='num'>{rank}</td><td>{esc(row['id'])}</td><td class='num'>{row['_score']:.4f}</td><td>{snippets}</td></tr>"
+            )
         head = "<tr><th>#</th><th>id</th><th>score</th><th>matches</th></tr>"
         return f"<table class='s3db-fulltext'>{head}{''.join(rows)}</table>"

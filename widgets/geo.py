@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from s3db_nb.errors import MissingDependencyError
+from s3db_nb.plugin_api import MissingDependencyError
 from s3db_nb.plugins.geo import EARTH_RADIUS_KM, GeoQuery, decode_geohash
 
 from . import svg
@@ -54,7 +54,9 @@ class GeoDashboard(Dashboard):
 
     # -- actions ----------------------------------------------------------------------------------
 
-    def search(self, lat: float, lon: float, radius_km: float | None = None, *, resource: str | None = None, limit: int | None = None) -> pd.DataFrame:
+    def search(
+        self, lat: float, lon: float, radius_km: float | None = None, *, resource: str | None = None, limit: int | None = None
+    ) -> pd.DataFrame:
         """Run ``find_nearby`` and show it (what the Search button does); returns the results."""
         if resource is not None:
             self.resource_name = resource
@@ -89,12 +91,14 @@ class GeoDashboard(Dashboard):
         q = self.query
         if q is None or q.resource != cfg.resource:
             return stat_cards(cards) + "<p><i>Pick a point and a radius, then press Search.</i></p>"
-        cards.update({
-            "results": q.results,
-            "records read": q.read,
-            "cells listed": len(q.cells),
-            "read through": f"{q.partition} (precision {q.precision})" if q.partition else "a scan of the whole resource",
-        })
+        cards.update(
+            {
+                "results": q.results,
+                "records read": q.read,
+                "cells listed": len(q.cells),
+                "read through": f"{q.partition} (precision {q.precision})" if q.partition else "a scan of the whole resource",
+            }
+        )
         where = f"within {q.radius_km:g} km of ({q.center[0]:.6g}, {q.center[1]:.6g})"
         if self.limit is not None:
             where += f", the {self.limit} nearest"
@@ -178,7 +182,9 @@ class GeoDashboard(Dashboard):
         try:
             import ipyleaflet
         except ImportError:
-            raise MissingDependencyError("the Geo map needs ipyleaflet: pip install 's3db-nb[geo-map]' (the SVG view works without it)") from None
+            raise MissingDependencyError(
+                "the Geo map needs ipyleaflet: pip install 's3db-nb[geo-map]' (the SVG view works without it)"
+            ) from None
         if self.map is None:
             self.map = ipyleaflet.Map(center=(self.lat or 0.0, self.lon or 0.0), zoom=10, scroll_wheel_zoom=True)
             self._map_layer = ipyleaflet.LayerGroup()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from s3db_nb.plugin_api import InvalidArgumentError
+
 from .base import Dashboard, esc, html_table, section, stat_cards
 
 
@@ -82,9 +84,9 @@ class ImporterDashboard(Dashboard):
     def _preview(self, *_: Any) -> None:
         path = self.source.value.strip()
         if not path:
-            raise ValueError("type the path of a file to preview in the 'source' box")
+            raise InvalidArgumentError("type the path of a file to preview in the 'source' box")
         if self.resource.value is None:
-            raise ValueError("create a resource to import into first; the 'resource' list is empty")
+            raise InvalidArgumentError("create a resource to import into first; the 'resource' list is empty")
         self.plugin.preview(self.resource.value, path, n=self.preview_rows.value)
         self.refresh()
 

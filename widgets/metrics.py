@@ -93,16 +93,18 @@ class MetricsDashboard(Dashboard):
         stats = plugin.get_stats()
         overall = plugin.get_histogram()
         calls, errors = int(stats["count"].sum()), int(stats["errors"].sum())
-        cards = stat_cards({
-            "calls": calls,
-            "errors": errors,
-            "error rate": f"{errors / calls:.1%}" if calls else "—",
-            "slow calls": int(stats["slow"].sum()),
-            "p95 (all)": f"{_ms(overall.percentile(95))} ms" if calls else "—",
-            "resources measured": len(plugin.instrumented),
-            "flushes": plugin.flushes,
-            "rows awaiting retry": plugin.pending_rows,
-        })
+        cards = stat_cards(
+            {
+                "calls": calls,
+                "errors": errors,
+                "error rate": f"{errors / calls:.1%}" if calls else "—",
+                "slow calls": int(stats["slow"].sum()),
+                "p95 (all)": f"{_ms(overall.percentile(95))} ms" if calls else "—",
+                "resources measured": len(plugin.instrumented),
+                "flushes": plugin.flushes,
+                "rows awaiting retry": plugin.pending_rows,
+            }
+        )
         return cards + self._latency() + self._percentiles(stats) + self._timeline() + self._logs()
 
     def _latency(self) -> str:
@@ -131,10 +133,7 @@ class MetricsDashboard(Dashboard):
         span = (coarse.index[-1] - coarse.index[0]).total_seconds()
         frame = self.plugin.get_timeline(_frequency(span))
         start = frame.index[0]
-        series = {
-            str(column): [((t - start).total_seconds(), float(v)) for t, v in frame[column].items()]
-            for column in frame.columns
-        }
+        series = {str(column): [((t - start).total_seconds(), float(v)) for t, v in frame[column].items()] for column in frame.columns}
         labels = (f"{frame.index[0]:%H:%M:%S}", f"{frame.index[-1]:%H:%M:%S} UTC")
         return section("Operations over time", line_chart(series, title="calls per interval", x_labels=labels))
 
@@ -142,7 +141,10 @@ class MetricsDashboard(Dashboard):
         errors = self.plugin.get_recent_errors().iloc[::-1]
         slow = self.plugin.get_slow_operations().iloc[::-1]
         threshold = self.plugin.options["slow_threshold_ms"]
-        return (
-            section("Latest errors", html_table(errors, ["timestamp", "resource_name", "operation", "error", "message", "duration_ms"], limit=10, empty="no errors"))
-            + section(f"Slow calls (over {threshold:g} ms)", html_table(slow, ["timestamp", "resource_name", "operation", "duration_ms"], limit=10, empty="no slow calls"))
+        return section(
+            "Latest errors",
+            html_table(errors, ["timestamp", "resource_name", "operation", "error", "message", "duration_ms"], limit=10, empty="no errors"),
+        ) + section(
+            f"Slow calls (over {threshold:g} ms)",
+            html_table(slow, ["timestamp", "resource_name", "operation", "duration_ms"], limit=10, empty="no slow calls"),
         )

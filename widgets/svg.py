@@ -10,6 +10,8 @@ import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from s3db_nb.plugin_api import InvalidArgumentError
+
 #: a colour-blind-safe palette (Okabe–Ito), used in order for series and clusters
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 _FONT = "font-family='sans-serif' font-size='11'"
@@ -128,11 +130,22 @@ def stacked_bar_chart(
                 f"<title>{html.escape(str(label))} · {html.escape(str(seg))}: {html.escape(value_format.format(value))}</title></rect>"
             )
             x += w
-        out.append(f"<text x='{_n(x + 4)}' y='{_n(y + bar_height * 0.72)}' {_FONT}>{html.escape(value_format.format(totals[label]))}</text>")
+        out.append(
+            f"<text x='{_n(x + 4)}' y='{_n(y + bar_height * 0.72)}' {_FONT}>{html.escape(value_format.format(totals[label]))}</text>"
+        )
     return _svg(width, height, "".join(out), title)
 
 
-def _axes(width: int, height: int, left: int, bottom: int, x_range: tuple[float, float], y_range: tuple[float, float], x_labels: bool = True, top: int = 4) -> str:
+def _axes(
+    width: int,
+    height: int,
+    left: int,
+    bottom: int,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    x_labels: bool = True,
+    top: int = 4,
+) -> str:
     x0, x1 = x_range
     y0, y1 = y_range
     base = height - bottom
@@ -188,13 +201,15 @@ def line_chart(
     for i, (name, pts) in enumerate(series.items()):
         lx = 4 + (i % 4) * (width // 4)
         ly = 4 + 16 * (i // 4)
-        out.append(f"<rect x='{lx}' y='{ly}' width='10' height='10' fill='{color(i)}'/><text x='{lx + 14}' y='{ly + 9}' {_FONT}>{html.escape(str(name))}</text>")
+        out.append(
+            f"<rect x='{lx}' y='{ly}' width='10' height='10' fill='{color(i)}'/><text x='{lx + 14}' y='{ly + 9}' {_FONT}>{html.escape(str(name))}</text>"
+        )
         if not pts:
             continue
         path = " ".join(f"{_n(px(float(x)))},{_n(py(float(y)))}" for x, y in pts)
         out.append(f"<polyline fill='none' stroke='{color(i)}' stroke-width='1.5' points='{path}'/>")
         if len(pts) == 1:
-            (x, y), = pts
+            ((x, y),) = pts
             out.append(f"<circle cx='{_n(px(float(x)))}' cy='{_n(py(float(y)))}' r='3' fill='{color(i)}'/>")
     return _svg(width, height, "".join(out), title)
 
@@ -214,7 +229,7 @@ def histogram(
     if not counts or not any(counts):
         return _empty(width, height, title, empty)
     if len(edges) != len(counts) + 1:
-        raise ValueError(f"histogram needs len(edges) == len(counts) + 1, got {len(edges)} and {len(counts)}")
+        raise InvalidArgumentError(f"histogram needs len(edges) == len(counts) + 1, got {len(edges)} and {len(counts)}")
     left, bottom, top = 40, 20, 6
     plot_w, plot_h = width - left - 8, height - bottom - top
     lo, hi = float(edges[0]), float(edges[-1])
@@ -264,8 +279,20 @@ def scatter(
     if not pts and not marks:
         return _empty(width, height, title, empty)
     if bounds is None:
-        xs = [p[0] for p in pts + marks] + [c[0] - c[2] for c in circ] + [c[0] + c[2] for c in circ] + [b[0] for b in boxes] + [b[2] for b in boxes]
-        ys = [p[1] for p in pts + marks] + [c[1] - c[2] for c in circ] + [c[1] + c[2] for c in circ] + [b[1] for b in boxes] + [b[3] for b in boxes]
+        xs = (
+            [p[0] for p in pts + marks]
+            + [c[0] - c[2] for c in circ]
+            + [c[0] + c[2] for c in circ]
+            + [b[0] for b in boxes]
+            + [b[2] for b in boxes]
+        )
+        ys = (
+            [p[1] for p in pts + marks]
+            + [c[1] - c[2] for c in circ]
+            + [c[1] + c[2] for c in circ]
+            + [b[1] for b in boxes]
+            + [b[3] for b in boxes]
+        )
         bounds = (min(xs), min(ys), max(xs), max(ys))
     x0, y0, x1, y1 = bounds
     pad = 10

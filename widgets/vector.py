@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from s3db_nb.plugin_api import InvalidArgumentError
 from s3db_nb.plugins.vector import DISTANCE_COLUMN, kmeans, pca_2d
-from s3db_nb.widgets import svg
-from s3db_nb.widgets.base import Dashboard, html_table, section, stat_cards
+
+from . import svg
+from .base import Dashboard, html_table, section, stat_cards
 
 PREVIEW_CHARS = 60
 
@@ -70,7 +72,7 @@ class VectorDashboard(Dashboard):
         for part in self.field.split("."):
             record = record.get(part) if isinstance(record, dict) else None
         if record is None:
-            raise ValueError(f"record {wanted!r} has no {self.field!r} vector to search with")
+            raise InvalidArgumentError(f"record {wanted!r} has no {self.field!r} vector to search with")
         return wanted, np.asarray(record, dtype=np.float32)
 
     def render(self) -> str:
@@ -89,7 +91,9 @@ class VectorDashboard(Dashboard):
         label, query = self._query(ids, matrix)
         found = plugin.vector_search(self.resource, query, self.k, field=vf.path, metric=self.metric)
         shown = found[["id", *[c for c in found.columns if c not in ("id", DISTANCE_COLUMN)], DISTANCE_COLUMN]]
-        table = html_table([{c: _preview(v) for c, v in row.items()} for row in shown.to_dict(orient="records")], list(shown.columns), limit=self.k)
+        table = html_table(
+            [{c: _preview(v) for c, v in row.items()} for row in shown.to_dict(orient="records")], list(shown.columns), limit=self.k
+        )
         body = cards + section(f"{len(found)} nearest to {label}", table)
         body += section("PCA projection", self._scatter(ids, matrix, query, found))
         problems = [r for r in plugin.storage_report() if r["resource"] == self.resource and not r["fits"]]

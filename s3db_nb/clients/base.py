@@ -170,7 +170,9 @@ class StorageClient(abc.ABC):
         results: list[str | Exception] = []
         for item in items:
             try:
-                results.append(self.put(item.key, item.body, metadata=item.metadata, content_type=item.content_type, if_none_match=if_none_match))
+                results.append(
+                    self.put(item.key, item.body, metadata=item.metadata, content_type=item.content_type, if_none_match=if_none_match)
+                )
             except Exception as exc:  # noqa: BLE001 - reported in the item's slot
                 results.append(exc)
         return results
@@ -226,8 +228,7 @@ class StorageClient(abc.ABC):
         while True:
             page_size = 1000 if remaining is None else max(1, min(1000, remaining))
             page = self.list_page(prefix, token=token, limit=page_size, start_after=start_after if token is None else None)
-            for key in page.keys:
-                yield key
+            yield from page.keys
             if remaining is not None:
                 remaining -= len(page.keys)
                 if remaining <= 0:

@@ -68,7 +68,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -79,7 +79,7 @@ except ImportError:  # pragma: no cover - Windows: thread locks only
 
 from ..errors import ConflictError, NotFoundError, S3DBError, StorageError
 from .base import ListPage, ObjectInfo, PutItem, RequestEvent, StorageClient, StoredObject
-from .memory import (
+from .listing import (
     DEFAULT_CONTENT_TYPE,
     MAX_LIST_KEYS,
     PrefixMixin,
@@ -151,20 +151,20 @@ class _DirScan:
 
 def _iso_now() -> str:
     """``new Date().toISOString()``: UTC, milliseconds, ``Z``."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _parse_time(value: Any) -> datetime:
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000.0, tz=timezone.utc)
+        return datetime.fromtimestamp(value / 1000.0, tz=UTC)
     if isinstance(value, str) and value:
         try:
             parsed = datetime.fromisoformat(value)  # takes the "Z" suffix since Python 3.11
         except ValueError:
             pass
         else:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    return datetime.fromtimestamp(0, tz=timezone.utc)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(0, tz=UTC)
 
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
@@ -204,7 +204,6 @@ def _read_file(path: str) -> bytes:
         os.close(fd)
 
 
-
 def _exists(path: str) -> bool:
     return os.access(path, os.F_OK)
 
@@ -241,6 +240,7 @@ def _parse_sidecar(raw: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return meta if isinstance(meta, dict) else None
+
 
 def sidecar_json(meta: dict[str, Any]) -> bytes:
     """``json.dumps(meta, indent=2, ensure_ascii=False)`` as UTF-8 (Node's ``JSON.stringify(meta,
@@ -534,7 +534,9 @@ class FileClient(PrefixMixin, StorageClient):
 
     # -- events --------------------------------------------------------------------
 
-    def _report(self, operation: str, key: str, started: float, sent: int = 0, received: int = 0, error: BaseException | None = None) -> None:
+    def _report(
+        self, operation: str, key: str, started: float, sent: int = 0, received: int = 0, error: BaseException | None = None
+    ) -> None:
         if not self._listeners:
             return
         self._emit(
@@ -853,7 +855,9 @@ class FileClient(PrefixMixin, StorageClient):
                     body = bytes(item.body) if item.body is not None else b""
                     started = time.perf_counter()
                     try:
-                        results[index] = self._put_locked(item.key, full, path, body, item.metadata, item.content_type, if_none_match, None, now)
+                        results[index] = self._put_locked(
+                            item.key, full, path, body, item.metadata, item.content_type, if_none_match, None, now
+                        )
                     except Exception as exc:  # noqa: BLE001 - reported in the item's slot
                         self._report("PutObject", item.key, started, sent=len(body), error=exc)
                         results[index] = exc

@@ -25,10 +25,18 @@ MIN_SECRET_LENGTH = 4
 # header values and query parameters that carry or reveal credentials, in the forms botocore
 # logs them: dict reprs ('Authorization': b'...'), raw headers (Authorization: ...) and URLs
 _PATTERNS = (
-    re.compile(r"(?P<name>['\"]?(?:Authorization|X-Amz-Security-Token)['\"]?\s*[:=]\s*b?['\"]?)(?P<value>[^'\"\r\n,}]+(?:,\s*(?:SignedHeaders|Signature)=[^'\"\r\n,}]+)*)", re.IGNORECASE),
-    re.compile(r"(?P<name>(?:X-Amz-Credential|X-Amz-Security-Token|X-Amz-Signature|AWSAccessKeyId|Signature)=)(?P<value>[^&\s'\"]+)", re.IGNORECASE),
+    re.compile(
+        r"(?P<name>['\"]?(?:Authorization|X-Amz-Security-Token)['\"]?\s*[:=]\s*b?['\"]?)(?P<value>[^'\"\r\n,}]+(?:,\s*(?:SignedHeaders|Signature)=[^'\"\r\n,}]+)*)",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"(?P<name>(?:X-Amz-Credential|X-Amz-Security-Token|X-Amz-Signature|AWSAccessKeyId|Signature)=)(?P<value>[^&\s'\"]+)", re.IGNORECASE
+    ),
     re.compile(r"(?P<name>Credential=)(?P<value>[^,\s'\"]+)"),
-    re.compile(r"(?P<name>['\"](?:aws_)?(?:access_key(?:_id)?|secret_(?:access_)?key|session_token|token)['\"]\s*:\s*['\"])(?P<value>[^'\"]+)", re.IGNORECASE),
+    re.compile(
+        r"(?P<name>['\"](?:aws_)?(?:access_key(?:_id)?|secret_(?:access_)?key|session_token|token)['\"]\s*:\s*['\"])(?P<value>[^'\"]+)",
+        re.IGNORECASE,
+    ),
 )
 
 

@@ -6,168 +6,33 @@ in the process sees the same objects while ``MemoryClient("other")`` is isolated
 
 Conditional writes (``if_none_match="*"``, ``if_match``) are atomic: each bucket has one lock
 and every write checks and applies under it. ETags are the MD5 hex of the body, as S3 gives
-for single-part uploads.
-
-This module also holds the listing helpers shared with ``FileClient`` (S3 ListObjectsV2
-semantics over a sorted key sequence).
+for single-part uploads. Listing follows ``clients.listing``.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..errors import ConflictError, NotFoundError, S3DBError, StorageError
-from .base import ListPage, ObjectInfo, RequestEvent, StorageClient, StoredObject, join_key
-
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
-MAX_LIST_KEYS = 1000
-
-
-# --------------------------------------------------------------------------------------
-# listing helpers (shared with FileClient)
-# --------------------------------------------------------------------------------------
-
-
-def common_prefix_of(key: str, prefix: str, delimiter: str | None) -> str | None:
-    """The CommonPrefix that ``key`` rolls up into for a listing, or None (S3 rules)."""
-    if not delimiter:
-        return None
-    idx = key.find(delimiter, len(prefix))
-    if idx < 0:
-        return None
-    return key[: idx + len(delimiter)]
-
-
-def is_common_prefix(value: str, prefix: str, delimiter: str | None) -> bool:
-    """True when ``value`` has the shape of a CommonPrefix of the (prefix, delimiter) listing."""
-    if not delimiter or not value.startswith(prefix) or not value.endswith(delimiter):
-        return False
-    return value.find(delimiter, len(prefix)) == len(value) - len(delimiter)
-
-
-def prefix_successor(value: str) -> str | None:
-    """The smallest string greater than every string that starts with ``value``."""
-    while value:
-        last = ord(value[-1])
-        if last < 0x10FFFF:
-            return value[:-1] + chr(last + 1)
-        value = value[:-1]
-    return None
-
-
-@dataclass(frozen=True)
-class ResumePoint:
-    """Where a listing starts: keys must be ``> after`` and must not start with ``skip``."""
-
-    after: str | None = None
-    skip: str | None = None
-
-    def key_ok(self, key: str) -> bool:
-        if self.after is not None and key <= self.after:
-            return False
-        if self.skip is not None and key.startswith(self.skip):
-            return False
-        return True
-
-    def subtree_done(self, subtree_prefix: str) -> bool:
-        """True when no key starting with ``subtree_prefix`` can be eligible."""
-        if self.skip is not None and subtree_prefix.startswith(self.skip):
-            return True
-        if self.after is not None and subtree_prefix < self.after and not self.after.startswith(subtree_prefix):
-            return True
-        return False
-
-
-def resume_point(full_prefix: str, delimiter: str | None, token_full: str | None, start_after_full: str | None) -> ResumePoint:
-    """Turn a token (the last key or CommonPrefix returned) or StartAfter into a ResumePoint.
-
-    As on S3, StartAfter is ignored when a continuation token is given. A token that is a
-    CommonPrefix of this listing means "everything under that prefix was reported".
-    """
-    if token_full is not None:
-        skip = token_full if is_common_prefix(token_full, full_prefix, delimiter) else None
-        return ResumePoint(after=token_full, skip=skip)
-    if start_after_full:
-        return ResumePoint(after=start_after_full)
-    return ResumePoint()
-
-
-def paginate(entries: Iterator[tuple[bool, str]], full_prefix: str, delimiter: str | None, limit: int) -> tuple[list[str], list[str], str | None]:
-    """Cut one page out of sorted ``(is_prefix, value)`` entries.
-
-    Keys are rolled up into CommonPrefixes here when the producer did not already do it.
-    Returns full keys, full common prefixes and the full value to resume after (or None).
-    """
-    keys: list[str] = []
-    prefixes: list[str] = []
-    count = 0
-    last: str | None = None
-    for is_prefix, value in entries:
-        if not is_prefix and delimiter:
-            cp = common_prefix_of(value, full_prefix, delimiter)
-            if cp is not None:
-                is_prefix, value = True, cp
-        if is_prefix and prefixes and prefixes[-1] == value:
-            continue
-        if count >= limit:
-            return keys, prefixes, last
-        (prefixes if is_prefix else keys).append(value)
-        last = value
-        count += 1
-    return keys, prefixes, None
-
-
-def clamp_limit(limit: int | None) -> int:
-    if limit is None:
-        return MAX_LIST_KEYS
-    return max(0, min(MAX_LIST_KEYS, int(limit)))
-
-
-def md5_hex(body: bytes) -> str:
-    return hashlib.md5(body, usedforsecurity=False).hexdigest()
-
-
-def strip_quotes(etag: str | None) -> str | None:
-    if etag is None:
-        return None
-    etag = etag.strip()
-    if etag.startswith("W/"):
-        etag = etag[2:]
-    return etag.strip('"')
-
-
-class PrefixMixin:
-    """Apply and strip a client key prefix the way s3db.js does (POSIX join)."""
-
-    prefix: str
-    _base: str
-
-    def _init_prefix(self, prefix: str) -> None:
-        prefix = (prefix or "").strip("/")
-        self.prefix = prefix
-        self._base = prefix + "/" if prefix else ""
-
-    def _full(self, key: str) -> str:
-        if not isinstance(key, str):
-            raise TypeError(f"object keys are str, got {type(key).__name__}")
-        return join_key(self.prefix, key) if self.prefix else key
-
-    def _full_prefix(self, prefix: str) -> str:
-        if not prefix:
-            return self._base
-        return join_key(self.prefix, prefix) if self.prefix else prefix
-
-    def _rel(self, full_key: str) -> str:
-        if self._base and full_key.startswith(self._base):
-            return full_key[len(self._base):]
-        return full_key
-
+from .base import ListPage, ObjectInfo, RequestEvent, StorageClient, StoredObject
+from .listing import (
+    DEFAULT_CONTENT_TYPE,
+    MAX_LIST_KEYS,
+    PrefixMixin,
+    ResumePoint,
+    clamp_limit,
+    common_prefix_of,
+    md5_hex,
+    paginate,
+    prefix_successor,
+    resume_point,
+    strip_quotes,
+)
 
 # --------------------------------------------------------------------------------------
 # the memory store
@@ -218,7 +83,7 @@ def _bucket(name: str) -> _Bucket:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class MemoryClient(PrefixMixin, StorageClient):
@@ -266,7 +131,9 @@ class MemoryClient(PrefixMixin, StorageClient):
 
     # -- events --------------------------------------------------------------------
 
-    def _report(self, operation: str, key: str, started: float, sent: int = 0, received: int = 0, error: BaseException | None = None) -> None:
+    def _report(
+        self, operation: str, key: str, started: float, sent: int = 0, received: int = 0, error: BaseException | None = None
+    ) -> None:
         if not self._listeners:
             return
         self._emit(

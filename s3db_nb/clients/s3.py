@@ -36,7 +36,7 @@ from typing import Any
 from ..errors import ConflictError, NotFoundError, S3DBError, StorageError
 from . import log_filter, s3_obstore
 from .base import ListPage, ObjectInfo, RequestEvent, StorageClient, StoredObject, is_own_write
-from .memory import MAX_LIST_KEYS, PrefixMixin, clamp_limit, strip_quotes
+from .listing import MAX_LIST_KEYS, PrefixMixin, clamp_limit, strip_quotes
 from .s3_obstore import ObstoreTransport
 
 #: ``S3Client(transport=...)``: who sends PUT/GET/HEAD of single objects
@@ -167,7 +167,9 @@ class S3Client(PrefixMixin, StorageClient):
         self._closed = False
         self._close_lock = threading.Lock()
 
-    def _make_fast(self, transport: str, virtual_hosted: bool, access_key_id: str | None, secret_access_key: str | None, session_token: str | None) -> ObstoreTransport | None:
+    def _make_fast(
+        self, transport: str, virtual_hosted: bool, access_key_id: str | None, secret_access_key: str | None, session_token: str | None
+    ) -> ObstoreTransport | None:
         """The obstore transport for PUT/GET/HEAD (see ``s3_obstore``), or None for boto3 only.
 
         ``auto`` uses it when obstore is installed and the credentials were given explicitly
@@ -274,7 +276,9 @@ class S3Client(PrefixMixin, StorageClient):
                 raise
             raise self._translate(exc, operation, key) from exc
 
-    def _report(self, operation: str, key: str, started: float, sent: int = 0, received: int = 0, error: BaseException | None = None) -> None:
+    def _report(
+        self, operation: str, key: str, started: float, sent: int = 0, received: int = 0, error: BaseException | None = None
+    ) -> None:
         if not self._listeners:
             return
         self._emit(
@@ -358,7 +362,9 @@ class S3Client(PrefixMixin, StorageClient):
         try:
             resent: list[bool] = [False]  # set when a send may have reached the server before this answer
             try:
-                etag = self._fast_put(key, body, params.get("Metadata") or {}, content_type, params.get("IfNoneMatch"), params.get("IfMatch"), resent)
+                etag = self._fast_put(
+                    key, body, params.get("Metadata") or {}, content_type, params.get("IfNoneMatch"), params.get("IfMatch"), resent
+                )
                 if etag is None:
                     etag = self._call("PutObject", key, self._client.put_object, **params).get("ETag")
             except ConflictError as exc:
@@ -376,7 +382,14 @@ class S3Client(PrefixMixin, StorageClient):
         return strip_quotes(etag) or ""
 
     def _fast_put(
-        self, key: str, body: bytes, metadata: dict[str, str], content_type: str | None, if_none_match: str | None, if_match: str | None, resent: list[bool]
+        self,
+        key: str,
+        body: bytes,
+        metadata: dict[str, str],
+        content_type: str | None,
+        if_none_match: str | None,
+        if_match: str | None,
+        resent: list[bool],
     ) -> str | None:
         """PUT through obstore; None when boto3 must send it (see ``s3_obstore``).
 

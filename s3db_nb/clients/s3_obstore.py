@@ -30,7 +30,9 @@ from typing import Any
 from .base import ObjectInfo
 
 #: response attributes that are HTTP headers of their own, not ``x-amz-meta-*`` metadata
-_STANDARD_ATTRIBUTES = frozenset({"content-type", "content-disposition", "content-encoding", "content-language", "cache-control", "storage-class"})
+_STANDARD_ATTRIBUTES = frozenset(
+    {"content-type", "content-disposition", "content-encoding", "content-language", "cache-control", "storage-class"}
+)
 
 
 class Unsupported(Exception):
@@ -115,7 +117,9 @@ class ObstoreTransport:
             return Missing()
         return Unsupported(type(exc).__name__)
 
-    def put(self, full: str, body: bytes, metadata: dict[str, str], content_type: str | None, if_none_match: str | None, if_match: str | None) -> str:
+    def put(
+        self, full: str, body: bytes, metadata: dict[str, str], content_type: str | None, if_none_match: str | None, if_match: str | None
+    ) -> str:
         """Store the object; return its ETag (quoted, as the server sent it)."""
         self._check_key(full)
         if if_none_match is not None and if_none_match != "*":

@@ -69,7 +69,15 @@ TYPE_OF = {
     name: (("object (nested)" if isinstance(d, dict) else d.split("|")[0]) + ("" if name != "ints" else " (integer items)"))
     for name, d in ATTRIBUTES.items()
 }
-TYPE_OF.update({"nums": "array (number items)", "tags": "array (string items)", "items": "array (no items rule)", "count": "number (integer)", "score": "number"})
+TYPE_OF.update(
+    {
+        "nums": "array (number items)",
+        "tags": "array (string items)",
+        "items": "array (no items rule)",
+        "count": "number (integer)",
+        "score": "number",
+    }
+)
 
 BASIC: dict[str, Any] = {
     "name": "Ana",
@@ -172,28 +180,34 @@ def resources() -> list[dict[str, Any]]:
     out = []
     for behavior in BEHAVIORS:
         for timestamps in (False, True):
-            out.append({
-                "name": f"m_{behavior.replace('-', '_')}_{'ts' if timestamps else 'nots'}",
-                "attributes": copy.deepcopy(ATTRIBUTES),
-                "behavior": behavior,
-                "timestamps": timestamps,
-                "partitions": {"byStatus": {"fields": {"status": "string"}}, "byCity": {"fields": {"address.city": "string"}}},
-            })
+            out.append(
+                {
+                    "name": f"m_{behavior.replace('-', '_')}_{'ts' if timestamps else 'nots'}",
+                    "attributes": copy.deepcopy(ATTRIBUTES),
+                    "behavior": behavior,
+                    "timestamps": timestamps,
+                    "partitions": {"byStatus": {"fields": {"status": "string"}}, "byCity": {"fields": {"address.city": "string"}}},
+                }
+            )
     # secret/password cost a PBKDF2/bcrypt run per write in s3db.js even when absent, so they
     # live in their own small resources instead of every matrix resource
     for behavior in ("user-managed", "body-only"):
-        out.append({
-            "name": f"s_{behavior.replace('-', '_')}",
-            "attributes": {"name": "string", "api_key": "secret", "token": "secret|optional", "pass": "password|optional"},
-            "behavior": behavior,
+        out.append(
+            {
+                "name": f"s_{behavior.replace('-', '_')}",
+                "attributes": {"name": "string", "api_key": "secret", "token": "secret|optional", "pass": "password|optional"},
+                "behavior": behavior,
+                "timestamps": False,
+            }
+        )
+    out.append(
+        {
+            "name": "files",
+            "attributes": {"title": "string", "kind": "string|optional"},
+            "behavior": "user-managed",
             "timestamps": False,
-        })
-    out.append({
-        "name": "files",
-        "attributes": {"title": "string", "kind": "string|optional"},
-        "behavior": "user-managed",
-        "timestamps": False,
-    })
+        }
+    )
     return out
 
 
@@ -223,7 +237,11 @@ def operations(*, live: bool) -> list[dict[str, Any]]:
             continue
         if res["name"].startswith("s_"):
             ops += [
-                {"op": "insert", "resource": res["name"], "data": {"id": "k1", "name": "Ana", "api_key": "sk-live-123", "token": "tôken ✓", "pass": "hunter2-pass"}},
+                {
+                    "op": "insert",
+                    "resource": res["name"],
+                    "data": {"id": "k1", "name": "Ana", "api_key": "sk-live-123", "token": "tôken ✓", "pass": "hunter2-pass"},
+                },
                 {"op": "insert", "resource": res["name"], "data": {"id": "k2", "name": "Bia", "api_key": "sk-test-456"}},
             ]
             continue

@@ -31,13 +31,13 @@ NOT_EXERCISED = {
 }
 FOOTNOTES = {
     "ⁿ¹": "secret/password fields are exercised with `user-managed` and `body-only` only: s3db.js "
-           "runs PBKDF2 (100 000 rounds) or bcrypt (12 rounds) on every write, even for an absent "
-           "optional field, so putting them in all ten matrix resources would make the live run "
-           "minutes long. Their codec does not depend on the behavior (the encrypted text is an "
-           "ordinary metadata/body value).",
+    "runs PBKDF2 (100 000 rounds) or bcrypt (12 rounds) on every write, even for an absent "
+    "optional field, so putting them in all ten matrix resources would make the live run "
+    "minutes long. Their codec does not depend on the behavior (the encrypted text is an "
+    "ordinary metadata/body value).",
     "ⁿ²": "binary content replaces the object body, so it belongs next to records kept in metadata: "
-           "it is exercised on a `user-managed` resource (s3db_nb refuses content on a record whose "
-           "data had to go to the body).",
+    "it is exercised on a `user-managed` resource (s3db_nb refuses content on a record whose "
+    "data had to go to the body).",
 }
 
 
@@ -122,9 +122,16 @@ def render(rows: list[dict], sources: list[str]) -> str:
     lines += ["`string` rows in the secret and files resources are their plain companion fields.", ""]
     failing = [r for r in rows if r["status"] == "fail"]
     if failing:
-        lines += ["## Failing comparisons", "", "| direction | backend | resource | id | field | s3db_nb | s3db.js |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Failing comparisons",
+            "",
+            "| direction | backend | resource | id | field | s3db_nb | s3db.js |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in failing[:50]:
-            lines.append(f"| {r['direction']} | {r['backend']} | {r['resource']} | {r['id']} | {r['field']} | `{r['detail']['py']}` | `{r['detail']['node']}` |")
+            lines.append(
+                f"| {r['direction']} | {r['backend']} | {r['resource']} | {r['id']} | {r['field']} | `{r['detail']['py']}` | `{r['detail']['node']}` |"
+            )
         lines.append("")
     lines += [Path(__file__).with_name("compat_notes.md").read_text().rstrip(), ""]
     return "\n".join(lines)

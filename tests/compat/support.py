@@ -91,7 +91,11 @@ def _same(a: Any, b: Any) -> bool:
         return all(_same(a.get(k, ABSENT), b.get(k, ABSENT)) for k in keys)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b and type(a) is type(b) or (isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+    return (
+        a == b
+        and type(a) is type(b)
+        or (isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+    )
 
 
 # s3db.js 21.6.2 read bugs met by the matrix. Each entry: id, spec section, what happens, and a
@@ -102,10 +106,11 @@ NODE_READ_BUGS: list[dict[str, Any]] = [
         "id": "overflow-body-keys",
         "section": "§7.5 / §17.1 (observed on 21.6.2, not listed in §17)",
         "what": "body-overflow: s3db.js returns the fields that overflowed into the body under "
-                "their short key (e.g. `b`) instead of the attribute name, and the attribute itself "
-                "is missing from get()",
-        "match": lambda res, field, py, node: res.get("behavior") == "body-overflow"
-        and ((node == ABSENT and py != ABSENT) or (py == ABSENT and len(field) <= 2)),  # base-36 keys are short
+        "their short key (e.g. `b`) instead of the attribute name, and the attribute itself "
+        "is missing from get()",
+        "match": lambda res, field, py, node: (
+            res.get("behavior") == "body-overflow" and ((node == ABSENT and py != ABSENT) or (py == ABSENT and len(field) <= 2))
+        ),  # base-36 keys are short
     },
 ]
 
@@ -142,12 +147,21 @@ class Results:
 
     def add(self, *, direction: str, backend: str, res: Mapping[str, Any], record_id: str, outcomes: list[dict[str, Any]]) -> None:
         for o in outcomes:
-            self.rows.append({
-                "direction": direction, "backend": backend, "resource": res["name"], "behavior": res.get("behavior", "user-managed"),
-                "timestamps": bool(res.get("timestamps")), "id": record_id, "field": o["field"], "type": field_type(res, o["field"]),
-                "status": o["status"], "bug": o.get("bug"),
-                "detail": None if o["status"] == "ok" else {"py": _short(o.get("py")), "node": _short(o.get("node"))},
-            })
+            self.rows.append(
+                {
+                    "direction": direction,
+                    "backend": backend,
+                    "resource": res["name"],
+                    "behavior": res.get("behavior", "user-managed"),
+                    "timestamps": bool(res.get("timestamps")),
+                    "id": record_id,
+                    "field": o["field"],
+                    "type": field_type(res, o["field"]),
+                    "status": o["status"],
+                    "bug": o.get("bug"),
+                    "detail": None if o["status"] == "ok" else {"py": _short(o.get("py")), "node": _short(o.get("node"))},
+                }
+            )
 
     def note(self, **entry: Any) -> None:
         self.notes.append(entry)
@@ -155,8 +169,13 @@ class Results:
     def write(self) -> Path:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         path = RESULTS_DIR / f"results-{self.source}.json"
-        payload = {"source": self.source, "s3dbjs": S3DB_JS_VERSION, "rows": self.rows, "notes": self.notes,
-                   "bugs": [{k: v for k, v in b.items() if k != "match"} for b in NODE_READ_BUGS]}
+        payload = {
+            "source": self.source,
+            "s3dbjs": S3DB_JS_VERSION,
+            "rows": self.rows,
+            "notes": self.notes,
+            "bugs": [{k: v for k, v in b.items() if k != "match"} for b in NODE_READ_BUGS],
+        }
         path.write_text(json.dumps(payload, indent=1, ensure_ascii=False, default=str))
         return path
 
@@ -183,6 +202,9 @@ def content_outcome(py_content: tuple[bytes, str | None] | None, node_content: M
     node_type = node_content.get("contentType") if node_content else None
     py_bytes, py_type = py_content if py_content else (None, None)
     ok = node_bytes == py_bytes and node_type == py_type
-    return {"field": "<content>", "status": "ok" if ok else "fail",
-            "py": None if py_bytes is None else f"{len(py_bytes)} bytes {py_type}",
-            "node": None if node_bytes is None else f"{len(node_bytes)} bytes {node_type}"}
+    return {
+        "field": "<content>",
+        "status": "ok" if ok else "fail",
+        "py": None if py_bytes is None else f"{len(py_bytes)} bytes {py_type}",
+        "node": None if node_bytes is None else f"{len(node_bytes)} bytes {node_type}",
+    }

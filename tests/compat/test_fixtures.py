@@ -167,7 +167,9 @@ def test_missing_partition_refs_do_not_hide_records():
     bucket = load_bucket(lambda objects: objects.__setitem__(slice(None), [o for o in objects if "/partition=" not in o["key"]]))
     db = s3db_nb.connect(f"memory://{bucket}")
     try:
-        assert sorted(r["id"] for r in db.resource("m_body_overflow_ts").get_all()) == FIXTURE_FILES["m_body_overflow_ts"]["node_reads"]["ids"]
+        assert (
+            sorted(r["id"] for r in db.resource("m_body_overflow_ts").get_all()) == FIXTURE_FILES["m_body_overflow_ts"]["node_reads"]["ids"]
+        )
     finally:
         db.disconnect()
         MemoryClient.drop_bucket(bucket)
@@ -232,8 +234,8 @@ def test_python_encodes_like_node(fixture_db, name):
         record_id = data.pop("id")
         if resource.timestamps:
             data.update(createdAt="2024-01-01T00:00:00.000Z", updatedAt="2024-01-01T00:00:00.000Z")
-        enc = resource._encode(resource.schema.validate(data))
-        ours = resource._store_metadata(enc.metadata)
+        enc = resource.engine.encode(resource.schema.validate(data))
+        ours = resource.engine.store_metadata(enc.metadata)
         stored = objects[f"resource={name}/data/id={record_id}"]
         theirs = stored["metadata"]
         for key in sorted(set(ours) | set(theirs)):

@@ -69,8 +69,13 @@ def _empty_s3db_json() -> bytes:
 
 def _apply_ops_python(db, spec: dict[str, Any]) -> None:
     for res in spec["resources"]:
-        db.create_resource(res["name"], attributes=res["attributes"], behavior=res["behavior"],
-                           timestamps=res["timestamps"], partitions=res.get("partitions"))
+        db.create_resource(
+            res["name"],
+            attributes=res["attributes"],
+            behavior=res["behavior"],
+            timestamps=res["timestamps"],
+            partitions=res.get("partitions"),
+        )
     for op in spec["ops"]:
         resource = db.resource(op["resource"])
         if op["op"] == "insert":
@@ -131,13 +136,22 @@ def world(request, tmp_path_factory):
 
     # 2. Node run 1
     node_made_ops = [
-        {"op": "insert", "resource": "node_made", "data": {"id": "n1", "title": "from node", "score": 1.5, "when": "2024-05-06T07:08:09.010Z"}},
+        {
+            "op": "insert",
+            "resource": "node_made",
+            "data": {"id": "n1", "title": "from node", "score": 1.5, "when": "2024-05-06T07:08:09.010Z"},
+        },
         {"op": "insert", "resource": "node_made", "data": {"id": "n2", "title": "Nó ✓", "score": -2}},
     ]
-    plan = {"steps": [
-        {"connection": node_url, "spec": spec},
-        {"connection": py_url, "spec": {"resources": spec["resources"] + [{"name": "node_made", "attributes": NODE_MADE}], "ops": node_made_ops}},
-    ]}
+    plan = {
+        "steps": [
+            {"connection": node_url, "spec": spec},
+            {
+                "connection": py_url,
+                "spec": {"resources": spec["resources"] + [{"name": "node_made", "attributes": NODE_MADE}], "ops": node_made_ops},
+            },
+        ]
+    }
     plan_path = work / "plan1.json"
     plan_path.write_text(json.dumps(plan, ensure_ascii=False))
     run1 = run_node("roundtrip.js", "run", str(plan_path))
@@ -166,15 +180,26 @@ def world(request, tmp_path_factory):
     db.disconnect()
 
     # 4. Node run 2 reads both prefixes
-    plan_path.write_text(json.dumps({"steps": [{"connection": node_url, "spec": {"read": True}}, {"connection": py_url, "spec": {"read": True}}]}))
+    plan_path.write_text(
+        json.dumps({"steps": [{"connection": node_url, "spec": {"read": True}}, {"connection": py_url, "spec": {"read": True}}]})
+    )
     run2 = run_node("roundtrip.js", "run", str(plan_path))
     node_json_after_node2 = json.loads(raw("node").get("s3db.json").body)
     return {
-        "kind": kind, "spec": spec, "py_own": py_own, "node_on_node": node_on_node, "node_on_py": node_on_py,
-        "py_on_node": py_on_node, "py_written_on_node": py_written_on_node, "node_made_seen_by_py": node_made_seen_by_py,
-        "node2_on_node": run2["steps"][0], "node2_on_py": run2["steps"][1],
-        "py_json_before_node": py_json_before_node, "py_json_after_node": py_json_after_node,
-        "node_json_before_py": node_json_before_py, "node_json_after_py": node_json_after_py,
+        "kind": kind,
+        "spec": spec,
+        "py_own": py_own,
+        "node_on_node": node_on_node,
+        "node_on_py": node_on_py,
+        "py_on_node": py_on_node,
+        "py_written_on_node": py_written_on_node,
+        "node_made_seen_by_py": node_made_seen_by_py,
+        "node2_on_node": run2["steps"][0],
+        "node2_on_py": run2["steps"][1],
+        "py_json_before_node": py_json_before_node,
+        "py_json_after_node": py_json_after_node,
+        "node_json_before_py": node_json_before_py,
+        "node_json_after_py": node_json_after_py,
         "node_json_after_node2": node_json_after_node2,
     }
 
@@ -203,7 +228,9 @@ def test_node_writes_python_reads(world):
     problems = []
     for name, res in _definitions(world["spec"]).items():
         mine = world["py_on_node"][name]
-        problems += _compare_resource("node→py", world["kind"], res, mine["records"], mine["content"], world["node_on_node"]["resources"][name])
+        problems += _compare_resource(
+            "node→py", world["kind"], res, mine["records"], mine["content"], world["node_on_node"]["resources"][name]
+        )
     assert not problems, json.dumps(problems, ensure_ascii=False, default=str, indent=1)[:5000]
 
 
@@ -214,7 +241,9 @@ def test_python_writes_node_reads(world):
         mine = world["py_own"][name]
         for step in ("node_on_py", "node2_on_py"):
             if step == "node2_on_py":
-                problems += _compare_resource("py→node", world["kind"], res, mine["records"], mine["content"], world[step]["resources"][name])
+                problems += _compare_resource(
+                    "py→node", world["kind"], res, mine["records"], mine["content"], world[step]["resources"][name]
+                )
             else:
                 read = world[step]["resources"][name]
                 assert sorted(mine["records"]) == read["ids"]
@@ -234,7 +263,10 @@ def test_resources_created_across_libraries(world):
     node_made = world["node_on_py"]["resources"]["node_made"]
     res = {"name": "node_made", "attributes": NODE_MADE, "behavior": "user-managed"}
     for rid, record in world["node_made_seen_by_py"].items():
-        problems += [("node_made", rid, o) for o in failures(compare_records(res, normalize_python(record), normalize_node(node_made["records"][rid])))]
+        problems += [
+            ("node_made", rid, o)
+            for o in failures(compare_records(res, normalize_python(record), normalize_node(node_made["records"][rid])))
+        ]
     assert sorted(world["node_made_seen_by_py"]) == ["n1", "n2"]
     assert not problems, json.dumps(problems, ensure_ascii=False, default=str, indent=1)
 

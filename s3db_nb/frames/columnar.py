@@ -1,6 +1,6 @@
 """A frame turned into PUTs a column at a time, for ``insert_frame``.
 
-The row path (``frames._frame_rows`` → ``Resource._prepare_insert`` → ``Resource._new_object``)
+The row path (``frames.write.frame_rows`` → ``engine.prepare_insert`` → ``engine.new_object``)
 makes a dict of every row, validates it field by field and encodes it field by field: about
 45 µs of Python for an 8-field row, as much as the two file writes that store it. A frame's
 columns each hold one Arrow type and repeat values (countries, flags, small integers, tag
@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.types as pt
 
-from . import behaviors
-from .encoding import ISO_FIRST_MS, ISO_LAST_MS, DatetimeCodec, b62_encode
-from .clients.base import PutItem
-from .errors import S3DBError, SchemaError, ValidationError
-from .schema import Attribute, _default_value, _js_key_order, _plain_text, _RuleFailure, _short, check_value, iso_ms
+from .. import behaviors
+from ..clients.base import PutItem
+from ..encoding import ISO_FIRST_MS, ISO_LAST_MS, DatetimeCodec, b62_encode, js_key_order
+from ..errors import S3DBError, SchemaError, ValidationError
+from ..schema import Attribute, RuleFailure, check_value, default_value, iso_ms, plain_text, short
+from .rows import EncodedRow, is_na, row_converters
 
 if TYPE_CHECKING:
-    from .frames import EncodedRow
-    from .resource import Resource
+    from ..resource import Resource
 
 #: attribute types whose stored text is a pure function of the value (secrets and passwords
 #: are not: every encryption or hash draws fresh randomness)
@@ -117,7 +117,7 @@ def _epoch_ms(attr: Attribute, array: pa.ChunkedArray) -> list[int | None] | Non
 
 def _stored_value(text: str | None) -> str:
     """``behaviors.encode_metadata_value`` without its cache (the column memo does that job)."""
-    return behaviors._encode_value(text)
+    return behaviors.encode_metadata_value_uncached(text)
 
 
 def _size(mapped_key: str, text: str | None) -> int:
@@ -148,7 +148,7 @@ class _Column:
     mapped_key: str  # the short key in the mapped record
     stored_key: str  # the metadata key the client stores
     fill: bool  # a timestamp field: missing values become the slice's "now"
-    default: Any  # _default_value(attr) when the attribute has a default, else _NO_DEFAULT
+    default: Any  # default_value(attr) when the attribute has a default, else _NO_DEFAULT
 
 
 _NO_DEFAULT = object()
@@ -161,7 +161,7 @@ def plan(resource: Resource, table: pa.Table, id_column: str | None) -> FramePla
     if id_column is not None and id_column not in names:
         raise SchemaError(f"id_column {id_column!r} is not a column; columns: {', '.join(names)}")
     schema = resource.schema
-    if resource._hooks["before_insert"] or resource.id_generator is not None or schema.plugin_map:
+    if resource.engine.has_hooks("before_insert") or resource.id_generator is not None or schema.plugin_map:
         return None
     if id_column != "id" and "id" in names:
         return None  # an "id" column that is not the id: the row path decides what it means
@@ -171,9 +171,7 @@ def plan(resource: Resource, table: pa.Table, id_column: str | None) -> FramePla
             return None  # unknown field, `_extra`, or a nested object
         if not _plain_arrow_type(table.schema.field(name).type):
             return None
-    from .frames import _row_converters
-
-    if _row_converters(resource):
+    if row_converters(resource):
         return None  # some field is stored as JSON text
     columns: list[_Column] = []
     for name, attr in attrs.items():
@@ -181,7 +179,7 @@ def plan(resource: Resource, table: pa.Table, id_column: str | None) -> FramePla
             return None
         default = _NO_DEFAULT
         if "default" in attr.rules:
-            default = _default_value(attr)
+            default = default_value(attr)
             if default is None:
                 return None
         mapped = schema.map.get(name) or name
@@ -199,7 +197,7 @@ class FramePlan:
         self.id_column = id_column
         # the metadata keys of a full row in JS property order; a row missing some fields keeps
         # the same relative order (integer-like keys sorted, the rest in schema order)
-        order = _js_key_order(tuple(c.mapped_key for c in columns))
+        order = js_key_order(c.mapped_key for c in columns)
         by_key = {c.mapped_key: c for c in columns}
         self.ordered = [by_key[k] for k in order]
         version = resource.version
@@ -217,12 +215,10 @@ class FramePlan:
         ``rejected``: schema and id errors per row; ``failed``: rows that validated but cannot
         be stored (``MetadataLimitError``). ``seen_ids`` carries ids across slices.
         """
-        from .frames import EncodedRow
-
         resource = self.resource
         n = table.num_rows
         ids, id_errors, id_bad = self._ids(table, start, seen_ids)
-        now = iso_ms(dt.datetime.now(dt.timezone.utc)) if resource.timestamps else None
+        now = iso_ms(dt.datetime.now(dt.UTC)) if resource.timestamps else None
         outcomes: list[list[Any]] = []
         field_errors: dict[int, list[dict[str, Any]]] = {}
         for column in self.columns:
@@ -240,7 +236,7 @@ class FramePlan:
                 if type(r) is _EncodeFailure:
                     broken.setdefault(i, r.exc)
         cells = zip(zip(*stored), zip(*sizes)) if stored else itertools.repeat(((), ()), n)
-        prefix = resource._key("")
+        prefix = resource.engine.key("")
         fits = self.limit
         encoded: list[EncodedRow] = []
         rejected: dict[int, list[dict[str, Any]]] = {}
@@ -255,10 +251,10 @@ class FramePlan:
                 rejected[row] = errors + field_errors[i]
                 continue
             record = None
-            if keep:  # partition values come from the validated record, as in _prepare_insert
+            if keep:  # partition values come from the validated record, as in engine.prepare_insert
                 record = {c.attr.path: out[i][0] for c, out in zip(self.columns, outcomes) if out[i] is not None}
                 try:
-                    resource._partition_values(record)
+                    resource.engine.refs.values(record)
                 except ValidationError as exc:
                     rejected[row] = errors + exc.errors
                     continue
@@ -293,19 +289,19 @@ class FramePlan:
         ids: list[str] = []
         errors: dict[int, list[dict[str, Any]]] = {}
         bad: set[int] = set()
-        from .frames import _is_na
-
         for i, value in enumerate(given):
-            if value is None or _is_na(value):
-                ids.append(resource._new_id({}))
+            if value is None or is_na(value):
+                ids.append(resource.engine.new_id({}))
                 continue
             value = value if isinstance(value, str) else str(value)
             if value in seen_ids:  # every later copy of an id is reported, valid or not
-                errors.setdefault(i, []).append({"field": "id", "rule": "unique", "message": f"duplicates the id of row {seen_ids[value]}", "value": value})
+                errors.setdefault(i, []).append(
+                    {"field": "id", "rule": "unique", "message": f"duplicates the id of row {seen_ids[value]}", "value": value}
+                )
             else:
                 seen_ids[value] = start + i
             try:
-                ids.append(resource._check_id(value))
+                ids.append(resource.engine.check_id(value))
             except ValidationError as exc:
                 errors.setdefault(i, []).extend(exc.errors)
                 bad.add(i)
@@ -351,8 +347,8 @@ class FramePlan:
                 result = memo.get(memo_key)
                 if result is None:
                     result = memo[memo_key] = self._value(column, value)
-            if type(result) is _RuleFailure:
-                errors.setdefault(i, []).append({"field": attr.path, "rule": result.rule, "message": result.message, "value": _short(value)})
+            if type(result) is RuleFailure:
+                errors.setdefault(i, []).append({"field": attr.path, "rule": result.rule, "message": result.message, "value": short(value)})
                 continue
             out[i] = result
         return out
@@ -362,10 +358,10 @@ class FramePlan:
         attr = column.attr
         try:
             valid = check_value(attr, value)
-        except _RuleFailure as failure:
+        except RuleFailure as failure:
             return failure
         try:
-            text = attr.codec.encode(valid) if attr.codec else _plain_text(valid)
+            text = attr.codec.encode(valid) if attr.codec else plain_text(valid)
         except Exception as exc:  # noqa: BLE001 - the row path raises it when the row is encoded
             return _EncodeFailure(exc)
         return (valid, text, _stored_value(text), _size(column.mapped_key, text))
@@ -377,5 +373,15 @@ class FramePlan:
         mapped = {column.mapped_key: outcome[i][1] for outcome, column in ordered if outcome[i] is not None}
         mapped["_v"] = resource.version
         schema = resource.schema
-        enc = behaviors.apply(resource.behavior, mapped, version=resource.version, timestamps=resource.timestamps, field_map=schema.map, plugin_map=None, names=schema.reverse_map)
-        return PutItem(resource._key(record_id), enc.body, resource._store_metadata(enc.metadata), enc.content_type), enc.exceeded
+        enc = behaviors.apply(
+            resource.behavior,
+            mapped,
+            version=resource.version,
+            timestamps=resource.timestamps,
+            field_map=schema.map,
+            plugin_map=None,
+            names=schema.reverse_map,
+        )
+        return PutItem(
+            resource.engine.key(record_id), enc.body, resource.engine.store_metadata(enc.metadata), enc.content_type
+        ), enc.exceeded

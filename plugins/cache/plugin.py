@@ -1,0 +1,579 @@
+"""``CachePlugin``: cache keys, the read middleware, invalidation on writes, and statistics."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from s3db_nb.plugin_api import (
+    Plugin,
+    PluginError,
+    PluginStorage,
+    Resource,
+    ValidationError,
+    format_partition_value,
+    get_path,
+)
+
+from .drivers import DRIVER_NAMES, CacheDriver, Entry, FilesystemCache, MemoryCache, MultiTierCache, S3Cache, resource_of
+from .values import SecretSealer, Uncacheable, dumps_value, loads_value
+
+# -- the plugin: keys, middleware, invalidation, stats ----------------------------------------
+
+#: the read methods the cache answers (``methods=`` picks a subset)
+CACHED_METHODS = ("get", "get_many", "list", "list_ids", "count", "page", "query", "get_from_partition")
+#: write methods wrapped so a failed write drops the resource's entries and reads inside them bypass the cache
+WRITE_METHODS = (
+    "insert",
+    "insert_many",
+    "update",
+    "patch",
+    "update_conditional",
+    "replace",
+    "upsert",
+    "delete",
+    "delete_many",
+    "delete_all",
+    "set_content",
+    "delete_content",
+)
+#: what an in-place update (no partition moved) makes stale; list_ids and count hold ids only
+_CONTENT_METHODS = ("list", "page", "query")
+_COUNTERS = ("operations", "hits", "misses", "stores", "skipped", "evictions", "invalidations", "errors")
+_SIGNATURES = {m: inspect.signature(getattr(Resource, m)) for m in CACHED_METHODS}
+_STABLE_VALUE = (str, int, float, bool)
+#: options a tier of a multi cache may set for itself (``{"driver": "memory", "max_size": 100}``)
+_TIER_SETTINGS = ("max_size", "max_bytes", "directory", "compress", "drivers", "promote_on_hit")
+
+
+def _seg(text: Any) -> str:
+    """One key segment: every character that could mean something in a path is %-quoted."""
+    return quote(str(text), safe="")
+
+
+def _stable_json(value: Any) -> str:
+    def default(obj: Any) -> Any:
+        if isinstance(obj, (set, frozenset)):
+            return sorted(obj, key=repr)
+        if hasattr(obj, "isoformat"):
+            return {"$t": type(obj).__name__, "v": obj.isoformat()}
+        raise Uncacheable(f"cannot build a cache key from a {type(obj).__name__} argument")
+
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=default)
+    except TypeError as exc:  # e.g. dict keys of mixed types
+        raise Uncacheable(f"cannot build a cache key: {exc}") from None
+
+
+class CachePlugin(Plugin):
+    """Read-through cache with write invalidation (see the module docstring).
+
+    Options: ``driver`` (``"memory"``, ``"filesystem"``, ``"s3"``, ``"multi"`` or a
+    ``CacheDriver``), ``ttl`` (seconds, None = no expiry), ``max_size`` / ``max_bytes`` (memory),
+    ``directory`` (filesystem), ``compress`` (s3), ``drivers`` + ``promote_on_hit`` (multi),
+    ``config`` (driver options as a dict, s3db.js style: ``config={"max_size": 500}``),
+    ``include`` / ``exclude`` (resource names; plugin-created resources are left out unless
+    included), ``methods`` (a subset of ``CACHED_METHODS``), ``clock`` (seconds since the epoch,
+    for tests of expiry).
+    """
+
+    defaults: ClassVar[dict[str, Any]] = {
+        "driver": "memory",
+        "ttl": 300,
+        "max_size": 1000,
+        "max_bytes": None,
+        "directory": None,
+        "compress": True,
+        "drivers": None,
+        "promote_on_hit": True,
+        "config": {},
+        "include": None,
+        "exclude": [],
+        "methods": list(CACHED_METHODS),
+        "clock": None,
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        opts = self.options
+        config = opts.pop("config") or {}
+        if not isinstance(config, Mapping):
+            raise PluginError(f"CachePlugin: config must be a dict of driver options, got {type(config).__name__}")
+        for key, value in config.items():  # s3db.js spells them maxSize, ttl...
+            name = "".join("_" + c.lower() if c.isupper() else c for c in key)
+            name = "directory" if name == "path" else name  # s3db.js: config={"path": "./cache"}
+            if name not in ("ttl", "max_size", "max_bytes", "directory", "compress", "drivers", "promote_on_hit"):
+                raise PluginError(
+                    f"CachePlugin: unknown config key {key!r}; use ttl, max_size, max_bytes, directory, compress, drivers or promote_on_hit"
+                )
+            opts[name] = value
+        ttl = opts["ttl"]
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+            raise PluginError(f"CachePlugin: ttl must be a positive number of seconds or None (no expiry), got {ttl!r}")
+        for option in ("max_size", "max_bytes"):
+            value = opts[option]
+            if (value is not None or option == "max_size") and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise PluginError(
+                    f"CachePlugin: {option} must be a positive whole number{' or None' if option == 'max_bytes' else ''}, got {value!r}"
+                )
+        methods = list(opts["methods"])
+        unknown = sorted(set(methods) - set(CACHED_METHODS))
+        if unknown:
+            raise PluginError(f"CachePlugin: cannot cache {', '.join(unknown)}; methods: {', '.join(CACHED_METHODS)}")
+        opts["methods"] = methods
+        for option in ("include", "exclude"):
+            value = opts[option]
+            if value is not None and (isinstance(value, str) or not all(isinstance(n, str) for n in value)):
+                raise PluginError(f"CachePlugin: {option} must be a list of resource names, got {value!r}")
+        if opts["clock"] is not None and not callable(opts["clock"]):
+            raise PluginError("CachePlugin: clock must be a callable returning seconds since the epoch (like time.time)")
+        self.clock: Callable[[], float] = opts["clock"] or time.time
+        self._check_driver_spec(opts["driver"], top=True)
+        self.driver: CacheDriver | None = None
+        self._counts: dict[str, dict[str, int]] = {}
+        self._generation: dict[str, int] = {}
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+        self._local = threading.local()
+        self._subscriptions: list[tuple[Any, str, Callable[..., Any]]] = []
+        self._attached: set[str] = set()
+        self._versions: dict[str, str] = {}
+        self._sealers: dict[str, SecretSealer] = {}  # by passphrase, never shown
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def _check_driver_spec(self, spec: Any, *, top: bool = False) -> None:
+        """Fail at construction, naming the option, for a driver that could never be built."""
+        if isinstance(spec, CacheDriver):
+            return
+        name = spec.get("driver") if isinstance(spec, Mapping) else spec
+        if isinstance(spec, Mapping):
+            unknown = sorted(set(spec) - {"driver", *_TIER_SETTINGS})
+            if unknown:
+                raise PluginError(
+                    f"CachePlugin: unknown setting(s) {', '.join(unknown)} for driver {name!r}; use {', '.join(_TIER_SETTINGS)}"
+                )
+        if name not in DRIVER_NAMES:
+            raise PluginError(f"CachePlugin: unknown driver {name!r}; use one of {', '.join(DRIVER_NAMES)} or a CacheDriver instance")
+        if name == "filesystem":
+            directory = spec.get("directory") if isinstance(spec, Mapping) else None
+            if not (directory or self.options["directory"]):
+                raise PluginError(
+                    "CachePlugin: the filesystem driver needs a folder: CachePlugin(driver='filesystem', directory='./cache')"
+                )
+        if name == "multi":
+            tiers = self.options["drivers"] if top or not isinstance(spec, Mapping) else spec.get("drivers", self.options["drivers"])
+            if not tiers or isinstance(tiers, (str, Mapping)):
+                raise PluginError("CachePlugin: driver='multi' needs drivers=[...] tiers, e.g. drivers=['memory', 's3']")
+            for tier in tiers:
+                if (tier.get("driver") if isinstance(tier, Mapping) else tier) == "multi":
+                    raise PluginError("CachePlugin: a multi cache tier cannot itself be 'multi'")
+                self._check_driver_spec(tier)
+
+    def _build_driver(self, spec: Any) -> CacheDriver:
+        if isinstance(spec, CacheDriver):
+            return spec
+        settings = dict(spec) if isinstance(spec, Mapping) else {"driver": spec}
+        name = settings.pop("driver")
+        value = lambda key: settings.get(key, self.options[key])  # noqa: E731 - tier setting or plugin option
+        if name == "memory":
+            return MemoryCache(max_size=value("max_size"), max_bytes=value("max_bytes"), clock=self.clock)
+        if name == "filesystem":
+            return FilesystemCache(value("directory"), clock=self.clock)
+        if name == "s3":
+            db = self._db()
+            storage = PluginStorage(db.client, self.slug, namespace=self.namespace, clock=self.clock, pool=db.pool)
+            return S3Cache(storage, compress=value("compress"), clock=self.clock)
+        tiers = [self._build_driver(t) for t in value("drivers")]
+        return MultiTierCache(tiers, promote_on_hit=value("promote_on_hit"), clock=self.clock)
+
+    @property
+    def ttl(self) -> float | None:
+        """Seconds an entry lives (None: until evicted or invalidated)."""
+        return self.options["ttl"]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def on_install(self) -> None:
+        self.driver = self._build_driver(self.options["driver"])
+        self.driver.on_evict = self._on_evict
+        db = self._db()
+        for resource in db.resources.values():
+            self._attach(resource)
+        self.add_database_hook("after_create_resource", self._on_resource_created)
+        self._listen(db.events, "resource-deleted", self._on_resource_deleted)
+
+    def on_uninstall(self, purge_data: bool = False) -> None:
+        for emitter, event, fn in self._subscriptions:
+            emitter.off(event, fn)
+        self._subscriptions = []
+        self._attached = set()
+        if self.driver is not None:
+            tiers = self.driver.tiers if isinstance(self.driver, MultiTierCache) else [self.driver]
+            for tier in tiers:
+                # memory is freed; files stay unless purged (PluginStorage, the s3 tier, is purged by the base class)
+                if isinstance(tier, MemoryCache) or (purge_data and not isinstance(tier, S3Cache)):
+                    tier.clear()
+            self.driver.close()
+
+    def _listen(self, emitter: Any, event: str, fn: Callable[..., Any]) -> None:
+        emitter.on(event, fn)
+        self._subscriptions.append((emitter, event, fn))
+
+    def _wants(self, resource: Resource) -> bool:
+        include, exclude = self.options["include"], self.options["exclude"]
+        if resource.name in exclude:
+            return False
+        if include is not None:
+            return resource.name in include
+        return resource.created_by == "user"  # plugin-owned resources (plg_*) are not cached by default
+
+    def _on_resource_created(self, resource: Resource) -> None:
+        if resource.name not in self._attached:
+            self._attach(resource)
+        elif self._versions.get(resource.name) != resource.version:
+            # redefined: keys hold the version, so old entries could never be read again; free them
+            self._versions[resource.name] = resource.version
+            self.invalidate(resource.name)
+
+    def _on_resource_deleted(self, name: str) -> None:
+        self.invalidate(name)
+        self._attached.discard(name)  # a resource created again under this name is a new object
+
+    def _attach(self, resource: Resource) -> None:
+        if not self._wants(resource) or resource.name in self._attached:
+            return
+        name = resource.name
+        self._attached.add(name)
+        self._versions[name] = resource.version
+        for method in self.options["methods"]:
+            self.add_middleware(resource, method, self._read_middleware(name, method))
+        for method in WRITE_METHODS:
+            self.add_middleware(resource, method, self._write_middleware(name))
+        self._listen(resource.events, "inserted", lambda record: self._record_written(name, None, record))
+        self._listen(resource.events, "deleted", lambda record: self._record_written(name, record, None))
+        self._listen(resource.events, "updated", lambda record, before: self._record_written(name, before, record))
+        self._listen(resource.events, "content-set", lambda record: self._record_written(name, record, record))
+        self._listen(resource.events, "content-deleted", lambda record: self._record_written(name, record, record))
+        self._listen(resource.events, "deleted-all", lambda info: self.invalidate(name))
+        # refs written straight into a partition (Resource.rebuild_partition) change its lists
+        self._listen(resource.events, "partition-rebuilt", lambda info: self.invalidate(name))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _read_middleware(self, name: str, method: str) -> Callable[..., Any]:
+        def cached(call_next: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            skip = bool(kwargs.pop("skip_cache", False))
+            self._count(name, "operations")
+            if skip or self.state == "stopped" or getattr(self._local, "writing", 0):
+                self._count(name, "skipped")
+                return call_next(*args, **kwargs)
+            if method == "get_many" and args and not isinstance(args[0], list):
+                args = (list(args[0]), *args[1:])  # a generator must survive being hashed
+            try:
+                key = self._key(self._db().resource(name), method, args, kwargs)
+            except Uncacheable:
+                self._count(name, "skipped")
+                return call_next(*args, **kwargs)
+            entry = self._lookup(name, key)
+            if entry is not None:
+                try:
+                    value = loads_value(entry.payload, sealer=self._sealer(name))
+                except (Uncacheable, ValueError, KeyError, TypeError):
+                    self._count(name, "errors")  # unreadable entry: recompute it
+                else:
+                    self._count(name, "hits")
+                    return value
+            self._count(name, "misses")
+            generation = self._generation.get(name, 0)
+            value = call_next(*args, **kwargs)
+            self._store(name, key, value, generation)
+            return value
+
+        cached.__name__ = f"cache_{method}"
+        return cached
+
+    def _lookup(self, name: str, key: str) -> Entry | None:
+        try:
+            return self._require_driver().get(key)
+        except Exception:  # a broken cache must never break a read: fall back to storage
+            self.log.warning("cache read of %s failed; reading from storage", key, exc_info=True)
+            self._count(name, "errors")
+            return None
+
+    def _store(self, name: str, key: str, value: Any, generation: int) -> bool:
+        try:
+            payload = dumps_value(value, sealer=self._sealer(name))
+        except Uncacheable:
+            self._count(name, "skipped")
+            return False
+        expires_at = None if self.ttl is None else self.clock() + self.ttl
+        with self._resource_lock(name):
+            if self._generation.get(name, 0) != generation:
+                return False  # a write landed while we were reading: what we read may be old
+            try:
+                self._require_driver().set(key, payload, expires_at=expires_at)
+            except Exception:
+                self.log.warning("cache store of %s failed", key, exc_info=True)
+                self._count(name, "errors")
+                return False
+        self._count(name, "stores")
+        return True
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def key_for(self, resource: Resource | str, method: str, *args: Any, **kwargs: Any) -> str:
+        """The cache key of ``resource.<method>(*args, **kwargs)`` (``Uncacheable`` when it has none)."""
+        if method not in CACHED_METHODS:
+            raise PluginError(f"{method!r} is not cached; cached methods: {', '.join(CACHED_METHODS)}")
+        if method == "get_many" and args:
+            args = (list(args[0]), *args[1:])
+        return self._key(self.resource(resource), method, args, kwargs)
+
+    def _key(self, resource: Resource, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+        """``resource=<r>/<scope>/<method>/<digest>``; the scope is what invalidation targets."""
+        try:
+            bound = _SIGNATURES[method].bind(resource, *args, **kwargs)
+        except TypeError as exc:
+            raise Uncacheable(str(exc)) from None
+        bound.apply_defaults()
+        params = {k: v for k, v in bound.arguments.items() if k != "self"}
+        if params.pop("options", None):
+            raise Uncacheable(f"unknown options for {method}(): the call will say which")
+        if method == "query":
+            params["filter"] = dict(params.get("filter") or {})
+            if any(callable(v) for v in params["filter"].values()):
+                raise Uncacheable("a query with a predicate (callable) filter is not cached")
+        if method in ("get", "get_from_partition"):
+            params["record_id"] = str(params["record_id"])
+            scope = f"id={_seg(params['record_id'])}"
+        elif method == "get_many":
+            scope = "many"
+        else:
+            scope = self._list_scope(resource, params.get("partition"), params.get("partition_values"))
+        digest = hashlib.sha256(_stable_json({"method": method, "version": resource.version, "args": params}).encode()).hexdigest()[:20]
+        return f"resource={_seg(resource.name)}/{scope}/{method}/{digest}"
+
+    @staticmethod
+    def _list_scope(resource: Resource, partition: str | None, values: Mapping[str, Any] | None) -> str:
+        """``all``, or ``partition=<p>/<f1>=<v1>/…/@`` with the given leading fields (sorted, as stored)."""
+        if partition is None:
+            return "all"
+        definition = resource.partitions.get(partition)
+        if definition is None:
+            raise Uncacheable(f"no partition {partition!r}")  # the call itself raises the real error
+        fields = definition["fields"]
+        given = dict(values or {})
+        if set(given) - set(fields):
+            raise Uncacheable("unknown partition fields")
+        segments = [f"partition={_seg(partition)}"]
+        for field in sorted(fields):
+            if field not in given:
+                break
+            segments.append(f"{_seg(field)}={_seg(format_partition_value(given[field], fields[field]))}")
+        return "/".join(segments + ["@"])
+
+    # -- invalidation -----------------------------------------------------------------------
+
+    def _write_middleware(self, name: str) -> Callable[..., Any]:
+        def invalidating(call_next: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            self._count(name, "operations")
+            self._local.writing = getattr(self._local, "writing", 0) + 1
+            try:
+                return call_next(*args, **kwargs)
+            except ValidationError:
+                raise  # rejected before anything was written
+            except BaseException:
+                self.invalidate(name)  # a write that failed half-way: drop everything, be safe
+                raise
+            finally:
+                self._local.writing -= 1
+
+        return invalidating
+
+    def _record_written(self, name: str, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> None:
+        """Drop the entries a write of one record can affect (``before``/``after``: None = absent)."""
+        resource = self._db().resources.get(name)
+        if resource is None:
+            return
+        record = after if after is not None else before
+        base = f"resource={_seg(name)}/"
+        prefixes = [f"{base}id={_seg(record['id'])}/", f"{base}many/"]  # type: ignore[index]
+        in_place = before is not None and after is not None
+        if in_place:
+            prefixes += [f"{base}all/{m}/" for m in _CONTENT_METHODS]
+        else:
+            prefixes.append(f"{base}all/")
+        for partition, definition in resource.partitions.items():
+            fields = definition["fields"]
+            old = self._partition_scopes(base, partition, fields, before)
+            new = self._partition_scopes(base, partition, fields, after)
+            if in_place and old == new and all(scope.endswith("/@/") for scope in new):
+                prefixes += [f"{scope}{m}/" for scope in new for m in _CONTENT_METHODS]
+            else:
+                prefixes += old + new
+        self._invalidate(name, prefixes)
+
+    @staticmethod
+    def _partition_scopes(base: str, partition: str, fields: Mapping[str, str], record: Mapping[str, Any] | None) -> list[str]:
+        """The list scopes a record in ``partition`` can appear in: ``…/@/`` at each depth of its
+        values, or the whole partition when a value is not a plain string/number/boolean."""
+        if record is None:
+            return []
+        raw = {field: get_path(record, field) for field in fields}
+        if any(value is None for value in raw.values()):
+            return []  # not in this partition
+        root = f"{base}partition={_seg(partition)}/"
+        if not all(isinstance(value, _STABLE_VALUE) for value in raw.values()):
+            return [root]  # a value whose string form we cannot be sure of: the whole partition
+        scopes, path = [root + "@/"], root
+        for field in sorted(fields):
+            path += f"{_seg(field)}={_seg(format_partition_value(raw[field], fields[field]))}/"
+            scopes.append(path + "@/")
+        return scopes
+
+    def _invalidate(self, name: str, prefixes: Iterable[str]) -> int:
+        kept: list[str] = []
+        for prefix in sorted(set(prefixes)):  # a prefix inside one already kept adds nothing
+            if not any(prefix.startswith(k) for k in kept):
+                kept.append(prefix)
+        with self._resource_lock(name):
+            self._generation[name] = self._generation.get(name, 0) + 1
+            try:
+                removed = self._require_driver().delete_prefixes(kept)
+            except Exception:
+                self.log.error("cache invalidation of %s failed; entries may be stale until they expire", name, exc_info=True)
+                self._count(name, "errors")
+                self.emit("cache.error", {"resource": name, "prefixes": kept})
+                return 0
+        self._count(name, "invalidations")
+        return removed
+
+    def invalidate(self, resource: Resource | str, record_id: str | None = None) -> int:
+        """Drop what is cached for ``resource`` (or only what involves ``record_id``: its own
+        entries and every list); use it after a write made by another process. Returns how many."""
+        name = resource if isinstance(resource, str) else resource.name
+        base = f"resource={_seg(name)}/"
+        if record_id is None:
+            return self._invalidate(name, [base])
+        target = self._db().resources.get(name)
+        partitions = [f"{base}partition={_seg(p)}/" for p in (target.partitions if target is not None else {})]
+        return self._invalidate(name, [f"{base}id={_seg(record_id)}/", f"{base}many/", f"{base}all/", *partitions])
+
+    def clear(self, resource: Resource | str | None = None) -> int:
+        """Empty the cache (every tier), or only ``resource``'s entries; returns how many were removed."""
+        if resource is not None:
+            return self.invalidate(resource)
+        with self._guard:
+            names = sorted(set(self._generation) | self._attached)
+        for name in names:
+            with self._resource_lock(name):
+                self._generation[name] = self._generation.get(name, 0) + 1
+        return self._require_driver().clear()
+
+    def prune(self) -> int:
+        """Remove expired entries now (they are otherwise dropped when next read); returns how many."""
+        return self._require_driver().prune()
+
+    # -- warming -----------------------------------------------------------------------------
+
+    def warm(self, resource: Resource | str, *, limit: int | None = None) -> int:
+        """Load ``resource``'s records (the first ``limit``) into the cache as ``get(id)`` entries,
+        plus its ``list_ids`` and ``count``. Returns how many records were cached.
+        Costs 1 LIST per 1 000 ids + 1 GET per record."""
+        target = self.resource(resource)
+        name = target.name
+        if name not in self._attached:
+            raise PluginError(f"CachePlugin does not cache {name!r} (see include=/exclude=); nothing to warm")
+        generation = self._generation.get(name, 0)
+        ids = target.list_ids(limit=limit, skip_cache=True)
+        records = target.get_many(ids, skip_cache=True)
+        stored = 0
+        if "get" in self.options["methods"]:
+            for record in records:
+                stored += self._store(name, self._key(target, "get", (record["id"],), {}), record, generation)
+        if "list_ids" in self.options["methods"]:
+            self._store(name, self._key(target, "list_ids", (), {"limit": limit}), ids, generation)
+        if limit is None and "count" in self.options["methods"]:
+            self._store(name, self._key(target, "count", (), {}), len(ids), generation)
+        return stored
+
+    # -- stats ---------------------------------------------------------------------------------
+
+    def _count(self, name: str, counter: str, amount: int = 1) -> None:
+        with self._guard:
+            row = self._counts.setdefault(name, dict.fromkeys(_COUNTERS, 0))
+            row[counter] += amount
+
+    def _on_evict(self, key: str, size: int) -> None:
+        self._count(resource_of(key), "evictions")
+
+    def _resource_lock(self, name: str) -> threading.RLock:
+        with self._guard:
+            lock = self._locks.get(name)
+            if lock is None:
+                lock = self._locks[name] = threading.RLock()
+            return lock
+
+    def _sealer(self, name: str) -> SecretSealer:
+        """The sealer for ``name``'s secret fields (one per passphrase: each costs one PBKDF2)."""
+        passphrase = self._db().resource(name).schema.passphrase
+        with self._guard:
+            sealer = self._sealers.get(passphrase)
+            if sealer is None:
+                sealer = self._sealers[passphrase] = SecretSealer(passphrase)
+            return sealer
+
+    def _require_driver(self) -> CacheDriver:
+        if self.driver is None:
+            raise PluginError("CachePlugin is not installed; use db.use_plugin(CachePlugin(...)) first")
+        return self.driver
+
+    def get_stats(self, resource: str | None = None) -> dict[str, Any]:
+        """Counters (hits, misses, hit_rate, stores, evictions, invalidations, skipped, errors,
+        operations) and what is stored (entries, bytes), in total and per resource.
+
+        With ``resource``: that resource's row only. Reading ``entries``/``bytes`` of an ``s3``
+        tier costs 1 LIST per 1 000 entries."""
+        driver = self._require_driver()
+        usage = driver.usage()
+        with self._guard:
+            counts = {name: dict(row) for name, row in self._counts.items()}
+        rows: dict[str, dict[str, Any]] = {}
+        for name in sorted(set(counts) | set(usage) | self._attached):
+            row: dict[str, Any] = dict(counts.get(name) or dict.fromkeys(_COUNTERS, 0))
+            row.update(usage.get(name, {"entries": 0, "bytes": 0}))
+            looked = row["hits"] + row["misses"]
+            row["hit_rate"] = row["hits"] / looked if looked else 0.0
+            rows[name] = row
+        if resource is not None:
+            return rows.get(resource) or {**dict.fromkeys(_COUNTERS, 0), "entries": 0, "bytes": 0, "hit_rate": 0.0}
+        totals: dict[str, Any] = {c: sum(r[c] for r in rows.values()) for c in (*_COUNTERS, "entries", "bytes")}
+        looked = totals["hits"] + totals["misses"]
+        totals["hit_rate"] = totals["hits"] / looked if looked else 0.0
+        stats: dict[str, Any] = {"driver": driver.name, "ttl": self.ttl, **totals, "resources": rows}
+        if isinstance(driver, MultiTierCache):
+            stats["tiers"] = driver.tier_usage()
+            stats["promotions"] = driver.promotions
+        return stats
+
+    def reset_stats(self) -> None:
+        """Zero the counters (what is cached stays)."""
+        with self._guard:
+            self._counts = {}
+
+    def _summary(self) -> dict[str, str]:
+        summary = super()._summary()
+        summary["attached to"] = ", ".join(sorted(self._attached)) or "—"
+        if self.driver is not None:
+            with self._guard:
+                hits = sum(r["hits"] for r in self._counts.values())
+                misses = sum(r["misses"] for r in self._counts.values())
+            summary["cache"] = f"{self.driver.name}, ttl {self.ttl if self.ttl is not None else '∞'} s, {hits} hits / {misses} misses"
+        return summary

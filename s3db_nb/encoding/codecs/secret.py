@@ -1,0 +1,63 @@
+"""Codecs of values that must not be stored readable: ``secret`` (encrypted) and ``password``
+(hashed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..crypto import decrypt_secret, encrypt_secret, hash_password, is_password_hash
+from ..jstext import js_string
+from .base import Codec
+
+
+@dataclass(frozen=True)
+class SecretCodec(Codec):
+    """``secret``: AES-256-GCM token (§6.3). Values that already decrypt are kept."""
+
+    name: ClassVar[str] = "secret"
+    passphrase: str = "secret"
+
+    def encode_value(self, value: Any) -> str:
+        text = js_string(value)
+        if self.passphrase:
+            try:
+                decrypt_secret(text, self.passphrase)
+                return text
+            except ValueError:
+                pass
+        return encrypt_secret(text, self.passphrase)
+
+    def decode_text(self, text: str) -> Any:
+        try:
+            raw = decrypt_secret(text, self.passphrase)
+        except ValueError:
+            return text
+        # JS encrypts String(null) / String(undefined) and maps them back on read.
+        if raw in ("null", "undefined"):
+            return None
+        return raw
+
+    def __repr__(self) -> str:  # never show the passphrase
+        return "SecretCodec(passphrase=***)"
+
+
+@dataclass(frozen=True)
+class PasswordCodec(Codec):
+    """``password``: compact bcrypt hash of plaintext; existing hashes (full or compact) are kept as given."""
+
+    name: ClassVar[str] = "password"
+    pepper: str = ""
+    rounds: int = 12
+
+    def encode_value(self, value: Any) -> str:
+        text = js_string(value)
+        if is_password_hash(text):
+            return text
+        return hash_password(text, rounds=self.rounds, pepper=self.pepper)
+
+    def decode_text(self, text: str) -> str:
+        return text
+
+    def __repr__(self) -> str:
+        return f"PasswordCodec(rounds={self.rounds}, pepper={'***' if self.pepper else ''!r})"

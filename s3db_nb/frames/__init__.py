@@ -1,0 +1,69 @@
+"""Resources as Arrow tables and pandas DataFrames, and DataFrames as resources.
+
+Arrow is the primitive: ``to_arrow`` builds a typed table from the schema (the table below),
+``to_pandas`` converts it, ``iter_batches`` streams it. ``insert_frame`` goes the other way:
+every row is validated first, bad rows are reported together, then the good rows are written
+in parallel on the database's bounded pool.
+
+Schema type → Arrow type (``ARROW_TYPES`` documents the same table in code):
+
+=====================================================  ========================================
+attribute                                              Arrow
+=====================================================  ========================================
+string, text, email, url, uuid, ip4, ip6, mac, cidr,   string
+semver, phone, color, currency, country, ean, cron,
+locale, timeonly, duration, enum, secret, password
+number|integer                                         int64
+number, geo:lat, geo:lon, secretNumber                 float64
+boolean                                                bool
+datetime, date                                         timestamp[ms, tz=UTC]
+dateonly                                               date32
+money[:d] (d=2), crypto[:d] (d=8), decimal[:d] (d=2)   decimal128(38, d)
+array|items:string (and other text item types)         list<string>
+array|items:number                                     list<float64>
+array|items:boolean                                    list<bool>
+embedding:N                                            fixed_size_list<float32, N>
+geo:point                                              struct<lat: float64, lon: float64>
+nested object                                          struct<…> (children mapped the same way)
+json, any, object, secretAny, untyped array            string (JSON text); ``json="struct"``
+                                                       infers a nested Arrow type instead
+buffer, bits                                           binary
+=====================================================  ========================================
+
+The first column is ``id`` (string). Fields that are not in the schema (s3db.js keeps unknown
+top-level fields) are never dropped: they go, as one JSON object per row, into the
+``_extra`` column. ``to_arrow`` adds ``_extra`` only when some record has such fields;
+``iter_batches`` always has it, because a stream's schema is fixed before the first read.
+``insert_frame`` reads ``_extra`` back into top-level fields, so round trips are lossless.
+A stored value that cannot be read as its column's type (garbled, or written by another client)
+is null in its cell, with one ``UnreadableValueWarning`` per table naming the resource, ids and
+fields; the read goes on, the column keeps its type, and ``get(id)`` returns the stored text.
+
+The package, by subject: ``arrow_types`` (the table above, column building), ``read``
+(``to_arrow``, ``to_pandas``, ``iter_batches``), ``rows`` (frames as records), ``write``
+(``insert_frame`` and the bulk validated writes), ``columnar`` (a frame of plain columns
+encoded a column at a time), ``infer`` (attribute definitions from a frame). Importing it
+registers the bulk functions behind ``Resource.to_arrow`` & co. (``engine.extensions``).
+"""
+
+from __future__ import annotations
+
+from ..engine import extensions
+from . import columnar
+from .arrow_types import ARROW_TYPES, EXTRA_COLUMN, TIMESTAMP, arrow_leaf, arrow_schema, decimal_scale, plan_columns
+from .infer import INFERRED_TYPES, create_resource_from_frame, infer_attributes, infer_definition
+from .read import StoredRow, UnreadableValueWarning, iter_batches, iter_record_chunks, to_arrow, to_pandas
+from .rows import EncodedRow
+from .write import encode_validated, insert_frame, validate_rows, write_encoded, write_validated
+
+extensions.register(
+    to_arrow=to_arrow, to_pandas=to_pandas, iter_batches=iter_batches, insert_frame=insert_frame,
+    create_resource_from_frame=create_resource_from_frame,
+)  # fmt: skip
+
+__all__ = [
+    "ARROW_TYPES", "INFERRED_TYPES", "EXTRA_COLUMN", "TIMESTAMP", "arrow_leaf", "arrow_schema", "decimal_scale",
+    "plan_columns", "to_arrow", "to_pandas", "iter_batches", "insert_frame", "infer_attributes", "infer_definition",
+    "create_resource_from_frame", "iter_record_chunks", "validate_rows", "encode_validated", "write_encoded",
+    "write_validated", "StoredRow", "EncodedRow", "UnreadableValueWarning", "columnar",
+]  # fmt: skip

@@ -1,0 +1,399 @@
+"""Resources read as Arrow tables, pandas DataFrames and batch streams.
+
+Bulk reads call ``client.get`` in chunks on the pool (one future per chunk instead of one per
+record, no per-record middleware dispatch). A plain object (empty body, only schema fields and
+system keys in its metadata) is kept undecoded as a ``StoredRow`` and ``ColumnDecoder`` decodes
+the whole column at once when the Arrow table is built, with the same rules as
+``engine.decode_object``, which decodes everything else.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from .. import encoding
+from ..engine.records import SYSTEM_KEYS
+from ..engine.write_tokens import is_token_body
+from ..errors import InvalidArgumentError, InvalidTypeError, NotFoundError
+from ..progress import ProgressArg, make_progress
+from ..resource import matches
+from ..schema import Attribute, decode_value
+from .arrow_types import EXTRA_COLUMN, TIMESTAMP, Leaf, Node, build_column, json_text, plan_columns, schema_of
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..resource import Resource
+
+
+BUILD_ROWS = 10_000  # records converted to Arrow at a time by to_arrow
+
+
+class UnreadableValueWarning(UserWarning):
+    """A bulk read (to_arrow, to_pandas, iter_batches, db.sql) met stored values it read as null."""
+
+
+def _warn_unreadable(resource: str, ids: list[str], bad: list[tuple[int, str]]) -> None:
+    """One warning per table for the cells ``build_column`` read as null, naming ids and fields."""
+    shown = ", ".join(f"{path!r} of id {ids[row]!r}" for row, path in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    warnings.warn(
+        f"resource {resource!r}: {len(bad)} stored value(s) could not be decoded as their declared type and read "
+        f"as null: {shown}{more}; get(id) returns the stored text, and rewriting the field repairs it",
+        UnreadableValueWarning,
+        stacklevel=5,
+    )
+
+
+def records_to_table(
+    plan: Node, records: list[Any], *, extra: bool | None, schema_fields: Iterable[str], decoder: ColumnDecoder | None = None
+) -> pa.Table:
+    """Records (and ``StoredRow`` objects, given their ``decoder``) → one Arrow table.
+
+    ``extra=None`` adds ``_extra`` only when it has data."""
+    stored = [i for i, r in enumerate(records) if type(r) is StoredRow] if decoder is not None else []
+    metas = [records[i].metadata for i in stored]
+    arrays = [pa.array([r.id if type(r) is StoredRow else r["id"] for r in records], pa.string())]
+    bad: list[tuple[int, str]] = []
+    for column in plan.children:
+        if not stored:
+            values = [r.get(column.name) for r in records]
+        elif len(stored) == len(records):
+            array = decoder.timestamps(column, metas) if isinstance(column, Leaf) else None  # type: ignore[union-attr]
+            if array is not None:
+                arrays.append(array)
+                continue
+            values = decoder.values(column, metas)  # type: ignore[union-attr]
+        else:
+            values = [None if type(r) is StoredRow else r.get(column.name) for r in records]
+            for i, value in zip(stored, decoder.values(column, metas)):  # type: ignore[union-attr]
+                values[i] = value
+        arrays.append(build_column(column, values, bad))
+    if bad:
+        _warn_unreadable(plan.name, [r.id if type(r) is StoredRow else r["id"] for r in records], bad)
+    fields = [pa.field("id", pa.string(), nullable=False)] + [pa.field(c.name, a.type) for c, a in zip(plan.children, arrays[1:])]
+    if extra is not False:
+        known = set(schema_fields) | {"id"}  # schema fields left out by columns=/secrets= are not "extra"
+        extras: list[str | None] = []
+        for r in records:
+            keys = None if type(r) is StoredRow else r.keys() - known  # a StoredRow holds schema fields only
+            extras.append(json_text({k: r[k] for k in sorted(keys)}) if keys else None)
+        if extra or any(e is not None for e in extras):
+            arrays.append(pa.array(extras, pa.string()))
+            fields.append(pa.field(EXTRA_COLUMN, pa.string()))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+# -- columnar decoding ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """A record exactly as stored: its id and raw metadata, decoded later a column at a time.
+
+    Bulk reads hand these out for the plain case (empty body, every metadata key a schema
+    field or a system key); anything else arrives as a decoded ``Record``."""
+
+    id: str
+    metadata: Mapping[str, str]
+
+
+class ColumnDecoder:
+    """Decodes the metadata of many ``StoredRow`` objects one column at a time.
+
+    The rules are ``engine.decode_object`` + ``Schema.decode`` for a metadata-only
+    object: ``"undefined"`` is absent, ``metadata_decode`` then the attribute's codec (the
+    stored text when it does not decode, raw text for secrets when ``decrypt`` is off), and a
+    nested object exists when any of its fields is present. Decoding a column at a time skips
+    the per-record dicts; repeated texts (countries, flags, small integers) decode once; and
+    datetimes go from the stored epoch ms to Arrow without ISO text.
+    """
+
+    def __init__(self, resource: Resource, decrypt: bool) -> None:
+        schema = resource.schema
+        leaves = schema.leaves_by_path()
+        burned = resource.engine.burned_keys()
+        self.key_of: dict[str, str] = {}  # leaf path → stored key
+        for key, path in schema.reverse_map.items():
+            if path in leaves and path != "id" and key not in schema.reverse_plugin_map and key.lower() not in burned:
+                self.key_of[path] = key
+        #: the metadata keys a StoredRow may have
+        self.plain_keys = frozenset(self.key_of.values()) | (SYSTEM_KEYS - {"_map"})
+        self.decrypt = decrypt
+
+    def is_plain(self, metadata: Mapping[str, str], body: bytes) -> bool:
+        # a body holding only the record's write token (every write adds one) carries no data
+        return (not body or is_token_body(body)) and self.plain_keys.issuperset(metadata)
+
+    def values(self, column: Leaf | Node, metas: list[Mapping[str, str]], path: str = "") -> list[Any]:
+        """Python values of one planned column for each row (as the record path builds them)."""
+        path = f"{path}.{column.name}" if path else column.name
+        if isinstance(column, Leaf):
+            return self._leaf(column.attr, metas)
+        children = [self.values(child, metas, path) for child in column.children]
+        names = [child.name for child in column.children]
+        prefix = path + "."
+        keys = [k for p, k in self.key_of.items() if p.startswith(prefix)]
+        out: list[Any] = []
+        for i, meta in enumerate(metas):
+            if any(meta.get(k, "undefined") != "undefined" for k in keys):
+                out.append({name: values[i] for name, values in zip(names, children)})
+            else:
+                out.append(None)
+        return out
+
+    def _texts(self, attr: Attribute, metas: list[Mapping[str, str]]) -> list[str | None] | None:
+        key = self.key_of.get(attr.path)
+        return None if key is None else [meta.get(key) for meta in metas]
+
+    def _leaf(self, attr: Attribute, metas: list[Mapping[str, str]]) -> list[Any]:
+        texts = self._texts(attr, metas)
+        if texts is None:
+            return [None] * len(metas)
+        decoded = {text: self._decode(attr, text) for text in set(texts) if text is not None}
+        return [decoded.get(text) for text in texts]  # each distinct text decoded once
+
+    def _decode(self, attr: Attribute, text: str) -> Any:
+        value = None if text == "undefined" else encoding.metadata_decode(text)
+        return None if value is None else decode_value(attr, value, decrypt=self.decrypt)
+
+    def timestamps(self, leaf: Leaf, metas: list[Mapping[str, str]]) -> pa.Array | None:
+        """A datetime column straight from the stored base-62 epoch ms, skipping the ISO text
+        the record path goes through; None when any value needs that path (ISO text written
+        before 21.2, escapes, years outside 1-9999)."""
+        if leaf.type != TIMESTAMP or not isinstance(leaf.attr.codec, encoding.DatetimeCodec):
+            return None
+        texts = self._texts(leaf.attr, metas)
+        if texts is None:
+            return None
+        millis: list[int | None] = []
+        try:
+            for text in texts:
+                if text is None or text == "null" or text == "undefined":
+                    millis.append(None)
+                    continue
+                if not text:
+                    return None  # "" is kept as text by the record path
+                ms = encoding.b62_decode(text)
+                if not encoding.ISO_FIRST_MS <= ms <= encoding.ISO_LAST_MS:
+                    return None
+                millis.append(ms)
+        except ValueError:
+            return None
+        return pa.array(millis, pa.int64()).cast(TIMESTAMP)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def iter_record_chunks(
+    resource: Resource,
+    *,
+    partition: str | None = None,
+    partition_values: Mapping[str, Any] | None = None,
+    where: Mapping[str, Any] | Callable[[Mapping[str, Any]], bool] | None = None,
+    limit: int | None = None,
+    decrypt: bool = True,
+    progress: ProgressArg = None,
+    desc: str | None = None,
+    decoder: ColumnDecoder | None = None,
+) -> Iterator[list[Any]]:
+    """Lists ids and fetches their records in parallel, yielding lists of records in id order.
+
+    Cost: 1 LIST per 1 000 ids + 1 GET per record (GETs in chunks on the bounded pool,
+    overlapped with the listing). A dict ``where`` uses a partition covering its fields.
+    Given a ``decoder`` (and no ``where`` and no get hooks), plain objects come back as
+    ``StoredRow`` objects for ``decoder`` to decode a column at a time.
+    """
+    if isinstance(where, Mapping) and partition is None:
+        partition, partition_values = resource.covering_partition(where)
+    predicate: Callable[[Mapping[str, Any]], bool] | None
+    if where is None:
+        predicate = None
+    elif callable(where):
+        predicate = where
+    elif isinstance(where, Mapping):
+        predicate = lambda record: matches(record, where)  # noqa: E731
+    else:
+        raise InvalidTypeError(f"where must be a dict of field → value (or predicate) or a callable, got {type(where).__name__}")
+    if partition is not None:
+        # partition refs can be stale: keep only records that have the partition's values now
+        member = resource.engine.refs.member(partition, partition_values)
+        predicate = member if predicate is None else (lambda record, p=predicate: member(record) and p(record))  # type: ignore[misc]
+    db = resource.database
+    ids = resource.engine.iter_ids(partition=partition, partition_values=partition_values, limit=limit if predicate is None else None)
+    remote = resource.client.kind not in ("memory", "file")
+    # local stores write in one thread, and FileClient.put_many takes each lock stripe once
+    # per batch: big batches there; S3 batches stay small so the pool keeps every slot busy
+    chunk = 4 if remote else 1024  # S3: latency-bound, keep many requests in flight
+    window = max(4, db.parallelism * 2) if remote else max(4, db.parallelism)
+    hooks = resource.engine.has_hooks("before_get", "after_get")
+    if hooks or predicate is not None:
+        decoder = None  # hooks and predicates see whole records
+
+    def fetch(batch: list[str]) -> list[Any]:
+        out: list[Any] = []
+        get, key_of = resource.client.get, resource.engine.key
+        for record_id in batch:
+            try:
+                if hooks:
+                    out.append(resource.engine.get(record_id, decrypt=decrypt))
+                    continue
+                obj = get(key_of(record_id))
+            except NotFoundError:  # deleted between LIST and GET, or a stale partition ref
+                continue
+            if decoder is not None and decoder.is_plain(obj.metadata, obj.body):
+                out.append(StoredRow(record_id, obj.metadata))
+            else:
+                out.append(resource.engine.decode_object(record_id, obj, decrypt=decrypt))
+        return out
+
+    def batches() -> Iterator[list[str]]:
+        batch: list[str] = []
+        for record_id in ids:
+            batch.append(record_id)
+            if len(batch) >= chunk:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    bar = make_progress(progress, None, desc or f"reading {resource.name}")
+    produced = 0
+    pending: list[Any] = []
+    try:
+
+        def drain_one() -> Iterator[list[Any]]:
+            nonlocal produced
+            records = pending.pop(0).result()
+            bar.update(len(records))
+            if predicate is not None:
+                records = [r for r in records if predicate(r)]
+            if limit is not None:
+                records = records[: max(0, limit - produced)]
+            produced += len(records)
+            if records:
+                yield records
+
+        for batch in batches():
+            pending.append(db.pool.submit(fetch, batch))
+            if len(pending) >= window:
+                yield from drain_one()
+                if limit is not None and produced >= limit:
+                    return
+        while pending:
+            yield from drain_one()
+            if limit is not None and produced >= limit:
+                return
+    finally:
+        for future in pending:
+            future.cancel()
+        bar.close()
+
+
+def to_arrow(
+    resource: Resource,
+    columns: Iterable[str] | None = None,
+    where: Mapping[str, Any] | Callable[[Mapping[str, Any]], bool] | None = None,
+    partition: str | None = None,
+    limit: int | None = None,
+    progress: ProgressArg = None,
+    secrets: bool = True,
+    *,
+    partition_values: Mapping[str, Any] | None = None,
+    json: str = "string",
+) -> pa.Table:
+    """The resource as a typed Arrow table (1 LIST per 1 000 ids + 1 GET per record)."""
+    plan = plan_columns(resource, columns=columns, secrets=secrets, json_as=json)
+    want_extra = None if columns is None else (EXTRA_COLUMN in set(columns) or False)
+    fields = resource.schema.root.children
+    decoder = ColumnDecoder(resource, decrypt=secrets)
+    # Records are turned into Arrow every BUILD_ROWS rows, so at most that many Python dicts
+    # are alive at once: peak memory follows the Arrow table, not the record count.
+    parts: list[pa.Table] = []
+    records: list[Any] = []
+    chunks = iter_record_chunks(
+        resource,
+        partition=partition,
+        partition_values=partition_values,
+        where=where,
+        limit=limit,
+        decrypt=secrets,
+        progress=progress,
+        decoder=decoder,
+    )
+    for chunk in chunks:
+        records.extend(chunk)
+        if len(records) >= BUILD_ROWS:
+            parts.append(records_to_table(plan, records, extra=want_extra is not False, schema_fields=fields, decoder=decoder))
+            records = []
+    if records or not parts:
+        parts.append(records_to_table(plan, records, extra=want_extra is not False, schema_fields=fields, decoder=decoder))
+    table = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
+    if want_extra is None and table.column(EXTRA_COLUMN).null_count == table.num_rows:
+        table = table.drop_columns([EXTRA_COLUMN])
+    return table
+
+
+def to_pandas(resource: Resource, **kwargs: Any) -> pd.DataFrame:
+    """``to_arrow(...)`` then ``Table.to_pandas``; keywords of either are accepted.
+
+    ``types_mapper=pd.ArrowDtype`` keeps nested data, nullable ints and decimals lossless."""
+    own = {
+        k: kwargs.pop(k)
+        for k in ("columns", "where", "partition", "limit", "progress", "secrets", "partition_values", "json")
+        if k in kwargs
+    }
+    return to_arrow(resource, **own).to_pandas(**kwargs)
+
+
+def iter_batches(
+    resource: Resource,
+    batch_size: int = 10_000,
+    *,
+    columns: Iterable[str] | None = None,
+    where: Mapping[str, Any] | Callable[[Mapping[str, Any]], bool] | None = None,
+    partition: str | None = None,
+    partition_values: Mapping[str, Any] | None = None,
+    limit: int | None = None,
+    secrets: bool = True,
+    json: str = "string",
+    progress: ProgressArg = None,
+) -> pa.RecordBatchReader:
+    """A RecordBatchReader of at most ``batch_size`` rows per batch: memory stays bounded by one
+    batch plus the fetch window, whatever the resource's size. Requests as ``to_arrow``."""
+    if batch_size < 1:
+        raise InvalidArgumentError("batch_size must be >= 1")
+    if json != "string":
+        raise InvalidArgumentError("iter_batches needs a fixed schema: json='string' only")
+    plan = plan_columns(resource, columns=columns, secrets=secrets, json_as=json)
+    schema = schema_of(plan, True)
+
+    def generate() -> Iterator[pa.RecordBatch]:
+        decoder = ColumnDecoder(resource, decrypt=secrets)
+        fields = resource.schema.root.children
+        buffer: list[Any] = []
+        chunks = iter_record_chunks(
+            resource,
+            partition=partition,
+            partition_values=partition_values,
+            where=where,
+            limit=limit,
+            decrypt=secrets,
+            progress=progress,
+            decoder=decoder,
+        )
+        for chunk in chunks:
+            buffer.extend(chunk)
+            while len(buffer) >= batch_size:
+                head, buffer = buffer[:batch_size], buffer[batch_size:]
+                yield records_to_table(plan, head, extra=True, schema_fields=fields, decoder=decoder).cast(schema).to_batches()[0]
+        if buffer:
+            yield records_to_table(plan, buffer, extra=True, schema_fields=fields, decoder=decoder).cast(schema).to_batches()[0]
+
+    return pa.RecordBatchReader.from_batches(schema, generate())

@@ -1,0 +1,100 @@
+"""The plugin surface: everything a plugin may use beyond the public API (``s3db_nb.__all__``).
+
+Plugins, built-in or not, import from ``s3db_nb`` and from here, never from the modules behind
+it; those may move, these names stay. The database's thread pool is ``db.pool`` (a ``WorkPool``).
+"""
+
+from __future__ import annotations
+
+from .clients.base import RequestEvent, StorageClient
+from .encoding import decrypt_secret, encode_fixed_point_batch, new_id
+from .engine.pipeline import MIDDLEWARE_METHODS
+from .engine.pool import WorkPool
+from .errors import (
+    ConflictError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    LockLostError,
+    MetadataLimitError,
+    MissingDependencyError,
+    NotFoundError,
+    PluginError,
+    S3DBError,
+    SchemaError,
+    StorageError,
+    ValidationError,
+)
+from .events import EventEmitter
+from .frames import validate_rows, write_validated
+from .partitions import format_value as format_partition_value
+from .partitions import get_path
+from .plugin import (
+    DependencyReport,
+    Plugin,
+    check_dependencies,
+    detect_and_warn_namespaces,
+    get_namespaced_resource_name,
+    get_validated_namespace,
+    require_dependencies,
+    slug_for,
+    validate_namespace,
+)
+from .plugin_storage import Lock, PluginStorage, list_plugin_namespaces
+from .progress import Progress, ProgressArg, make_progress
+from .record import Page, Record
+from .resource import Resource
+from .scheduler import Job
+from .schema import NestedObject, iso_ms
+
+__all__ = [
+    # the plugin system
+    "Plugin",  # base class: options, lifecycle, hooks/middleware/methods taken back on uninstall
+    "PluginStorage",  # a plugin's key/value store on the bucket: TTLs, locks, counters, sequences
+    "Lock",  # a held PluginStorage lock (a lease: renew() it during long work)
+    "Job",  # a scheduled job, as Plugin.schedule_interval / schedule_cron return it
+    "EventEmitter",  # on/once/off/emit, the events of Database, Resource and Plugin
+    "slug_for",  # "MyCachePlugin" → "my-cache": the storage slug rule of s3db.js
+    "validate_namespace",  # a namespace, or PluginError saying what a valid one looks like
+    "get_validated_namespace",  # config["namespace"] validated, or a default
+    "get_namespaced_resource_name",  # "plg_hosts" + namespace → "plg_<ns>_hosts"
+    "list_plugin_namespaces",  # namespaces other instances of a plugin left in storage
+    "detect_and_warn_namespaces",  # log those namespaces at install, as s3db.js does
+    "require_dependencies",  # MissingDependencyError naming the pip extra, unless all are installed
+    "check_dependencies",  # one row per declared package: required, installed, ok
+    "DependencyReport",  # rows of check_dependencies, shown as a table in notebooks
+    # the database underneath
+    "Resource",  # the resource class (type hints; plugins get instances from the database)
+    "Record",  # one record: a dict with content helpers
+    "Page",  # one page of records with the token of the next
+    "WorkPool",  # type of db.pool: map(fn, items) and submit(fn, *args) on the bounded pool
+    "StorageClient",  # type of db.client: put/get/head/list/delete/copy with conditional writes
+    "RequestEvent",  # one storage request, as client.add_listener(fn) reports it
+    "MIDDLEWARE_METHODS",  # the resource methods Plugin.add_middleware may wrap
+    "NestedObject",  # schema node of a nested attribute (attributes={"address": {...}})
+    # records in bulk
+    "validate_rows",  # before_insert hooks + schema over many rows, writing nothing
+    "write_validated",  # write validate_rows' output on the pool; {row: error} of the failures
+    # values
+    "new_id",  # a random nanoid id (s3db.js alphabet; 22 characters by default)
+    "iso_ms",  # a datetime as JavaScript toISOString(): UTC, milliseconds, "Z"
+    "get_path",  # record["a"]["b"] for the dotted path "a.b" (None when missing)
+    "format_partition_value",  # a value as its partition key segment under a partition rule
+    "encode_fixed_point_batch",  # a vector as s3db.js embedding text (fixed-point base 62)
+    "decrypt_secret",  # the plaintext of an s3db.js secret token (ValueError when it does not open)
+    "make_progress",  # the progress= argument → a Progress (widget bar, text line or callback)
+    "Progress",  # what make_progress returns: update(n), set_total(n), a context manager
+    "ProgressArg",  # the type of a progress= argument
+    # errors
+    "S3DBError",  # root of every error of s3db_nb
+    "PluginError",  # a plugin misconfigured or failing in its lifecycle
+    "MissingDependencyError",  # a package is missing; the message holds the pip command
+    "NotFoundError",  # a record, object, resource or plugin does not exist (also a KeyError)
+    "ConflictError",  # a conditional write lost (412) or the thing already exists
+    "LockLostError",  # a lock's lease lapsed and another worker took it over
+    "ValidationError",  # fields failed validation (also a ValueError); .errors lists them
+    "SchemaError",  # an attribute, partition or resource definition is invalid
+    "MetadataLimitError",  # a record does not fit S3's 2 KB metadata under enforce-limits
+    "StorageError",  # the storage failed in a way no other class names
+    "InvalidArgumentError",  # an argument value a call cannot use (also a ValueError)
+    "InvalidTypeError",  # an argument type a call does not take (also a TypeError)
+]
