@@ -28,7 +28,10 @@ $(NODE_STAMP): $(NODE_COMPAT)/package.json
 		echo "npm not found: the live s3db.js compatibility tests will be skipped"; \
 	fi
 
+# lint and format first (seconds), then the suite (the layers contract is tests/test_layers.py)
 test: $(STAMP) $(NODE_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
 # Re-run the compatibility tests and regenerate docs/compat.md from their outcomes.
