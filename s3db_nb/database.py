@@ -26,6 +26,7 @@ from .schema import Schema, SchemaRegistry
 
 if TYPE_CHECKING:
     from .plugin import Plugin, PluginRegistry
+    from .sql import SQLResult
 
 log = logging.getLogger("s3db_nb")
 
@@ -118,7 +119,7 @@ class Database:
 
     # -- frames, SQL and plugins (implemented above this layer: engine.extensions) ---------
 
-    def sql(self, query: str, **tables: Any) -> Any:
+    def sql(self, query: str, **tables: Any) -> SQLResult:
         """Run DuckDB SQL with every resource visible as a table under its name; ``tables``
         adds more (DataFrames, Arrow tables, datasets). Resources are read on first use and
         re-read after writes made through this Database."""

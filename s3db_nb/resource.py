@@ -286,7 +286,7 @@ class Resource:
         """A ``pyarrow.RecordBatchReader`` streaming the records ``batch_size`` rows at a time."""
         return extensions.function("iter_batches")(self, batch_size, **kw)
 
-    def insert_frame(self, df_or_table: Any, id_column: str | None = None, progress: Any = None, on_error: str = "raise") -> Any:
+    def insert_frame(self, df_or_table: Any, id_column: str | None = None, progress: Any = None, on_error: str = "raise") -> pd.DataFrame:
         """Insert a DataFrame/Arrow table; every row validated first. Returns the rejected rows."""
         return extensions.function("insert_frame")(self, df_or_table, id_column=id_column, progress=progress, on_error=on_error)
 
