@@ -125,9 +125,9 @@ class SQLEngine:
         self.con = duckdb.connect()
         self.con.sql("SET enable_progress_bar=false")
         self._lock = threading.RLock()
-        self._cache: dict[tuple[str, Any], pa.Table] = {}
-        self._registered: dict[str, tuple[str, Any]] = {}
-        self.reads: list[tuple[str, Any]] = []  # (resource, partition filter) of every read, for tests
+        self._cache: dict[tuple[Any, ...], pa.Table] = {}
+        self._registered: dict[str, tuple[Any, ...]] = {}
+        self.reads: list[tuple[Any, ...]] = []  # (resource, partition filter) of every read, for tests
         db.events.on("resource-changed", self._invalidate)
 
     def _invalidate(self, name: str) -> None:
@@ -155,7 +155,8 @@ class SQLEngine:
                 name = by_lower.get(ref.lower())
                 if name is None or ref.lower() in tables_lower:
                     continue
-                self._register_resource(name, _pushdown(tree, name, self.db.resource(name)))
+                resource = self.db.resource(name)
+                self._register_resource(name, _pushdown(tree, name, resource), _needs_secrets(tree, name, resource))
             for key, value in tables.items():
                 self.con.register(key, value)
                 self._registered.pop(key, None)
@@ -167,15 +168,18 @@ class SQLEngine:
                     self.con.unregister(key)
             return SQLResult(table, query)
 
-    def _register_resource(self, name: str, pushed: tuple[str, dict[str, str]] | None) -> None:
-        key = (name, None if pushed is None else (pushed[0], tuple(sorted(pushed[1].items()))))
+    def _register_resource(self, name: str, pushed: tuple[str, dict[str, str]] | None, secrets: bool = True) -> None:
+        key: tuple[Any, ...] = (name, None if pushed is None else (pushed[0], tuple(sorted(pushed[1].items()))))
         table = self._cache.get(key)
+        if table is None and not secrets:
+            key = (*key, False)  # a table without its secret columns is cached apart
+            table = self._cache.get(key)
         if table is None:
             resource = self.db.resource(name)
             if pushed is None:
-                table = resource.to_arrow(progress=False)
+                table = resource.to_arrow(progress=False, secrets=secrets)
             else:
-                table = resource.to_arrow(partition=pushed[0], partition_values=pushed[1], progress=False)
+                table = resource.to_arrow(partition=pushed[0], partition_values=pushed[1], progress=False, secrets=secrets)
             self._cache[key] = table
             self.reads.append(key)
         self.con.register(name, table)  # cheap: DuckDB scans the Arrow table in place
@@ -202,6 +206,29 @@ def _close_engine(db: Database) -> None:
         engine = _ENGINES.pop(db, None)
     if engine is not None:
         engine.close()
+
+
+# -- secret columns -----------------------------------------------------------------------
+
+
+def _needs_secrets(tree: dict[str, Any] | None, name: str, resource: Resource) -> bool:
+    """False only when ``name`` has secret columns and the query surely reads none of them (not by
+    name, through ``*`` or as a whole row): then they are left out, since each costs a key
+    derivation to open. A resource without secrets keeps its one cached table."""
+    secret_columns = {path.split(".")[0].lower() for path in resource.schema.secret_paths()}
+    if not secret_columns or tree is None:
+        return True
+    lname = name.lower()
+    bases = [n for n in _walk(tree) if n.get("type") == "BASE_TABLE" and str(n.get("table_name", "")).lower() == lname]
+    row_names = {lname} | {str(b["alias"]).lower() for b in bases if b.get("alias")}  # ``to_json(u)`` reads the whole row
+    for node in _walk(tree):
+        if node.get("class") == "STAR" or node.get("type") == "STAR":
+            return True
+        if node.get("class") == "COLUMN_REF":
+            names = [str(n).lower() for n in node.get("column_names", [])]
+            if secret_columns.intersection(names) or (len(names) == 1 and names[0] in row_names):
+                return True
+    return False
 
 
 # -- partition pushdown -------------------------------------------------------------------

@@ -828,18 +828,18 @@ def test_wrong_passphrase_raises_value_error():
 
 
 def test_short_or_plain_values_fail_without_key_derivation():
-    crypto._derive_key.cache_clear()
+    crypto.KEY_CACHE.clear()
     for value in ("hunter2", "", "!!!", "YWJj"):
         with pytest.raises(ValueError):
             decrypt_secret(value, "secret")
-    assert crypto._derive_key.cache_info().misses == 0
+    assert crypto.KEY_CACHE.derivations == 0
 
 
 def test_key_derivation_is_cached_per_token():
-    crypto._derive_key.cache_clear()
+    crypto.KEY_CACHE.clear()
     decrypt_secret(JS_SECRET_TOKEN, "secret")
     decrypt_secret(JS_SECRET_TOKEN, "secret")
-    assert crypto._derive_key.cache_info().misses == 1
+    assert crypto.KEY_CACHE.derivations == 1
 
 
 def test_secret_codec_skips_reencryption_and_reads_raw_on_failure():

@@ -51,7 +51,18 @@ from .codecs import (
     UuidCodec,
     codec_for,
 )
-from .crypto import compact_hash, decrypt_secret, encrypt_secret, expand_hash, hash_password, is_password_hash, verify_password
+from .crypto import (
+    KEY_CACHE,
+    KeyCache,
+    compact_hash,
+    decrypt_secret,
+    encrypt_secret,
+    expand_hash,
+    hash_password,
+    is_password_hash,
+    prefetch_secret_keys,
+    verify_password,
+)
 from .dates import ISO_FIRST_MS, ISO_LAST_MS
 from .ids import ID_ALPHABET, new_id, plugin_attribute_key
 from .jstext import MAX_SAFE_INTEGER, js_json_parse, js_json_stringify, js_key_order, js_string, utf8_bytes
@@ -90,6 +101,7 @@ __all__ = [
     "ID_ALPHABET",
     "ISO_FIRST_MS",
     "ISO_LAST_MS",
+    "KEY_CACHE",
     "MAX_SAFE_INTEGER",
     "STATUS_MESSAGE_DICT",
     "URL_PREFIX_DICT",
@@ -113,6 +125,7 @@ __all__ = [
     "IntegerArrayCodec",
     "IntegerCodec",
     "JsonCodec",
+    "KeyCache",
     "MacCodec",
     "MoneyCodec",
     "NumberCodec",
@@ -150,6 +163,7 @@ __all__ = [
     "metadata_encode",
     "new_id",
     "plugin_attribute_key",
+    "prefetch_secret_keys",
     "sanitize_metadata_key",
     "transform_for_size",
     "utf8_bytes",

@@ -1,5 +1,11 @@
 """Secrets and passwords as s3db.js stores them (§6.3): AES-256-GCM tokens keyed by PBKDF2,
 and bcrypt/argon2id hashes in full or compact form.
+
+Opening a token costs one PBKDF2 of 100 000 iterations for its salt. ``KEY_CACHE`` keeps the
+derived keys (bounded, keyed by a per-process fingerprint of the passphrase, never the
+passphrase), values this process writes share one random salt per passphrase (each with its
+own IV), and ``prefetch_secret_keys`` derives a bulk read's missing keys on a few threads
+(hashlib releases the GIL).
 """
 
 from __future__ import annotations
@@ -7,9 +13,14 @@ from __future__ import annotations
 import binascii
 import functools
 import hashlib
+import hmac
 import math
 import re
 import secrets as _secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..errors import InvalidArgumentError, MissingDependencyError
@@ -20,15 +31,122 @@ _PBKDF2_ITERATIONS = 100_000
 _SALT_LEN = 16
 _IV_LEN = 12
 _TAG_LEN = 16
+#: threads a bulk read derives keys on: PBKDF2 is CPU-bound, more threads than cores only queue
+DERIVE_THREADS = 4
+
+#: keys passphrases are fingerprinted with; random per process, so a fingerprint in memory is
+#: no offline dictionary target and nothing derived from a passphrase outlives the process
+_FINGERPRINT_KEY = _secrets.token_bytes(32)
 
 
-@functools.lru_cache(maxsize=4096)
-def _derive_key(passphrase: str, salt: bytes) -> bytes:
-    """AES-256 key for (passphrase, salt). Cached: PBKDF2 at 100k iterations is slow."""
-    return hashlib.pbkdf2_hmac("sha256", utf8_bytes(passphrase), salt, _PBKDF2_ITERATIONS, 32)
+def _fingerprint(passphrase: str) -> bytes:
+    return hmac.new(_FINGERPRINT_KEY, utf8_bytes(passphrase), hashlib.sha256).digest()
 
 
+class KeyCache:
+    """Bounded LRU of AES keys per (passphrase, salt), in memory only.
+
+    Entries are keyed by a per-process HMAC of the passphrase, so neither the cache nor its
+    repr holds the passphrase. Concurrent requests for the same key wait for one derivation;
+    ``derivations`` counts the PBKDF2 runs done (for tests and benchmarks)."""
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        if maxsize < 1:
+            raise InvalidArgumentError(f"KeyCache maxsize must be >= 1, got {maxsize!r}")
+        self.maxsize = maxsize
+        self.derivations = 0
+        self._keys: OrderedDict[tuple[bytes, bytes], bytes] = OrderedDict()
+        self._pending: dict[tuple[bytes, bytes], Future[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"KeyCache(size={len(self._keys)}, maxsize={self.maxsize}, derivations={self.derivations})"
+
+    def clear(self) -> None:
+        """Forget every key and reset the derivation counter."""
+        with self._lock:
+            self._keys.clear()
+            self.derivations = 0
+
+    def key(self, passphrase: str, salt: bytes) -> bytes:
+        """The AES-256 key for (passphrase, salt): cached, else derived once even when asked concurrently."""
+        return self._key(_fingerprint(passphrase), passphrase, salt)
+
+    def _key(self, fp: bytes, passphrase: str, salt: bytes) -> bytes:
+        slot = (fp, salt)
+        with self._lock:
+            found = self._keys.get(slot)
+            if found is not None:
+                self._keys.move_to_end(slot)
+                return found
+            waiting = self._pending.get(slot)
+            if waiting is None:
+                mine: Future[bytes] = Future()
+                self._pending[slot] = mine
+        if waiting is not None:
+            return waiting.result()
+        try:
+            derived = hashlib.pbkdf2_hmac("sha256", utf8_bytes(passphrase), salt, _PBKDF2_ITERATIONS, 32)
+        except BaseException as exc:
+            with self._lock:
+                del self._pending[slot]
+            mine.set_exception(exc)
+            raise
+        with self._lock:
+            self.derivations += 1
+            self._keys[slot] = derived
+            while len(self._keys) > self.maxsize:
+                self._keys.popitem(last=False)
+            del self._pending[slot]
+        mine.set_result(derived)
+        return derived
+
+    def missing(self, passphrase: str, salts: Iterable[bytes]) -> list[bytes]:
+        """The distinct ``salts`` whose key for ``passphrase`` is not cached yet."""
+        fp = _fingerprint(passphrase)
+        with self._lock:
+            return [s for s in dict.fromkeys(salts) if (fp, s) not in self._keys]
+
+    def prefetch(self, passphrase: str, salts: Iterable[bytes], *, threads: int = DERIVE_THREADS) -> int:
+        """Derive the keys of ``salts`` not cached yet, on up to ``threads`` threads; returns how many were missing.
+
+        A bulk read calls this first so its per-value decryptions all hit the cache."""
+        todo = self.missing(passphrase, salts)
+        if len(todo) > self.maxsize:
+            todo = todo[: self.maxsize]  # the rest would evict what was just derived
+        fp = _fingerprint(passphrase)
+        if len(todo) <= 1 or threads <= 1:
+            for salt in todo:
+                self._key(fp, passphrase, salt)
+            return len(todo)
+        with ThreadPoolExecutor(max_workers=min(threads, len(todo)), thread_name_prefix="s3db-pbkdf2") as pool:
+            list(pool.map(lambda salt: self._key(fp, passphrase, salt), todo))
+        return len(todo)
+
+
+#: the process-wide key cache every secret goes through
+KEY_CACHE = KeyCache()
+
+_write_salts: dict[bytes, bytes] = {}  # passphrase fingerprint → the salt this process writes with
+_write_salts_lock = threading.Lock()
+
+
+def _write_salt(passphrase: str) -> bytes:
+    """One random salt per process and passphrase: what s3db_nb writes costs one derivation to read."""
+    fp = _fingerprint(passphrase)
+    with _write_salts_lock:
+        salt = _write_salts.get(fp)
+        if salt is None:
+            salt = _write_salts[fp] = _secrets.token_bytes(_SALT_LEN)
+    return salt
+
+
+@functools.lru_cache(maxsize=64)
 def _aesgcm(key: bytes) -> Any:
+    """The AES-GCM cipher of ``key``, kept for the few keys in use (a bulk read opens thousands of values with one)."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     return AESGCM(key)
@@ -37,12 +155,27 @@ def _aesgcm(key: bytes) -> Any:
 def encrypt_secret(plaintext: str, passphrase: str) -> str:
     """Encrypt like s3db.js ``crypto.encrypt``: base64(salt16 ‖ iv12 ‖ ciphertext ‖ tag16).
 
-    AES-256-GCM with a key from PBKDF2-HMAC-SHA256(passphrase, random salt, 100 000).
+    AES-256-GCM with a key from PBKDF2-HMAC-SHA256(passphrase, salt, 100 000). The salt is
+    random once per process and passphrase (stored in each token, so s3db.js reads it as
+    usual); the IV is random per value, so no (key, IV) pair repeats.
     """
-    salt = _secrets.token_bytes(_SALT_LEN)
+    salt = _write_salt(passphrase)
     iv = _secrets.token_bytes(_IV_LEN)
-    sealed = _aesgcm(_derive_key(passphrase, salt)).encrypt(iv, utf8_bytes(plaintext), None)
+    sealed = _aesgcm(KEY_CACHE.key(passphrase, salt)).encrypt(iv, utf8_bytes(plaintext), None)
     return b64encode(salt + iv + sealed)
+
+
+def _split_token(token: Any) -> tuple[bytes, bytes, bytes]:
+    """(salt, iv, ciphertext‖tag) of a token; InvalidArgumentError when it cannot be one."""
+    if not isinstance(token, str):
+        raise InvalidArgumentError("secret token must be a string")
+    try:
+        data = b64decode_lenient(token)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidArgumentError("secret token is not base64") from exc
+    if len(data) < _SALT_LEN + _IV_LEN + _TAG_LEN:
+        raise InvalidArgumentError("secret token is too short")
+    return data[:_SALT_LEN], data[_SALT_LEN : _SALT_LEN + _IV_LEN], data[_SALT_LEN + _IV_LEN :]
 
 
 def decrypt_secret(token: str, passphrase: str) -> str:
@@ -53,20 +186,25 @@ def decrypt_secret(token: str, passphrase: str) -> str:
     """
     from cryptography.exceptions import InvalidTag
 
-    if not isinstance(token, str):
-        raise InvalidArgumentError("secret token must be a string")
+    salt, iv, sealed = _split_token(token)
     try:
-        data = b64decode_lenient(token)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidArgumentError("secret token is not base64") from exc
-    if len(data) < _SALT_LEN + _IV_LEN + _TAG_LEN:
-        raise InvalidArgumentError("secret token is too short")
-    salt, iv, sealed = data[:_SALT_LEN], data[_SALT_LEN : _SALT_LEN + _IV_LEN], data[_SALT_LEN + _IV_LEN :]
-    try:
-        plain = _aesgcm(_derive_key(passphrase, salt)).decrypt(iv, sealed, None)
+        plain = _aesgcm(KEY_CACHE.key(passphrase, salt)).decrypt(iv, sealed, None)
     except InvalidTag as exc:
         raise InvalidArgumentError("secret does not decrypt with this passphrase") from exc
     return plain.decode("utf-8", errors="replace")
+
+
+def prefetch_secret_keys(tokens: Iterable[Any], passphrase: str) -> int:
+    """Derive, in parallel, the keys the ``tokens`` that could be secrets need; returns how many were derived.
+
+    Values that cannot be tokens are skipped, as ``decrypt_secret`` would reject them first."""
+    salts: list[bytes] = []
+    for token in tokens:
+        try:
+            salts.append(_split_token(token)[0])
+        except ValueError:
+            continue
+    return KEY_CACHE.prefetch(passphrase, salts)
 
 
 # ---------------------------------------------------------------------------------------

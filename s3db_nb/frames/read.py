@@ -155,7 +155,11 @@ class ColumnDecoder:
         texts = self._texts(attr, metas)
         if texts is None:
             return [None] * len(metas)
-        decoded = {text: self._decode(attr, text) for text in set(texts) if text is not None}
+        distinct = {text for text in texts if text is not None}
+        if self.decrypt and isinstance(attr.codec, encoding.SecretCodec):
+            # one PBKDF2 per distinct salt, run in parallel, instead of one after another below
+            attr.codec.prefetch(encoding.metadata_decode(text) for text in distinct if text != "undefined")
+        decoded = {text: self._decode(attr, text) for text in distinct}
         return [decoded.get(text) for text in texts]  # each distinct text decoded once
 
     def _decode(self, attr: Attribute, text: str) -> Any:
@@ -189,6 +193,19 @@ class ColumnDecoder:
 
 
 # -- reading ------------------------------------------------------------------------------
+
+
+def _plans_secret(node: Node) -> bool:
+    return any(_plans_secret(c) if isinstance(c, Node) else c.attr.is_secret for c in node.children)
+
+
+def needs_decrypt(resource: Resource, plan: Node, *, secrets: bool, where: object = None) -> bool:
+    """Whether a bulk read must decrypt whole records: only when a planned column is secret, or a
+    ``where`` or get hooks see the records. Each secret costs a PBKDF2 per salt to open, so
+    columns nobody asked for stay sealed."""
+    if not secrets:
+        return False
+    return where is not None or resource.engine.has_hooks("before_get", "after_get") or _plans_secret(plan)
 
 
 def iter_record_chunks(
@@ -323,7 +340,7 @@ def to_arrow(
         partition_values=partition_values,
         where=where,
         limit=limit,
-        decrypt=secrets,
+        decrypt=needs_decrypt(resource, plan, secrets=secrets, where=where),
         progress=progress,
         decoder=decoder,
     )
@@ -384,7 +401,7 @@ def iter_batches(
             partition_values=partition_values,
             where=where,
             limit=limit,
-            decrypt=secrets,
+            decrypt=needs_decrypt(resource, plan, secrets=secrets, where=where),
             progress=progress,
             decoder=decoder,
         )

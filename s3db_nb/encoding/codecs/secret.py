@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..crypto import decrypt_secret, encrypt_secret, hash_password, is_password_hash
+from ..crypto import decrypt_secret, encrypt_secret, hash_password, is_password_hash, prefetch_secret_keys
 from ..jstext import js_string
 from .base import Codec
 
@@ -37,6 +38,12 @@ class SecretCodec(Codec):
         if raw in ("null", "undefined"):
             return None
         return raw
+
+    def prefetch(self, texts: Iterable[str]) -> int:
+        """Derive the keys the stored ``texts`` need, in parallel, before decoding them one by one.
+
+        Returns the number of key derivations done (0 when every salt was already cached)."""
+        return prefetch_secret_keys(texts, self.passphrase) if self.passphrase else 0
 
     def __repr__(self) -> str:  # never show the passphrase
         return "SecretCodec(passphrase=***)"
