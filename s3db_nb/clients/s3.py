@@ -5,8 +5,9 @@ errors are translated here into ``s3db_nb.errors`` classes (``raise ... from exc
 original). Messages never contain the access key id or the secret.
 
 With obstore installed (the ``s3-fast`` extra) and explicit credentials, PUT/GET/HEAD of single
-objects go through ``s3_obstore.ObstoreTransport`` instead (``transport="auto"``, the default;
-``"boto3"`` turns it off, ``"obstore"`` requires it). It hands back to boto3 whatever it cannot
+objects and listings without a delimiter go through ``s3_obstore.ObstoreTransport`` instead
+(``transport="auto"``, the default; ``"boto3"`` turns it off, ``"obstore"`` requires it): boto3
+spends most of a 1 000-key LIST parsing its XML in Python. It hands back to boto3 whatever it cannot
 do exactly as boto3 would, including every error other than "missing" and "precondition failed".
 
 Notes on conditional requests:
@@ -41,6 +42,9 @@ from .s3_obstore import ObstoreTransport
 
 #: ``S3Client(transport=...)``: who sends PUT/GET/HEAD of single objects
 TRANSPORTS = ("auto", "obstore", "boto3")
+#: continuation tokens of obstore listings: this mark, then the last full key handed out
+#: (servers' own tokens never hold a ':' after 's3db-nb', so the two cannot be confused)
+AFTER_TOKEN = "s3db-nb:after:"
 
 _ACCESS_CODES = {
     "AccessDenied",
@@ -607,16 +611,25 @@ class S3Client(PrefixMixin, StorageClient):
         if limit == 0:
             self._report("ListObjectsV2", prefix, started)
             return ListPage(keys=[], common_prefixes=[], next_token=None, sizes=[])
-        params: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": limit}
         full_prefix = self._full_prefix(prefix)
+        after: str | None = None  # the full key to list after, unless a server token says where
+        if token and token.startswith(AFTER_TOKEN):
+            after = token[len(AFTER_TOKEN) :]
+        elif not token and start_after:
+            after = self._full(start_after)
+        if not delimiter and (after is not None or not token):
+            fast = self._fast_list(prefix, full_prefix, after, limit)
+            if fast is not None:
+                return fast
+        params: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": limit}
         if full_prefix:
             params["Prefix"] = full_prefix
         if delimiter:
             params["Delimiter"] = delimiter
-        if token:
+        if after is not None:
+            params["StartAfter"] = after
+        elif token:
             params["ContinuationToken"] = token
-        elif start_after:
-            params["StartAfter"] = self._full(start_after)
         try:
             resp = self._call("ListObjectsV2", prefix, self._client.list_objects_v2, **params)
         except S3DBError as exc:
@@ -629,6 +642,23 @@ class S3Client(PrefixMixin, StorageClient):
         prefixes = [self._rel(item["Prefix"]) for item in resp.get("CommonPrefixes") or []]
         next_token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
         return ListPage(keys=keys, common_prefixes=prefixes, next_token=next_token or None, sizes=sizes)
+
+    def _fast_list(self, prefix: str, full_prefix: str, after: str | None, limit: int) -> ListPage | None:
+        """A listing page through obstore (one event per LIST request it sent); None for boto3.
+
+        Its token is ``AFTER_TOKEN`` + the last key, which boto3 can resume too (StartAfter)."""
+        if self._fast is None:
+            return None
+
+        def report(duration: float, error: BaseException | None) -> None:
+            self._report("ListObjectsV2", prefix, time.perf_counter() - duration, error=error)
+
+        try:
+            items, more = self._fast.list_page(full_prefix, after, limit, report)
+        except s3_obstore.Unsupported:
+            return None
+        next_token = AFTER_TOKEN + items[-1][0] if more else None
+        return ListPage(keys=[self._rel(key) for key, _ in items], common_prefixes=[], next_token=next_token, sizes=[s for _, s in items])
 
     def close(self) -> None:
         with self._close_lock:

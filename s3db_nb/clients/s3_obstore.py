@@ -1,15 +1,17 @@
 """``ObstoreTransport``: PUT, GET and HEAD of single objects through obstore (Rust object_store).
 
-``S3Client`` sends these three requests here when the optional ``obstore`` package is installed
-(``pip install 's3db-nb[s3-fast]'``) and the client was given explicit credentials; listing,
-copies, deletes and bucket calls stay on boto3. Measured against SeaweedFS on 2 cores, boto3
+``S3Client`` sends these three requests, and ListObjectsV2 without a delimiter, here when the
+optional ``obstore`` package is installed (``pip install 's3db-nb[s3-fast]'``) and the client was
+given explicit credentials; delimiter listings, copies, deletes and bucket calls stay on boto3. Measured against SeaweedFS on 2 cores, boto3
 spends 1.5-2.8 ms of client CPU per request and obstore 0.13-0.22 ms, which is the difference
 between ~400 and ~2 500 requests/s (``benchmarks/bench_transport.py``).
 
 The transport answers only what it can answer exactly as boto3 would. It raises
 ``Unsupported`` for everything else and ``S3Client`` then makes the same request with boto3:
 
-* keys obstore cannot spell (an empty, ``.`` or ``..`` segment, a trailing ``/``);
+* keys obstore cannot spell (an empty, ``.`` or ``..`` segment, a trailing ``/``), also when
+  a listing meets one;
+* listing prefixes that are not whole folders (obstore lists ``a/b/``, never ``a/b``);
 * ``if_none_match`` with an ETag (obstore sends only ``If-None-Match: *``);
 * any error other than "missing" and "precondition failed" (denied credentials, a missing
   bucket, a metadata value that is not ASCII...), so error messages come from one place.
@@ -24,10 +26,25 @@ Credentials are handed to obstore's store and never appear in anything this modu
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 from .base import ObjectInfo
+
+#: keys in one ListObjectsV2 response (obstore sends no max-keys, so servers answer their most)
+SERVER_PAGE = 1000
+#: live listings kept for their continuation tokens (each holds at most two server pages)
+MAX_CURSORS = 16
+#: a kept listing older than this is dropped and the next page is listed afresh, so a page handed
+#: out never predates its request by more than a moment (a paged read sees recent writes as S3 does)
+CURSOR_MAX_AGE_S = 2.0
+
+#: ``report(duration_s, error)``: called once per LIST request obstore sent
+ListReport = Callable[[float, "BaseException | None"], None]
 
 #: response attributes that are HTTP headers of their own, not ``x-amz-meta-*`` metadata
 _STANDARD_ATTRIBUTES = frozenset(
@@ -61,6 +78,63 @@ def available() -> bool:
     except ImportError:
         return False
     return True
+
+
+class ListCursor:
+    """A live obstore listing: server pages pulled one request at a time, keys not handed out kept.
+
+    A page is complete only when one more key is known (or the listing ended): that is how
+    ``take`` tells "more to come" without S3's IsTruncated, which obstore does not expose.
+    With full pages of 1 000 this sends one request per page; the first page sends two.
+
+    Known difference from boto3: a key ending in ``/`` (a folder marker) is listed without that
+    ``/`` unless its key exists too (see ``_extend``); s3db.js and s3db_nb never write one.
+    """
+
+    def __init__(self, stream: Iterator[Any]) -> None:
+        self._stream = stream
+        self._buffer: list[tuple[str, int]] = []
+        self._done = False
+        self._fresh = True
+        self._last: str | None = None
+
+    def take(self, limit: int, report: ListReport) -> tuple[list[tuple[str, int]], bool]:
+        """Up to ``limit`` ``(full key, size)`` pairs and whether more keys follow them."""
+        while len(self._buffer) <= limit and not self._done:
+            started = time.perf_counter()
+            try:
+                chunk = next(self._stream)
+            except StopIteration:
+                chunk = None
+            except Exception as exc:  # an unparsable key, a refused request: boto3 answers instead
+                report(time.perf_counter() - started, exc)
+                raise Unsupported(type(exc).__name__) from None
+            if chunk:
+                report(time.perf_counter() - started, None)
+                self._extend(chunk)
+            else:
+                self._done = True
+                if self._fresh:  # an empty listing still cost its one request
+                    report(time.perf_counter() - started, None)
+            self._fresh = False
+        items = self._buffer[:limit]
+        del self._buffer[:limit]
+        return items, bool(self._buffer)
+
+    def _extend(self, chunk: Any) -> None:
+        """Keep a server page, checking that no key comes twice.
+
+        obstore drops one leading and one trailing ``/`` of a key (``X/`` comes back as ``X``); a
+        key next to its folder marker then comes twice and the page is boto3's. (Order is not
+        checked: SeaweedFS lists folder by folder, ``a/b`` before ``a-c``, through boto3 too.)"""
+        last = self._last
+        for meta in chunk:
+            key = str(meta["path"])
+            if key == last:
+                raise Unsupported("a key with a leading or trailing '/'")
+            self._buffer.append((key, int(meta.get("size") or 0)))
+            last = key
+        self._last = last
 
 
 class ObstoreTransport:
@@ -100,6 +174,9 @@ class ObstoreTransport:
         # get 412 for its own success without saying it resent; boto3 resends them instead
         # and S3Client knows a resend happened (see the module docstring)
         self._conditional_store = S3Store(bucket, retry_config={"max_retries": 0}, **options)
+        # live listings by (full prefix, last key handed out): the next page continues them
+        self._cursors: OrderedDict[tuple[str, str], tuple[float, ListCursor]] = OrderedDict()
+        self._cursor_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "ObstoreTransport()"
@@ -174,5 +251,43 @@ class ObstoreTransport:
         )
         return info, body
 
+    def list_page(self, full_prefix: str, after: str | None, limit: int, report: ListReport) -> tuple[list[tuple[str, int]], bool]:
+        """One page of ``(full key, size)`` under ``full_prefix``, keys ``> after``; and whether more follow.
 
-__all__ = ["ObstoreTransport", "Unsupported", "Missing", "PreconditionFailed", "available"]
+        A page that resumes where an earlier one stopped continues that listing (its next
+        server page is already fetched); otherwise a new listing starts after ``after``.
+        """
+        if full_prefix and not full_prefix.endswith("/"):
+            raise Unsupported("a prefix that is not a whole folder")
+        path = full_prefix[:-1] or None
+        if path is not None:
+            self._check_key(path)
+        cursor = self._pop_cursor(full_prefix, after)
+        if cursor is None:
+            try:
+                stream = self._obstore.list(self._store, path, offset=after, chunk_size=SERVER_PAGE)
+            except Exception as exc:  # a start key obstore cannot spell
+                raise Unsupported(type(exc).__name__) from None
+            cursor = ListCursor(stream)
+        items, more = cursor.take(limit, report)
+        if more:
+            self._keep_cursor(full_prefix, items[-1][0], cursor)
+        return items, more
+
+    def _pop_cursor(self, full_prefix: str, after: str | None) -> ListCursor | None:
+        if after is None:
+            return None
+        with self._cursor_lock:
+            kept = self._cursors.pop((full_prefix, after), None)
+        if kept is None or time.monotonic() - kept[0] > CURSOR_MAX_AGE_S:
+            return None
+        return kept[1]
+
+    def _keep_cursor(self, full_prefix: str, last: str, cursor: ListCursor) -> None:
+        with self._cursor_lock:
+            self._cursors[(full_prefix, last)] = (time.monotonic(), cursor)
+            while len(self._cursors) > MAX_CURSORS:
+                self._cursors.popitem(last=False)
+
+
+__all__ = ["ObstoreTransport", "ListCursor", "Unsupported", "Missing", "PreconditionFailed", "available"]
