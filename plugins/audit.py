@@ -29,9 +29,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from s3db_nb.plugin_api import Plugin, PluginError, S3DBError, get_namespaced_resource_name, get_path, iso_ms
+from s3db_nb.plugin_api import Plugin, PluginError, S3DBError, get_namespaced_resource_name, get_path, iso_ms, resolve_duration
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,6 +110,15 @@ class AuditPlugin(Plugin):
     ``fnmatch`` patterns; default ``["plg_*"]``, the log itself is always excluded),
     ``get_current_user_id`` (a callable giving the user id; default ``"system"``),
     ``resource_name`` (default ``plg_audits``) and ``clock`` (seconds since the epoch; for tests).
+
+    The s3db.js options: ``driver`` (``"s3"``, the default, or ``"memory"``: entries kept in this
+    process only, no resource created), ``enabled`` (False: log nothing), ``resources`` (only
+    these resource names), ``operations`` (same as ``track_operations``), ``should_audit``
+    (``fn(resource_name, operation, record) -> bool``), ``async`` (write entries on the
+    database's pool; reads wait for them), ``ttl`` (seconds, or ``ttl_ms``: entries older are
+    removed by a daily cleanup and by ``cleanup_old_audits()``), ``on_error`` (``fn(error,
+    entry)`` when an entry cannot be stored) and ``get_metadata`` (``fn(resource_name,
+    operation, record) -> dict`` merged into ``metadata``).
     """
 
     defaults = {
@@ -120,12 +130,39 @@ class AuditPlugin(Plugin):
         "get_current_user_id": None,
         "resource_name": None,
         "clock": None,
+        # the s3db.js names
+        "driver": "s3",
+        "enabled": True,
+        "resources": None,
+        "operations": None,
+        "should_audit": None,
+        "async": False,
+        "async_": None,  # ``async`` is a Python keyword: AuditPlugin(async_=True) or AuditPlugin({"async": True})
+        "ttl": None,
+        "ttl_ms": None,
+        "on_error": None,
+        "get_metadata": None,
     }
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, config: Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        # s3db.js style too: Plugin({"option": value}) (how ``async`` can be spelled)
+        options = {**(config or {}), **options}
         super().__init__(**options)
         opts = self.options
+        if opts["operations"] is not None:
+            opts["track_operations"] = opts["operations"]
+        if opts["async_"] is not None:
+            opts["async"] = bool(opts["async_"])
         self.track_operations: tuple[str, ...] = _normalize_operations(opts["track_operations"])
+        if opts["driver"] not in ("s3", "memory"):
+            raise PluginError(
+                f"AuditPlugin: driver must be 's3' (entries in plg_audits) or 'memory' (this process only), got {opts['driver']!r}"
+            )
+        resources = opts["resources"]
+        if resources is not None and (isinstance(resources, str) or not all(isinstance(n, str) for n in resources)):
+            raise PluginError(f"AuditPlugin: resources must be a list of resource names (or None for all), got {resources!r}")
+        #: seconds an entry is kept (None: until cleaned up by hand)
+        self.ttl: float | None = resolve_duration(opts, "ttl", owner="AuditPlugin", plausible_max=10 * 365 * 86_400, logger=self.log)
         size = opts["max_data_size"]
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_DATA_SIZE):
             raise PluginError(
@@ -135,7 +172,7 @@ class AuditPlugin(Plugin):
         if isinstance(exclude, str) or not isinstance(exclude, Iterable) or not all(isinstance(p, str) for p in exclude):
             raise PluginError(f"AuditPlugin: exclude must be a list of resource names or patterns like ['plg_*'], got {exclude!r}")
         self.exclude: tuple[str, ...] = tuple(exclude)
-        for name in ("get_current_user_id", "clock"):
+        for name in ("get_current_user_id", "clock", "should_audit", "on_error", "get_metadata"):
             if opts[name] is not None and not callable(opts[name]):
                 raise PluginError(f"AuditPlugin: {name} must be a callable (e.g. lambda: ...), got {type(opts[name]).__name__}")
         #: called for every entry; returns the acting user's id (``None`` → ``"system"``)
@@ -152,20 +189,30 @@ class AuditPlugin(Plugin):
         self._bulk: set[tuple[str, str]] = set()  # (resource, id) being deleted by delete_many
         self._state_lock = threading.Lock()
         self._last_ms = 0
+        self._memory: list[dict[str, Any]] = []  # the log under driver="memory"
+        self._inflight: list[Future[Any]] = []  # writes of async=True not yet seen finished
+
+    @property
+    def in_memory(self) -> bool:
+        """True under ``driver="memory"``: entries live in this process, not in S3."""
+        return self.options["driver"] == "memory"
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def on_install(self) -> None:
         db = self._db()
-        db.create_resource(
-            self.audit_resource_name,
-            AUDIT_ATTRIBUTES,
-            behavior="body-overflow",
-            partitions=AUDIT_PARTITIONS,
-            created_by=self.name,
-        )
-        if self.audit_resource_name not in self._owned:
-            self._owned.append(self.audit_resource_name)
+        if not self.in_memory:
+            db.create_resource(
+                self.audit_resource_name,
+                AUDIT_ATTRIBUTES,
+                behavior="body-overflow",
+                partitions=AUDIT_PARTITIONS,
+                created_by=self.name,
+            )
+            if self.audit_resource_name not in self._owned:
+                self._owned.append(self.audit_resource_name)
+        if self.ttl is not None:
+            self.schedule_interval(86_400, self.cleanup_old_audits, name="ttl-cleanup")
         for resource in db.resources.values():
             self._watch(resource)
         self.add_database_hook("after_create_resource", self._watch)
@@ -187,6 +234,8 @@ class AuditPlugin(Plugin):
     def is_audited(self, resource_name: str) -> bool:
         """True when writes to ``resource_name`` are logged (the log itself never is)."""
         if resource_name == self.audit_resource_name:
+            return False
+        if self.options["resources"] is not None and resource_name not in self.options["resources"]:
             return False
         return not any(fnmatch.fnmatchcase(resource_name, pattern) for pattern in self.exclude)
 
@@ -265,13 +314,17 @@ class AuditPlugin(Plugin):
         source: Mapping[str, Any] | None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        store = self.audit_resource
-        if operation not in self.track_operations or store is None:
+        if not self._wanted(resource_name, operation, source):
             return
         ms = self._now_ms()
         moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
         stamp = iso_ms(moment)
-        metadata: dict[str, Any] = {"source": "audit-plugin", "version": "2.0", **(extra or {})}
+        metadata: dict[str, Any] = {
+            "source": "audit-plugin",
+            "version": "2.0",
+            **self._custom_metadata(resource_name, operation, source),
+            **(extra or {}),
+        }
         entry: dict[str, Any] = {
             "id": f"audit-{ms:013d}-{''.join(secrets.choice(_ID_ALPHABET) for _ in range(9))}",
             "resourceName": resource_name,
@@ -298,15 +351,61 @@ class AuditPlugin(Plugin):
                 entry["partition"] = next(iter(values))
                 entry["partitionValues"] = to_json(values)
         entry["metadata"] = to_json(metadata)
+        if self.in_memory:
+            with self._state_lock:
+                self._memory.append(entry)
+            self.emit("audit.logged", entry)
+        elif self.options["async"]:
+            future = self._db().pool.submit(self._store_entry, entry)
+            with self._state_lock:
+                self._inflight = [f for f in self._inflight if not f.done()] + [future]
+        else:
+            self._store_entry(entry)
+
+    def _wanted(self, resource_name: str, operation: str, record: Mapping[str, Any] | None) -> bool:
+        """Whether this change is logged: enabled, a tracked operation, and ``should_audit`` agrees."""
+        if not self.options["enabled"] or operation not in self.track_operations:
+            return False
+        if not self.in_memory and self.audit_resource is None:
+            return False
+        should = self.options["should_audit"]
+        return should is None or bool(should(resource_name, operation, record))
+
+    def _custom_metadata(self, resource_name: str, operation: str, record: Mapping[str, Any] | None) -> dict[str, Any]:
+        get_metadata = self.options["get_metadata"]
+        if get_metadata is None:
+            return {}
+        try:
+            return dict(get_metadata(resource_name, operation, record) or {})
+        except Exception as exc:  # custom metadata must not lose the entry
+            self.log.warning("get_metadata() failed (%s: %s); logging the change without it", type(exc).__name__, exc)
+            return {}
+
+    def _store_entry(self, entry: dict[str, Any]) -> None:
+        """Insert one entry into the log; a failure is counted, logged and given to ``on_error``."""
+        store = self.audit_resource
+        if store is None:
+            return
         try:
             store.insert(entry)
         except S3DBError as exc:  # the audited write is already stored; do not fail it
             with self._state_lock:
                 self.failures += 1
-            self.log.warning("audit entry for %s %s/%s was not stored: %s", operation, resource_name, entry["recordId"], exc)
+            self.log.warning(
+                "audit entry for %s %s/%s was not stored: %s", entry["operation"], entry["resourceName"], entry["recordId"], exc
+            )
             self.emit("audit.error", {"entry": entry, "error": exc})
+            if self.options["on_error"] is not None:
+                self.options["on_error"](exc, entry)
             return
         self.emit("audit.logged", entry)
+
+    def wait(self) -> None:
+        """Block until every entry written with ``async=True`` is stored (reads call this)."""
+        with self._state_lock:
+            pending, self._inflight = self._inflight, []
+        for future in pending:
+            future.result()
 
     def _partition_values(self, resource_name: str, record: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         db = self._db()
@@ -320,6 +419,10 @@ class AuditPlugin(Plugin):
         return out
 
     # -- reading ------------------------------------------------------------------------------
+
+    def _check_installed(self) -> None:
+        if self.database is None:
+            raise PluginError("AuditPlugin is not installed; use db.use_plugin(AuditPlugin()) first")
 
     def _store(self) -> Resource:
         store = self.audit_resource
@@ -338,14 +441,23 @@ class AuditPlugin(Plugin):
         *,
         limit: int | None = 1000,
         offset: int = 0,
+        resource_name: str | None = None,
+        start_date: TimeLike | None = None,
+        end_date: TimeLike | None = None,
     ) -> pd.DataFrame:
-        """Entries matching every filter given, newest first, as a DataFrame.
+        """Entries matching every filter given, newest first, as a DataFrame (``resource_name``,
+        ``start_date``, ``end_date`` are the s3db.js names of ``resource``, ``start``, ``end``).
 
         Reads only the needed partition: one LIST of the record's (``record_id``), the resource's
         (``resource``) or one per day (``start``/``end`` within ``MAX_DAY_PARTITIONS`` days), then
         one GET per entry in the time range until ``limit`` entries match. ``start``/``end``
         take datetimes, dates or ISO strings (naive = UTC; a bare date as ``end`` includes that day).
         """
+        resource, start, end = (
+            _either(resource, resource_name, "resource"),
+            _either(start, start_date, "start"),
+            _either(end, end_date, "end"),
+        )
         ops = None if operation is None else set(_normalize_operations([operation] if isinstance(operation, str) else operation))
         rows = self._select(
             resource,
@@ -359,17 +471,47 @@ class AuditPlugin(Plugin):
         )
         return _frame(rows)
 
+    def get_logs(self, **filters: Any) -> pd.DataFrame:
+        """s3db.js ``getLogs``: ``get_audit_logs(**filters)`` (``len()`` of it counts the entries)."""
+        return self.get_audit_logs(**filters)
+
+    def get_partition_history(self, resource_name: str, partition_name: str, partition_values: Mapping[str, Any]) -> pd.DataFrame:
+        """Entries of ``resource_name`` whose record was in the partition ``partition_name`` with
+        ``partition_values``, oldest → newest (1 LIST of the resource's entries + 1 GET each)."""
+        wanted = {str(k): v for k, v in partition_values.items()}
+
+        def in_partition(row: Mapping[str, Any]) -> bool:
+            values = _parse_json(row.get("partitionValues")) or {}
+            mine = values.get(partition_name) if isinstance(values, Mapping) else None
+            return isinstance(mine, Mapping) and all(mine.get(k) == v for k, v in wanted.items())
+
+        return _frame(self._select(resource_name, None, None, None, newest_first=False, limit=None, keep=in_partition))
+
     def get_record_history(self, resource: str, record_id: str) -> pd.DataFrame:
         """Every entry of one record, oldest → newest (1 LIST of its partition + 1 GET per entry)."""
         return _frame(self._select(resource, str(record_id), None, None, newest_first=False, limit=None))
 
-    def get_audit_stats(self, resource: str | None = None, start: TimeLike | None = None, end: TimeLike | None = None) -> pd.DataFrame:
+    def get_audit_stats(
+        self,
+        resource: str | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        resource_name: str | None = None,
+        start_date: TimeLike | None = None,
+        end_date: TimeLike | None = None,
+    ) -> pd.DataFrame:
         """Entry counts by day, resource, operation and user: columns ``date, resourceName,
         operation, userId, count`` (reads every entry in range: LIST + 1 GET each, in parallel).
 
         ``stats.groupby("operation")["count"].sum()`` gives the totals per operation."""
         import pandas as pd
 
+        resource, start, end = (
+            _either(resource, resource_name, "resource"),
+            _either(start, start_date, "start"),
+            _either(end, end_date, "end"),
+        )
         rows = self._select(resource, None, _to_ms(start), _to_ms(end, end_of_day=True), newest_first=False, limit=None)
         keys = ("date", "resourceName", "operation", "userId")
         if not rows:
@@ -387,15 +529,24 @@ class AuditPlugin(Plugin):
         )
         return frame.groupby(list(keys), sort=True).size().rename("count").reset_index()
 
-    def cleanup_old_audits(self, retention_days: float = 90) -> int:
-        """Delete entries older than ``retention_days`` (by the plugin's clock); returns how many.
+    def cleanup_old_audits(self, retention_days: float | None = None) -> int:
+        """Delete entries older than ``retention_days`` (default: the ``ttl`` option, else 90 days;
+        by the plugin's clock); returns how many.
 
         One LIST of the log; entry times come from their ids, so only entries of other writers
         are read (1 GET each); each deletion is 1 GET + 1 DELETE + its partition refs."""
+        if retention_days is None:
+            retention_days = 90 if self.ttl is None else self.ttl / 86_400
         if isinstance(retention_days, bool) or not isinstance(retention_days, (int, float)) or retention_days < 0:
             raise PluginError(f"cleanup_old_audits: retention_days must be a number >= 0, got {retention_days!r}")
-        store = self._store()
         cutoff = int((self.clock() - retention_days * 86_400) * 1000)
+        self.wait()
+        if self.in_memory:
+            with self._state_lock:
+                kept = [e for e in self._memory if (_stamp_ms(e) or cutoff) >= cutoff]
+                removed, self._memory = len(self._memory) - len(kept), kept
+            return removed
+        store = self._store()
         old, unknown = [], []
         for entry_id in store.list_ids():
             ms = _id_ms(entry_id)
@@ -422,16 +573,6 @@ class AuditPlugin(Plugin):
             raise PluginError(f"limit must be an integer >= 0 or None for no limit, got {limit!r}")
         if not isinstance(offset, int) or offset < 0:
             raise PluginError(f"offset must be an integer >= 0, got {offset!r}")
-        store = self._store()
-        known: list[tuple[int, str]] = []
-        unknown: list[str] = []  # ids of other writers: their time is only in the record
-        for entry_id in self._candidate_ids(resource, record_id, start_ms, end_ms):
-            ms = _id_ms(entry_id)
-            if ms is None:
-                unknown.append(entry_id)
-            elif (start_ms is None or ms >= start_ms) and (end_ms is None or ms <= end_ms):
-                known.append((ms, entry_id))
-        known.sort(reverse=newest_first)
 
         def wanted(row: Mapping[str, Any]) -> bool:
             ms = _stamp_ms(row)
@@ -442,6 +583,24 @@ class AuditPlugin(Plugin):
             if record_id is not None and row.get("recordId") != record_id:
                 return False
             return keep is None or keep(row)
+
+        self.wait()
+        if self.in_memory:
+            self._check_installed()
+            with self._state_lock:
+                rows = [dict(r) for r in self._memory if wanted(r)]
+            rows.sort(key=lambda r: (str(r.get("timestamp", "")), str(r.get("id", ""))), reverse=newest_first)
+            return rows[offset:] if limit is None else rows[offset : offset + limit]
+        store = self._store()
+        known: list[tuple[int, str]] = []
+        unknown: list[str] = []  # ids of other writers: their time is only in the record
+        for entry_id in self._candidate_ids(resource, record_id, start_ms, end_ms):
+            ms = _id_ms(entry_id)
+            if ms is None:
+                unknown.append(entry_id)
+            elif (start_ms is None or ms >= start_ms) and (end_ms is None or ms <= end_ms):
+                known.append((ms, entry_id))
+        known.sort(reverse=newest_first)
 
         rows = [dict(r) for r in store.get_many(unknown) if wanted(r)]
         need = None if limit is None else offset + limit
@@ -479,6 +638,14 @@ class AuditPlugin(Plugin):
 
 
 # -- helpers (pure functions; the widget uses ``diff`` and ``to_json``) ----------------------------
+
+
+def _either(ours: Any, theirs: Any, name: str) -> Any:
+    """The value of an argument given under our name or its s3db.js name (not both)."""
+    if ours is not None and theirs is not None:
+        spelling = "resource_name" if name == "resource" else f"{name}_date"
+        raise PluginError(f"AuditPlugin: give {name} or {spelling} (the s3db.js name), not both")
+    return theirs if ours is None else ours
 
 
 def _normalize_operations(operations: Any) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from s3db_nb.plugin_api import Plugin, PluginError, RequestEvent, slug_for
+from s3db_nb.plugin_api import Plugin, PluginError, RequestEvent, resolve_duration, slug_for
 
 # -- the price table ---------------------------------------------------------------------------
 
@@ -155,6 +155,41 @@ def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
 
 
+#: AWS operation → the request counter s3db.js keeps for it in ``client.costs.requests``
+_S3DBJS_COMMANDS = {
+    "PutObject": "put",
+    "CopyObject": "copy",
+    "ListObjectsV2": "list",
+    "ListObjects": "list",
+    "PostObject": "post",
+    "GetObject": "get",
+    "SelectObjectContent": "select",
+    "DeleteObject": "delete",
+    "DeleteObjects": "delete",
+    "HeadObject": "head",
+}
+
+
+class ClientCosts(Mapping[str, Any]):
+    """``db.client.costs``: a live, read-only view of ``CostsPlugin.client_costs()`` (s3db.js keys)."""
+
+    def __init__(self, plugin: CostsPlugin) -> None:
+        self.plugin = plugin
+
+    def __getitem__(self, key: str) -> Any:
+        return self.plugin.client_costs()[key]
+
+    def __iter__(self) -> Any:
+        return iter(self.plugin.client_costs())
+
+    def __len__(self) -> int:
+        return len(self.plugin.client_costs())
+
+    def __repr__(self) -> str:
+        view = self.plugin.client_costs()
+        return f"<client.costs total={format_usd(view['total'])} requests={view['requests']['total']}>"
+
+
 # -- the plugin --------------------------------------------------------------------------------
 
 
@@ -167,27 +202,37 @@ class CostsPlugin(Plugin):
     and ``estimate_default_window`` (seconds or timedelta), ``max_history_points`` (bound on the
     per-minute history cells), ``price_table`` (region → prices, default ``PRICES``) and
     ``clock`` (a ``time.time``-like callable, for tests).
+
+    Durations follow the unit rule of ``s3db_nb.durations``: seconds, or the s3db.js millisecond
+    value under ``history_retention_ms`` / ``estimate_default_window_ms`` (and ``window_ms=`` /
+    ``observed_window_ms=`` on ``snapshot`` / ``estimate``). Installed, the plugin also puts the
+    s3db.js view of the costs on the client: ``db.client.costs["total"]``,
+    ``db.client.costs["requests"]["counts"]["put"]``.
     """
 
     defaults = {
         "region": "us-east-1",
         "consider_free_tier": False,
         "egress": True,
-        "history_retention": 30 * 86400,
-        "estimate_default_window": 86400,
+        "history_retention": None,  # 30 days
+        "history_retention_ms": None,
+        "estimate_default_window": None,  # 1 day
+        "estimate_default_window_ms": None,
         "max_history_points": 200_000,
         "price_table": None,
         "clock": None,
     }
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, config: Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        # s3db.js style too: Plugin({"option": value}) (how ``async`` can be spelled)
+        options = {**(config or {}), **options}
         super().__init__(**options)
         self.price_table: dict[str, dict[str, Any]] = dict(self.options["price_table"] or PRICES)
         for name, entry in self.price_table.items():
             _check_prices(name, entry)
         self._region = self._check_region(self.options["region"])
-        self.retention_s = _seconds(self.options["history_retention"], "history_retention")
-        self.default_window_s = _seconds(self.options["estimate_default_window"], "estimate_default_window")
+        self.retention_s = self._duration("history_retention", 30 * 86400, plausible_max=10 * 365 * 86400)
+        self.default_window_s = self._duration("estimate_default_window", 86400, plausible_max=366 * 86400)
         max_points = self.options["max_history_points"]
         if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
             raise PluginError(f"CostsPlugin: max_history_points must be a positive integer, got {max_points!r}")
@@ -201,17 +246,27 @@ class CostsPlugin(Plugin):
         self._client: Any = None
         self.reset()
 
+    def _duration(self, name: str, default: float, plausible_max: float) -> float:
+        """A positive duration option in seconds (or its ``_ms`` twin), stored back in seconds."""
+        seconds = resolve_duration(self.options, name, owner="CostsPlugin", plausible_max=plausible_max, default=default, logger=self.log)
+        _seconds(seconds, name)
+        self.options[name], self.options[f"{name}_ms"] = seconds, None
+        return float(seconds or default)
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def on_install(self) -> None:
         self._client = self._db().client
         self._client.add_listener(self._on_request)
+        self._client.costs = ClientCosts(self)
         with self._lock:
             self._since = self._clock()
 
     def on_uninstall(self, purge_data: bool = False) -> None:
         if self._client is not None:
             self._client.remove_listener(self._on_request)
+            if isinstance(getattr(self._client, "costs", None), ClientCosts) and self._client.costs.plugin is self:
+                del self._client.costs
             self._client = None
 
     def reset(self) -> None:
@@ -309,12 +364,17 @@ class CostsPlugin(Plugin):
         return summary
 
     def snapshot(
-        self, window: float | dt.timedelta | None = None, *, resource: str | None = None, plugin: str | None = None
+        self,
+        window: float | dt.timedelta | None = None,
+        *,
+        resource: str | None = None,
+        plugin: str | None = None,
+        window_ms: float | None = None,
     ) -> dict[str, Any]:
-        """Costs of the requests in the last ``window`` (seconds or timedelta, to the minute;
-        default ``estimate_default_window``), optionally of one resource or plugin. Storage is
-        prorated to the window. No S3 request."""
-        window_s = self.default_window_s if window is None else _seconds(window, "window")
+        """Costs of the requests in the last ``window`` (seconds or timedelta, or ``window_ms``;
+        to the minute; default ``estimate_default_window``), optionally of one resource or plugin.
+        Storage is prorated to the window. No S3 request."""
+        window_s = self._window({"window": window, "window_ms": window_ms}, "window")
         cells = self._window_cells(window_s)
         if resource is not None:
             cells = {c: v for c, v in cells.items() if c[1] == resource}
@@ -331,16 +391,24 @@ class CostsPlugin(Plugin):
         window: float | dt.timedelta | None = None,
         multiplier: float = 1.0,
         include_plugin_estimates: bool = True,
+        observed_window: float | dt.timedelta | None = None,
+        observed_window_ms: float | None = None,
+        request_multiplier: float | None = None,
     ) -> dict[str, Any]:
         """Project the request rate seen in the last ``window`` (default ``estimate_default_window``,
         or less when counting started more recently) over ``days``, plus storage for ``days`` at
         the last measurement. Other plugins' ``estimate_usage(days)`` (operation → requests) are
-        added. No S3 request."""
+        added. ``observed_window`` / ``observed_window_ms`` and ``request_multiplier`` are the
+        s3db.js names of ``window`` and ``multiplier``. No S3 request."""
+        if request_multiplier is not None:
+            multiplier = request_multiplier
+        if window is not None and observed_window is not None:
+            raise PluginError("CostsPlugin.estimate: give window or observed_window (the s3db.js name), not both")
+        window_s = self._window({"window": observed_window if window is None else window, "window_ms": observed_window_ms}, "window")
         if isinstance(days, bool) or not isinstance(days, (int, float)) or not days > 0:
             raise PluginError(f"CostsPlugin.estimate: days must be a positive number, got {days!r}")
         if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or multiplier < 0:
             raise PluginError(f"CostsPlugin.estimate: multiplier must be a number >= 0, got {multiplier!r}")
-        window_s = self.default_window_s if window is None else _seconds(window, "window")
         observed_s = max(60.0, min(window_s, self._clock() - self._since))
         per_month = SECONDS_PER_MONTH / observed_s * multiplier
         monthly: dict[_Cell, tuple[float, float, float]] = {
@@ -374,6 +442,30 @@ class CostsPlugin(Plugin):
             "costs": costs,
             "total": costs["total"],
             "monthly_total": month["totals"]["total"],
+        }
+
+    def _window(self, given: Mapping[str, Any], name: str) -> float:
+        """A window argument in seconds (``name`` or ``name_ms``), default ``estimate_default_window``."""
+        seconds = resolve_duration(given, name, owner="CostsPlugin", plausible_max=366 * 86400, logger=self.log)
+        return self.default_window_s if seconds is None else _seconds(seconds, name)
+
+    def client_costs(self) -> dict[str, Any]:
+        """The s3db.js ``client.costs`` shape: ``total`` (USD), ``requests`` (``total``, ``counts``
+        by s3db.js command class, ``events`` by AWS command, ``subtotal``), ``storage``,
+        ``data_transfer`` — what ``db.client.costs`` shows. No S3 request."""
+        costs = self.get_costs()
+        counts = dict.fromkeys(("put", "copy", "list", "post", "get", "select", "delete", "head"), 0)
+        events: dict[str, int] = {}
+        for operation, n in costs["requests"]["by_operation"].items():
+            short = _S3DBJS_COMMANDS.get(operation)
+            if short is not None:
+                counts[short] += n
+            events[f"{operation}Command"] = events.get(f"{operation}Command", 0) + n
+        return {
+            "total": costs["totals"]["total"],
+            "requests": {"total": costs["requests"]["total"], "counts": counts, "events": events, "subtotal": costs["totals"]["requests"]},
+            "storage": {**costs["storage"], "subtotal": costs["totals"]["storage"]},
+            "data_transfer": {**costs["egress"], "subtotal": costs["totals"]["egress"]},
         }
 
     def _window_cells(self, window_s: float) -> dict[_Cell, tuple[int, int, int]]:

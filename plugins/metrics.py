@@ -43,6 +43,7 @@ from s3db_nb.plugin_api import (
     PluginError,
     get_namespaced_resource_name,
     new_id,
+    resolve_duration,
 )
 
 if TYPE_CHECKING:
@@ -369,6 +370,18 @@ class MetricsPlugin(Plugin):
     ``collect_errors`` / ``collect_performance`` (write those resources), ``resource_names``
     (``{"metrics", "errors", "performance"}`` overrides), ``clock`` (a callable returning an
     aware ``datetime``, for tests).
+
+    The s3db.js options, with their meaning there: ``enabled`` (False: measure nothing),
+    ``track_latency`` (False: count calls and errors but time nothing), ``track_slow_queries``
+    (False: no slow log, no ``on_slow_query``), ``slow_query_threshold`` (seconds; or
+    ``slow_query_threshold_ms``; overrides ``slow_threshold_ms``), ``on_slow_query``
+    (``fn(operation, resource_name, duration_ms)`` per slow call), ``collect_usage`` (False: no
+    ``plg_metrics`` rows), ``track_errors`` (same as ``collect_errors``), ``sample_rate`` (0–1:
+    the share of calls measured, every ``1/rate``-th one, deterministically), ``alert_thresholds``
+    (``{"error_rate": 0.05, "avg_response_time": 0.2}``, seconds or ``avg_response_time_ms``: an
+    ``"alert"`` event when a resource/operation crosses one), ``prometheus`` (``{"enabled": True,
+    "port": 9090, "path": "/metrics"}``: serve the endpoint while started) and
+    ``flush_interval_ms``. Durations follow the unit rule of ``s3db_nb.durations``.
     """
 
     defaults = {
@@ -384,11 +397,27 @@ class MetricsPlugin(Plugin):
         "collect_performance": True,
         "resource_names": {},
         "clock": None,
+        # the s3db.js names
+        "enabled": True,
+        "track_latency": True,
+        "track_slow_queries": True,
+        "slow_query_threshold": None,
+        "slow_query_threshold_ms": None,
+        "on_slow_query": None,
+        "collect_usage": True,
+        "track_errors": None,
+        "sample_rate": 1.0,
+        "alert_thresholds": None,
+        "prometheus": None,
+        "flush_interval_ms": None,
     }
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, config: Mapping[str, Any] | None = None, /, **options: Any) -> None:
+        # s3db.js style too: Plugin({"option": value}) (how ``async`` can be spelled)
+        options = {**(config or {}), **options}
         super().__init__(**options)
         o = self.options
+        self._s3dbjs_options(o, options)
         operations = o["operations"]
         if not isinstance(operations, (list, tuple, set)) or not set(operations) <= set(MIDDLEWARE_METHODS):
             raise PluginError(
@@ -423,6 +452,67 @@ class MetricsPlugin(Plugin):
         self._server_thread: threading.Thread | None = None
         self._reset_memory()
 
+    def _s3dbjs_options(self, o: dict[str, Any], given: Mapping[str, Any]) -> None:
+        """Fold the s3db.js option names into today's ones and check those without a twin."""
+        if given.get("flush_interval") is not None or given.get("flush_interval_ms") is not None:
+            o["flush_interval"] = resolve_duration(given, "flush_interval", owner="MetricsPlugin", plausible_max=86_400, logger=self.log)
+            o["flush_interval_ms"] = None
+        threshold = resolve_duration(o, "slow_query_threshold", owner="MetricsPlugin", plausible_max=600, logger=self.log)
+        if threshold is not None:
+            o["slow_threshold_ms"] = threshold * 1000
+        if o["track_errors"] is not None:
+            o["collect_errors"] = bool(o["track_errors"])
+        rate = o["sample_rate"]
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise PluginError(f"MetricsPlugin: sample_rate must be a number in (0, 1] (1.0 = every call), got {rate!r}")
+        if o["on_slow_query"] is not None and not callable(o["on_slow_query"]):
+            raise PluginError("MetricsPlugin: on_slow_query must be a callable fn(operation, resource_name, duration_ms), or None")
+        self._alerts = self._alert_thresholds(o["alert_thresholds"])
+        self._prometheus = self._prometheus_options(o["prometheus"])
+
+    @staticmethod
+    def _alert_thresholds(given: Any) -> dict[str, float]:
+        """``{"error_rate": fraction, "avg_response_time_ms": ms}`` from the option (either unit)."""
+        if given is None:
+            return {}
+        if not isinstance(given, Mapping):
+            raise PluginError(f"MetricsPlugin: alert_thresholds must be a dict like {{'error_rate': 0.05}}, got {given!r}")
+        unknown = sorted(set(given) - {"error_rate", "avg_response_time", "avg_response_time_ms"})
+        if unknown:
+            raise PluginError(
+                f"MetricsPlugin: alert_thresholds takes error_rate, avg_response_time (seconds) or avg_response_time_ms, not {unknown}"
+            )
+        out: dict[str, float] = {}
+        if given.get("error_rate") is not None:
+            out["error_rate"] = float(given["error_rate"])
+        seconds = resolve_duration(given, "avg_response_time", owner="MetricsPlugin.alert_thresholds", plausible_max=600)
+        if seconds is not None:
+            out["avg_response_time_ms"] = seconds * 1000
+        return out
+
+    @staticmethod
+    def _prometheus_options(given: Any) -> dict[str, Any] | None:
+        """The endpoint served while started (``None`` when not enabled)."""
+        if given is None or given is False:
+            return None
+        settings = {"enabled": True} if given is True else dict(given) if isinstance(given, Mapping) else None
+        if settings is None:
+            raise PluginError(f"MetricsPlugin: prometheus must be True or a dict like {{'enabled': True, 'port': 9090}}, got {given!r}")
+        unknown = sorted(set(settings) - {"enabled", "mode", "port", "path", "host", "include_resource_labels"})
+        if unknown:
+            raise PluginError(f"MetricsPlugin: prometheus takes enabled, mode, port, path, host; not {unknown}")
+        if settings.get("mode", "auto") not in ("auto", "standalone"):
+            raise PluginError(
+                f"MetricsPlugin: prometheus mode must be 'standalone' or 'auto' (no API plugin to integrate with), got {settings['mode']!r}"
+            )
+        if not settings.get("enabled", True):
+            return None
+        return {
+            "port": int(settings.get("port", 9090)),
+            "path": settings.get("path", "/metrics"),
+            "host": settings.get("host", "127.0.0.1"),
+        }
+
     def _reset_memory(self) -> None:
         now = self._clock()
         self._started_at = now
@@ -436,6 +526,8 @@ class MetricsPlugin(Plugin):
         self._timeline: OrderedDict[int, Counter[str]] = OrderedDict()
         self._requests: dict[str, _OpStats] = {}
         self._pending: dict[str, list[dict[str, Any]]] = {kind: [] for kind in RESOURCE_NAMES}
+        self._seen: Counter[tuple[str, str]] = Counter()  # calls offered to record(), for sample_rate
+        self._alerting: set[tuple[str, str, str]] = set()  # (resource, operation, kind) over a threshold
         self.flushes = 0
         self.last_flush: dt.datetime | None = None
 
@@ -466,6 +558,8 @@ class MetricsPlugin(Plugin):
             self._window_start = self._clock()
             if not self._totals:
                 self._started_at = self._window_start
+        if self._prometheus is not None and self._server is None:
+            self.serve_prometheus(**self._prometheus)
 
     def on_stop(self) -> None:
         self.stop_prometheus()
@@ -520,7 +614,7 @@ class MetricsPlugin(Plugin):
     def _timer(self, resource_name: str, operation: str) -> Callable[..., Any]:
         def timed(call_next: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             active: set[str] = self._local.__dict__.setdefault("active", set())
-            if resource_name in active or self.state != "started":
+            if resource_name in active or self.state != "started" or not self.options["enabled"]:
                 # replace() reads through get(): one user call counts once, as the outer operation
                 return call_next(*args, **kwargs)
             active.add(resource_name)
@@ -540,10 +634,14 @@ class MetricsPlugin(Plugin):
 
     def record(self, resource_name: str, operation: str, duration_ms: float, error: BaseException | str | None = None) -> None:
         """Count one operation measured elsewhere (custom code, imports); the middleware calls this too."""
+        key = (resource_name, operation)
+        if not self._sampled(key):
+            return
         now = self._clock()
         error_name = None if error is None else (error if isinstance(error, str) else type(error).__name__)
-        slow = duration_ms > self.options["slow_threshold_ms"]
-        key = (resource_name, operation)
+        if not self.options["track_latency"]:
+            duration_ms = 0.0
+        slow = self.options["track_slow_queries"] and self.options["track_latency"] and duration_ms > self.options["slow_threshold_ms"]
         entry = {"timestamp": now, "resource_name": resource_name, "operation": operation, "duration_ms": float(duration_ms)}
         with self._lock:
             self._totals.setdefault(key, _OpStats()).add(duration_ms, error_name, slow)
@@ -575,6 +673,36 @@ class MetricsPlugin(Plugin):
                 duration_ms,
                 self.options["slow_threshold_ms"],
             )
+            if self.options["on_slow_query"] is not None:
+                self.options["on_slow_query"](operation, resource_name, duration_ms)
+        self._check_alerts(key)
+
+    def _sampled(self, key: tuple[str, str]) -> bool:
+        """Whether this call of ``key`` is measured under ``sample_rate`` (the first one always is)."""
+        rate = self.options["sample_rate"]
+        with self._lock:
+            self._seen[key] += 1
+            n = self._seen[key]
+        m = n - 1
+        return rate >= 1 or m == 0 or math.floor(m * rate) > math.floor((m - 1) * rate)
+
+    def _check_alerts(self, key: tuple[str, str]) -> None:
+        """Emit ``"alert"`` once when ``key`` crosses a threshold (again after it has gone back under)."""
+        if not self._alerts:
+            return
+        with self._lock:
+            stats = self._totals[key]
+            count = stats.histogram.count
+            values = {"error_rate": sum(stats.errors.values()) / count, "avg_response_time_ms": stats.histogram.mean_ms}
+        for kind, threshold in self._alerts.items():
+            state = (*key, kind)
+            if values[kind] > threshold and state not in self._alerting:
+                self._alerting.add(state)
+                alert = {"type": kind, "resource_name": key[0], "operation": key[1], "value": values[kind], "threshold": threshold}
+                self.log.warning("[MetricsPlugin] alert: %s.%s %s=%.4g over %.4g", key[0], key[1], kind, values[kind], threshold)
+                self.emit("alert", alert)
+            elif values[kind] <= threshold:
+                self._alerting.discard(state)
 
     def _on_request(self, event: RequestEvent) -> None:
         if self.state != "started":
@@ -638,9 +766,10 @@ class MetricsPlugin(Plugin):
             hist = stats.histogram
             row_id = f"{stamp}-{self._writer}-{next(self._sequence):06d}"
             base = {"id": row_id, **common, "resource_name": resource_name, "operation": operation, "count": hist.count}
-            rows["metrics"].append(
-                {**base, "errors": sum(stats.errors.values()), "total_time": round(hist.sum_ms, 3), "avg_time": round(hist.mean_ms, 3)}
-            )
+            if self.options["collect_usage"]:
+                rows["metrics"].append(
+                    {**base, "errors": sum(stats.errors.values()), "total_time": round(hist.sum_ms, 3), "avg_time": round(hist.mean_ms, 3)}
+                )
             if self.options["collect_performance"]:
                 p = hist.percentiles()
                 rows["performance"].append(
@@ -855,6 +984,44 @@ class MetricsPlugin(Plugin):
     ) -> pd.DataFrame:
         """Flushed latency rows (percentiles and the histogram of each window) from ``plg_metrics_performance``."""
         return self._read("performance", resource_name, operation, start_date, end_date, limit)
+
+    # -- the s3db.js method names ---------------------------------------------------------
+
+    def get_resource_metrics(self, resource_name: str) -> dict[str, Any]:
+        """Live totals of one resource: ``{"resource_name", "count", "errors", "error_rate",
+        "avg_ms", "operations": {operation: {count, errors, avg_ms, p95_ms, ...}}}``. No S3 request."""
+        stats = self.get_stats()
+        mine = stats[stats["resource_name"] == resource_name]
+        operations = {row.pop("operation"): row for row in mine.drop(columns="resource_name").to_dict("records")}
+        count = int(mine["count"].sum())
+        errors = int(mine["errors"].sum())
+        total_ms = float((mine["avg_ms"] * mine["count"]).sum())
+        return {
+            "resource_name": resource_name,
+            "count": count,
+            "errors": errors,
+            "error_rate": errors / count if count else 0.0,
+            "avg_ms": total_ms / count if count else 0.0,
+            "operations": operations,
+        }
+
+    def export_metrics(self, format: str = "json") -> Any:  # noqa: A002 - the s3db.js argument name
+        """The live metrics as ``"json"`` (a dict: ``{"resources": {name: get_resource_metrics(name)}}``)
+        or ``"prometheus"`` (the text of ``get_prometheus_metrics()``)."""
+        if format == "prometheus":
+            return self.get_prometheus_metrics()
+        if format != "json":
+            raise InvalidArgumentError(f"MetricsPlugin.export_metrics: format must be 'json' or 'prometheus', got {format!r}")
+        names = sorted(set(self.get_stats()["resource_name"]))
+        return {"exported_at": _iso(self._clock()), "resources": {name: self.get_resource_metrics(name) for name in names}}
+
+    def clear_metrics(self) -> None:
+        """Forget everything measured and not yet flushed (s3db.js ``clearMetrics``; same as ``reset()``)."""
+        self.reset()
+
+    def flush_metrics(self) -> dict[str, int]:
+        """Write the current window now (s3db.js ``flushMetrics``; same as ``flush()``)."""
+        return self.flush()
 
     # -- Prometheus -----------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ it; those may move, these names stay. The database's thread pool is ``db.pool`` 
 from __future__ import annotations
 
 from .clients.base import RequestEvent, StorageClient
+from .coordinator import Coordinator, Lease
+from .durations import DURATION_RULE, resolve_duration
 from .encoding import decrypt_secret, encode_fixed_point_batch, new_id
 from .engine.pipeline import MIDDLEWARE_METHODS
 from .engine.pool import WorkPool
@@ -52,6 +54,8 @@ __all__ = [
     "PluginStorage",  # a plugin's key/value store on the bucket: TTLs, locks, counters, sequences
     "Lock",  # a held PluginStorage lock (a lease: renew() it during long work)
     "Job",  # a scheduled job, as Plugin.schedule_interval / schedule_cron return it
+    "Coordinator",  # leader election per role among processes sharing a bucket (lease + epoch)
+    "Lease",  # who holds a role, under which epoch, until when (Coordinator.leader())
     "EventEmitter",  # on/once/off/emit, the events of Database, Resource and Plugin
     "slug_for",  # "MyCachePlugin" → "my-cache": the storage slug rule of s3db.js
     "validate_namespace",  # a namespace, or PluginError saying what a valid one looks like
@@ -81,6 +85,8 @@ __all__ = [
     "format_partition_value",  # a value as its partition key segment under a partition rule
     "encode_fixed_point_batch",  # a vector as s3db.js embedding text (fixed-point base 62)
     "decrypt_secret",  # the plaintext of an s3db.js secret token (ValueError when it does not open)
+    "resolve_duration",  # a duration option in seconds (or its _ms twin); warns when implausible
+    "DURATION_RULE",  # the unit rule, as duration warnings and errors state it
     "make_progress",  # the progress= argument → a Progress (widget bar, text line or callback)
     "Progress",  # what make_progress returns: update(n), set_total(n), a context manager
     "ProgressArg",  # the type of a progress= argument
