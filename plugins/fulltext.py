@@ -52,6 +52,11 @@ if TYPE_CHECKING:
 __all__ = ["FullTextPlugin", "Analyzer", "fold", "bm25_idf", "bm25_term_score", "ENGLISH_STOP_WORDS"]
 
 FORMAT = 1
+#: ``language`` code (s3db.js ``"en-US"``) → Snowball stemmer, for ``stemming=True``
+_SNOWBALL_BY_CODE = {
+    "en": "english", "pt": "portuguese", "es": "spanish", "fr": "french", "de": "german", "it": "italian",
+    "nl": "dutch", "sv": "swedish", "no": "norwegian", "da": "danish", "fi": "finnish", "ru": "russian",
+}  # fmt: skip
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits (underscore separates)
 
 #: a short English list; pass ``stop_words=[...]`` for another language
@@ -213,6 +218,14 @@ class FullTextPlugin(Plugin):
     ``shards`` (term and document shards per resource, 1–256), ``prefix_weight`` (what a prefix
     match counts against an exact one), ``fuzzy_weight`` (factor per edit of a fuzzy match),
     ``fuzzy_distance`` (max edits; None: 0 up to 2 letters, 1 up to 5, else 2), ``snippet_chars``.
+
+    s3db.js names, same meaning: ``fields=["title", "body"]`` (a plain list: every resource you
+    create that has any of them is indexed on them), ``resources={"articles": {"fields": [...],
+    "weights": {"title": 3}}}``, ``field_weights`` (boost per field name, every resource),
+    ``min_word_length`` (= ``min_length``), ``max_results`` (default ``limit`` of ``search``),
+    ``fuzzy_search`` (default ``fuzzy`` of ``search``), ``stemming=True`` (the Snowball stemmer
+    of ``language``, default ``"en-US"``), ``highlight_tags={"start": "<mark>", "end": "</mark>"}``
+    and ``enabled`` (False: nothing is indexed; searching what is indexed still works).
     """
 
     defaults = {
@@ -227,13 +240,32 @@ class FullTextPlugin(Plugin):
         "fuzzy_weight": 0.5,
         "fuzzy_distance": None,
         "snippet_chars": 160,
+        "resources": None,
+        "field_weights": None,
+        "min_word_length": None,
+        "max_results": None,
+        "fuzzy_search": False,
+        "language": "en-US",
+        "highlight_tags": None,
+        "enabled": True,
     }
     extra = "fulltext"
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         opts = self.options
-        self.fields = self._normalise_fields(opts["fields"])
+        if opts["min_word_length"] is not None:
+            opts["min_length"] = opts["min_word_length"]
+        self._any_resource_fields = self._plain_field_list(opts["fields"])
+        self._weights = self._check_weights(opts["field_weights"])
+        self.fields = self._fields_by_resource(opts["fields"], opts["resources"])
+        if opts["max_results"] is not None and (not isinstance(opts["max_results"], int) or opts["max_results"] < 1):
+            raise PluginError(f"FullTextPlugin: max_results must be a whole number ≥ 1, got {opts['max_results']!r}")
+        tags = opts["highlight_tags"] or {"start": "<mark>", "end": "</mark>"}
+        if not isinstance(tags, Mapping) or set(tags) != {"start", "end"}:
+            raise PluginError(f"FullTextPlugin: highlight_tags must be {{'start': '<mark>', 'end': '</mark>'}}, got {tags!r}")
+        self.highlight_tags = (str(tags["start"]), str(tags["end"]))
+        opts["stemming"] = self._stemmer_language(opts["stemming"], opts["language"])
         for name in ("k1", "prefix_weight", "fuzzy_weight"):
             if not isinstance(opts[name], (int, float)) or isinstance(opts[name], bool) or opts[name] < 0:
                 raise PluginError(f"FullTextPlugin: {name} must be a number ≥ 0, got {opts[name]!r}")
@@ -252,6 +284,57 @@ class FullTextPlugin(Plugin):
         self._pending: dict[str, _PendingBatch] = {}
         self._shard_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+
+    @staticmethod
+    def _plain_field_list(fields: Any) -> list[str]:
+        """s3db.js ``fields=["title", "body"]``: names indexed on whichever resources have them."""
+        if fields is None or isinstance(fields, Mapping):
+            return []
+        names = [fields] if isinstance(fields, str) else list(fields) if isinstance(fields, Iterable) else None
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise PluginError(f"FullTextPlugin: fields must name at least one field, e.g. fields=['title', 'body']; got {fields!r}")
+        return names
+
+    @staticmethod
+    def _check_weights(weights: Any) -> dict[str, float]:
+        if weights is None:
+            return {}
+        if not isinstance(weights, Mapping) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights.values()
+        ):
+            raise PluginError(f"FullTextPlugin: field_weights must map field names to numbers > 0, e.g. {{'title': 3}}; got {weights!r}")
+        return {str(k): float(v) for k, v in weights.items()}
+
+    @staticmethod
+    def _stemmer_language(stemming: Any, language: Any) -> str | None:
+        """``stemming=True`` (s3db.js) → the Snowball language of ``language`` (``"pt-BR"`` → portuguese)."""
+        if stemming is not True:
+            return stemming or None
+        code = str(language or "en").split("-")[0].lower()
+        if code not in _SNOWBALL_BY_CODE:
+            raise PluginError(f"FullTextPlugin: no stemmer for language {language!r}; pass stemming='<Snowball language>' instead")
+        return _SNOWBALL_BY_CODE[code]
+
+    def _fields_by_resource(self, fields: Any, resources: Any) -> dict[str, dict[str, float]]:
+        """``fields={resource: ...}`` and/or s3db.js ``resources={resource: {"fields", "weights"}}`` merged."""
+        spec: dict[str, Any] = dict(fields) if isinstance(fields, Mapping) else {}
+        if resources is not None:
+            if not isinstance(resources, Mapping):
+                raise PluginError(
+                    f"FullTextPlugin: resources must be {{'articles': {{'fields': [...], 'weights': {{...}}}}}}, got {resources!r}"
+                )
+            for name, conf in resources.items():
+                if isinstance(conf, Mapping) and "fields" in conf:
+                    weights = dict(conf.get("weights") or {})
+                    spec[name] = {f: weights.get(f, self._weights.get(f, 1.0)) for f in conf["fields"]}
+                else:
+                    spec[name] = conf
+        if not spec and self._any_resource_fields:
+            return {}
+        out = self._normalise_fields(spec)
+        for name, boosts in out.items():  # field_weights boost fields a resource spec left at 1
+            out[name] = {f: (self._weights.get(f, b) if b == 1.0 else b) for f, b in boosts.items()}
+        return out
 
     @staticmethod
     def _normalise_fields(fields: Any) -> dict[str, dict[str, float]]:
@@ -279,11 +362,23 @@ class FullTextPlugin(Plugin):
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def on_install(self) -> None:
+        if not self.options["enabled"]:
+            return
         db = self._db()
+        for resource in db.resources.values():
+            self._adopt(resource)
         for name in self.fields:
             if name in db:
                 self._attach(db.resource(name))
         self.add_database_hook("after_create_resource", self._on_resource_created)
+
+    def _adopt(self, resource: Resource) -> None:
+        """With a plain ``fields=[...]`` list: index a user resource on the listed fields it has."""
+        if not self._any_resource_fields or resource.name in self.fields or resource.created_by != "user":
+            return
+        present = [f for f in self._any_resource_fields if resource.schema.field(f) is not None]
+        if present:
+            self.fields[resource.name] = {f: self._weights.get(f, 1.0) for f in present}
 
     def on_uninstall(self, purge_data: bool = False) -> None:
         # the base class takes the hooks back; a later install attaches afresh
@@ -291,6 +386,7 @@ class FullTextPlugin(Plugin):
         self._stale.clear()
 
     def _on_resource_created(self, resource: Resource) -> None:
+        self._adopt(resource)
         if resource.name in self.fields:  # created after the plugin, or redefined (a new object)
             self._attach(resource)
 
@@ -565,6 +661,11 @@ class FullTextPlugin(Plugin):
         self._stale.pop(name, None)
         return len(docs)
 
+    def clear_all_indexes(self) -> dict[str, int]:
+        """``clear_index`` for every indexed resource that exists; ``{resource: objects deleted}``."""
+        db = self._db()
+        return {name: self.clear_index(name) for name in self.fields if name in db}
+
     def rebuild_all_indexes(self) -> dict[str, int]:
         """``rebuild_index`` for every indexed resource that exists; ``{resource: records indexed}``."""
         db = self._db()
@@ -624,12 +725,16 @@ class FullTextPlugin(Plugin):
 
     # -- search ----------------------------------------------------------------------------------------------
 
-    def _fuzzy_distance(self, term: str) -> int:
+    def _fuzzy_distance(self, term: str, max_distance: int | None = None) -> int:
+        if max_distance is not None:
+            return max_distance
         if self.options["fuzzy_distance"] is not None:
             return self.options["fuzzy_distance"]
         return 0 if len(term) <= 2 else 1 if len(term) <= 5 else 2
 
-    def _expand(self, term: str, raw: str, vocabulary: list[str], prefix: bool, fuzzy: bool) -> dict[str, float]:
+    def _expand(
+        self, term: str, raw: str, vocabulary: list[str], prefix: bool, fuzzy: bool, max_distance: int | None = None
+    ) -> dict[str, float]:
         """Index terms a query term matches, with weights: exact 1, prefix, fuzzy (per edit)."""
         weights = {term: 1.0}
         if prefix:
@@ -643,7 +748,7 @@ class FullTextPlugin(Plugin):
                 from rapidfuzz.distance import Levenshtein
             except ImportError:
                 raise _missing("rapidfuzz", "fuzzy=True") from None
-            limit = self._fuzzy_distance(term)
+            limit = self._fuzzy_distance(term, max_distance)
             if limit:
                 for candidate, distance, _ in process.extract(
                     term, vocabulary, scorer=Levenshtein.distance, score_cutoff=limit, limit=None
@@ -658,12 +763,15 @@ class FullTextPlugin(Plugin):
         resource: Resource | str,
         query: str,
         fields: Iterable[str] | Mapping[str, float] | None = None,
-        limit: int = 10,
+        limit: int | None = None,
         *,
         offset: int = 0,
-        fuzzy: bool = False,
+        fuzzy: bool | None = None,
         prefix: bool = True,
         match: str = "any",
+        highlight: bool = False,
+        min_score: float | None = None,
+        max_distance: int | None = None,
     ) -> pd.DataFrame:
         """Ranked records matching ``query``: their fields plus ``_score`` and ``_highlights``.
 
@@ -671,10 +779,16 @@ class FullTextPlugin(Plugin):
         ``prefix`` lets ``caf`` find ``cafe``; ``fuzzy`` tolerates typos (``rapidfuzz``);
         ``match="all"`` keeps only records matching every query term. ``_highlights`` maps each
         matching field to an HTML snippet: text escaped, matched words in ``<mark>``.
+        s3db.js spellings: ``score`` (= ``_score``) and ``matched_fields`` columns; ``highlight=True``
+        adds ``highlighted`` (field → text with ``highlight_tags``); ``min_score`` drops weaker
+        hits; ``max_distance`` caps fuzzy edits. ``limit`` defaults to ``max_results`` (else 10),
+        ``fuzzy`` to ``fuzzy_search``.
         Cost: the document shards and the needed term shards (all with prefix/fuzzy), then 1 GET per result.
         """
         import pandas as pd
 
+        limit = limit if limit is not None else self.options["max_results"] or 10
+        fuzzy = self.options["fuzzy_search"] if fuzzy is None else fuzzy
         name = self._check_resource(resource)
         if name in self._stale:
             raise PluginError(f"the index of {name!r} was built with other {self._stale[name]}; call rebuild_index({name!r}) first")
@@ -693,7 +807,7 @@ class FullTextPlugin(Plugin):
             if unknown:
                 raise PluginError(f"field(s) {', '.join(unknown)} of {name!r} are not indexed; indexed: {', '.join(configured)}")
             boosts = {f: float(b if b is not None else configured[f]) for f, b in wanted.items()}
-        columns = ["id", *configured, "_score", "_highlights"]
+        columns = ["id", *configured, "_score", "_highlights", "score", "matched_fields", *(["highlighted"] if highlight else [])]
         query_terms = self.analyzer.query_terms(query or "")
         if not query_terms:
             return pd.DataFrame(columns=columns)
@@ -712,7 +826,7 @@ class FullTextPlugin(Plugin):
         hits_per_doc: Counter[str] = Counter()
         for term, raw in query_terms:
             best: dict[str, float] = {}
-            for candidate, weight in self._expand(term, raw, vocabulary, prefix, fuzzy).items():
+            for candidate, weight in self._expand(term, raw, vocabulary, prefix, fuzzy, max_distance).items():
                 per_doc: dict[str, float] = {}
                 for field_name, boost in boosts.items():
                     hits = postings.get(field_name, {}).get(candidate)
@@ -729,7 +843,8 @@ class FullTextPlugin(Plugin):
                 scores[doc_id] = scores.get(doc_id, 0.0) + score
                 hits_per_doc[doc_id] += 1
         wanted_hits = len(query_terms) if match == "all" else 1
-        scores = {d: s for d, s in scores.items() if s > 0 and hits_per_doc[d] >= wanted_hits}
+        floor = 0.0 if min_score is None else float(min_score)
+        scores = {d: s for d, s in scores.items() if s > 0 and s >= floor and hits_per_doc[d] >= wanted_hits}
         ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[offset : offset + limit]
         records = {r["id"]: r for r in self.resource(name).get_many([d for d, _ in ranked])}
         rows = []
@@ -737,17 +852,28 @@ class FullTextPlugin(Plugin):
             record = records.get(doc_id)
             if record is None:  # deleted by a write that was cut short before it reached the index
                 continue
-            highlights = {f: self.highlight(_field_text(record, f), matched[doc_id][f]) for f in configured if f in matched[doc_id]}
-            rows.append({**dict(record), "_score": score, "_highlights": highlights})
+            fields_hit = [f for f in configured if f in matched[doc_id]]
+            highlights = {f: self.highlight(_field_text(record, f), matched[doc_id][f]) for f in fields_hit}
+            row = {**dict(record), "_score": score, "_highlights": highlights, "score": score, "matched_fields": fields_hit}
+            if highlight:
+                start, end = self.highlight_tags
+                row["highlighted"] = {
+                    f: self.highlight(_field_text(record, f), matched[doc_id][f], open_tag=start, close_tag=end) for f in fields_hit
+                }
+            rows.append(row)
         if not rows:
             return pd.DataFrame(columns=columns)
         frame = pd.DataFrame(rows)
         ordered = [c for c in columns if c in frame.columns] + [c for c in frame.columns if c not in columns]
         return frame[ordered].reset_index(drop=True)
 
-    def highlight(self, text: str, terms: Iterable[str], *, tag: str = "mark") -> str:
-        """``text`` as escaped HTML with the words whose index terms are in ``terms`` wrapped in ``<tag>``,
-        cut to a window of about ``snippet_chars`` around the first match."""
+    def highlight(
+        self, text: str, terms: Iterable[str], *, tag: str = "mark", open_tag: str | None = None, close_tag: str | None = None
+    ) -> str:
+        """``text`` as escaped HTML with the words whose index terms are in ``terms`` wrapped in ``<tag>``
+        (or between the literal ``open_tag``/``close_tag`` markup), cut to about ``snippet_chars`` around the first match."""
+        opening = open_tag if open_tag is not None else f"<{tag}>"
+        closing = close_tag if close_tag is not None else f"</{tag}>"
         wanted = set(terms)
         text = unicodedata.normalize("NFC", text)
         spans = [(s, e) for s, e, found in self.analyzer.spans(text) if wanted.intersection(found)]
@@ -766,14 +892,16 @@ class FullTextPlugin(Plugin):
             if s < start or e > end:
                 continue
             out.append(html.escape(text[cursor:s]))
-            out.append(f"<{tag}>{html.escape(text[s:e])}</{tag}>")
+            out.append(f"{opening}{html.escape(text[s:e])}{closing}")
             cursor = e
         out.append(html.escape(text[cursor:end]))
         return ("…" if start > 0 else "") + "".join(out) + ("…" if end < len(text) else "")
 
     def search_records(self, resource: Resource | str, query: str, **options: Any) -> list[dict[str, Any]]:
-        """``search`` as a list of dicts (s3db.js ``searchRecords``), ``_score`` included."""
-        return self.search(resource, query, **options).to_dict(orient="records")
+        """``search`` as a list of dicts (s3db.js ``searchRecords``): ``_score`` and the s3db.js keys
+        ``_search_score``, ``_matched_fields`` and ``_highlights`` included."""
+        rows = self.search(resource, query, **options).to_dict(orient="records")
+        return [{**row, "_search_score": row["_score"], "_matched_fields": row["matched_fields"]} for row in rows]
 
     @property
     def indexed_resources(self) -> list[str]:

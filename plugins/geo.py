@@ -41,7 +41,7 @@ EARTH_RADIUS_KM = 6371.0
 BASE32 = "0123456789bcdefghjkmnpqrstuvwxyz"
 _BASE32_INDEX = {c: i for i, c in enumerate(BASE32)}
 #: the keys a resource's configuration may have
-RESOURCE_OPTIONS = {"lat_field": None, "lon_field": None, "precision": 5, "zoom_levels": [3], "use_partitions": True}
+RESOURCE_OPTIONS = {"lat_field": None, "lon_field": None, "precision": 5, "zoom_levels": [3], "use_partitions": True, "add_geohash": False}
 _KM_PER_DEGREE = EARTH_RADIUS_KM * math.pi / 180
 _SLACK_KM = 1e-6  # cell pruning keeps cells this close to the edge (float rounding)
 
@@ -49,6 +49,7 @@ __all__ = [
     "GeoPlugin",
     "GeoConfig",
     "GeoQuery",
+    "GeoDistance",
     "GeohashCell",
     "EARTH_RADIUS_KM",
     "encode_geohash",
@@ -310,6 +311,7 @@ class GeoConfig:
     precision: int = 5
     zoom_levels: tuple[int, ...] = (3,)
     use_partitions: bool = True
+    add_geohash: bool = False  # s3db.js: also store the cell in a visible ``geohash`` field
 
     @property
     def levels(self) -> dict[int, tuple[str, str]]:
@@ -340,8 +342,9 @@ class GeoConfig:
         zooms = merged["zoom_levels"]
         if not isinstance(zooms, (list, tuple)):
             raise PluginError(f"GeoPlugin: resources[{resource!r}].zoom_levels must be a list of precisions like [3], got {zooms!r}")
-        if not isinstance(merged["use_partitions"], bool):
-            raise PluginError(f"GeoPlugin: resources[{resource!r}].use_partitions must be True or False, got {merged['use_partitions']!r}")
+        for flag in ("use_partitions", "add_geohash"):
+            if not isinstance(merged[flag], bool):
+                raise PluginError(f"GeoPlugin: resources[{resource!r}].{flag} must be True or False, got {merged[flag]!r}")
         return cls(
             resource=resource,
             lat_field=merged["lat_field"],
@@ -349,7 +352,28 @@ class GeoConfig:
             precision=_check_precision(merged["precision"], f"resources[{resource!r}].precision"),
             zoom_levels=tuple(sorted({_check_precision(z, f"resources[{resource!r}].zoom_levels") for z in zooms}, reverse=True)),
             use_partitions=merged["use_partitions"],
+            add_geohash=merged["add_geohash"],
         )
+
+
+class GeoDistance(float):
+    """Kilometres between two records; ``d["distance"]``, ``d["unit"]`` (``"km"``), ``d["from"]`` and
+    ``d["to"]`` read it the way s3db.js's ``getDistance`` result is read."""
+
+    def __new__(cls, km: float, from_id: str, to_id: str) -> GeoDistance:
+        value = super().__new__(cls, km)
+        value.from_id, value.to_id = from_id, to_id
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"distance": km, "unit": "km", "from": id1, "to": id2}``."""
+        return {"distance": float(self), "unit": "km", "from": self.from_id, "to": self.to_id}
+
+    def keys(self) -> list[str]:
+        return list(self.to_dict())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
 
 
 @dataclass(frozen=True)
@@ -432,6 +456,8 @@ class GeoPlugin(Plugin):
                     f"GeoPlugin: resource {resource.name!r} has no attribute {path!r} (set lat_field/lon_field to one of: {known})"
                 )
         user_fields = resource.schema_view()
+        if cfg.add_geohash and "geohash" not in user_fields:
+            self.add_plugin_attribute(resource, "geohash", "string|optional")
         for attr, _ in cfg.levels.values():
             if attr not in user_fields:  # s3db.js adds `_geohash` as a plain attribute: use it as it is
                 self.add_plugin_attribute(resource, attr, "string|optional")
@@ -456,7 +482,7 @@ class GeoPlugin(Plugin):
         def set_geohashes(data: dict[str, Any]) -> dict[str, Any]:
             lat, lon = get_path(data, cfg.lat_field), get_path(data, cfg.lon_field)
             if lat is None or lon is None:  # no position: no cell (and no stale one)
-                for attr, _ in levels.values():
+                for attr in [a for a, _ in levels.values()] + (["geohash"] if cfg.add_geohash else []):
                     data.pop(attr, None)
                 return data
             try:
@@ -466,6 +492,8 @@ class GeoPlugin(Plugin):
             full = _hash_of(*_cell_of(lat, lon, 12), 12)  # a coarser cell's hash is a prefix of a finer one's
             for precision, (attr, _) in levels.items():
                 data[attr] = full[:precision]
+            if cfg.add_geohash:
+                data["geohash"] = full[: cfg.precision]
             return data
 
         return set_geohashes
@@ -561,11 +589,13 @@ class GeoPlugin(Plugin):
     def _frame(self, cfg: GeoConfig, matches: list[tuple[float, Record]], query: GeoQuery) -> pd.DataFrame:
         import pandas as pd
 
-        rows = [{**record, "_distance_km": distance} for distance, record in matches]
+        # ``_distance`` is the s3db.js name of the same kilometres
+        rows = [{**record, "_distance": distance, "_distance_km": distance} for distance, record in matches]
         # an empty answer keeps the columns a full one would have (the resource's top-level fields)
         fields = [name for name in self.resource(cfg.resource).schema_view() if name != "id"]
-        df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id", *fields, "_distance_km"])
-        df = df[["id", *[c for c in df.columns if c not in ("id", "_distance_km")], "_distance_km"]]
+        tail = ["_distance", "_distance_km"]
+        df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id", *fields, *tail])
+        df = df[["id", *[c for c in df.columns if c not in ("id", *tail)], *tail]]
         df.attrs["geo_query"] = query
         self.last_query = query
         return df
@@ -581,12 +611,20 @@ class GeoPlugin(Plugin):
     # -- queries ------------------------------------------------------------------------------
 
     def find_nearby(
-        self, resource: Resource | str, lat: float, lon: float, radius_km: float = 10.0, limit: int | None = None
+        self,
+        resource: Resource | str,
+        lat: float,
+        lon: float,
+        radius_km: float = 10.0,
+        limit: int | None = None,
+        *,
+        radius: float | None = None,
     ) -> pd.DataFrame:
-        """Every record within ``radius_km`` of the point (the ``limit`` nearest with a limit),
-        nearest first, with ``_distance_km``. Costs 1 LIST per cell of the cover (see
+        """Every record within ``radius_km`` (s3db.js: ``radius``, km) of the point (the ``limit`` nearest
+        with a limit), nearest first, with ``_distance_km`` (and ``_distance``, its s3db.js name). Costs 1 LIST per cell of the cover (see
         ``df.attrs["geo_query"]``) and 1 GET per record in those cells."""
         resource, cfg = self._config(resource)
+        radius_km = radius_km if radius is None else radius
         lat, lon = _coordinate(lat, "lat", 90), _coordinate(lon, "lon", 180)
         if isinstance(radius_km, bool) or not isinstance(radius_km, (int, float)) or not radius_km >= 0:
             raise ValidationError(
@@ -639,8 +677,9 @@ class GeoPlugin(Plugin):
         query = GeoQuery(resource.name, "bounds", center, bounds=(north, south, east, west), results=len(matches), **stats)
         return self._frame(cfg, matches, query)
 
-    def get_distance(self, resource: Resource | str, id1: str, id2: str) -> float:
-        """Distance in km between two records (haversine; 2 GETs)."""
+    def get_distance(self, resource: Resource | str, id1: str, id2: str) -> GeoDistance:
+        """Distance in km between two records (haversine; 2 GETs): a float that also reads as
+        s3db.js's ``{"distance", "unit", "from", "to"}``."""
         resource, cfg = self._config(resource)
         found = {record["id"]: record for record in resource.get_many(dict.fromkeys([id1, id2]))}
         missing = [record_id for record_id in (id1, id2) if record_id not in found]
@@ -652,7 +691,7 @@ class GeoPlugin(Plugin):
             if point is None:
                 raise PluginError(f"record {record_id!r} of {resource.name!r} has no {cfg.lat_field}/{cfg.lon_field} coordinates")
             points.append(point)
-        return haversine_km(*points[0], *points[1])
+        return GeoDistance(haversine_km(*points[0], *points[1]), id1, id2)
 
     def reindex(self, resource: Resource | str) -> int:
         """Bring every record's geohashes and cell refs up to date (for records written before

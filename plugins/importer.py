@@ -41,6 +41,7 @@ import csv
 import datetime as dt
 import decimal
 import gzip
+import inspect
 import io
 import itertools
 import json
@@ -152,7 +153,19 @@ class ImportResult:
     duration: float = 0.0
     total: int | None = None  # rows in the source when known up front (progress)
     error: str | None = None
+    write_errors: int = 0  # rejected rows whose write failed (validation passed)
     reject_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The s3db.js result: ``processed``, ``inserted``, ``skipped`` (rejected before writing),
+        ``errors`` (writes that failed), ``duplicates``, ``duration`` (s) and ``duration_ms``."""
+        return {"processed": self.read, "inserted": self.imported, "skipped": self.rejected - self.write_errors,
+                "errors": self.write_errors, "duplicates": self.duplicates, "duration": self.duration,
+                "duration_ms": self.duration * 1000}  # fmt: skip
+
+    def __getitem__(self, key: str) -> Any:
+        """``result["inserted"]`` and the other s3db.js keys (see ``to_dict``)."""
+        return self.to_dict()[key]
 
     @property
     def rejects(self) -> pd.DataFrame:
@@ -663,7 +676,7 @@ class _Plan:
     """The per-import options, checked once."""
 
     mapping: dict[str, str | None]
-    transforms: dict[str, Callable[[Any], Any]]
+    transforms: dict[str, tuple[Callable[..., Any], bool]]  # field → (callable, takes the record too)
     validate: Callable[[dict[str, Any]], Any] | None
     dedupe_on: tuple[str, ...]
     unknown: str
@@ -680,17 +693,21 @@ class ImporterPlugin(Plugin):
     per batch, default 1000); ``resource_method`` names the method added to every resource
     (``"import_file"``; ``None`` adds none); ``history`` is how many finished imports
     ``plugin.history`` keeps for the dashboard (20). The importer stores nothing of its own.
+
+    s3db.js names, same meaning: ``resource``, ``format`` and ``file_path`` (what ``import_()``
+    — s3db.js ``import``, a Python keyword — imports when not given), ``deduplicate_by``
+    (= ``dedupe_on``), ``parallelism`` (at most this many writes at once), ``continue_on_error``
+    (False: stop at the first rejected row; the default None collects rejects and goes on),
+    ``driver_config`` (``delimiter``, ``encoding``, ``sheet``); ``get_stats()`` totals every import.
     """
 
     defaults = {
-        "mapping": None,
-        "transforms": None,
-        "dedupe_on": None,
-        "atomic": False,
-        "batch_size": 1000,
-        "resource_method": "import_file",
-        "history": 20,
-    }
+        "mapping": None, "transforms": None, "dedupe_on": None, "atomic": False, "batch_size": 1000,
+        "resource_method": "import_file", "history": 20,
+        # s3db.js names
+        "resource": None, "format": None, "file_path": None, "deduplicate_by": None, "parallelism": None,
+        "continue_on_error": None, "driver_config": None,
+    }  # fmt: skip
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -702,7 +719,21 @@ class ImporterPlugin(Plugin):
             raise PluginError(f"ImporterPlugin: resource_method must be a method name or None, got {o['resource_method']!r}")
         _check_mapping(o["mapping"])
         _check_transforms(o["transforms"])
+        if o["deduplicate_by"] is not None:
+            o["dedupe_on"] = o["deduplicate_by"]
         _check_dedupe(o["dedupe_on"])
+        if o["parallelism"] is not None:
+            _check_batch_size(o["parallelism"], "parallelism")
+        if o["format"] is not None:
+            o["format"] = _normalise_format(o["format"])
+        bad = sorted(set(o["driver_config"] or {}) - {"delimiter", "encoding", "sheet"})
+        if bad or (o["resource"] is not None and not isinstance(o["resource"], str)):
+            raise PluginError(
+                f"ImporterPlugin: resource must be a name and driver_config takes delimiter, encoding, sheet; got {bad or o['resource']!r}"
+            )
+        self.totals = dict.fromkeys(("processed", "inserted", "skipped", "errors", "duplicates", "duration"), 0.0)
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
         self.history: collections.deque[ImportResult] = collections.deque(maxlen=o["history"])
         self.current: ImportResult | None = None
         self.last_preview: pd.DataFrame | None = None
@@ -737,27 +768,37 @@ class ImporterPlugin(Plugin):
 
     # -- importing ------------------------------------------------------------------------
 
+    def import_(self, file_path: Any = None, **options: Any) -> ImportResult:
+        """s3db.js ``importer.import(filePath, options)``: ``import_data`` into the ``resource``
+        option (or ``resource=``), from ``file_path`` (default: the ``file_path`` option) in ``format``."""
+        o = self.options
+        resource = options.pop("resource", None) or o["resource"]
+        source = file_path if file_path is not None else o["file_path"]
+        if resource is None or source is None:
+            raise PluginError("ImporterPlugin.import_ needs resource= and a file: ImporterPlugin(resource='users').import_('users.csv')")
+        options.setdefault("dedupe_on", options.pop("deduplicate_by", None))
+        if options.pop("continue_on_error", o["continue_on_error"]) is False:
+            options.setdefault("max_rejects", 0)
+        options = {**(o["driver_config"] or {}), **options}
+        return self.import_data(resource, source, options.pop("format", o["format"]), **options)
+
+    def get_stats(self) -> dict[str, Any]:
+        """s3db.js ``getStats``: totals over every import since install (``total_processed``,
+        ``total_inserted``, ``total_skipped``, ``total_errors``, ``total_duplicates``,
+        ``records_per_second``, ``start_time``/``end_time`` in epoch seconds)."""
+        t = self.totals
+        rate = t["processed"] / t["duration"] if t["duration"] else 0.0
+        return {**{f"total_{k}": int(v) for k, v in t.items() if k != "duration"}, "records_per_second": rate,
+                "start_time": self.started_at, "end_time": self.ended_at}  # fmt: skip
+
     def import_data(
-        self,
-        resource: Resource | str,
-        source: Any,
-        format: str | None = None,
-        *,
-        mapping: Mapping[str, str | None] | None = None,
-        transforms: Mapping[str, Callable[[Any], Any]] | None = None,
-        validate: Callable[[dict[str, Any]], Any] | None = None,
-        dedupe_on: Sequence[str] | str | None = None,
-        dedupe_existing: bool = False,
-        unknown: str = "keep",
-        atomic: bool | None = None,
-        max_rejects: int | None = None,
-        batch_size: int | None = None,
-        delimiter: str | None = None,
-        sheet: str | int | None = None,
-        records_key: str | None = None,
-        encoding: str = "utf-8-sig",
-        progress: ProgressArg = None,
-    ) -> ImportResult:
+        self, resource: Resource | str, source: Any, format: str | None = None, *,
+        mapping: Mapping[str, str | None] | None = None, transforms: Mapping[str, Callable[..., Any]] | None = None,
+        validate: Callable[[dict[str, Any]], Any] | None = None, dedupe_on: Sequence[str] | str | None = None,
+        dedupe_existing: bool = False, unknown: str = "keep", atomic: bool | None = None, max_rejects: int | None = None,
+        batch_size: int | None = None, delimiter: str | None = None, sheet: str | int | None = None, records_key: str | None = None,
+        encoding: str = "utf-8-sig", progress: ProgressArg = None,
+    ) -> ImportResult:  # fmt: skip
         """Import ``source`` (path, file-like, bytes, DataFrame, Arrow table, list of dicts)
         into ``resource``; returns an :class:`ImportResult`. Costs 1 PUT per imported record
         (+1 per partition ref); ``dedupe_existing`` first reads the resource (1 LIST per 1 000
@@ -765,7 +806,8 @@ class ImporterPlugin(Plugin):
 
         ``mapping`` renames source columns (``None`` drops one; a dotted name such as
         ``"address.city"`` fills a nested field); ``transforms`` maps a field to a callable
-        applied to its non-missing value; ``validate(record)`` may return False or a reason
+        applied to its non-missing value (a two-argument one, s3db.js's ``(value, record)``, runs
+        for every row, so it can compute a field); ``validate(record)`` may return False or a reason
         (or raise ``ValueError``) to reject a row; ``dedupe_on`` keeps the first row for each
         key (and, with ``dedupe_existing``, skips keys already stored); ``unknown="drop"``
         ignores columns the schema does not define (``"keep"``: stored as extra fields, as
@@ -797,6 +839,7 @@ class ImporterPlugin(Plugin):
         if dedupe_existing:
             seen_keys = _existing_keys(target, plan.dedupe_on)
         started = time.perf_counter()
+        self.started_at = self.started_at or time.time()
         self.current = result
         bar = make_progress(progress, result.total, f"importing {target.name}")
         try:
@@ -823,6 +866,10 @@ class ImporterPlugin(Plugin):
             bar.close()
             self.current = None
             self.history.append(result)
+            self.ended_at = time.time()
+            for key, value in result.to_dict().items():
+                if key in self.totals:
+                    self.totals[key] += value
         self.emit("complete", result)
         return result
 
@@ -838,6 +885,7 @@ class ImporterPlugin(Plugin):
             self._check_rejects(result, max_rejects, written=True)
             failures = self._write(target, items, bar)
             result.imported += len(items) - len(failures)
+            result.write_errors += len(failures)
             for row, exc in sorted(failures.items()):
                 result.add_reject(row, [_write_problem(exc, target)])
             self._check_rejects(result, max_rejects, written=True)
@@ -870,6 +918,7 @@ class ImporterPlugin(Plugin):
         except Exception:  # noqa: BLE001 - report what is left rather than a second traceback
             left = [i for i in ids if _still_there(target, i)]
             result.rolled_back = len(ids) - len(left)
+        result.write_errors += len(failures)
         for failed_row, exc in sorted(failures.items()):
             result.add_reject(failed_row, [_write_problem(exc, target)])
         message = (
@@ -899,7 +948,13 @@ class ImporterPlugin(Plugin):
             bar.update(count - done)
             done = count
 
-        return write_validated(target, items, progress=advance) if items else {}
+        step = self.options["parallelism"] or len(items) or 1  # sub-batches of ``parallelism``: at most that many writes at once
+        failures: dict[int, BaseException] = {}
+        for start in range(0, len(items), step):
+            failures.update(
+                write_validated(target, items[start : start + step], progress=lambda c, t, d, offset=start: advance(offset + c, t, d))
+            )
+        return failures
 
     def _prepare(
         self, target: Resource, chunk: list[Row], plan: _Plan, result: ImportResult,
@@ -1003,7 +1058,8 @@ def _make_plan(
             raise PluginError(f"dedupe_on field {name!r} is not in resource {target.name!r}; fields: id, {', '.join(sorted(fields))}")
     nested = frozenset(k for k, v in root.items() if isinstance(v, NestedObject))
     secrets = frozenset(target.schema.secret_paths())
-    return _Plan(mapping, transforms, validate, dedupe_on, unknown, nested, fields, secrets)
+    steps = {name: (fn, _takes_record(fn)) for name, fn in transforms.items()}
+    return _Plan(mapping, steps, validate, dedupe_on, unknown, nested, fields, secrets)
 
 
 def _shape(row: dict[str, Any] | Unreadable, plan: _Plan) -> dict[str, Any] | Unreadable:
@@ -1028,12 +1084,12 @@ def _shape(row: dict[str, Any] | Unreadable, plan: _Plan) -> dict[str, Any] | Un
         record[target] = value
     if plan.unknown == "drop":
         record = {k: v for k, v in record.items() if k in plan.fields or k == "id"}
-    for name, fn in plan.transforms.items():
+    for name, (fn, with_record) in plan.transforms.items():
         value = get_path(record, name)
-        if value is None:
+        if value is None and not with_record:
             continue
         try:
-            _set_path(record, name, fn(value))
+            _set_path(record, name, fn(value, record) if with_record else fn(value))
         except Exception as exc:  # noqa: BLE001 - a failing transform rejects the row
             shown = "***" if name in plan.secrets else value
             return Unreadable(name, "transform", f"transform failed: {type(exc).__name__}: {exc}", shown)
@@ -1045,6 +1101,16 @@ def _shape(row: dict[str, Any] | Unreadable, plan: _Plan) -> dict[str, Any] | Un
         if verdict is False or isinstance(verdict, str):
             return Unreadable("<record>", "validate", verdict if isinstance(verdict, str) else "rejected by validate()")
     return record
+
+
+def _takes_record(fn: Callable[..., Any]) -> bool:
+    """True for an s3db.js-style transform ``(value, record)`` (two required positional parameters)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins such as int: one argument
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in params if p.kind in kinds and p.default is p.empty) >= 2
 
 
 def _set_path(record: dict[str, Any], path: str, value: Any) -> None:

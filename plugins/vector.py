@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -359,6 +360,11 @@ class Clustering:
         """Records per cluster."""
         return np.bincount(self.labels, minlength=self.k).tolist()
 
+    @property
+    def clusters(self) -> list[list[str]]:
+        """s3db.js ``result.clusters``: the record ids of each cluster, cluster 0 first."""
+        return [[i for i, label in zip(self.ids, self.labels.tolist()) if label == c] for c in range(self.k)]
+
     def to_pandas(self) -> pd.DataFrame:
         """``id, cluster`` per record."""
         import pandas as pd
@@ -610,6 +616,16 @@ class _Index:
             return self.ids[: self.size][live].copy(), self.matrix[: self.size][live].copy()
 
 
+class _ClassOrInstance:
+    """A plugin method that, read from the class, is the s3db.js static of the same name."""
+
+    def __init__(self, method: Callable[..., Any], static: Callable[..., Any]) -> None:
+        self.method, self.static, self.__doc__ = method, static, method.__doc__
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Callable[..., Any]:
+        return self.static if obj is None else self.method.__get__(obj, owner)
+
+
 class VectorPlugin(Plugin):
     """Similarity search, clustering and storage checks for ``embedding:N`` fields.
 
@@ -618,7 +634,10 @@ class VectorPlugin(Plugin):
     first query, synced by hooks), ``storage_threshold`` (bytes of vectors above which a
     behavior that keeps them in metadata is warned about, 1 500 as in s3db.js),
     ``auto_fix_behavior`` (switch such resources to ``body-overflow`` instead of warning),
-    ``batch_size`` (records per Arrow batch while scanning).
+    ``batch_size`` (records per Arrow batch while scanning). s3db.js names: ``dimensions`` (vectors
+    of another length are refused), ``auto_detect_vector_field`` (False: ``field=`` is required),
+    ``partition_policy`` (``"auto"``: search the ``byHas<Field>`` partition; ``"none"``: every record);
+    events are ``plg:vector:*`` (also emitted as ``vector:*``).
     """
 
     defaults = {
@@ -628,6 +647,9 @@ class VectorPlugin(Plugin):
         "storage_threshold": 1500,
         "auto_fix_behavior": False,
         "batch_size": 10_000,
+        "dimensions": None,
+        "auto_detect_vector_field": True,
+        "partition_policy": "auto",
     }
 
     def __init__(self, **options: Any) -> None:
@@ -640,6 +662,11 @@ class VectorPlugin(Plugin):
             value = self.options[option]
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise PluginError(f"VectorPlugin: {option} must be an integer ≥ {low}, got {value!r}")
+        if self.options["partition_policy"] not in ("auto", "none"):
+            raise PluginError(f"VectorPlugin: partition_policy must be 'auto' or 'none', got {self.options['partition_policy']!r}")
+        dims = self.options["dimensions"]
+        if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or dims < 1):
+            raise PluginError(f"VectorPlugin: dimensions must be a positive integer (e.g. 1536) or None, got {dims!r}")
         self._fields: dict[str, list[VectorField]] = {}
         self._indexes: dict[tuple[str, str], _Index] = {}
         self._complete: set[tuple[str, str]] = set()  # byHas partitions known to list every record
@@ -749,10 +776,15 @@ class VectorPlugin(Plugin):
             "vector_search": lambda query, k=10, **kw: self.vector_search(name, query, k, **kw),
             "cluster": lambda k, **kw: self.cluster(name, k, **kw),
             "find_optimal_k": lambda **kw: self.find_optimal_k(name, **kw),
+            "similar_to": lambda query, k=10, **kw: self.vector_search(name, query, k, **kw),
+            "find_similar": lambda query, k=10, **kw: self.vector_search(name, query, k, **kw),
+            "vector_search_paged": lambda query, **kw: self.vector_search_paged(name, query, **kw),
         }
         for method, fn in methods.items():
             fn.__name__ = method
-            fn.__doc__ = f"``db.plugins.<vector>.{method}({name!r}, ...)``: " + (getattr(type(self), method).__doc__ or "")
+            fn.__doc__ = f"``db.plugins.<vector>.{method}({name!r}, ...)``: " + (
+                getattr(type(self), method, self.vector_search).__doc__ or ""
+            )
             if method not in resource.__dict__:
                 self.add_resource_method(resource, method, fn)
         if name in self._hooked:
@@ -807,12 +839,16 @@ class VectorPlugin(Plugin):
             raise VectorError(
                 f"resource {name!r} has no embedding:N field handled by VectorPlugin; define one like {{'vector': 'embedding:384'}}"
             )
-        if field is None:
-            return fields[0]
-        for candidate in fields:
-            if candidate.path == field:
-                return candidate
-        raise VectorError(f"resource {name!r} has no embedding field {field!r}; embedding fields: {', '.join(f.path for f in fields)}")
+        if field is None and not self.options["auto_detect_vector_field"]:
+            raise VectorError(f"auto_detect_vector_field is off: name the field, field={fields[0].path!r}")
+        found = fields[0] if field is None else next((f for f in fields if f.path == field), None)
+        if found is None:
+            raise VectorError(f"resource {name!r} has no embedding field {field!r}; embedding fields: {', '.join(f.path for f in fields)}")
+        if self.options["dimensions"] not in (None, found.dimensions):
+            raise VectorError(
+                f"{name}.{found.path} holds {found.dimensions}-dimension vectors, not dimensions={self.options['dimensions']}"
+            )
+        return found
 
     def storage_report(self) -> list[dict[str, Any]]:
         """Per embedding field: dimensions, estimated metadata bytes, behavior, and whether it fits."""
@@ -834,7 +870,7 @@ class VectorPlugin(Plugin):
 
         Records written before the plugin was installed have no tracking flag; until
         ``backfill()`` gives them one, searches read the whole resource so none is missed."""
-        if not field.partition or field.partition not in resource.partitions:
+        if not field.partition or field.partition not in resource.partitions or self.options["partition_policy"] == "none":
             return None, None
         key = (resource.name, field.path)
         if key not in self._complete:
@@ -977,17 +1013,19 @@ class VectorPlugin(Plugin):
         partition_values: Mapping[str, Any] | None = None,
         where: Mapping[str, Any] | Callable[[Mapping[str, Any]], bool] | None = None,
         use_index: bool | None = None,
+        limit: int | None = None,
+        distance_metric: str | None = None,
     ) -> pd.DataFrame:
-        """The ``k`` records nearest to ``query`` as a DataFrame (nearest first, ``_distance`` column).
+        """The ``k`` (s3db.js: ``limit``) records nearest to ``query`` as a DataFrame (nearest first, ``_distance`` column).
 
         ``threshold`` keeps only distances ≤ it; ``partition``/``partition_values`` and ``where``
         (field → value or predicate, or a callable on the record) narrow the candidates.
         Cost without an index: 1 LIST per 1 000 ids + 1 GET per record with a vector; with the
         index (``index=True`` or ``use_index=True``): one numpy pass + ``k`` GETs (more with ``where``).
         """
-        res = self.resource(resource)
+        res, k = self.resource(resource), k if limit is None else limit
         vf = self.field(res, field)
-        metric = _check_metric(metric or self.options["distance_metric"])
+        metric = _check_metric(metric or distance_metric or self.options["distance_metric"])
         q = as_vector(query, vf.dimensions)
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
             raise VectorError(f"k must be a positive integer, got {k!r}")
@@ -1011,17 +1049,25 @@ class VectorPlugin(Plugin):
                 best_ids, best = best_ids[keep], best[keep]
             records, dists = self._fetch(res, best_ids, best, k, None, None)
             source = "scan"
-        self.last_search = {
-            "resource": res.name,
-            "field": vf.path,
-            "metric": metric,
-            "k": k,
-            "scanned": scanned,
-            "returned": len(records),
-            "source": source,
-        }
-        self.emit("vector:search-complete", dict(self.last_search))
+        self.last_search = {"resource": res.name, "field": vf.path, "metric": metric, "k": k, "scanned": scanned,
+                            "returned": len(records), "source": source}  # fmt: skip
+        self._emit("search-complete", dict(self.last_search))
         return self._frame(res, records, dists)
+
+    def vector_search_paged(self, resource: Resource | str, query: Any, *, page_size: int | None = None, **options: Any) -> dict[str, Any]:
+        """s3db.js ``vectorSearchPaged``: ``{"results": <vector_search frame>, "stats": {scanned_records,
+        pages_scanned, duration_ms, ...}}``; ``page_size`` is the records per scanned page (default ``batch_size``)."""
+        started = time.perf_counter()
+        results = self.vector_search(resource, query, **options)
+        scanned, size = self.last_search["scanned"], page_size or self.options["batch_size"]  # type: ignore[index]
+        stats = {"total_records": None, "scanned_records": scanned, "processed_records": scanned, "pages_scanned": -(-scanned // size),
+                 "dimension_mismatches": 0, "duration_ms": (time.perf_counter() - started) * 1000, "approximate": False}  # fmt: skip
+        return {"results": results, "stats": stats}
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        """``plg:vector:<event>`` (the s3db.js 21 name) and the older ``vector:<event>``."""
+        self.emit(f"plg:vector:{event}", payload)
+        self.emit(f"vector:{event}", dict(payload))
 
     def _rank_index(
         self,
@@ -1099,40 +1145,37 @@ class VectorPlugin(Plugin):
         """k-means (k-means++ seeding, deterministic for ``seed``) over the records' vectors.
         ``metric="cosine"`` clusters by direction. Reads the vectors like ``vectors()``."""
         ids, matrix = self.vectors(resource, field, partition=partition, partition_values=partition_values, where=where)
-        self.emit("vector:cluster-start", {"resource": self.resource(resource).name, "k": k, "vectors": len(ids)})
+        self._emit("cluster-start", {"resource": self.resource(resource).name, "k": k, "vectors": len(ids)})
         result = kmeans(matrix, k, seed=seed, max_iterations=max_iterations, tolerance=tolerance, n_init=n_init, metric=metric)
-        clustering = Clustering(
-            ids=ids,
-            labels=result.labels,
-            centroids=result.centroids,
-            inertia=result.inertia,
-            iterations=result.iterations,
-            converged=result.converged,
-        )
-        self.emit(
-            "vector:cluster-complete",
-            {"resource": self.resource(resource).name, "k": k, "sizes": clustering.sizes, "inertia": clustering.inertia},
+        clustering = Clustering(ids, result.labels, result.centroids, result.inertia, result.iterations, result.converged)
+        self._emit(
+            "cluster-complete", {"resource": self.resource(resource).name, "k": k, "sizes": clustering.sizes, "inertia": clustering.inertia}
         )
         return clustering
 
     def find_optimal_k(
-        self,
-        resource: Resource | str,
-        *,
-        field: str | None = None,
-        min_k: int = 2,
-        max_k: int = 10,
-        seed: int = 0,
-        sample: int = 2000,
-        metric: str = "euclidean",
-        partition: str | None = None,
-        partition_values: Mapping[str, Any] | None = None,
-        where: Any = None,
-    ) -> OptimalK:
+        self, resource: Resource | str, *, field: str | None = None, min_k: int = 2, max_k: int = 10, seed: int = 0, sample: int = 2000,
+        metric: str = "euclidean", partition: str | None = None, partition_values: Mapping[str, Any] | None = None, where: Any = None,
+    ) -> OptimalK:  # fmt: skip
         """The number of clusters that fits the vectors best (silhouette; the elbow is in
         ``elbow_k``), trying ``min_k..max_k`` on at most ``sample`` vectors."""
         _, matrix = self.vectors(resource, field, partition=partition, partition_values=partition_values, where=where)
         return find_optimal_k(matrix, min_k=min_k, max_k=max_k, seed=seed, sample=sample, metric=metric)
+
+    # s3db.js statics: VectorPlugin.find_optimal_k(vectors, ...), VectorPlugin.normalize(v), VectorPlugin.dot_product(a, b)
+    find_optimal_k = _ClassOrInstance(find_optimal_k, lambda vectors, **kw: find_optimal_k(vectors, **kw))  # type: ignore[assignment]
+
+    @staticmethod
+    def normalize(vector: Any) -> np.ndarray:
+        """``vector`` scaled to unit length (a zero vector stays zero)."""
+        v = as_vector(vector, name="vector").astype(np.float64)
+        norm = float(np.linalg.norm(v))
+        return v / norm if norm else v
+
+    @staticmethod
+    def dot_product(a: Any, b: Any) -> float:
+        """``a · b``."""
+        return float(np.dot(as_vector(a, name="a").astype(np.float64), as_vector(b, name="b").astype(np.float64)))
 
     # -- maintenance ------------------------------------------------------------------------------------
 

@@ -204,7 +204,7 @@ def test_resources_without_embeddings_get_no_methods():
 
 def test_unknown_option_and_bad_metric_fail_at_construction():
     with pytest.raises(s3db_nb.PluginError, match="unknown option"):
-        VectorPlugin(dimensions=3)
+        VectorPlugin(dimension=3)  # s3db.js's option is `dimensions`
     with pytest.raises(VectorError, match="metric"):
         VectorPlugin(distance_metric="hamming")
 

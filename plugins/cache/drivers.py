@@ -314,13 +314,13 @@ class S3Cache(CacheDriver):
 
     name = "s3"
 
-    def __init__(self, storage: PluginStorage, *, compress: bool = True, clock: Clock | None = None) -> None:
+    def __init__(self, storage: PluginStorage, *, compress: bool = True, clock: Clock | None = None, folder: str = "cache") -> None:
         super().__init__(clock=clock or storage.clock)
         if clock is not None:
             storage.clock = clock
         self.storage = storage
         self.compress = compress
-        self.root = storage.get_plugin_key(None, "cache") + "/"
+        self.root = storage.get_plugin_key(None, folder) + "/"
 
     def __repr__(self) -> str:
         return f"<S3Cache {self.root!r}{' gzip' if self.compress else ''}>"

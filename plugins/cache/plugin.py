@@ -21,6 +21,7 @@ from s3db_nb.plugin_api import (
     get_path,
 )
 
+from .compat import METHOD_ALIASES, ResourceCache, normalize_config, normalize_policies, normalize_ttl
 from .drivers import DRIVER_NAMES, CacheDriver, Entry, FilesystemCache, MemoryCache, MultiTierCache, S3Cache, resource_of
 from .values import SecretSealer, Uncacheable, dumps_value, loads_value
 
@@ -48,8 +49,9 @@ _CONTENT_METHODS = ("list", "page", "query")
 _COUNTERS = ("operations", "hits", "misses", "stores", "skipped", "evictions", "invalidations", "errors")
 _SIGNATURES = {m: inspect.signature(getattr(Resource, m)) for m in CACHED_METHODS}
 _STABLE_VALUE = (str, int, float, bool)
+_PLUGIN_TTL = object()  # "the plugin's ttl" (None already means "never expires")
 #: options a tier of a multi cache may set for itself (``{"driver": "memory", "max_size": 100}``)
-_TIER_SETTINGS = ("max_size", "max_bytes", "directory", "compress", "drivers", "promote_on_hit")
+_TIER_SETTINGS = ("max_size", "max_bytes", "directory", "compress", "drivers", "promote_on_hit", "prefix")
 
 
 def _seg(text: Any) -> str:
@@ -81,11 +83,23 @@ class CachePlugin(Plugin):
     ``include`` / ``exclude`` (resource names; plugin-created resources are left out unless
     included), ``methods`` (a subset of ``CACHED_METHODS``), ``clock`` (seconds since the epoch,
     for tests of expiry).
+
+    s3db.js names, same meaning: ``ttl_ms`` (milliseconds), ``cache_dir`` (= ``directory``),
+    ``prefix`` (a sub-folder of the filesystem directory / the s3 key folder), ``method_policies``
+    (``{"list": {"ttl": 60}, "count": {"enabled": False}}``), and in ``config``: ``maxSize``,
+    ``path``, ``keyPrefix``, ``enableCompression``, ``maxMemoryBytes``, ``enableStats`` (always on),
+    ``evictionPolicy`` (``'lru'``), and for ``driver='multi'`` ``strategy='all'`` +
+    ``destinations=[{"driver": ..., "config": {...}}]``. Events: ``cache.hit`` / ``cache.miss``
+    (``{"resource", "method", "key"}``).
     """
 
     defaults: ClassVar[dict[str, Any]] = {
         "driver": "memory",
         "ttl": 300,
+        "ttl_ms": None,
+        "cache_dir": None,
+        "prefix": None,
+        "method_policies": None,
         "max_size": 1000,
         "max_bytes": None,
         "directory": None,
@@ -105,14 +119,14 @@ class CachePlugin(Plugin):
         config = opts.pop("config") or {}
         if not isinstance(config, Mapping):
             raise PluginError(f"CachePlugin: config must be a dict of driver options, got {type(config).__name__}")
-        for key, value in config.items():  # s3db.js spells them maxSize, ttl...
-            name = "".join("_" + c.lower() if c.isupper() else c for c in key)
-            name = "directory" if name == "path" else name  # s3db.js: config={"path": "./cache"}
-            if name not in ("ttl", "max_size", "max_bytes", "directory", "compress", "drivers", "promote_on_hit"):
-                raise PluginError(
-                    f"CachePlugin: unknown config key {key!r}; use ttl, max_size, max_bytes, directory, compress, drivers or promote_on_hit"
-                )
-            opts[name] = value
+        # s3db.js spells them maxSize, path, ttl (ms at the top level: ttl_ms)...
+        normalize_config(opts, config, ("ttl", "max_size", "max_bytes", "directory", "compress", "drivers", "promote_on_hit", "prefix"))
+        if opts["cache_dir"] is not None:
+            opts["directory"] = opts["cache_dir"]
+        normalize_ttl(opts)
+        self.method_policies = normalize_policies(opts["method_policies"])
+        if opts["prefix"] is not None and (not isinstance(opts["prefix"], str) or ".." in opts["prefix"].split("/")):
+            raise PluginError(f"CachePlugin: prefix must be a folder name such as 'app-cache/', got {opts['prefix']!r}")
         ttl = opts["ttl"]
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
             raise PluginError(f"CachePlugin: ttl must be a positive number of seconds or None (no expiry), got {ttl!r}")
@@ -122,7 +136,8 @@ class CachePlugin(Plugin):
                 raise PluginError(
                     f"CachePlugin: {option} must be a positive whole number{' or None' if option == 'max_bytes' else ''}, got {value!r}"
                 )
-        methods = list(opts["methods"])
+        methods = [METHOD_ALIASES.get(m, m) for m in opts["methods"]]
+        methods = [m for m in methods if self.method_policies.get(m, {}).get("enabled", True)]
         unknown = sorted(set(methods) - set(CACHED_METHODS))
         if unknown:
             raise PluginError(f"CachePlugin: cannot cache {', '.join(unknown)}; methods: {', '.join(CACHED_METHODS)}")
@@ -182,14 +197,16 @@ class CachePlugin(Plugin):
         settings = dict(spec) if isinstance(spec, Mapping) else {"driver": spec}
         name = settings.pop("driver")
         value = lambda key: settings.get(key, self.options[key])  # noqa: E731 - tier setting or plugin option
-        if name == "memory":
+        prefix = (value("prefix") or "").strip("/")
+        if name == "memory":  # process-private: a prefix has nothing to separate
             return MemoryCache(max_size=value("max_size"), max_bytes=value("max_bytes"), clock=self.clock)
         if name == "filesystem":
-            return FilesystemCache(value("directory"), clock=self.clock)
+            directory = value("directory")
+            return FilesystemCache(f"{directory}/{prefix}" if prefix else directory, clock=self.clock)
         if name == "s3":
             db = self._db()
             storage = PluginStorage(db.client, self.slug, namespace=self.namespace, clock=self.clock, pool=db.pool)
-            return S3Cache(storage, compress=value("compress"), clock=self.clock)
+            return S3Cache(storage, compress=value("compress"), clock=self.clock, folder=prefix or "cache")
         tiers = [self._build_driver(t) for t in value("drivers")]
         return MultiTierCache(tiers, promote_on_hit=value("promote_on_hit"), clock=self.clock)
 
@@ -256,6 +273,12 @@ class CachePlugin(Plugin):
             self.add_middleware(resource, method, self._read_middleware(name, method))
         for method in WRITE_METHODS:
             self.add_middleware(resource, method, self._write_middleware(name))
+        if "cache" not in vars(resource):  # s3db.js: resource.cache, resource.cache_key_for(...)
+            if hasattr(resource, "cache"):
+                self.log.warning("resource %r already has a 'cache' attribute; resource.cache is not set", name)
+            else:
+                self.add_resource_method(resource, "cache", ResourceCache(self, name))
+                self.add_resource_method(resource, "cache_key_for", lambda method, *a, **k: self.key_for(name, method, *a, **k))
         self._listen(resource.events, "inserted", lambda record: self._record_written(name, None, record))
         self._listen(resource.events, "deleted", lambda record: self._record_written(name, record, None))
         self._listen(resource.events, "updated", lambda record, before: self._record_written(name, before, record))
@@ -289,11 +312,13 @@ class CachePlugin(Plugin):
                     self._count(name, "errors")  # unreadable entry: recompute it
                 else:
                     self._count(name, "hits")
+                    self.emit("cache.hit", {"resource": name, "method": method, "key": key})
                     return value
             self._count(name, "misses")
+            self.emit("cache.miss", {"resource": name, "method": method, "key": key})
             generation = self._generation.get(name, 0)
             value = call_next(*args, **kwargs)
-            self._store(name, key, value, generation)
+            self._store(name, key, value, generation, ttl=self.method_policies.get(method, {}).get("ttl", self.ttl))
             return value
 
         cached.__name__ = f"cache_{method}"
@@ -307,13 +332,14 @@ class CachePlugin(Plugin):
             self._count(name, "errors")
             return None
 
-    def _store(self, name: str, key: str, value: Any, generation: int) -> bool:
+    def _store(self, name: str, key: str, value: Any, generation: int, *, ttl: float | None | object = _PLUGIN_TTL) -> bool:
         try:
             payload = dumps_value(value, sealer=self._sealer(name))
         except Uncacheable:
             self._count(name, "skipped")
             return False
-        expires_at = None if self.ttl is None else self.clock() + self.ttl
+        seconds = self.ttl if ttl is _PLUGIN_TTL else ttl
+        expires_at = None if seconds is None else self.clock() + float(seconds)  # type: ignore[arg-type]
         with self._resource_lock(name):
             if self._generation.get(name, 0) != generation:
                 return False  # a write landed while we were reading: what we read may be old
@@ -503,6 +529,48 @@ class CachePlugin(Plugin):
         if limit is None and "count" in self.options["methods"]:
             self._store(name, self._key(target, "count", (), {}), len(ids), generation)
         return stored
+
+    def warm_cache(self, resource_name: Resource | str, *, include_partitions: bool = True) -> int:
+        """s3db.js ``warmCache``: ``warm(resource)`` plus, with ``include_partitions``, the
+        ``list`` of every partition value the records hold. Returns how many records were cached."""
+        target = self.resource(resource_name)
+        stored = self.warm(target)
+        if include_partitions and "list" in self.options["methods"]:
+            records = target.get_many(target.list_ids(skip_cache=True), skip_cache=True)
+            for partition, definition in target.partitions.items():
+                seen = {tuple((f, get_path(r, f)) for f in sorted(definition["fields"])) for r in records}
+                for values in sorted(seen, key=repr):
+                    if all(v is not None for _, v in values):
+                        target.list(partition=partition, partition_values=dict(values))
+        return stored
+
+    def clear_all_cache(self) -> int:
+        """s3db.js ``clearAllCache``: ``clear()`` — every entry of every resource."""
+        return self.clear()
+
+    def get_cache_stats(self) -> dict[str, Any]:
+        """s3db.js ``getCacheStats``: ``get_stats()`` with its ``size`` (entries) and ``driver`` keys."""
+        stats = self.get_stats()
+        return {**stats, "size": stats["entries"]}
+
+    # -- manual entries (resource.cache) -------------------------------------------------------
+
+    def manual_get(self, name: str, key: str) -> Any:
+        """The value ``resource.cache.set`` stored under ``key`` (None when absent or expired)."""
+        entry = self._lookup(name, key + "value")
+        self._count(name, "hits" if entry is not None else "misses")
+        return None if entry is None else loads_value(entry.payload, sealer=self._sealer(name))
+
+    def manual_set(self, name: str, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (None: the plugin's ttl)."""
+        with self._resource_lock(name):
+            generation = self._generation.get(name, 0)
+        if not self._store(name, key + "value", value, generation, ttl=self.ttl if ttl is None else ttl):
+            raise PluginError(f"CachePlugin: could not cache {key!r}; the value must be JSON-like (dict, list, str, number, Record)")
+
+    def manual_delete(self, name: str, key: str) -> int:
+        """Remove one manual entry (``key`` is its folder); returns how many went."""
+        return self._invalidate(name, [key])
 
     # -- stats ---------------------------------------------------------------------------------
 

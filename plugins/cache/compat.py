@@ -1,0 +1,150 @@
+"""s3db.js spellings of the CachePlugin options, and the ``resource.cache`` view s3db.js users reach for.
+
+s3db.js takes ``ttl`` in milliseconds and nests driver settings in ``config`` (``maxSize``,
+``path``, ``strategy`` + ``destinations`` for ``driver: 'multi'``); this module turns those into
+the plugin's own options so the rest of the plugin sees one vocabulary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from s3db_nb.plugin_api import PluginError, resolve_duration
+
+if TYPE_CHECKING:
+    from .plugin import CachePlugin
+
+#: s3db.js config key (snake-cased) → this plugin's option
+CONFIG_ALIASES = {
+    "path": "directory",
+    "cache_dir": "directory",
+    "enable_compression": "compress",
+    "max_memory_bytes": "max_bytes",
+    "key_prefix": "prefix",
+}
+#: config keys s3db.js documents that need no setting here (statistics are always kept)
+CONFIG_ACCEPTED = ("enable_stats", "eviction_policy", "create_directory", "strategy", "destinations")
+#: read methods under their s3db.js names
+METHOD_ALIASES = {"listIds": "list_ids", "getMany": "get_many", "getFromPartition": "get_from_partition"}
+#: a cache TTL above two days was most likely copied from s3db.js in milliseconds (300 000 = 5 min)
+_IMPLAUSIBLE_TTL_SECONDS = 2 * 86_400
+
+_log = logging.getLogger("s3db_nb.plugins.cache")
+
+
+def snake(name: str) -> str:
+    """``maxSize`` → ``max_size`` (names already in snake_case pass through)."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def tier_from_destination(destination: Any) -> Any:
+    """One s3db.js ``destinations`` item (``{"driver": "memory", "config": {"maxSize": 1000}}``) as a tier spec."""
+    if not isinstance(destination, Mapping) or "driver" not in destination:
+        raise PluginError(
+            f"CachePlugin: each config['destinations'] item needs a 'driver', e.g. {{'driver': 'memory'}}; got {destination!r}"
+        )
+    tier: dict[str, Any] = {"driver": destination["driver"]}
+    for key, value in (destination.get("config") or {}).items():
+        name = CONFIG_ALIASES.get(snake(key), snake(key))
+        if name not in ("enable_stats", "eviction_policy", "create_directory"):
+            tier[name] = value
+    return tier
+
+
+def normalize_config(opts: dict[str, Any], config: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    """Move s3db.js ``config={...}`` keys into ``opts`` (the plugin's own option names)."""
+    for key, value in config.items():
+        name = CONFIG_ALIASES.get(snake(key), snake(key))
+        if name not in allowed and name not in CONFIG_ACCEPTED:
+            raise PluginError(f"CachePlugin: unknown config key {key!r}; use {', '.join((*allowed, *CONFIG_ACCEPTED))}")
+        if name == "eviction_policy" and value != "lru":
+            raise PluginError(
+                f"CachePlugin: eviction_policy {value!r} is not offered; the memory driver evicts least recently used ('lru')"
+            )
+        if name == "strategy" and value != "all":
+            raise PluginError(
+                f"CachePlugin: config['strategy'] must be 'all' (write every destination, read the first that has it), got {value!r}"
+            )
+        if name == "destinations":
+            opts["drivers"] = [tier_from_destination(d) for d in value]
+        elif name not in ("enable_stats", "create_directory", "eviction_policy", "strategy"):
+            opts[name] = value
+
+
+def normalize_ttl(opts: dict[str, Any]) -> None:
+    """Seconds in ``ttl`` (None: no expiry); s3db.js's milliseconds under ``ttl_ms``; a TTL too long
+    to be meant as seconds logs one warning naming the unit rule (``s3db_nb.durations``)."""
+    ttl_ms = opts.pop("ttl_ms")
+    if ttl_ms is None and opts["ttl"] is None:
+        return
+    given = {"ttl_ms": ttl_ms} if ttl_ms is not None else {"ttl": opts["ttl"]}
+    opts["ttl"] = resolve_duration(given, "ttl", owner="CachePlugin", plausible_max=_IMPLAUSIBLE_TTL_SECONDS, logger=_log)
+
+
+def normalize_policies(policies: Any) -> dict[str, dict[str, Any]]:
+    """``method_policies={"list": {"ttl": 60}, "count": {"enabled": False}}`` checked, method names snake-cased."""
+    if policies is None:
+        return {}
+    if not isinstance(policies, Mapping):
+        raise PluginError(f"CachePlugin: method_policies must be a dict of method → {{'ttl': s, 'enabled': bool}}, got {policies!r}")
+    out: dict[str, dict[str, Any]] = {}
+    for method, policy in policies.items():
+        name = METHOD_ALIASES.get(method, snake(method))
+        if not isinstance(policy, Mapping) or set(policy) - {"ttl", "ttl_ms", "enabled"}:
+            raise PluginError(f"CachePlugin: method_policies[{method!r}] takes 'ttl' (seconds), 'ttl_ms' or 'enabled', got {policy!r}")
+        rule = dict(policy)
+        if rule.get("ttl") is not None or rule.get("ttl_ms") is not None:
+            rule["ttl"] = resolve_duration(
+                rule, "ttl", owner=f"CachePlugin method_policies[{method!r}]", plausible_max=_IMPLAUSIBLE_TTL_SECONDS, logger=_log
+            )
+        rule.pop("ttl_ms", None)
+        out[name] = rule
+    return out
+
+
+class ResourceCache:
+    """``resource.cache``: the s3db.js per-resource cache handle (manual entries, clear, stats).
+
+    Manual entries live beside the resource's unpartitioned lists, so ``clear()`` and every
+    insert or delete drop them with the rest of its entries."""
+
+    def __init__(self, plugin: CachePlugin, resource: str) -> None:
+        self._plugin = plugin
+        self.resource = resource
+
+    def __repr__(self) -> str:
+        return f"<ResourceCache {self.resource!r}>"
+
+    @property
+    def driver(self) -> Any:
+        """The plugin's cache driver (shared by every resource)."""
+        return self._plugin.driver
+
+    def _key(self, key: str) -> str:
+        if not isinstance(key, str) or not key:
+            raise PluginError(f"Invalid cache key: must be a non-empty string, got {key!r}")
+        return f"resource={quote(self.resource, safe='')}/all/manual/{quote(key, safe='')}/"
+
+    def get(self, key: str) -> Any:
+        """The value stored under ``key`` (None when absent or expired)."""
+        return self._plugin.manual_get(self.resource, self._key(key))
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (default: the plugin's ttl)."""
+        self._plugin.manual_set(self.resource, self._key(key), value, ttl)
+
+    def delete(self, key: str) -> int:
+        """Remove ``key``; returns how many entries went."""
+        return self._plugin.manual_delete(self.resource, self._key(key))
+
+    def clear(self) -> int:
+        """Drop every entry of this resource."""
+        return self._plugin.invalidate(self.resource)
+
+    def stats(self) -> dict[str, Any]:
+        """This resource's counters, with the s3db.js names ``hitRate`` and ``size`` beside ours."""
+        row = self._plugin.get_stats(self.resource)
+        return {**row, "hitRate": row["hit_rate"], "size": row["entries"]}
