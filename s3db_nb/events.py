@@ -1,11 +1,15 @@
 """A small synchronous event emitter shared by Database, Resource and plugins.
 
-Listeners run in the emitting thread, in registration order. A failing listener is logged
-and never breaks the write that emitted the event (the data is already stored).
+Listeners run in the emitting thread, in registration order. As in Node, a listener that takes
+fewer positional arguments than an event carries gets the first ones (``on("updated",
+lambda record: ...)`` works although ``updated`` also carries the record before the change).
+A failing listener is logged with its traceback and never breaks the write that emitted the
+event (the data is already stored).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from collections.abc import Callable
@@ -16,21 +20,40 @@ log = logging.getLogger("s3db_nb")
 Listener = Callable[..., Any]
 
 
+def _positional_limit(listener: Listener) -> int | None:
+    """How many positional arguments ``listener`` takes; None when it takes any number."""
+    try:
+        params = inspect.signature(listener).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: pass everything
+        return None
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return None
+    return sum(p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params)
+
+
 class EventEmitter:
     def __init__(self) -> None:
         self._listeners: dict[str, list[Listener]] = {}
+        self._limits: dict[Listener, int | None] = {}  # positional arguments each listener takes
         self._lock = threading.Lock()
 
     def on(self, event: str, listener: Listener) -> Listener:
         """Call ``listener(*args)`` every time ``event`` is emitted; returns the listener."""
+        limit = _positional_limit(listener)
         with self._lock:
             self._listeners.setdefault(event, []).append(listener)
+            try:
+                self._limits[listener] = limit
+            except TypeError:  # an unhashable callable gets every argument
+                pass
         return listener
 
     def once(self, event: str, listener: Listener) -> Listener:
+        limit = _positional_limit(listener)
+
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             self.off(event, wrapper)
-            return listener(*args, **kwargs)
+            return listener(*(args if limit is None else args[:limit]), **kwargs)
 
         return self.on(event, wrapper)
 
@@ -41,6 +64,7 @@ class EventEmitter:
                 self._listeners.pop(event, None)
             elif listener in self._listeners.get(event, []):
                 self._listeners[event].remove(listener)
+            self._forget_unused()
 
     def remove_all_listeners(self, event: str | None = None) -> None:
         """Remove every listener of ``event``, or of every event (s3db.js ``removeAllListeners``)."""
@@ -49,6 +73,13 @@ class EventEmitter:
                 self._listeners.clear()
             else:
                 self._listeners.pop(event, None)
+            self._forget_unused()
+
+    def _forget_unused(self) -> None:
+        """Drop the argument counts of listeners no longer registered (the lock is held)."""
+        registered = [fn for fns in self._listeners.values() for fn in fns]
+        for fn in [fn for fn in self._limits if fn not in registered]:
+            del self._limits[fn]
 
     def listeners(self, event: str) -> list[Listener]:
         return list(self._listeners.get(event, []))
@@ -62,7 +93,11 @@ class EventEmitter:
         for listener in self.listeners(event):
             called += 1
             try:
-                listener(*args, **kwargs)
+                limit = self._limits.get(listener)
+            except TypeError:
+                limit = None
+            try:
+                listener(*(args if limit is None else args[:limit]), **kwargs)
             except Exception:
                 log.exception("listener for event %r failed", event)
         return called

@@ -142,3 +142,22 @@ def test_a_declared_plugin_still_rejects_unknown_options():
 
     with pytest.raises(PluginError, match=r"'tll' \(did you mean 'ttl'\?\)"):
         Declared(tll=5)
+
+
+def test_a_one_argument_listener_gets_the_first_argument_as_in_node(users_db):
+    users = users_db.resource("users")
+    users.insert({"id": "ana", "name": "Ana"})
+    updated, once = [], []
+    users.on("updated", lambda record: updated.append(record))
+    users.events.once("updated", lambda record: once.append(record["name"]))
+    users.update("ana", {"name": "Ana Maria"})
+    assert [r["name"] for r in updated] == ["Ana Maria"] and once == ["Ana Maria"]
+
+
+def test_listeners_with_star_args_still_get_every_argument():
+    plugin = Plugin()
+    seen = []
+    plugin.on("e", lambda *args: seen.append(args))
+    plugin.on("e", lambda a, b=None: seen.append((a, b)))
+    plugin.emit("e", 1, 2, 3)
+    assert seen == [(1, 2, 3), (1, 2)]
