@@ -430,6 +430,8 @@ class Schema:
         out = self._validate_object(self.root, data, errors, top=True)
         if errors:
             raise ValidationError(errors, self.resource)
+        if "id" in self.root.children:
+            out.pop("id", None)  # a declared id is checked, never stored as a field: it is the object key
         return out
 
     def _validate_object(self, node: NestedObject, data: Mapping[str, Any], errors: list[dict[str, Any]], top: bool) -> dict[str, Any]:
@@ -456,6 +458,8 @@ class Schema:
                     errors.append({"field": key, "rule": failure.rule, "message": failure.message, "value": short(value)})
         for key, child in node.children.items():
             present = key in data
+            if top and key == "id" and not present:
+                continue  # as s3db.js: a declared id is validated only when the record carries one
             value = data.get(key)
             if isinstance(child, NestedObject):
                 if not present or value is None:
@@ -926,14 +930,16 @@ def _check_array(attr: Attribute, value: Any, rules: Mapping[str, Any]) -> list[
         _check_json_value(value)  # stored as JSON text
     if isinstance(items, str):
         item_attr = Attribute(f"{attr.path}[]", items, {}, items)
-        # integer arrays store digits, which read back as ints: an integral float past 2**53 - 1
-        # would come back as an int that a later save refuses
+        # integer arrays store base-62 digits: a fraction cannot be stored, and an integral float
+        # past 2**53 - 1 would come back as an int that a later save refuses
         integral = isinstance(attr.codec, encoding.IntegerArrayCodec)
         checked = []
         for index, item in enumerate(value):
             try:
                 item = check_value(item_attr, item)
-                if integral and isinstance(item, float) and item.is_integer():
+                if integral and isinstance(item, float):
+                    if not item.is_integer():
+                        raise RuleFailure("integer", "must be an integer (the array holds integers)")
                     _check_safe_integer(item)
                 checked.append(item)
             except RuleFailure as failure:

@@ -102,6 +102,7 @@ REFUSED = [
     pytest.param({"ns": [1, -(2**60)]}, "ns", "items:number", id="array-item-2**60"),
     # stored as digits, an integral float past 2**53 - 1 would read back as an int a later save refuses
     pytest.param({"is": [3.0, 2.0**53]}, "is", "items:number", id="integer-array-float-2**53"),
+    pytest.param({"is": [0.0, 0.5]}, "is", "items:number", id="integer-array-fraction"),
     pytest.param({"j": {"x": float("nan")}}, "j", "finite", id="json-nan"),
     pytest.param({"j": [1, float("inf")]}, "j", "finite", id="json-inf"),
     pytest.param({"items": [float("-inf")]}, "items", "finite", id="untyped-array-inf"),

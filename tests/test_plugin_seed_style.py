@@ -161,3 +161,31 @@ def test_listeners_with_star_args_still_get_every_argument():
     plugin.on("e", lambda a, b=None: seen.append((a, b)))
     plugin.emit("e", 1, 2, 3)
     assert seen == [(1, 2, 3), (1, 2)]
+
+
+@pytest.fixture
+def declared_id_db(request):
+    """Most seed examples declare ``id: 'string|required'`` among the attributes."""
+    db = s3db_nb.connect(f"memory://seed-declared-id-{request.node.name}")
+    db.create_resource("users", attributes={"id": "string|required|min:3", "name": "string"})
+    yield db
+    db.disconnect()
+
+
+def test_a_declared_id_does_not_make_inserts_fail(declared_id_db):
+    users = declared_id_db.resource("users")
+    assert users.insert({"id": "ana", "name": "Ana"}) == {"id": "ana", "name": "Ana"}
+    assert len(users.insert({"name": "Bob"})["id"]) == 22  # generated, as without the declaration
+    assert users.update("ana", {"name": "Ana Maria"})["name"] == "Ana Maria"
+
+
+def test_a_given_id_meets_the_declared_definition(declared_id_db):
+    with pytest.raises(s3db_nb.ValidationError, match=r"id: must be at least 3 characters"):
+        declared_id_db.resource("users").insert({"id": "ab", "name": "Al"})
+
+
+def test_a_declared_id_is_one_column_in_frames_and_sql(declared_id_db):
+    users = declared_id_db.resource("users")
+    users.insert_many([{"id": "ana", "name": "Ana"}, {"id": "bob", "name": "Bob"}])
+    assert list(users.to_pandas().columns) == ["id", "name"]
+    assert declared_id_db.sql("select id, name from users order by id").fetchall() == [("ana", "Ana"), ("bob", "Bob")]

@@ -303,9 +303,10 @@ class RecordEngine:
             data.setdefault("createdAt", now)
             data.setdefault("updatedAt", now)
         data = self.run_hooks("before_insert", data)
-        record_id = self.check_id(data["id"]) if data.get("id") is not None else self.new_id(data)
-        data.pop("id", None)
-        valid = spec.schema.validate(data)
+        given = data.pop("id", None)
+        record_id = self.check_id(given) if given is not None else self.new_id(data)
+        # a given id meets the schema's own "id" definition when there is one (s3db.js's includeId)
+        valid = spec.schema.validate(data if given is None else {**data, "id": record_id})
         self.refs.values(valid)  # reject bad partition values before writing anything
         return record_id, valid
 

@@ -131,6 +131,8 @@ def arrow_leaf(attr: Attribute, *, json_as: str = "string") -> Leaf:
 def _plan_node(node: NestedObject, name: str, *, secrets: bool, json_as: str, columns: set[str] | None) -> Node:
     out = Node(name)
     for key, child in node.children.items():
+        if not node.path and key == "id":
+            continue  # a declared id is the record id, the first column already
         if columns is not None and not node.path and key not in columns:
             continue
         if isinstance(child, NestedObject):
