@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from conftest import unique_name
 from s3db_nb.clients.base import PutItem, RequestEvent, StorageClient
-from s3db_nb.clients.file import FileClient, sidecar_json
+from s3db_nb.clients.file import EMBED_BODY_MAX, FileClient, sidecar_json
 from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.clients.s3 import S3Client
 from s3db_nb.errors import ConflictError, NotFoundError, StorageError
@@ -568,7 +568,9 @@ def test_file_sidecar_layout_matches_s3db_js(tmp_path):
     assert path.read_bytes() == body
     sidecar_text = (tmp_path / "resource=users" / "data" / "id=u1.meta.json").read_text("utf-8")
     meta = json.loads(sidecar_text)
-    assert list(meta) == ["metadata", "contentType", "etag", "lastModified", "size", "contentLength", "compressed", "expiresAt"]
+    fields = ["metadata", "contentType", "etag", "lastModified", "size", "contentLength", "compressed", "expiresAt", "body"]
+    assert list(meta) == fields
+    assert meta["body"] == {"type": "Buffer", "data": list(body)}  # Node's JSON of a Buffer
     assert meta["metadata"] == {"_v": "1", "name": "u:Ana"}
     assert meta["contentType"] == "application/json"
     assert meta["etag"] == md5(body)
@@ -579,6 +581,30 @@ def test_file_sidecar_layout_matches_s3db_js(tmp_path):
     assert sidecar_text == json.dumps(meta, indent=2, ensure_ascii=False)  # JSON.stringify(m, null, 2)
     # nothing else in the folder (no temp files left behind)
     assert sorted(p.name for p in path.parent.iterdir()) == ["id=u1", "id=u1.meta.json"]
+
+
+def test_file_small_body_is_read_from_the_sidecar_alone(tmp_path):
+    client = FileClient(tmp_path)
+    client.put("k", b'{"_rev":"abc"}', metadata={"a": "1"})
+    (tmp_path / "k").unlink()  # the sidecar's copy is the whole object: the body file is not opened
+    assert client.get("k").body == b'{"_rev":"abc"}'
+
+
+def test_file_large_body_stays_out_of_the_sidecar(tmp_path):
+    client = FileClient(tmp_path)
+    body = b"x" * (EMBED_BODY_MAX + 1)
+    client.put("k", body)
+    assert "body" not in json.loads((tmp_path / "k.meta.json").read_text())
+    assert client.get("k").body == body
+
+
+def test_file_stale_body_copy_in_a_sidecar_is_not_served(tmp_path):
+    client = FileClient(tmp_path)
+    client.put("k", b"new body")
+    meta = json.loads((tmp_path / "k.meta.json").read_text())
+    meta["body"]["data"] = list(b"old body")  # a copy whose MD5 is not the sidecar's ETag
+    (tmp_path / "k.meta.json").write_text(json.dumps(meta, indent=2))
+    assert client.get("k").body == b"new body"
 
 
 @settings(max_examples=200, deadline=None)
@@ -595,9 +621,16 @@ def test_file_sidecar_layout_matches_s3db_js(tmp_path):
             st.dictionaries(st.text(max_size=8), st.integers(), min_size=1, max_size=2),
         ),
         max_size=6,
-    )
+    ),
+    body=st.one_of(
+        st.none(),
+        st.binary(max_size=40).map(lambda raw: {"type": "Buffer", "data": list(raw)}),
+        st.fixed_dictionaries({"type": st.text(max_size=6), "data": st.lists(st.integers(-300, 300), max_size=3)}),
+    ),
 )
-def test_sidecar_json_is_json_stringify_with_two_spaces(meta):
+def test_sidecar_json_is_json_stringify_with_two_spaces(meta, body):
+    if body is not None:
+        meta["body"] = body
     expected = json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8", "surrogatepass")
     try:
         assert sidecar_json(meta) == expected
@@ -695,10 +728,10 @@ def test_file_reads_objects_written_by_s3db_js(tmp_path):
     assert client.get("resource=users/data/id=n2").body == big
     with pytest.raises(NotFoundError):
         client.get("resource=users/data/orphan")
-    # a copy of a Node object drops the duplicated body from the sidecar
+    # a copy of a Node object carries the body copy of the copied bytes
     client.copy("resource=users/data/id=n1", "resource=users/data/id=n4", metadata={"_v": "2"})
     copied = json.loads((folder / "id=n4.meta.json").read_text())
-    assert "body" not in copied and copied["metadata"] == {"_v": "2"} and copied["etag"] == md5(body)
+    assert copied["body"]["data"] == list(body) and copied["metadata"] == {"_v": "2"} and copied["etag"] == md5(body)
 
 
 def test_file_listing_skips_internal_files_and_prunes_folders(tmp_path):
@@ -743,19 +776,23 @@ def test_file_rejects_keys_outside_root(tmp_path, bad):
     assert not (tmp_path / "b").exists()
 
 
-def test_file_get_of_an_empty_body_reads_only_the_sidecar(tmp_path, monkeypatch):
+def test_file_get_of_an_empty_or_small_body_reads_only_the_sidecar(tmp_path, monkeypatch):
     import s3db_nb.clients.file as file_module
 
     client = FileClient(tmp_path)
     client.put("k/empty", b"", metadata={"a": "1"})
-    client.put("k/full", b"body", metadata={"a": "2"})
+    client.put("k/small", b"body", metadata={"a": "2"})
+    client.put("k/full", b"b" * (EMBED_BODY_MAX + 1), metadata={"a": "3"})
     read: list[str] = []
     real = file_module._read_file
     monkeypatch.setattr(file_module, "_read_file", lambda path: read.append(os.path.basename(path)) or real(path))
     assert client.get("k/empty").body == b"" and client.get("k/empty").metadata == {"a": "1"}
     assert read == ["empty.meta.json"] * 2
     read.clear()
-    assert client.get("k/full").body == b"body"
+    assert client.get("k/small").body == b"body"
+    assert read == ["small.meta.json"]
+    read.clear()
+    assert client.get("k/full").body == b"b" * (EMBED_BODY_MAX + 1)
     assert read == ["full.meta.json", "full"]
 
 

@@ -1068,6 +1068,15 @@ def test_new_id_uses_nanoid_alphabet():
     assert len(new_id(8)) == 8
 
 
+def test_new_id_symbols_are_uniform():
+    """64 000 symbols: each of the 64 appears ~1 000 times (chi-square, 63 dof, p < 1e-7 to fail by chance)."""
+    counts = {symbol: 0 for symbol in ID_ALPHABET}
+    for symbol in new_id(64_000):
+        counts[symbol] += 1
+    chi_square = sum((count - 1_000) ** 2 / 1_000 for count in counts.values())
+    assert chi_square < 140, counts
+
+
 @pytest.mark.parametrize(("plugin", "attr", "key"), [("GraphPlugin", "snapshot", "pasb"), ("VectorPlugin", "_hasEmbedding", "p1wd")])
 def test_plugin_attribute_key(plugin, attr, key):
     assert plugin_attribute_key(plugin, attr) == key

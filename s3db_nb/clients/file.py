@@ -9,7 +9,9 @@ Object key ``K`` is the file ``<root>/<K>`` (``/`` becomes the OS separator) plu
 written like Node's ``JSON.stringify(meta, null, 2)``. s3db.js also writes the body a second
 time into the sidecar (``"body": {"type": "Buffer", "data": [...]}``) but never reads it back
 (``FileSystemStorage.get`` reads ``<root>/<K>``; ``head`` and ``list`` read only ``etag`` and
-the other fields), so this client does not write it and ignores it when present.
+the other fields). This client writes that copy for bodies of up to ``EMBED_BODY_MAX`` bytes
+(every record's small ``_rev`` body) and reads it whenever a sidecar carries one whose MD5 is
+the sidecar's ETag: the sidecar alone is then the whole object, one file read instead of two.
 
 As in s3db.js, an object exists when its sidecar exists: a file without a sidecar (a temp file,
 a half-written object) is not listed and reads as missing. Objects written by s3db.js with
@@ -104,6 +106,9 @@ TEMP_SUFFIX = ".s3db-tmp"
 _LOCK_DIR_SEGMENT = "/" + LOCK_DIR + "/"
 _RESERVED_ENDINGS = (SIDECAR_SUFFIX, TEMP_SUFFIX)
 _EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+#: bodies up to this size are also written into the sidecar, as s3db.js does with every body
+#: (a JSON byte array costs ~4-5 bytes a byte, so larger bodies stay in their file alone)
+EMBED_BODY_MAX = 256
 # The journal of half-finished writes (see the module docstring). Entry names end like
 # sidecars so that s3db.js's listing skips them.
 JOURNAL_DIR = "journal"
@@ -254,7 +259,9 @@ def sidecar_json(meta: dict[str, Any]) -> bytes:
     try:
         for name, value in meta.items():
             kind = type(value)
-            if kind is dict:
+            if kind is dict and name == "body":
+                text = _buffer_json(value)
+            elif kind is dict:
                 # _json_str raises TypeError on anything but a str: other values take json.dumps
                 pairs = [_json_str(k) + ": " + _json_str(v) for k, v in value.items()]
                 text = "{\n    " + ",\n    ".join(pairs) + "\n  }" if pairs else "{}"
@@ -272,6 +279,38 @@ def sidecar_json(meta: dict[str, Any]) -> bytes:
     else:
         return ("{\n" + ",\n".join(lines) + "\n}").encode("utf-8") if lines else b"{}"
     return json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8")
+
+
+def _buffer_json(value: dict[str, Any]) -> str:
+    """The sidecar's ``"body"`` (JSON of a Node Buffer) as ``JSON.stringify(_, null, 2)`` nests it.
+
+    Raises TypeError for any other shape, which then takes ``json.dumps``."""
+    data = value.get("data")
+    if len(value) != 2 or value.get("type") != "Buffer" or type(data) is not list:
+        raise TypeError("not a Buffer")
+    try:
+        bytes(data)  # every item an int in 0..255
+    except ValueError as exc:
+        raise TypeError("not a Buffer") from exc
+    if not data:
+        return '{\n    "type": "Buffer",\n    "data": []\n  }'
+    return '{\n    "type": "Buffer",\n    "data": [\n      ' + ",\n      ".join(map(str, data)) + "\n    ]\n  }"
+
+
+def _embedded_body(meta: dict[str, Any]) -> bytes | None:
+    """The body copy a sidecar carries (see the module docstring), when it is whole: its MD5
+    is the sidecar's ETag. None otherwise (no copy, another shape, or a stale one)."""
+    copy = meta.get("body")
+    if type(copy) is not dict or copy.get("type") != "Buffer":
+        return None
+    try:
+        body = bytes(copy.get("data"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    etag = meta.get("etag")
+    if body:
+        return body if md5_hex(body) == etag else None
+    return body if etag == _EMPTY_MD5 else None
 
 
 class FileClient(PrefixMixin, StorageClient):
@@ -567,10 +606,16 @@ class FileClient(PrefixMixin, StorageClient):
             raise StorageError(f"the sidecar {path + SIDECAR_SUFFIX!r} is not a JSON object")
         return meta
 
-    def _read_pair(self, path: str) -> tuple[dict[str, Any] | None, bytes | None]:
-        meta = self._read_sidecar(path)
+    def _read_pair(self, path: str, meta: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, bytes | None]:
+        """The sidecar (``meta`` when the caller has just read it) and the body that goes with it."""
+        if meta is None:
+            meta = self._read_sidecar(path)
         if meta is None:
             return None, None
+        if "body" in meta:
+            embedded = _embedded_body(meta)
+            if embedded is not None:
+                return meta, embedded  # the sidecar read is a snapshot of the whole object
         if meta.get("size") == 0 and meta.get("etag") == _EMPTY_MD5 and not meta.get("compressed"):
             # the sidecar (the commit point) says the body is empty, and the sidecar read is a
             # snapshot of the object: no need to open the body file (most records live
@@ -591,7 +636,12 @@ class FileClient(PrefixMixin, StorageClient):
         lock (s3db.js) are waited out by reading again until the pair matches. A mismatch
         that stays put for a while (a hand-edited body) trusts the sidecar.
         """
-        meta, body = self._read_pair(path)
+        meta = self._read_sidecar(path)
+        if meta is None:
+            return None
+        if "body" in meta and (embedded := _embedded_body(meta)) is not None:
+            return meta, embedded  # the sidecar read is a snapshot of the whole object
+        meta, body = self._read_pair(path, meta)
         if meta is None:
             return None
         if body is not None and (md5_hex(body) if body else _EMPTY_MD5) == meta.get("etag"):
@@ -737,18 +787,21 @@ class FileClient(PrefixMixin, StorageClient):
             directory = os.path.dirname(directory)
 
     @staticmethod
-    def _sidecar(metadata: dict[str, str], content_type: str | None, etag: str, size: int, now: str | None = None) -> dict[str, Any]:
+    def _sidecar(metadata: dict[str, str], content_type: str | None, body: bytes, etag: str, now: str | None = None) -> dict[str, Any]:
         # key order as s3db.js writes it (undefined fields are dropped by JSON.stringify)
-        return {
+        meta: dict[str, Any] = {
             "metadata": dict(metadata),
             "contentType": content_type or DEFAULT_CONTENT_TYPE,
             "etag": etag,
             "lastModified": now or _iso_now(),
-            "size": size,
-            "contentLength": size,
+            "size": len(body),
+            "contentLength": len(body),
             "compressed": False,
             "expiresAt": None,
         }
+        if len(body) <= EMBED_BODY_MAX:
+            meta["body"] = {"type": "Buffer", "data": list(body)}
+        return meta
 
     def _info(self, key: str, meta: dict[str, Any]) -> ObjectInfo:
         metadata = meta.get("metadata") or {}
@@ -821,7 +874,7 @@ class FileClient(PrefixMixin, StorageClient):
     ) -> str:
         """One PUT while the key's stripe lock is held; returns the ETag."""
         etag = _EMPTY_MD5 if not body else md5_hex(body)
-        meta = self._sidecar(metadata or {}, content_type, etag, len(body), now)
+        meta = self._sidecar(metadata or {}, content_type, body, etag, now)
         entry = self._journal_entry(full)
         try:
             self._settle(full, path, entry)
@@ -927,6 +980,8 @@ class FileClient(PrefixMixin, StorageClient):
             new_meta["contentType"] = content_type or src_meta.get("contentType") or DEFAULT_CONTENT_TYPE
             new_meta["etag"] = md5_hex(raw)
             new_meta["lastModified"] = _iso_now()
+            if len(raw) <= EMBED_BODY_MAX:
+                new_meta["body"] = {"type": "Buffer", "data": list(raw)}
             try:
                 entry = self._journal_entry(full_dest)
                 with self._key_lock(full_dest):

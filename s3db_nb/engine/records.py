@@ -8,7 +8,6 @@ plugins use its public methods, which are its contract.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -57,6 +56,26 @@ class ResourceSpec(Protocol):
     id_generator: Callable[[Mapping[str, Any]], Any] | None
     auto_decrypt: bool
     events: EventEmitter
+
+
+def _copy_tree(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of validated ``data`` sharing no dict or list with it (the returned record is the
+    caller's to change). Validated values are JSON-like: other values are immutable scalars
+    (str, numbers, bytes, dates), so this is ``copy.deepcopy`` at a fraction of its cost."""
+    return {name: _copy_value(value) for name, value in data.items()}
+
+
+def _copy_value(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {name: _copy_value(item) for name, item in value.items()}
+    if kind is list:
+        return [_copy_value(item) for item in value]
+    if kind is bytearray:
+        return bytearray(value)
+    if kind is set:
+        return set(value)
+    return value
 
 
 def _flatten_dict(value: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -247,7 +266,7 @@ class RecordEngine:
 
     def as_record(self, record_id: str, data: Mapping[str, Any], etag: str) -> Record:
         """The ``Record`` a write returns for validated ``data``: what ``get()`` would give back."""
-        record = Record({"id": record_id, **copy.deepcopy(dict(data))})
+        record = Record({"id": record_id, **_copy_tree(data)})
         # the returned record mirrors what get() gives back: geo points as latitude/longitude
         for path, attr in self.spec.schema.leaves_by_path().items():
             if attr.type == "geo:point":
