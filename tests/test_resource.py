@@ -177,6 +177,20 @@ def test_insert_many_validates_everything_before_writing(people):
     assert people.count() == 0
 
 
+def test_insert_many_stores_the_others_when_one_id_exists_and_leaves_no_stray_ref(people):
+    people.insert({"id": "taken", "name": "Old", "address": {"city": "Rio"}})
+    seen: list[str] = []
+    people.on("inserted", lambda record: seen.append(record["id"]))
+    rows = [{"id": f"n{i}", "name": "New", "address": {"city": "Oslo"}} for i in range(3)]
+    with pytest.raises(ConflictError, match="'taken' already exists"):
+        people.insert_many([rows[0], {"id": "taken", "name": "New", "address": {"city": "Lima"}}, *rows[1:]])
+    assert seen == ["n0", "n1", "n2"]
+    assert people.get("taken")["name"] == "Old"
+    assert sorted(people.list_ids(partition="byCity", partition_values={"address.city": "Oslo"})) == ["n0", "n1", "n2"]
+    assert people.list_ids(partition="byCity", partition_values={"address.city": "Lima"}) == []  # the refused record's ref is gone
+    assert people.list_ids(partition="byCity", partition_values={"address.city": "Rio"}) == ["taken"]
+
+
 def test_insert_many_rejects_duplicate_ids_in_batch(people):
     with pytest.raises(ValidationError, match="more than once"):
         people.insert_many([{"id": "same", "name": "Ana"}, {"id": "same", "name": "Bia"}])

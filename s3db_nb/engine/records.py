@@ -344,6 +344,56 @@ class RecordEngine:
         self.notify_changed()
         return record
 
+    def insert_batch(self, prepared: list[tuple[str, dict[str, Any]]]) -> list[Record | Exception]:
+        """Store records from ``prepare_insert`` as ``insert_prepared`` does, sharing the requests:
+        one ``client.put_many`` for every partition ref, then one for the records (so
+        ``FileClient`` takes each lock stripe once per batch). Per record, in order: the
+        ``Record`` (hooks run, event emitted) or the error that stopped it; one failure never
+        stops the others."""
+        results: list[Record | Exception | None] = [None] * len(prepared)
+        encoded: list[tuple[int, PutItem, bool]] = []
+        for position, (record_id, valid) in enumerate(prepared):
+            try:
+                enc = self.encode(valid)  # before any ref: a record that cannot be stored leaves nothing
+            except S3DBError as exc:
+                results[position] = exc
+                continue
+            if enc.cut:  # truncate-data: the returned record shows what was stored
+                self.spec.schema.apply_cut(valid, enc.cut)
+            item = PutItem(self.key(record_id), enc.body, self.store_metadata(enc.metadata), enc.content_type)
+            encoded.append((position, item, enc.exceeded))
+        refs: list[PutItem] = []
+        owners: list[int] = []
+        for position, _, _ in encoded:
+            for ref in self.refs.items(*prepared[position]):
+                refs.append(ref)
+                owners.append(position)
+        refs_failed: set[int] = set()
+        for owner, outcome in zip(owners, self.client.put_many(refs) if refs else [], strict=True):
+            if isinstance(outcome, Exception) and owner not in refs_failed:
+                results[owner] = outcome  # refs first (see PartitionRefs): no record without its refs
+                refs_failed.add(owner)
+        todo = [entry for entry in encoded if results[entry[0]] is None]
+        outcomes = self.create_objects([prepared[p][0] for p, _, _ in todo], [item for _, item, _ in todo], [over for _, _, over in todo])
+        for (position, _, _), outcome in zip(todo, outcomes, strict=True):
+            record_id, valid = prepared[position]
+            if isinstance(outcome, Exception):
+                self.refs.release(record_id, valid)
+                results[position] = outcome
+                continue
+            try:
+                record = self.run_hooks("after_insert", self.as_record(record_id, valid, outcome))
+                self.spec.events.emit("inserted", record)
+            except Exception as exc:  # noqa: BLE001 - the record is stored; its hook's error is reported in its slot
+                results[position] = exc
+                continue
+            results[position] = record
+        for position in refs_failed:  # the refs that did get written for a record not stored
+            self.refs.release(*prepared[position])
+        if todo:
+            self.notify_changed()
+        return results  # type: ignore[return-value] - every slot is filled above
+
     def _exists_message(self, record_id: str) -> str:
         return f"record {record_id!r} already exists in resource {self.spec.name!r}; use update(), replace() or upsert()"
 
