@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from conftest import unique_name
 from s3db_nb.clients.base import PutItem, RequestEvent, StorageClient
-from s3db_nb.clients.file import EMBED_BODY_MAX, FileClient, sidecar_json
+from s3db_nb.clients.file import FileClient
 from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.clients.s3 import S3Client
+from s3db_nb.clients.sidecar import EMBED_BODY_MAX, sidecar_json
 from s3db_nb.errors import ConflictError, NotFoundError, StorageError
 
 FAKE_REGION = "us-east-1"

@@ -62,7 +62,6 @@ import bisect
 import errno
 import gzip
 import hashlib
-import json
 import os
 import re
 import threading
@@ -92,12 +91,8 @@ from .listing import (
     resume_point,
     strip_quotes,
 )
+from .sidecar import EMBED_BODY_MAX, EMPTY_MD5, SIDECAR_SUFFIX, decode_json, embedded_body, parse_sidecar, sidecar_json
 
-SIDECAR_SUFFIX = ".meta.json"
-_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C: JSON text of a str, non-ASCII kept
-_JSON_DECODER = json.JSONDecoder()
-_UTF8_BOM = b"\xef\xbb\xbf"
-_JSON_CONSTANTS = {None: "null", True: "true", False: "false"}
 LOCK_DIR = ".s3db-locks"
 # lock files end like sidecars so that s3db.js's listing (which walks every folder and skips
 # "*.meta.json" files) never reports ".s3db-locks/" as a key or CommonPrefix
@@ -105,10 +100,6 @@ LOCK_SUFFIX = ".lock.meta.json"
 TEMP_SUFFIX = ".s3db-tmp"
 _LOCK_DIR_SEGMENT = "/" + LOCK_DIR + "/"
 _RESERVED_ENDINGS = (SIDECAR_SUFFIX, TEMP_SUFFIX)
-_EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
-#: bodies up to this size are also written into the sidecar, as s3db.js does with every body
-#: (a JSON byte array costs ~4-5 bytes a byte, so larger bodies stay in their file alone)
-EMBED_BODY_MAX = 256
 # The journal of half-finished writes (see the module docstring). Entry names end like
 # sidecars so that s3db.js's listing skips them.
 JOURNAL_DIR = "journal"
@@ -236,81 +227,6 @@ class _JournalEntry(NamedTuple):
     intent: str
     delete: str
     keyfile: str | None  # only for a key too long to name a file: holds the key
-
-
-def _parse_sidecar(raw: bytes) -> dict[str, Any] | None:
-    """The sidecar in ``raw``, or None when it is not a whole JSON object (a cut-off write)."""
-    try:
-        meta = _JSON_DECODER.decode((raw[3:] if raw[:3] == _UTF8_BOM else raw).decode("utf-8"))
-    except ValueError:
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
-def sidecar_json(meta: dict[str, Any]) -> bytes:
-    """``json.dumps(meta, indent=2, ensure_ascii=False)`` as UTF-8 (Node's ``JSON.stringify(meta,
-    null, 2)``), written directly for the sidecar's usual shape.
-
-    ``json.dumps`` with an indent runs the pure-Python encoder, which cost more per put than
-    both file writes; strings here go through the C string encoder. Any other shape (a
-    sidecar copied from s3db.js with extra fields) takes ``json.dumps``.
-    """
-    lines = []
-    try:
-        for name, value in meta.items():
-            kind = type(value)
-            if kind is dict and name == "body":
-                text = _buffer_json(value)
-            elif kind is dict:
-                # _json_str raises TypeError on anything but a str: other values take json.dumps
-                pairs = [_json_str(k) + ": " + _json_str(v) for k, v in value.items()]
-                text = "{\n    " + ",\n    ".join(pairs) + "\n  }" if pairs else "{}"
-            elif kind is str:
-                text = _json_str(value)
-            elif value is None or kind is bool:
-                text = _JSON_CONSTANTS[value]
-            elif kind is int:
-                text = str(value)
-            else:
-                raise TypeError(kind)
-            lines.append("  " + _json_str(name) + ": " + text)
-    except TypeError:
-        pass
-    else:
-        return ("{\n" + ",\n".join(lines) + "\n}").encode("utf-8") if lines else b"{}"
-    return json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8")
-
-
-def _buffer_json(value: dict[str, Any]) -> str:
-    """The sidecar's ``"body"`` (JSON of a Node Buffer) as ``JSON.stringify(_, null, 2)`` nests it.
-
-    Raises TypeError for any other shape, which then takes ``json.dumps``."""
-    data = value.get("data")
-    if len(value) != 2 or value.get("type") != "Buffer" or type(data) is not list:
-        raise TypeError("not a Buffer")
-    try:
-        bytes(data)  # every item an int in 0..255
-    except ValueError as exc:
-        raise TypeError("not a Buffer") from exc
-    if not data:
-        return '{\n    "type": "Buffer",\n    "data": []\n  }'
-    return '{\n    "type": "Buffer",\n    "data": [\n      ' + ",\n      ".join(map(str, data)) + "\n    ]\n  }"
-
-
-def _embedded_body(meta: dict[str, Any]) -> bytes | None:
-    """The body copy a sidecar carries (see the module docstring), when it is whole: its MD5
-    is the sidecar's ETag. None otherwise (no copy, another shape, or a stale one)."""
-    copy = meta.get("body")
-    if type(copy) is not dict or copy.get("type") != "Buffer":
-        return None
-    try:
-        body = bytes(copy.get("data"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    etag = meta.get("etag")
-    if body:
-        return body if md5_hex(body) == etag else None
-    return body if etag == _EMPTY_MD5 else None
 
 
 class FileClient(PrefixMixin, StorageClient):
@@ -558,7 +474,7 @@ class FileClient(PrefixMixin, StorageClient):
         when its body in place was written whole.
         """
         try:
-            meta = _parse_sidecar(_read_file(intent))
+            meta = parse_sidecar(_read_file(intent))
         except OSError:
             return False
         if meta is None:
@@ -598,8 +514,7 @@ class FileClient(PrefixMixin, StorageClient):
         except (FileNotFoundError, NotADirectoryError):
             return None
         try:
-            # the decoder object directly: json.loads(bytes) first sniffs the encoding
-            meta = _JSON_DECODER.decode((raw[3:] if raw[:3] == _UTF8_BOM else raw).decode("utf-8"))
+            meta = decode_json(raw)
         except ValueError as exc:
             raise StorageError(f"the sidecar {path + SIDECAR_SUFFIX!r} is not valid JSON") from exc
         if not isinstance(meta, dict):
@@ -613,10 +528,10 @@ class FileClient(PrefixMixin, StorageClient):
         if meta is None:
             return None, None
         if "body" in meta:
-            embedded = _embedded_body(meta)
+            embedded = embedded_body(meta)
             if embedded is not None:
                 return meta, embedded  # the sidecar read is a snapshot of the whole object
-        if meta.get("size") == 0 and meta.get("etag") == _EMPTY_MD5 and not meta.get("compressed"):
+        if meta.get("size") == 0 and meta.get("etag") == EMPTY_MD5 and not meta.get("compressed"):
             # the sidecar (the commit point) says the body is empty, and the sidecar read is a
             # snapshot of the object: no need to open the body file (most records live
             # entirely in metadata)
@@ -639,12 +554,12 @@ class FileClient(PrefixMixin, StorageClient):
         meta = self._read_sidecar(path)
         if meta is None:
             return None
-        if "body" in meta and (embedded := _embedded_body(meta)) is not None:
+        if "body" in meta and (embedded := embedded_body(meta)) is not None:
             return meta, embedded  # the sidecar read is a snapshot of the whole object
         meta, body = self._read_pair(path, meta)
         if meta is None:
             return None
-        if body is not None and (md5_hex(body) if body else _EMPTY_MD5) == meta.get("etag"):
+        if body is not None and (md5_hex(body) if body else EMPTY_MD5) == meta.get("etag"):
             return meta, body
         with self._stripe_lock(self._stripe(full), optional=True) as locked:
             if locked:
@@ -873,7 +788,7 @@ class FileClient(PrefixMixin, StorageClient):
         now: str,
     ) -> str:
         """One PUT while the key's stripe lock is held; returns the ETag."""
-        etag = _EMPTY_MD5 if not body else md5_hex(body)
+        etag = EMPTY_MD5 if not body else md5_hex(body)
         meta = self._sidecar(metadata or {}, content_type, body, etag, now)
         entry = self._journal_entry(full)
         try:
