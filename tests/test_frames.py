@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+import s3db_nb
 from s3db_nb import ConflictError, ValidationError, frames
 from s3db_nb.frames import EXTRA_COLUMN, arrow_schema, infer_attributes
 
@@ -362,3 +363,13 @@ def test_hooks_and_listeners_still_run(fast_db):
     res.on("inserted", lambda record: inserted.append(record["id"]))
     res.insert_frame(pd.DataFrame({"id": ["a", "b"], "n": [1, 2]}))
     assert sorted(inserted) == ["a", "b"]
+
+
+def test_secret_number_reads_as_its_number(tmp_path, recwarn):
+    db = s3db_nb.connect(f"file://{tmp_path}", passphrase="pw")
+    vault = db.create_resource("vault", attributes={"pin": "secretNumber", "name": "string"})
+    vault.insert({"id": "a", "pin": 1234.5, "name": "x"})
+    table = vault.to_arrow(snapshot=False)
+    assert table.schema.field("pin").type == pa.float64()
+    assert table.column("pin").to_pylist() == [1234.5]
+    assert not [w for w in recwarn if "could not be decoded" in str(w.message)]

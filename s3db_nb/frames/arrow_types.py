@@ -75,6 +75,15 @@ def _point(value: Any) -> Any:
     return None
 
 
+def _decrypted_number(value: Any) -> Any:
+    """A ``secretNumber`` opens as the text that was encrypted (as in s3db.js): its number."""
+    return float(value) if isinstance(value, str) else value
+
+
+def _decrypted_integer(value: Any) -> Any:
+    return int(value) if isinstance(value, str) else value
+
+
 def _bytes(value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
@@ -95,9 +104,10 @@ def arrow_leaf(attr: Attribute, *, json_as: str = "string") -> Leaf:
     if t in TEXT_TYPES:
         return Leaf(name, attr, pa.string(), pa.string(), None if t not in ("enum", "duration") else str)
     if t in ("number", "secretNumber"):
+        secret = t == "secretNumber"
         if rules.get("integer"):
-            return Leaf(name, attr, pa.int64(), pa.int64())
-        return Leaf(name, attr, pa.float64(), pa.float64())
+            return Leaf(name, attr, pa.int64(), pa.int64(), _decrypted_integer if secret else None)
+        return Leaf(name, attr, pa.float64(), pa.float64(), _decrypted_number if secret else None)
     if t in ("geo:lat", "geo:lon"):
         return Leaf(name, attr, pa.float64(), pa.float64())
     if t in ("boolean", "bool"):
