@@ -8,6 +8,7 @@ Here a stored definition becomes a ``Resource`` and ``create_resource`` checks i
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,19 +19,41 @@ from .clients.base import StorageClient
 from .connection import ConnectionConfig
 from .engine import extensions
 from .engine.catalog import Catalog, VersionDefinition, now_iso, plugin_map_of, registry_of
+from .engine.pipeline import hook_name
 from .engine.pool import WorkPool
-from .errors import NotFoundError, S3DBError, SchemaError
-from .events import EventEmitter
+from .errors import HookError, InvalidArgumentError, InvalidTypeError, NotFoundError, S3DBError, SchemaError
+from .events import EventEmitter, listener_name
 from .resource import Resource
 from .schema import Schema, SchemaRegistry
 
 if TYPE_CHECKING:
     from .plugin import Plugin, PluginRegistry
+    from .snapshots import SnapshotRegistry
     from .sql import SQLResult
 
 log = logging.getLogger("s3db_nb")
 
-DB_HOOKS = ("before_create_resource", "after_create_resource")
+#: every database hook event of s3db.js 21.6.2 (``HOOK_EVENTS`` in database-hooks.class.js), in
+#: snake_case, with what its payload holds besides ``database``. s3db.js only ever runs the two
+#: ``*_create_resource`` ones (its ``wrapMethods``, which would run the others, is never called, and
+#: nothing runs ``resourceCreated``/``resourceUpdated``); its docs promise the connect and disconnect
+#: ones, so here all run: connect/disconnect and each write of ``s3db.json`` as its wrappers would,
+#: ``resource_created``/``resource_updated`` after ``after_create_resource`` for a new resource or one
+#: that existed (as its ``db:resource-created``/``db:resource-updated`` events).
+HOOK_EVENTS: dict[str, tuple[str, ...]] = {
+    "before_connect": (),
+    "after_connect": ("result",),
+    "before_create_resource": ("config",),
+    "after_create_resource": ("resource", "config"),
+    "before_upload_metadata": (),
+    "after_upload_metadata": ("result",),
+    "before_disconnect": (),
+    "after_disconnect": ("result",),
+    "resource_created": ("resource", "config"),
+    "resource_updated": ("resource", "config"),
+}
+DB_HOOKS = tuple(HOOK_EVENTS)
+_PAYLOAD_NAMES = frozenset(name for names in HOOK_EVENTS.values() for name in names) | {"database"}
 
 
 class Database:
@@ -53,8 +76,8 @@ class Database:
         self.events = EventEmitter()
         self._resources: dict[str, Resource] = {}
         #: ``s3db.json``: the copy last read or written, and every change to it
-        self.catalog = Catalog(client, location=config.masked_url, events=self.events)
-        self._hooks: dict[str, list[Callable[..., Any]]] = {name: [] for name in DB_HOOKS}
+        self._hooks: dict[str, list[Callable[..., Any]]] = {name: [] for name in HOOK_EVENTS}
+        self.catalog = Catalog(client, location=config.masked_url, events=self.events, hooks=self._run_catalog_hooks)
         #: the bounded pool bulk operations and plugins share (``pool.map``, ``pool.submit``)
         self.pool = WorkPool(parallelism, inline=client.kind in ("memory", "file"))
         self.connected = False
@@ -67,8 +90,10 @@ class Database:
         """Read ``s3db.json`` and restore every resource it describes.
 
         An unreadable ``s3db.json`` raises ``SchemaError`` (nothing is written); with
-        ``repair=True`` it is rebuilt first by ``repair_catalog()``.
+        ``repair=True`` it is rebuilt first by ``repair_catalog()``. Runs the ``before_connect``
+        and ``after_connect`` hooks (``result``: this database).
         """
+        self._run_hooks("before_connect")
         try:
             self.catalog.load()
         except SchemaError:
@@ -77,18 +102,22 @@ class Database:
             self.repair_catalog()
         self._restore_all()
         self.connected = True
+        self._run_hooks("after_connect", result=self)
         self.events.emit("connected", self)
         return self
 
     def disconnect(self) -> None:
-        """Stop background work and release connections. Safe to call twice."""
+        """Stop background work and release connections. Safe to call twice. Runs the
+        ``before_disconnect`` and ``after_disconnect`` hooks (``result``: None)."""
         if not self.connected and not self.pool.started:
             return
+        self._run_hooks("before_disconnect")
         self.events.emit("disconnecting", self)
         self.plugins.stop_all()  # plugins and their job thread stop before storage closes
         self.pool.shutdown()
         self.client.close()
         self.connected = False
+        self._run_hooks("after_disconnect", result=None)
         self.events.emit("disconnected", self)
 
     def __enter__(self) -> Database:
@@ -148,6 +177,11 @@ class Database:
         """Every installed plugin's dashboard in tabs (plugins without one are left out)."""
         return self.plugins.dashboard()
 
+    @property
+    def snapshots(self) -> SnapshotRegistry:
+        """The resources' columnar snapshots (rows, files, size, last refresh); ``configure()`` sets where they live."""
+        return extensions.function("snapshot_registry")(self)
+
     def __getattr__(self, name: str) -> Any:
         """``db.costs`` is the plugin installed as ``costs`` (as s3db.js exposes ``db.costs``)."""
         if name.startswith("_"):
@@ -179,16 +213,66 @@ class Database:
         return name in self._resources
 
     def add_hook(self, event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``before_create_resource(config) -> config`` or ``after_create_resource(resource)``."""
-        name = {"beforeCreateResource": "before_create_resource", "afterCreateResource": "after_create_resource"}.get(event, event)
+        """Run ``fn`` at a database hook ``event`` (snake_case or s3db.js camelCase); returns ``fn``.
+
+        The payload is s3db.js's: ``{"database": db, ...}`` plus, per event, ``config``
+        (``*_create_resource``), ``resource`` (``after_create_resource``, ``resource_created``,
+        ``resource_updated``), ``result`` (``after_connect``/``after_upload_metadata``/
+        ``after_disconnect``); see ``HOOK_EVENTS``. ``fn`` gets the payload dict as its one
+        argument (``lambda ctx: ctx["resource"]``), or the entries it names as keyword
+        arguments (``def hook(resource, config)``). A ``before_create_resource`` hook may change
+        ``config`` in place or return a new config dict. A hook that raises stops the operation
+        with ``HookError`` (s3db.js swallows it unless ``strictHooks``).
+        """
+        name = hook_name(event)
         if name not in self._hooks:
-            raise SchemaError(f"unknown database hook {event!r}; use one of: {', '.join(DB_HOOKS)}")
+            raise SchemaError(f"unknown database hook {event!r}; use one of: {', '.join(HOOK_EVENTS)} (or their camelCase names)")
+        if not callable(fn):
+            raise InvalidTypeError(f"add_hook({event!r}, fn): fn must be a function taking the payload dict, got {type(fn).__name__}")
+        _call_plan(name, fn)  # refuses a function this event cannot call, now rather than at the event
         self._hooks[name].append(fn)
         return fn
 
     def remove_hook(self, event: str, fn: Callable[..., Any]) -> None:
-        if fn in self._hooks.get(event, []):
-            self._hooks[event].remove(fn)
+        """Undo ``add_hook(event, fn)``; unknown pairs are ignored."""
+        chain = self._hooks.get(hook_name(event), [])
+        if fn in chain:
+            chain.remove(fn)
+
+    def get_hooks(self, event: str) -> list[Callable[..., Any]]:
+        """The functions registered for ``event``, in the order they run (a copy)."""
+        return list(self._hooks.get(hook_name(event), []))
+
+    def clear_hooks(self, event: str) -> None:
+        """Remove every function registered for ``event``."""
+        self._hooks.get(hook_name(event), []).clear()
+
+    def _run_hooks(self, event: str, **context: Any) -> dict[str, Any]:
+        """Call ``event``'s hooks with the payload ``{"database": self, **context}`` and return it
+        (a ``before_create_resource`` hook returning a mapping replaces its ``config``).
+        A hook that raises: ``hook-error`` is emitted, then ``HookError`` raised."""
+        payload = {"database": self, **context}
+        for fn in list(self._hooks[event]):
+            style, names = _call_plan(event, fn)
+            try:
+                if style == "keywords":
+                    result = fn(**{n: payload[n] for n in names})
+                elif style == "payload":
+                    result = fn(payload)
+                else:
+                    result = fn()
+            except Exception as exc:
+                self.events.emit("hook-error", {"event": event, "error": exc, "context": context})
+                raise HookError(event, listener_name(fn), exc) from exc
+            if event == "before_create_resource" and isinstance(result, Mapping) and result is not payload:
+                payload["config"] = dict(result)  # later hooks see the replacement
+        return payload
+
+    def _run_catalog_hooks(self, event: str, **context: Any) -> None:
+        """The ``*_upload_metadata`` hooks, run by the catalog around each write of ``s3db.json``;
+        ``result`` is copied (only when a hook will see it), so no hook can change the catalog."""
+        if self._hooks[event]:
+            self._run_hooks(event, **{k: copy.deepcopy(v) for k, v in context.items()})
 
     def on(self, event: str, listener: Callable[..., Any]) -> Callable[..., Any]:
         return self.events.on(event, listener)
@@ -212,7 +296,10 @@ class Database:
         """Create a resource, or return it when it exists with the same definition.
 
         A changed definition becomes a new version (``v2``…) in ``s3db.json``; field keys of
-        existing attributes never move, so records written before stay readable.
+        existing attributes never move, so records written before stay readable. The
+        ``before_create_resource``, ``after_create_resource`` and ``resource_created``/
+        ``resource_updated`` hooks run around it; when one of them (or the write) fails,
+        ``s3db.json`` and ``db.resources`` are put back as they were and the error says so.
         """
         config: dict[str, Any] = {
             "name": name, "attributes": dict(attributes or {}), "behavior": behavior, "partitions": partitions,
@@ -220,10 +307,11 @@ class Database:
             "hooks": hooks, "all_nested_objects_optional": all_nested_objects_optional, "auto_decrypt": auto_decrypt,
             "created_by": created_by,
         }  # fmt: skip
-        for hook in self._hooks["before_create_resource"]:
-            result = hook(config)
-            if result is not None:
-                config = dict(result)
+        try:
+            config = self._run_hooks("before_create_resource", config=config)["config"]
+        except HookError as exc:
+            exc.outcome = f"resource {name!r} was not created or changed"
+            raise
         name = config["name"]
         previous = self._resources.get(name)
         if previous is not None and previous.schema.plugin_attributes:  # plugin attributes survive a redefinition
@@ -240,61 +328,101 @@ class Database:
 
         with self.catalog.lock:
             stored = self.catalog.entry(name)
-            schema = Schema(
-                config["attributes"],
-                timestamps=config["timestamps"],
-                registry=SchemaRegistry.from_json(stored.get("schemaRegistry")) if stored else None,
-                passphrase=self._passphrase,
-                all_nested_objects_optional=config["all_nested_objects_optional"],
-                strict=self.strict_validation,
-                resource=name,
-                now_iso=now_iso(),
-                plugin_map=plugin_map_of(stored),
-            )
-            parts = partition_index.normalize(config["partitions"], schema, timestamps=config["timestamps"])
-            definition = VersionDefinition(
-                attributes=schema.export(),
-                behavior=config["behavior"],
-                timestamps=config["timestamps"],
-                partitions=parts,
-                paranoid=config["paranoid"],
-                all_nested_objects_optional=config["all_nested_objects_optional"],
-                auto_decrypt=config["auto_decrypt"],
-                id_size=config["id_size"],
-                custom_id_generator=config["id_generator"] is not None,
-            )
-            recorded = self.catalog.record_version(
-                name, definition, created_by=config["created_by"], keep_stored_options=False,
-                registry=schema.registry.to_json(), registry_changed=schema.registry_changed,
-            )  # fmt: skip
             existing = self._resources.get(name)
-            if not recorded.saved and existing is not None:
-                _attach_hooks(existing, config["hooks"])
-                if config["id_generator"] is not None:
-                    existing.id_generator = config["id_generator"]
-                return existing
-            resource = Resource(
-                self,
-                name,
-                schema=schema,
-                behavior=config["behavior"],
-                partitions_=parts,
-                timestamps=config["timestamps"],
-                id_size=config["id_size"],
-                id_generator=config["id_generator"],
-                paranoid=config["paranoid"],
-                version=recorded.version,
-                auto_decrypt=config["auto_decrypt"],
-                created_by=config["created_by"],
-            )
-            if existing is not None:  # keep listeners, hooks and middleware across redefinition
-                resource.adopt_wiring(existing)
-            _attach_hooks(resource, config["hooks"])
-            self._resources[name] = resource
-        for hook in self._hooks["after_create_resource"]:
-            hook(resource)
-        self.events.emit("resource-created", resource)
+            try:
+                resource = self._define(name, config, stored, existing)
+            except BaseException as exc:
+                self._undo_create(name, stored, existing, exc)
+                raise
+        try:
+            self._run_hooks("after_create_resource", resource=resource, config=config)
+            self._run_hooks("resource_created" if existing is None else "resource_updated", resource=resource, config=config)
+        except BaseException as exc:
+            with self.catalog.lock:
+                self._undo_create(name, stored, existing, exc)
+            raise
+        if resource is not existing:
+            self.events.emit("resource-created", resource)
         return resource
+
+    def _define(self, name: str, config: Mapping[str, Any], stored: Mapping[str, Any] | None, existing: Resource | None) -> Resource:
+        """Record ``config`` in ``s3db.json`` and register its ``Resource`` (``existing`` when the
+        definition did not change). The catalog lock is held."""
+        schema = Schema(
+            config["attributes"],
+            timestamps=config["timestamps"],
+            registry=SchemaRegistry.from_json(stored.get("schemaRegistry")) if stored else None,
+            passphrase=self._passphrase,
+            all_nested_objects_optional=config["all_nested_objects_optional"],
+            strict=self.strict_validation,
+            resource=name,
+            now_iso=now_iso(),
+            plugin_map=plugin_map_of(stored),
+        )
+        parts = partition_index.normalize(config["partitions"], schema, timestamps=config["timestamps"])
+        definition = VersionDefinition(
+            attributes=schema.export(),
+            behavior=config["behavior"],
+            timestamps=config["timestamps"],
+            partitions=parts,
+            paranoid=config["paranoid"],
+            all_nested_objects_optional=config["all_nested_objects_optional"],
+            auto_decrypt=config["auto_decrypt"],
+            id_size=config["id_size"],
+            custom_id_generator=config["id_generator"] is not None,
+        )
+        recorded = self.catalog.record_version(
+            name, definition, created_by=config["created_by"], keep_stored_options=False,
+            registry=schema.registry.to_json(), registry_changed=schema.registry_changed,
+        )  # fmt: skip
+        if not recorded.saved and existing is not None:
+            _attach_hooks(existing, config["hooks"])
+            if config["id_generator"] is not None:
+                existing.id_generator = config["id_generator"]
+            return existing
+        resource = Resource(
+            self,
+            name,
+            schema=schema,
+            behavior=config["behavior"],
+            partitions_=parts,
+            timestamps=config["timestamps"],
+            id_size=config["id_size"],
+            id_generator=config["id_generator"],
+            paranoid=config["paranoid"],
+            version=recorded.version,
+            auto_decrypt=config["auto_decrypt"],
+            created_by=config["created_by"],
+        )
+        if existing is not None:  # keep listeners, hooks and middleware across redefinition
+            resource.adopt_wiring(existing)
+        _attach_hooks(resource, config["hooks"])
+        self._resources[name] = resource
+        return resource
+
+    def _undo_create(self, name: str, entry: Mapping[str, Any] | None, previous: Resource | None, error: BaseException) -> None:
+        """After ``create_resource`` failed: put ``s3db.json``'s entry for ``name`` (None: absent)
+        and ``db.resources[name]`` back as they were, so no half-created resource is left.
+        The catalog lock is held. Says so on ``error`` (a ``HookError``'s ``outcome``, else a note)."""
+        changed = self._resources.get(name) is not previous
+        try:
+            if self.catalog.entry(name) != entry:
+                changed = True
+                self.catalog.save_entry(name, entry, restore=True)
+        except Exception as undo_error:  # noqa: BLE001 - the original error is the one to raise
+            error.add_note(f"s3db.json could not be put back as it was: {type(undo_error).__name__}: {undo_error}")
+            outcome = f"resource {name!r} may be left in s3db.json; run create_resource or delete_resource again"
+        else:
+            before = f"keeps its definition {previous.version}" if previous is not None else "was not created"
+            outcome = f"resource {name!r} {before}: s3db.json and db.resources are as they were"
+        if previous is None:
+            self._resources.pop(name, None)
+        else:
+            self._resources[name] = previous
+        if isinstance(error, HookError):
+            error.outcome = outcome
+        elif changed:
+            error.add_note(outcome)
 
     def _restore_all(self) -> None:
         """Build each resource of the catalog not built yet (those built keep their hooks
@@ -386,3 +514,30 @@ def _attach_hooks(resource: Resource, hooks: Mapping[str, Any] | None) -> None:
         for fn in fns if isinstance(fns, (list, tuple)) else [fns]:
             if not resource.has_hook(event, fn):
                 resource.add_hook(event, fn)
+
+
+def _call_plan(event: str, fn: Callable[..., Any]) -> tuple[str, tuple[str, ...]]:
+    """How a hook of ``event`` is called: ``("keywords", names)`` when ``fn`` names payload
+    entries (``def hook(resource, config)``, or ``**kwargs``), ``("payload", ())`` when it takes
+    one argument for the whole dict (s3db.js's ``async ({ resource }) => ...``), ``("none", ())``
+    when it takes none. ``InvalidArgumentError`` for a function this event cannot call."""
+    available = ("database", *HOOK_EVENTS[event])
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature
+        return "payload", ()
+    kinds = inspect.Parameter
+    required = [p for p in params if p.default is p.empty and p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD)]
+    named = [p.name for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY) and p.name in available]
+    takes_all = any(p.kind is kinds.VAR_KEYWORD for p in params)
+    if (named or takes_all) and all(p.name in available and p.kind is not kinds.POSITIONAL_ONLY for p in required):
+        return "keywords", available if takes_all else tuple(named)
+    positional = any(p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD, kinds.VAR_POSITIONAL) for p in params)
+    missing = [p.name for p in required if p.name in _PAYLOAD_NAMES and p.name not in available]
+    if len(required) <= 1 and not missing and (positional or not required):
+        return ("payload", ()) if positional else ("none", ())
+    reason = f"takes {', '.join(missing)}, which this event does not pass" if missing else f"needs {len(required)} arguments"
+    raise InvalidArgumentError(
+        f"a {event!r} hook {listener_name(fn)} {reason}; it passes {', '.join(available)}: take them by name "
+        f"(def hook({', '.join(available)})) or take one argument for the whole payload dict (lambda ctx: ctx[{available[-1]!r}])"
+    )

@@ -14,8 +14,14 @@ secret field values. Built-in mix-ins let callers keep catching what Python code
     ├── ValidationError (ValueError)
     ├── SchemaError (ValueError)
     ├── MetadataLimitError
+    ├── HookError
     └── PluginError
         └── MissingDependencyError (ImportError)
+
+Warnings (something went wrong that must not stop the operation) derive from ``S3DBWarning``::
+
+    S3DBWarning (UserWarning)
+    └── ListenerWarning
 """
 
 from __future__ import annotations
@@ -95,3 +101,37 @@ class PluginError(S3DBError):
 
 class MissingDependencyError(PluginError, ImportError):
     """A plugin needs a package that is missing or too old; the message holds the pip command."""
+
+
+class HookError(S3DBError):
+    """A database hook (``db.add_hook``) raised; the operation it guarded did not happen.
+
+    ``event`` is the hook event, ``hook`` the function's name, ``__cause__`` the original
+    exception; ``outcome`` (set by the operation) says what was left as it was.
+    """
+
+    def __init__(self, event: str, hook: str, error: BaseException, outcome: str = "") -> None:
+        self.event = event
+        self.hook = hook
+        self.error = error
+        self.outcome = outcome
+        super().__init__(event, hook, error)
+
+    def __str__(self) -> str:
+        text = f"database hook {self.event!r} ({self.hook}) failed: {type(self.error).__name__}: {self.error}"
+        return f"{text}; {self.outcome}" if self.outcome else text
+
+
+class S3DBWarning(UserWarning):
+    """Root of the warnings s3db_nb issues (filter them all with this class)."""
+
+
+class ListenerWarning(S3DBWarning):
+    """An event listener raised. The emit went on with the other listeners (the write it reports
+    is already stored); the message holds the traceback, ``error`` the exception."""
+
+    def __init__(self, message: str, *, event: str = "", listener: str = "", error: BaseException | None = None) -> None:
+        self.event = event
+        self.listener = listener
+        self.error = error
+        super().__init__(message)

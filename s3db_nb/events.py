@@ -3,19 +3,22 @@
 Listeners run in the emitting thread, in registration order. As in Node, a listener that takes
 fewer positional arguments than an event carries gets the first ones (``on("updated",
 lambda record: ...)`` works although ``updated`` also carries the record before the change).
-A failing listener is logged with its traceback and never breaks the write that emitted the
-event (the data is already stored).
+A failing listener never breaks the write that emitted the event (the data is already stored)
+nor stops the other listeners; once all have run, each failure is reported as a
+``ListenerWarning`` holding its traceback (``warnings`` shows it in a notebook; filter it, or turn
+it into an error in tests, with ``-W error::s3db_nb.errors.ListenerWarning``).
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
 import threading
+import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("s3db_nb")
+from .errors import ListenerWarning
 
 Listener = Callable[..., Any]
 
@@ -88,8 +91,12 @@ class EventEmitter:
         return bool(self._listeners.get(event))
 
     def emit(self, event: str, *args: Any, **kwargs: Any) -> int:
-        """Call every listener of ``event``; returns how many were called."""
+        """Call every listener of ``event``; returns how many were called.
+
+        A listener that raises is reported afterwards as a ``ListenerWarning`` (with its
+        traceback); the others still run."""
         called = 0
+        failures: list[tuple[Listener, Exception]] = []
         for listener in self.listeners(event):
             called += 1
             try:
@@ -98,6 +105,22 @@ class EventEmitter:
                 limit = None
             try:
                 listener(*(args if limit is None else args[:limit]), **kwargs)
-            except Exception:
-                log.exception("listener for event %r failed", event)
+            except Exception as exc:
+                failures.append((listener, exc))
+        for listener, exc in failures:  # warned after the loop: ``-W error`` must not skip a listener
+            name = listener_name(listener)
+            trace = "".join(traceback.format_exception(exc)).rstrip()
+            warnings.warn(
+                ListenerWarning(f"listener {name} for event {event!r} failed:\n{trace}", event=event, listener=name, error=exc),
+                stacklevel=2,
+            )
         return called
+
+
+def listener_name(fn: Callable[..., Any]) -> str:
+    """``module.qualname`` of a listener or hook, for messages (``repr`` for other callables)."""
+    qualname = getattr(fn, "__qualname__", None)
+    if qualname is None:
+        return repr(fn)
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{qualname}" if module else qualname

@@ -69,20 +69,42 @@ def get_validated_namespace(config: Mapping[str, Any], default: str = "default")
     return validate_namespace(default if namespace is None else namespace)
 
 
-def get_namespaced_resource_name(base: str, namespace: str | None) -> str:
-    """``plg_recon_hosts`` + ``uptime`` → ``plg_uptime_recon_hosts`` (no namespace or ``default``: unchanged)."""
+def get_namespaced_resource_name(base: str, namespace: str | None, plugin_prefix: str | None = None) -> str:
+    """``("plg_recon_hosts", "uptime", "plg_recon")`` → ``plg_uptime_recon_hosts``; no namespace: unchanged.
+
+    The seeds' arguments, with s3db.js 21.6.2's result (``plugins/namespace.js``), which the seeds
+    contradict twice: the namespace goes first (they show ``plg_recon_uptime_hosts``), and
+    ``"default"`` is a namespace like any other (they show it unchanged). ``plugin_prefix`` is
+    accepted and unused, as in s3db.js. A ``base`` without ``plg_`` gets it first (as s3db.js's
+    built-in plugins name theirs, ``resolveResourceName``).
+    """
+    del plugin_prefix  # s3db.js's ``_pluginPrefix``: the name is derived from ``base`` alone
     name = base if base.startswith("plg_") else f"plg_{base}"
-    if namespace in (None, "", "default"):
+    if not namespace:
         return name
     return f"plg_{validate_namespace(namespace)}_{name[4:]}"
 
 
-def detect_and_warn_namespaces(storage: PluginStorage, plugin_name: str, current: str | None) -> list[str]:
-    """Log the namespaces already in storage and the one this instance uses; returns the others."""
-    existing = [ns for ns in list_plugin_namespaces(storage) if ns != current]
+def detect_and_warn_namespaces(
+    storage: PluginStorage,
+    plugin_name: str,
+    plugin_prefix: str | None,
+    current_namespace: str | None,
+    logger: logging.Logger | None = None,
+) -> list[str]:
+    """Warn which namespaces instances of this plugin left in ``storage`` and which one is used
+    now; returns the ones found (sorted, the current one included when already stored).
+
+    The seeds' and s3db.js 21.6.2's arguments; as there, ``plugin_prefix`` is not used: the
+    storage's own ``plugin=<slug>/`` is scanned. Unlike s3db.js, which takes every folder there
+    for a namespace, only folders holding an installed instance's marker count.
+    """
+    del plugin_prefix  # s3db.js's ``_pluginPrefix``
+    out = logger or log
+    existing = list_plugin_namespaces(storage)
     if existing:
-        log.warning("[%s] Detected %d existing namespace(s): %s", plugin_name, len(existing), ", ".join(existing))
-    log.warning('[%s] Using namespace: "%s"', plugin_name, current or "default")
+        out.warning("[%s] Detected %d existing namespace(s): %s", plugin_name, len(existing), ", ".join(existing))
+    out.warning("[%s] Using namespace: %s", plugin_name, f'"{current_namespace}"' if current_namespace else "(none)")
     return existing
 
 
@@ -305,7 +327,7 @@ class Plugin(EventEmitter):
             self.add_database_hook("after_create_resource", self._reattach_methods)
             if self.namespace:
                 storage = self.get_storage()
-                detect_and_warn_namespaces(storage, self.name, self.namespace)
+                detect_and_warn_namespaces(storage, self.name, self.slug, self.namespace)
                 storage.set_if_not_exists(
                     storage.root + NAMESPACE_MARKER, {"plugin": self.name, "namespace": self.namespace}, behavior="body-only"
                 )
@@ -477,7 +499,9 @@ class Plugin(EventEmitter):
             self._attributes.append((target.name, name))
 
     def add_database_hook(self, event: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``database.add_hook(event, fn)`` (``before_create_resource``/``after_create_resource``), removed on uninstall."""
+        """``database.add_hook(event, fn)``, removed on uninstall. ``fn`` takes the payload dict
+        (``ctx["resource"]``) or names its entries (``def on_created(resource, config)``); events
+        and payloads are listed in ``s3db_nb.database.HOOK_EVENTS``."""
         self._db().add_hook(event, fn)
         self._db_hooks.append((event, fn))
         return fn

@@ -4,7 +4,10 @@ Keys follow s3db.js (s3db-format.md §11) so a Node application sees the same la
 ``plugin=<slug>/<parts…>`` for global data, ``resource=<name>/plugin=<slug>/<parts…>`` for data
 scoped to a resource, locks under ``plugin=<slug>/locks/<name>`` and sequences under
 ``[resource=<name>/]plugin=<slug>/sequence=<name>/value``. A namespaced instance adds its namespace
-as the first segment after the slug (``plugin=<slug>/<namespace>/…``).
+as the first segment after the slug (``plugin=<slug>/<namespace>/…``). A key given without a
+``plugin=``/``resource=`` start (the seeds' ``storage.increment("api-calls")``) is taken as relative
+to the storage's root, so ``list()`` sees it and a purge removes it; s3db.js would write it at the
+bucket's top level, where neither finds it (a defect not copied).
 
 Everything that must not lose a write (locks, counters, sequences) is a compare-and-swap on the
 object's ETag. S3's ETag is the MD5 of the body, so those values live in the JSON body: every
@@ -185,6 +188,16 @@ class PluginStorage:
         """``[resource=<r>/]plugin=<slug>/sequence=<name>/<suffix>``."""
         return self.get_plugin_key(resource, f"sequence={name}", suffix)
 
+    def full_key(self, key: str) -> str:
+        """The object key for ``key``: kept when it starts with ``plugin=``/``resource=`` (as
+        ``get_plugin_key`` returns), else relative to this storage's root (``api-calls`` →
+        ``plugin=<slug>/[<namespace>/]api-calls``)."""
+        if not isinstance(key, str) or not key.strip("/"):
+            raise PluginError(f"a plugin storage key must be a non-empty string such as 'api-calls' or get_plugin_key(...), got {key!r}")
+        if key.startswith(("plugin=", "resource=")):
+            return key
+        return self.root + key.lstrip("/")
+
     def _lock_key(self, name: str) -> str:
         return self.get_plugin_key(None, "locks", name)
 
@@ -281,6 +294,7 @@ class PluginStorage:
         """
         if not isinstance(data, Mapping):
             raise PluginError(f"PluginStorage.set() stores a dict, got {type(data).__name__}")
+        key = self.full_key(key)
         payload = dict(data)
         if ttl is not None:
             payload[EXPIRES] = int(self._now_ms() + float(ttl) * 1000)
@@ -294,13 +308,14 @@ class PluginStorage:
     def _read(self, key: str) -> tuple[dict[str, Any], str] | None:
         """Raw data (expiry included) and ETag, or None when missing. No expiry handling."""
         try:
-            obj = self.client.get(key)
+            obj = self.client.get(self.full_key(key))
         except NotFoundError:
             return None
         return self._decode(obj.metadata, obj.body), obj.etag
 
     def get_with_version(self, key: str) -> tuple[dict[str, Any] | None, str | None]:
         """``(data, etag)``, or ``(None, None)`` when missing or expired (1 GET)."""
+        key = self.full_key(key)
         found = self._read(key)
         if found is None:
             return None, None
@@ -353,7 +368,7 @@ class PluginStorage:
 
     def delete(self, key: str) -> None:
         """Delete one key (missing keys are fine)."""
-        self.client.delete(key)
+        self.client.delete(self.full_key(key))
 
     def delete_all(self, resource: str | None = None) -> int:
         """Delete this plugin's data: for one ``resource``, or everything (global + every resource).
@@ -424,6 +439,7 @@ class PluginStorage:
 
     def touch(self, key: str, additional_seconds: float) -> bool:
         """Push the expiry of ``key`` back by ``additional_seconds``; False without a live TTL."""
+        key = self.full_key(key)
         while True:
             found = self._read(key)
             if found is None:
@@ -561,6 +577,7 @@ class PluginStorage:
         twice when a PUT's response was lost (``_CasWrite``). ``ttl`` applies when the counter
         is created (a window, e.g. requests per hour).
         """
+        key = self.full_key(key)
         cas = _CasWrite()
         while True:
             found = self._read(key)

@@ -17,6 +17,7 @@ import s3db_nb
 from s3db_nb import MissingDependencyError, NotFoundError, Plugin, PluginError, PluginStorage, plugin_dependency_report
 from s3db_nb import plugins as plugin_catalog
 from s3db_nb.plugin import (
+    detect_and_warn_namespaces,
     get_namespaced_resource_name,
     get_validated_namespace,
     list_plugin_namespaces,
@@ -325,7 +326,6 @@ def test_namespace_validation_follows_the_seeds():
 
 def test_namespaced_resource_names_put_the_namespace_first():
     assert get_namespaced_resource_name("plg_recon_hosts", None) == "plg_recon_hosts"
-    assert get_namespaced_resource_name("plg_recon_hosts", "default") == "plg_recon_hosts"
     assert get_namespaced_resource_name("plg_recon_hosts", "uptime") == "plg_uptime_recon_hosts"
     assert ReportPlugin(namespace="prod").resource_name("hosts") == "plg_prod_myplugin_hosts"
     assert ReportPlugin().resource_name("hosts") == "plg_myplugin_hosts"
@@ -343,6 +343,39 @@ def test_namespaced_instances_have_isolated_storage_and_resources(db):
     assert two.get_storage().list() == ["plugin=myplugin/ns2/reports/report2"]
 
 
+def test_namespaced_resource_names_take_the_seeds_three_arguments_with_s3dbjs_results():
+    """The seeds' ``getNamespacedResourceName`` examples, answered as s3db.js 21.6.2 answers them:
+    the seeds show ``plg_recon_uptime_hosts`` and an unchanged name for ``'default'``."""
+    assert get_namespaced_resource_name("plg_recon_hosts", "uptime", "plg_recon") == "plg_uptime_recon_hosts"
+    assert get_namespaced_resource_name("plg_scheduler_jobs", "prod", "plg_scheduler") == "plg_prod_scheduler_jobs"
+    assert get_namespaced_resource_name("plg_recon_hosts", "default", "plg_recon") == "plg_default_recon_hosts"
+    assert get_namespaced_resource_name("plg_recon_hosts", "", "plg_recon") == "plg_recon_hosts"
+
+
+def test_detect_and_warn_namespaces_takes_the_seeds_four_arguments(db, caplog):
+    """The seeds' ``detectAndWarnNamespaces(storage, 'ReconPlugin', 'recon', 'uptime')``: the
+    namespaces found are returned and warned about, then the one in use."""
+    db.use_plugin(ReportPlugin(namespace="aggressive"))
+    db.use_plugin(ReportPlugin(namespace="stealth"))
+    storage = PluginStorage(db.client, "myplugin")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="s3db_nb.plugins"):
+        found = detect_and_warn_namespaces(storage, "ReconPlugin", "recon", "uptime")
+    assert found == ["aggressive", "stealth"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "[ReconPlugin] Detected 2 existing namespace(s): aggressive, stealth",
+        '[ReconPlugin] Using namespace: "uptime"',
+    ]
+
+
+def test_detect_and_warn_namespaces_writes_to_the_logger_given(db, caplog):
+    """s3db.js's fifth argument, ``logger``; an empty namespace is shown as ``(none)``."""
+    custom = logging.getLogger("tests.recon")
+    with caplog.at_level(logging.WARNING, logger="tests.recon"):
+        assert detect_and_warn_namespaces(PluginStorage(db.client, "recon"), "ReconPlugin", "recon", "", custom) == []
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [("tests.recon", "[ReconPlugin] Using namespace: (none)")]
+
+
 def test_existing_namespaces_are_listed_and_logged(db, caplog):
     """The seeds' 'should list existing namespaces' and the install-time warnings."""
     with caplog.at_level(logging.WARNING, logger="s3db_nb.plugins"):
@@ -356,6 +389,17 @@ def test_existing_namespaces_are_listed_and_logged(db, caplog):
         '[ReportPlugin] Using namespace: "aggressive"',
     ]
     assert list_plugin_namespaces(PluginStorage(db.client, "myplugin")) == ["aggressive", "stealth", "uptime"]
+
+
+def test_uninstall_with_purge_removes_keys_given_without_a_prefix(db):
+    """The seeds' ``storage.increment('api-calls')`` lands under the plugin's root, so the
+    plugin's ``list()`` sees it and a purge deletes it."""
+    plugin = db.use_plugin(ReportPlugin(namespace="ns1"))
+    plugin.get_storage().increment("api-calls")
+    plugin.get_storage().set("last-run", {"ok": True})
+    assert plugin.get_storage().list() == ["plugin=myplugin/ns1/api-calls", "plugin=myplugin/ns1/last-run"]
+    plugin.uninstall(purge_data=True)
+    assert [k for k in db.client.list() if "api-calls" in k or "last-run" in k] == []
 
 
 def test_purging_one_instance_leaves_the_others_data(db):

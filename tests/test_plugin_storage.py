@@ -373,6 +373,52 @@ def test_counters_increment_and_decrement(storage):
     assert storage.get("plugin=my-plugin/counter") == {"value": 6}
 
 
+def test_a_key_without_a_prefix_is_placed_under_the_plugin_root(storage):
+    """The seeds' ``storage.increment('api-calls')`` and ``increment('api-calls', 5)``."""
+    storage.increment("api-calls")
+    assert storage.increment("api-calls", 5) == 6
+    assert storage.get("api-calls") == {"value": 6} == storage.get("plugin=my-plugin/api-calls")
+    assert storage.list() == ["plugin=my-plugin/api-calls"]
+    assert [k for k in storage.client.list() if "api-calls" in k] == ["plugin=my-plugin/api-calls"]
+
+
+def test_every_keyed_call_places_a_bare_key_under_the_root(fast_storage_client):
+    """set/get/has/touch/get_ttl/set_if_not_exists/batch_put/delete agree on where ``session`` lives."""
+    clock = FakeClock()
+    storage = PluginStorage(fast_storage_client, "my-plugin", namespace="uptime", clock=clock)
+    storage.set("session", {"user": "ana"}, ttl=60)
+    assert storage.set_if_not_exists("session", {"user": "bob"}) is None
+    clock.advance(20)
+    assert (storage.has("session"), storage.get_ttl("session"), storage.touch("session", 10)) == (True, 40, True)
+    assert storage.get_with_version("/session")[0] == {"user": "ana"}
+    assert [r["ok"] for r in storage.batch_put([("state", {"s": 1})])] == [True]
+    assert storage.batch_get(["state"])[0]["data"] == {"s": 1}
+    assert storage.list() == ["plugin=my-plugin/uptime/session", "plugin=my-plugin/uptime/state"]
+    storage.delete("session")
+    assert storage.list() == ["plugin=my-plugin/uptime/state"]
+
+
+def test_keys_that_carry_the_plugin_prefix_stay_where_they_are(fast_storage_client):
+    """Objects written before (by s3db.js or an older s3db_nb) under full keys still read."""
+    storage = PluginStorage(fast_storage_client, "my-plugin")
+    fast_storage_client.put("plugin=my-plugin/config", b'{"mode":"fast"}', content_type="application/json")
+    fast_storage_client.put("resource=users/plugin=my-plugin/cache/1", b'{"n":1}', content_type="application/json")
+    assert storage.get("plugin=my-plugin/config") == {"mode": "fast"}
+    assert storage.get(storage.get_plugin_key("users", "cache", "1")) == {"n": 1}
+    storage.set(storage.get_plugin_key(None, "state"), {"s": 1})
+    assert sorted(fast_storage_client.list()) == [
+        "plugin=my-plugin/config",
+        "plugin=my-plugin/state",
+        "resource=users/plugin=my-plugin/cache/1",
+    ]
+
+
+@pytest.mark.parametrize("key", ["", "/", None])
+def test_an_empty_key_is_refused(fast_storage_client, key):
+    with pytest.raises(PluginError, match="a plugin storage key must be a non-empty string"):
+        PluginStorage(fast_storage_client, "my-plugin").set(key, {"a": 1})
+
+
 def test_increment_creates_a_missing_counter_with_a_ttl_window(storage, clock):
     key = storage.get_plugin_key(None, "hourly-requests")
     assert storage.increment(key, 1, ttl=3600) == 1

@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,12 +198,15 @@ class Catalog:
     versions and field registries that this process did not touch are kept as they were.
     """
 
-    def __init__(self, client: StorageClient, *, location: str, events: EventEmitter) -> None:
+    def __init__(self, client: StorageClient, *, location: str, events: EventEmitter, hooks: Callable[..., Any] | None = None) -> None:
         self.client = client
         #: where the catalog lives, secrets masked (for messages)
         self.location = location
         #: ``metadata-uploaded`` is emitted here after each write of ``s3db.json``
         self.events = events
+        #: ``hooks(event, **context)`` runs the database's ``before_upload_metadata`` hooks before a
+        #: save and ``after_upload_metadata`` (``result``: the catalog written, ours: copy it) after it
+        self.hooks = hooks
         #: held around every read-change-save of an entry; hold it too while building a
         #: definition from ``entry()``, so the stored entry cannot change underneath (re-entrant)
         self.lock = threading.RLock()
@@ -316,22 +319,25 @@ class Catalog:
         """Take resource ``name`` out of ``s3db.json`` (1 GET + 1-2 PUT; nothing when absent)."""
         self.save_entry(name, None)
 
-    def save_entry(self, name: str, entry: Mapping[str, Any] | None) -> None:
+    def save_entry(self, name: str, entry: Mapping[str, Any] | None, *, restore: bool = False) -> None:
         """Merge one resource's entry (None: remove it) into the stored ``s3db.json`` with a
         conditional write, re-reading and merging again when another writer got there first.
 
         Versions and field-key registries stored by others are kept (registries are unioned).
-        Raises ``ConflictError`` when the file keeps changing, ``SchemaError`` when it cannot
-        be read (nothing is written)."""
+        ``restore=True`` puts back an entry as it was before a failed change: written exactly
+        (nothing merged), no backup copy, no hooks. Raises ``ConflictError`` when the file keeps
+        changing, ``SchemaError`` when it cannot be read (nothing is written)."""
         with self.lock:
+            if self.hooks is not None and not restore:
+                self.hooks("before_upload_metadata")
             for _ in range(SAVE_ATTEMPTS):
                 stored = self.read()
                 fresh = stored.data
                 theirs = fresh["resources"].get(name)
                 if entry is None and theirs is None:
                     return
-                replaces_resources = bool(fresh["resources"])
-                _merge_entry(fresh, name, theirs, entry)
+                replaces_resources = bool(fresh["resources"]) and not restore
+                _merge_entry(fresh, name, None if restore else theirs, entry)
                 body = json.dumps(fresh, indent=2, ensure_ascii=False).encode()
                 if replaces_resources:
                     self._back_up(stored.body)
@@ -344,6 +350,8 @@ class Catalog:
                     continue  # another writer got there first: merge again
                 self._data = fresh
                 self.events.emit("metadata-uploaded", fresh)
+                if self.hooks is not None and not restore:
+                    self.hooks("after_upload_metadata", result=fresh)
                 return
         raise ConflictError(f"{CATALOG_KEY} kept changing while saving; another writer is busy, try again")
 
