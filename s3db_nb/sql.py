@@ -1,11 +1,16 @@
 """DuckDB SQL over resources, and exports to Parquet / JSON Lines / CSV.
 
 One DuckDB 2.x connection per Database (``SET enable_progress_bar=false``). A query sees every
-resource as a table under its name: the resource is read into Arrow on first use and cached
-until a write made through this Database (the ``resource-changed`` event) invalidates it.
-Writes by other processes are not seen until then; ``db.sql(q, refresh=True)`` re-reads.
+resource as a table under its name. On file:// and S3 the table comes from the resource's
+columnar snapshot (``s3db_nb.snapshots``): the first query creates it, every later one refreshes
+it first (one listing, then only the new and changed records are read), so each answer is exact
+when the query runs, whoever wrote. ``db.sql(q, snapshot=False)`` reads without it. Elsewhere
+(memory://, resources with get hooks, ``snapshot=False``) a resource is read into Arrow on first
+use and cached until a write made through this Database (the ``resource-changed`` event)
+invalidates it; writes by other processes are not seen until then; ``refresh=True`` re-reads.
 When a resource appears once in a query and the WHERE clause fixes every field of one of its
-partitions (``country = 'BR'``), only that partition is read.
+partitions (``country = 'BR'``) and it has no snapshot yet, only that partition is read (no
+snapshot is created for it); with a snapshot, DuckDB applies that WHERE to the snapshot.
 
 Exports go through ``pyarrow.fs`` (LocalFileSystem, or S3FileSystem for ``s3://`` and
 endpoint URLs) because DuckDB's ``httpfs`` extension cannot be installed offline.
@@ -27,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import frames
+from . import frames, snapshots
 from .engine import extensions
 from .errors import ConnectionStringError, NotFoundError, S3DBError
 from .version import __version__
@@ -127,7 +132,7 @@ class SQLEngine:
         self._lock = threading.RLock()
         self._cache: dict[tuple[Any, ...], pa.Table] = {}
         self._registered: dict[str, tuple[Any, ...]] = {}
-        self.reads: list[tuple[Any, ...]] = []  # (resource, partition filter) of every read, for tests
+        self.reads: list[tuple[Any, ...]] = []  # (resource, partition filter) of every read or snapshot use, for tests
         db.events.on("resource-changed", self._invalidate)
 
     def _invalidate(self, name: str) -> None:
@@ -140,7 +145,7 @@ class SQLEngine:
             self._cache.clear()
             self.con.close()
 
-    def sql(self, query: str, *, refresh: bool = False, **tables: Any) -> SQLResult:
+    def sql(self, query: str, *, refresh: bool = False, snapshot: bool | None = None, **tables: Any) -> SQLResult:
         """Run ``query``; see the module docstring for what it reads."""
         if not isinstance(query, str) or not query.strip():
             raise S3DBError("db.sql() needs a SQL string")
@@ -156,7 +161,7 @@ class SQLEngine:
                 if name is None or ref.lower() in tables_lower:
                     continue
                 resource = self.db.resource(name)
-                self._register_resource(name, _pushdown(tree, name, resource), _needs_secrets(tree, name, resource))
+                self._register_resource(name, _pushdown(tree, name, resource), _needs_secrets(tree, name, resource), snapshot)
             for key, value in tables.items():
                 self.con.register(key, value)
                 self._registered.pop(key, None)
@@ -168,7 +173,20 @@ class SQLEngine:
                     self.con.unregister(key)
             return SQLResult(table, query)
 
-    def _register_resource(self, name: str, pushed: tuple[str, dict[str, str]] | None, secrets: bool = True) -> None:
+    def _register_resource(
+        self, name: str, pushed: tuple[str, dict[str, str]] | None, secrets: bool = True, snapshot: bool | None = None
+    ) -> None:
+        if snapshot is not False:
+            resource = self.db.resource(name)
+            registry = snapshots.registry_for(self.db)
+            if registry.usable(resource):
+                # a partition query does not build a snapshot: reading one partition is cheaper
+                served = registry.table(resource, create=pushed is None, secrets=secrets)
+                if served is not None:
+                    self.reads.append((name, None))
+                    self.con.register(name, served)
+                    self._registered[name] = (name, None, "snapshot")
+                    return
         key: tuple[Any, ...] = (name, None if pushed is None else (pushed[0], tuple(sorted(pushed[1].items()))))
         table = self._cache.get(key)
         if table is None and not secrets:

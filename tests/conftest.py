@@ -51,6 +51,16 @@ FAKE_ACCESS_KEY = "testing"
 FAKE_SECRET_KEY = "testing"
 FAKE_REGION = "us-east-1"
 
+# SQL snapshots (s3db_nb/snapshots) default to the user's cache folder: the suite, and the
+# notebook kernels it starts, keep theirs in a folder of the session instead
+_SNAPSHOT_DIR = tempfile.mkdtemp(prefix="s3db-test-snapshots-")
+os.environ["S3DB_NB_SNAPSHOT_DIR"] = _SNAPSHOT_DIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_SNAPSHOT_DIR, ignore_errors=True)
+
+
 BACKEND_KINDS = ["memory", "file", "s3-moto", "s3-seaweed"]
 FAST_KINDS = ["memory", "file"]
 S3_KINDS = ["s3-moto", "s3-seaweed"]

@@ -1,7 +1,7 @@
 """What the facades run from the layers above them: bulk I/O (frames, SQL) and the plugin system.
 
-``Resource.to_arrow``, ``db.sql`` or ``db.use_plugin`` execute code of ``s3db_nb.frames``,
-``s3db_nb.sql`` and ``s3db_nb.plugin``, which sit above the facades (they use ``Resource`` and
+``Resource.to_arrow``, ``db.sql``, ``db.snapshots`` or ``db.use_plugin`` execute code of
+``s3db_nb.frames``, ``s3db_nb.sql``, ``s3db_nb.snapshots`` and ``s3db_nb.plugin``, which sit above the facades (they use ``Resource`` and
 ``Database``), so the facades cannot import them. Those modules register their functions here
 when they are imported (``import s3db_nb`` imports them all) and the facades look them up per
 call: the one deliberate upward call, made explicit.
@@ -29,6 +29,9 @@ class Extensions:
     sql: Callable[..., Any] | None = None  # (db, query, **tables)
     export: Callable[..., Any] | None = None  # (db, path, format=..., resources=..., **kw)
     plugin_registry: Callable[..., Any] | None = None  # (db) -> the db.plugins registry
+    snapshot_registry: Callable[..., Any] | None = None  # (db) -> the db.snapshots registry
+    refresh_snapshot: Callable[..., Any] | None = None  # (resource) -> its db.snapshots row
+    drop_snapshot: Callable[..., Any] | None = None  # (resource) -> whether there was one
 
 
 _REGISTERED = Extensions()
@@ -38,6 +41,9 @@ _PROVIDERS = {
     "export": "s3db_nb.sql",
     "to_parquet": "s3db_nb.sql",
     "plugin_registry": "s3db_nb.plugin",
+    "snapshot_registry": "s3db_nb.snapshots",
+    "refresh_snapshot": "s3db_nb.snapshots",
+    "drop_snapshot": "s3db_nb.snapshots",
 }
 
 

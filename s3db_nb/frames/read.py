@@ -219,13 +219,15 @@ def iter_record_chunks(
     progress: ProgressArg = None,
     desc: str | None = None,
     decoder: ColumnDecoder | None = None,
+    ids: Iterable[str] | None = None,
 ) -> Iterator[list[Any]]:
     """Lists ids and fetches their records in parallel, yielding lists of records in id order.
 
     Cost: 1 LIST per 1 000 ids + 1 GET per record (GETs in chunks on the bounded pool,
     overlapped with the listing). A dict ``where`` uses a partition covering its fields.
     Given a ``decoder`` (and no ``where`` and no get hooks), plain objects come back as
-    ``StoredRow`` objects for ``decoder`` to decode a column at a time.
+    ``StoredRow`` objects for ``decoder`` to decode a column at a time. Given ``ids`` (listed
+    already, as a snapshot refresh does), those records are read instead of a listing.
     """
     if isinstance(where, Mapping) and partition is None:
         partition, partition_values = resource.covering_partition(where)
@@ -243,7 +245,8 @@ def iter_record_chunks(
         member = resource.engine.refs.member(partition, partition_values)
         predicate = member if predicate is None else (lambda record, p=predicate: member(record) and p(record))  # type: ignore[misc]
     db = resource.database
-    ids = resource.engine.iter_ids(partition=partition, partition_values=partition_values, limit=limit if predicate is None else None)
+    if ids is None:
+        ids = resource.engine.iter_ids(partition=partition, partition_values=partition_values, limit=limit if predicate is None else None)
     remote = resource.client.kind not in ("memory", "file")
     # local stores write in one thread, and FileClient.put_many takes each lock stripe once
     # per batch: big batches there; S3 batches stay small so the pool keeps every slot busy
@@ -324,8 +327,17 @@ def to_arrow(
     *,
     partition_values: Mapping[str, Any] | None = None,
     json: str = "string",
+    snapshot: bool | None = None,
 ) -> pa.Table:
-    """The resource as a typed Arrow table (1 LIST per 1 000 ids + 1 GET per record)."""
+    """The resource as a typed Arrow table (1 LIST per 1 000 ids + 1 GET per record).
+
+    With a snapshot (``s3db_nb.snapshots``) the records come from it, refreshed first (1 LIST +
+    1 GET per changed record); ``snapshot=True`` creates one, ``snapshot=False`` bypasses it."""
+    served = _from_snapshot(
+        resource, snapshot, columns=columns, where=where, partition=partition, partition_values=partition_values, json=json, secrets=secrets
+    )
+    if served is not None:
+        return served if limit is None else served.slice(0, max(0, limit))
     plan = plan_columns(resource, columns=columns, secrets=secrets, json_as=json)
     want_extra = None if columns is None else (EXTRA_COLUMN in set(columns) or False)
     fields = resource.schema.root.children
@@ -363,7 +375,7 @@ def to_pandas(resource: Resource, **kwargs: Any) -> pd.DataFrame:
     ``types_mapper=pd.ArrowDtype`` keeps nested data, nullable ints and decimals lossless."""
     own = {
         k: kwargs.pop(k)
-        for k in ("columns", "where", "partition", "limit", "progress", "secrets", "partition_values", "json")
+        for k in ("columns", "where", "partition", "limit", "progress", "secrets", "partition_values", "json", "snapshot")
         if k in kwargs
     }
     return to_arrow(resource, **own).to_pandas(**kwargs)
@@ -381,6 +393,7 @@ def iter_batches(
     secrets: bool = True,
     json: str = "string",
     progress: ProgressArg = None,
+    snapshot: bool | None = None,
 ) -> pa.RecordBatchReader:
     """A RecordBatchReader of at most ``batch_size`` rows per batch: memory stays bounded by one
     batch plus the fetch window, whatever the resource's size. Requests as ``to_arrow``."""
@@ -390,6 +403,16 @@ def iter_batches(
         raise InvalidArgumentError("iter_batches needs a fixed schema: json='string' only")
     plan = plan_columns(resource, columns=columns, secrets=secrets, json_as=json)
     schema = schema_of(plan, True)
+    served = _from_snapshot(
+        resource, snapshot, columns=columns, where=where, partition=partition, partition_values=partition_values, json=json, secrets=secrets
+    )
+    if served is not None:
+        if EXTRA_COLUMN not in served.column_names:
+            served = served.append_column(EXTRA_COLUMN, pa.nulls(served.num_rows, pa.string()))
+        served = served.cast(schema)
+        if limit is not None:
+            served = served.slice(0, max(0, limit))
+        return pa.RecordBatchReader.from_batches(schema, served.to_batches(max_chunksize=batch_size))
 
     def generate() -> Iterator[pa.RecordBatch]:
         decoder = ColumnDecoder(resource, decrypt=secrets)
@@ -414,3 +437,34 @@ def iter_batches(
             yield records_to_table(plan, buffer, extra=True, schema_fields=fields, decoder=decoder).cast(schema).to_batches()[0]
 
     return pa.RecordBatchReader.from_batches(schema, generate())
+
+
+def _from_snapshot(
+    resource: Resource,
+    snapshot: bool | None,
+    *,
+    columns: Iterable[str] | None,
+    where: object,
+    partition: str | None,
+    partition_values: Mapping[str, Any] | None,
+    json: str,
+    secrets: bool,
+) -> pa.Table | None:
+    """The table from the resource's snapshot when one serves this read (see ``snapshots.registry``),
+    else None. Filters (``where``, ``partition``) and ``json="struct"`` read records instead."""
+    if snapshot is False:
+        return None
+    if snapshot not in (None, True):
+        raise InvalidArgumentError(f"snapshot must be True, False or None, got {snapshot!r}")
+    from ..snapshots import registry_for  # the snapshots package builds on this module
+
+    registry = registry_for(resource.database)
+    plain = where is None and partition is None and not partition_values and json == "string"
+    if not plain or not registry.usable(resource):
+        if snapshot:
+            raise InvalidArgumentError(
+                "snapshot=True needs a file:// or S3 resource without get hooks, read without where=, partition= or json='struct'; "
+                "drop snapshot=True to read the records"
+            )
+        return None
+    return registry.table(resource, create=bool(snapshot), columns=columns, secrets=secrets)
