@@ -77,9 +77,10 @@ def _missing(package: str, feature: str) -> MissingDependencyError:
     )
 
 
-def fold(word: str) -> str:
-    """Accent folding and case folding: ``Café`` → ``cafe``, ``Straße`` → ``strasse``."""
-    decomposed = unicodedata.normalize("NFKD", word.casefold())
+def fold(word: str, *, case_sensitive: bool = False) -> str:
+    """Accent folding and case folding: ``Café`` → ``cafe``, ``Straße`` → ``strasse``
+    (``case_sensitive``: accents only, ``Café`` → ``Cafe``)."""
+    decomposed = unicodedata.normalize("NFKD", word if case_sensitive else word.casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
@@ -92,8 +93,16 @@ class Analyzer:
     The same analyzer reads documents and queries, so ``café``, ``Cafe`` and ``CAFÉ`` meet.
     """
 
-    def __init__(self, *, min_length: int = 2, stop_words: Iterable[str] | str | None = None, stemming: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        min_length: int = 2,
+        stop_words: Iterable[str] | str | None = None,
+        stemming: str | None = None,
+        case_sensitive: bool = False,
+    ) -> None:
         self.min_length = min_length
+        self.case_sensitive = case_sensitive
         if stop_words == "english":
             stop_words = ENGLISH_STOP_WORDS
         elif isinstance(stop_words, str):
@@ -115,12 +124,15 @@ class Analyzer:
 
     def settings(self) -> dict[str, Any]:
         """What changes the terms (stored in the manifest: an index built otherwise needs a rebuild)."""
-        return {"min_length": self.min_length, "stop_words": sorted(self.stop_words), "stemming": self.stemming}
+        settings: dict[str, Any] = {"min_length": self.min_length, "stop_words": sorted(self.stop_words), "stemming": self.stemming}
+        if self.case_sensitive:  # only when on: indexes built before the option existed stay valid
+            settings["case_sensitive"] = True
+        return settings
 
     def _terms_of_word(self, word: str) -> list[str]:
         out = []
-        for part in _WORD.findall(fold(word)):  # folding can split a word (e.g. ``½`` → ``1⁄2``)
-            if len(part) < self.min_length or part in self.stop_words:
+        for part in _WORD.findall(fold(word, case_sensitive=self.case_sensitive)):  # folding can split a word (``½`` → ``1⁄2``)
+            if len(part) < self.min_length or fold(part) in self.stop_words:
                 continue
             if self._stemmer is not None:
                 with self._stem_lock:
@@ -140,7 +152,11 @@ class Analyzer:
         """Distinct ``(term, unstemmed folded word)`` pairs of a query; the second feeds prefix matching."""
         seen: dict[str, str] = {}
         for word in _WORD.findall(unicodedata.normalize("NFC", text)):
-            folded = [p for p in _WORD.findall(fold(word)) if len(p) >= self.min_length and p not in self.stop_words]
+            folded = [
+                p
+                for p in _WORD.findall(fold(word, case_sensitive=self.case_sensitive))
+                if len(p) >= self.min_length and fold(p) not in self.stop_words
+            ]
             for raw, term in zip(folded, self._terms_of_word(word)):
                 seen.setdefault(term, raw)
         return list(seen.items())
@@ -225,7 +241,16 @@ class FullTextPlugin(Plugin):
     ``min_word_length`` (= ``min_length``), ``max_results`` (default ``limit`` of ``search``),
     ``fuzzy_search`` (default ``fuzzy`` of ``search``), ``stemming=True`` (the Snowball stemmer
     of ``language``, default ``"en-US"``), ``highlight_tags={"start": "<mark>", "end": "</mark>"}``
-    and ``enabled`` (False: nothing is indexed; searching what is indexed still works).
+    and ``enabled`` (False: nothing is indexed; searching what is indexed still works),
+    ``case_sensitive`` (``Apple`` and ``apple`` become different terms; accents are still folded),
+    ``index_name`` (also ``index_resource`` / ``resource_names={"index": ...}``: s3db.js names the
+    index resource; here it names the folder of the index, ``index`` by default, so two plugins
+    can keep separate indexes of one resource), ``auto_reindex`` (False: writes leave the index
+    alone; ``rebuild_index`` / ``index_record`` / ``remove_from_index`` change it),
+    ``batch_size`` (documents per index write round of ``insert_many``, default 100) and
+    ``max_index_size`` (documents one resource's index holds at most; later new records are not
+    indexed, a warning says so and ``get_index_stats()[r]["skipped"]`` counts them; costs one
+    GET per document shard on each indexing write while set).
     """
 
     defaults = {
@@ -248,6 +273,13 @@ class FullTextPlugin(Plugin):
         "language": "en-US",
         "highlight_tags": None,
         "enabled": True,
+        "case_sensitive": False,
+        "index_name": None,
+        "index_resource": None,
+        "resource_names": None,
+        "auto_reindex": True,
+        "batch_size": 100,
+        "max_index_size": None,
     }
     extra = "fulltext"
 
@@ -277,13 +309,42 @@ class FullTextPlugin(Plugin):
             raise PluginError(f"FullTextPlugin: min_length must be an integer ≥ 1, got {opts['min_length']!r}")
         if opts["fuzzy_distance"] is not None and (not isinstance(opts["fuzzy_distance"], int) or opts["fuzzy_distance"] < 0):
             raise PluginError(f"FullTextPlugin: fuzzy_distance must be None (automatic) or an integer ≥ 0, got {opts['fuzzy_distance']!r}")
-        self.analyzer = Analyzer(min_length=opts["min_length"], stop_words=opts["stop_words"], stemming=opts["stemming"])
+        self.index_name = self._index_folder(opts["index_name"], opts["index_resource"], opts["resource_names"])
+        for name in ("batch_size", "max_index_size"):
+            value = opts[name]
+            if (value is not None or name == "batch_size") and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise PluginError(
+                    f"FullTextPlugin: {name} must be a whole number ≥ 1{' or None' if name == 'max_index_size' else ''}, got {value!r}"
+                )
+        for name in ("case_sensitive", "auto_reindex"):
+            if not isinstance(opts[name], bool):
+                raise PluginError(f"FullTextPlugin: {name} must be True or False, got {opts[name]!r}")
+        self.analyzer = Analyzer(
+            min_length=opts["min_length"], stop_words=opts["stop_words"], stemming=opts["stemming"], case_sensitive=opts["case_sensitive"]
+        )
         self.shards = opts["shards"]
+        self.skipped: Counter[str] = Counter()  # documents left out by max_index_size, per resource
         self._attached: dict[str, Resource] = {}
         self._stale: dict[str, str] = {}
         self._pending: dict[str, _PendingBatch] = {}
         self._shard_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+
+    @staticmethod
+    def _index_folder(index_name: Any, index_resource: Any, resource_names: Any) -> str:
+        """s3db.js names the index resource (``indexName``, ``indexResource``, ``resourceNames.index``);
+        here it names the folder the index lives in under each resource's plugin key."""
+        if resource_names is not None:
+            if not isinstance(resource_names, Mapping) or set(resource_names) - {"index"}:
+                raise PluginError(f"FullTextPlugin: resource_names takes {{'index': 'name'}}, got {resource_names!r}")
+            resource_names = resource_names.get("index")
+        given = [v for v in (index_name, index_resource, resource_names) if v is not None]
+        if len(set(given)) > 1:
+            raise PluginError(f"FullTextPlugin: index_name, index_resource and resource_names['index'] name one thing; got {given!r}")
+        name = given[0] if given else "index"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
+            raise PluginError(f"FullTextPlugin: index_name must be letters, digits, '_', '-' or '.', e.g. 'search_indexes'; got {name!r}")
+        return name
 
     @staticmethod
     def _plain_field_list(fields: Any) -> list[str]:
@@ -399,12 +460,15 @@ class FullTextPlugin(Plugin):
             raise PluginError(f"FullTextPlugin: resource {resource.name!r} has no field(s) {', '.join(unknown)}; its fields: {known}")
         name = resource.name
         self._pending.setdefault(name, _PendingBatch())
+        self._attached[name] = resource
+        if not self.options["auto_reindex"]:  # the index changes only by rebuild_index / index_record
+            self._check_manifest(resource)
+            return
         self.add_hook(resource, "after_insert", lambda record: self._after_insert(name, record))
         self.add_hook(resource, "after_update", lambda record: self._apply(name, {record["id"]: self._analyze(name, record)}))
         self.add_hook(resource, "after_delete", lambda record: self._apply(name, {record["id"]: None}))
         self.add_middleware(resource, "insert_many", lambda call_next, *a, **k: self._batched(name, call_next, *a, **k))
         self.add_middleware(resource, "delete_all", lambda call_next, *a, **k: self._after_delete_all(name, call_next(*a, **k)))
-        self._attached[name] = resource
         self._check_manifest(resource)
 
     def _manifest(self, resource: str) -> dict[str, Any]:
@@ -433,7 +497,7 @@ class FullTextPlugin(Plugin):
     # -- keys and shard I/O ---------------------------------------------------------------------------
 
     def _key(self, resource: str, *parts: str) -> str:
-        return self.get_storage().get_plugin_key(resource, "index", *parts)
+        return self.get_storage().get_plugin_key(resource, self.index_name, *parts)
 
     def _term_key(self, resource: str, shard: str) -> str:
         return self._key(resource, "terms", f"shard={shard}")
@@ -507,9 +571,10 @@ class FullTextPlugin(Plugin):
             with pending.lock:
                 pending.active -= 1
                 pending.callers.discard(threading.get_ident())
-            records = pending.take()  # ours, and perhaps some of a concurrent batch: both fine
-            if records:
-                self._apply(resource, {rid: self._analyze(resource, r) for rid, r in records.items()})
+            records = list(pending.take().items())  # ours, and perhaps some of a concurrent batch: both fine
+            size = self.options["batch_size"]
+            for start in range(0, len(records), size):  # one write round per batch_size documents
+                self._apply(resource, {rid: self._analyze(resource, r) for rid, r in records[start : start + size]})
 
     def _after_delete_all(self, resource: str, result: Any) -> Any:
         self.clear_index(resource)
@@ -521,6 +586,8 @@ class FullTextPlugin(Plugin):
         A document counts as indexed only through its document-shard entry, and only postings in
         the term shards that entry lists are read, so a write cut short never shows half-done.
         """
+        if self.options["max_index_size"] is not None:
+            changes = self._within_size(resource, changes)
         if not changes:
             return
         db = self._db()
@@ -589,6 +656,32 @@ class FullTextPlugin(Plugin):
 
         db.pool.map(update_docs, doc_shards)
 
+    def _within_size(self, resource: str, changes: Mapping[str, _Doc | None]) -> dict[str, _Doc | None]:
+        """``changes`` without the new documents that would take the index past ``max_index_size``
+        (reads every document shard: ``shards`` GETs per indexing write while the option is set)."""
+        present: set[str] = set()
+        for data in self._db().pool.map(lambda s: self._read(self._doc_key(resource, s))[0], self._all_shards()):
+            present.update(data.get("docs", {}))
+        room = self.options["max_index_size"] - len(present) + sum(1 for d, doc in changes.items() if doc is None and d in present)
+        kept: dict[str, _Doc | None] = {}
+        left_out = 0
+        for doc_id, doc in changes.items():
+            if doc is not None and doc_id not in present:
+                if room <= 0:
+                    left_out += 1
+                    continue
+                room -= 1
+            kept[doc_id] = doc
+        if left_out:
+            self.skipped[resource] += left_out
+            self.log.warning(
+                "the index of %r holds max_index_size=%d documents; %d record(s) were not indexed",
+                resource,
+                self.options["max_index_size"],
+                left_out,
+            )
+        return kept
+
     # -- maintenance -------------------------------------------------------------------------------------
 
     def _check_resource(self, resource: Resource | str) -> str:
@@ -618,7 +711,7 @@ class FullTextPlugin(Plugin):
             return exists[doc_id]
 
         shards = self._all_shards()
-        for key in storage.list_for_resource(name, "index/"):
+        for key in storage.list_for_resource(name, f"{self.index_name}/"):
             if key.rsplit("shard=", 1)[-1] not in shards and "shard=" in key:
                 storage.delete(key)  # left over from a different shard count
 
@@ -671,11 +764,49 @@ class FullTextPlugin(Plugin):
         db = self._db()
         return {name: self.rebuild_index(name) for name in self.fields if name in db}
 
-    def clear_index(self, resource: Resource | str) -> int:
-        """Delete the index of ``resource`` (a fresh, empty manifest is written); returns objects deleted."""
+    def reindex_resource(self, resource: Resource | str) -> int:
+        """s3db.js ``reindexResource``: ``rebuild_index``."""
+        return self.rebuild_index(resource)
+
+    def index_record(self, resource: Resource | str, record_id: str, data: Mapping[str, Any]) -> None:
+        """Index ``data`` as record ``record_id`` of ``resource`` now (replacing what it had); for
+        ``auto_reindex=False`` or records written around the plugin. Costs as one indexed write."""
+        name = self._check_resource(resource)
+        self._apply(name, {str(record_id): self._analyze(name, data)})
+
+    def remove_from_index(self, resource: Resource | str, record_id: str) -> None:
+        """Take record ``record_id`` out of the index of ``resource`` (the record itself stays)."""
+        self._apply(self._check_resource(resource), {str(record_id): None})
+
+    remove_record_from_index = remove_from_index  # the name s3db.js 21.6.2's code uses
+
+    def get_indexed_fields(self, resource: Resource | str) -> list[str]:
+        """The fields of ``resource`` this plugin indexes."""
+        return list(self.fields[self._check_resource(resource)])
+
+    def tokenize(self, text: str) -> list[str]:
+        """The index terms of ``text`` (what indexing and queries see)."""
+        return self.analyzer.terms(text)
+
+    def get_indexed_words(self, resource: Resource | str, limit: int | None = None) -> list[str]:
+        """The terms of ``resource``'s index, the ones in most documents first (reads every shard)."""
+        name = self._check_resource(resource)
+        _, postings = self._load(name, self._all_shards())
+        docs: dict[str, set[str]] = {}
+        for terms in postings.values():
+            for term, hits in terms.items():
+                docs.setdefault(term, set()).update(hits)
+        ranked = sorted(docs, key=lambda t: (-len(docs[t]), t))
+        return ranked if limit is None else ranked[:limit]
+
+    def clear_index(self, resource: Resource | str | None = None) -> int:
+        """Delete the index of ``resource`` (a fresh, empty manifest is written), or of every
+        indexed resource when None; returns objects deleted."""
+        if resource is None:
+            return sum(self.clear_all_indexes().values())
         name = self._check_resource(resource)
         storage = self.get_storage()
-        keys = storage.list_for_resource(name, "index/")
+        keys = storage.list_for_resource(name, f"{self.index_name}/")
         deleted = self._db().client.delete_many(keys) if keys else 0
         storage.set(self._key(name, "manifest"), self._manifest(name), behavior="body-only")
         self._stale.pop(name, None)
@@ -720,6 +851,9 @@ class FullTextPlugin(Plugin):
                 "postings": sum(len(hits) for terms in postings.values() for hits in terms.values()),
                 "shards": self.shards,
                 "needs_rebuild": self._stale.get(name),
+                "skipped": self.skipped[name],  # left out by max_index_size
+                "total_records": count,  # s3db.js names
+                "total_words": len({t for terms in postings.values() for t in terms}),
             }
         return out
 
@@ -772,6 +906,7 @@ class FullTextPlugin(Plugin):
         highlight: bool = False,
         min_score: float | None = None,
         max_distance: int | None = None,
+        exact_match: bool = False,
     ) -> pd.DataFrame:
         """Ranked records matching ``query``: their fields plus ``_score`` and ``_highlights``.
 
@@ -781,7 +916,8 @@ class FullTextPlugin(Plugin):
         matching field to an HTML snippet: text escaped, matched words in ``<mark>``.
         s3db.js spellings: ``score`` (= ``_score``) and ``matched_fields`` columns; ``highlight=True``
         adds ``highlighted`` (field → text with ``highlight_tags``); ``min_score`` drops weaker
-        hits; ``max_distance`` caps fuzzy edits. ``limit`` defaults to ``max_results`` (else 10),
+        hits; ``max_distance`` caps fuzzy edits; ``exact_match=True`` turns prefix and fuzzy matching
+        off. ``limit`` defaults to ``max_results`` (else 10),
         ``fuzzy`` to ``fuzzy_search``.
         Cost: the document shards and the needed term shards (all with prefix/fuzzy), then 1 GET per result.
         """
@@ -789,6 +925,8 @@ class FullTextPlugin(Plugin):
 
         limit = limit if limit is not None else self.options["max_results"] or 10
         fuzzy = self.options["fuzzy_search"] if fuzzy is None else fuzzy
+        if exact_match:  # s3db.js exactMatch: whole terms only
+            prefix = fuzzy = False
         name = self._check_resource(resource)
         if name in self._stale:
             raise PluginError(f"the index of {name!r} was built with other {self._stale[name]}; call rebuild_index({name!r}) first")

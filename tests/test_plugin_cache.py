@@ -14,6 +14,8 @@ import decimal
 import gzip
 import itertools
 import json
+import os
+from uuid import uuid4
 
 import pytest
 
@@ -423,13 +425,21 @@ def test_filesystem_cache_is_shared_by_databases_using_the_folder(plugin_db, plu
 
 
 def test_s3_driver_keeps_gzip_json_in_plugin_storage(plugin_db, people, clock):
-    cache = plugin_db.use_plugin(CachePlugin(driver="s3", clock=clock))
+    cache = plugin_db.use_plugin(CachePlugin(driver="s3", clock=clock, compression_threshold=0))
     record = people.get("a")
     key = cache.key_for("people", "get", "a")
     stored = json.loads(plugin_db.client.get(f"plugin=cache/cache/{key}").body)
     assert stored["encoding"] == "gzip"
     assert loads_value(gzip.decompress(base64.b64decode(stored["value"]))) == record
     assert cache.get_stats("people")["entries"] == 1
+
+
+def test_s3_driver_stores_values_under_the_compression_threshold_plain(plugin_db, people, clock):
+    cache = plugin_db.use_plugin(CachePlugin(driver="s3", clock=clock))  # s3db.js default: gzip from 1 024 bytes
+    record = people.get("a")
+    stored = json.loads(plugin_db.client.get(f"plugin=cache/cache/{cache.key_for('people', 'get', 'a')}").body)
+    assert stored["encoding"] == "identity"
+    assert loads_value(base64.b64decode(stored["value"])) == record
 
 
 def test_s3_driver_entries_and_invalidations_are_shared_between_processes(plugin_db, plugin_reconnect, people, clock):
@@ -706,3 +716,343 @@ def test_rebuilding_a_new_partition_refreshes_its_cached_lists(plugin_db, people
     assert people.list_partition("byName", {"name": "Ana"}) == []  # no refs yet: cached empty
     assert people.rebuild_partition("byName") == 3
     assert [r["id"] for r in people.list_partition("byName", {"name": "Ana"})] == ["a"]
+
+
+# -- s3db.js 21.x options: memory limits, compression, multi-tier, retries, partitions -------------
+#
+# These run on an in-memory database: they are about the plugin's options, not the storage.
+
+CITIES = [{"id": f"p{i}", "name": f"N{i}", "city": city} for i, city in enumerate(["Rio", "Rio", "Recife", "SP", "SP"])]
+
+
+@pytest.fixture
+def mem_db():
+    db = s3db_nb.connect(f"memory://cache-{uuid4().hex[:10]}")
+    yield db
+    db.disconnect()
+
+
+@pytest.fixture
+def towns(mem_db):
+    people = make_people(mem_db)
+    people.insert_many(CITIES)
+    return people
+
+
+@pytest.fixture
+def mem_calls(mem_db):
+    seen: list = []
+    mem_db.client.add_listener(seen.append)
+    return seen
+
+
+def probe(rss: int, total: int):
+    """A memory probe reporting fixed figures (the real one reads /proc and the cgroup limit)."""
+    return lambda: {"rss": rss, "total": total}
+
+
+def by_city(city: str) -> dict:
+    return {"partition": "byCity", "partition_values": {"city": city}}
+
+
+def test_memory_driver_gzips_payloads_from_the_threshold_and_reads_them_back():
+    lru = MemoryCache(compress=True, compression_threshold=100)
+    big, small = b'{"v": "' + b"x" * 2000 + b'"}', b'{"v": 1}'
+    lru.set("resource=r/id=a/get/1", big)
+    lru.set("resource=r/id=b/get/1", small)
+    assert lru.get("resource=r/id=a/get/1").payload == big
+    assert lru.total_bytes < len(big)  # counted at its compressed size
+    assert lru.get_compression_stats()["compressed_items"] == 1  # the small one stayed plain
+
+
+def test_memory_driver_without_compress_keeps_payloads_as_given():
+    lru = MemoryCache(compression_threshold=100)
+    lru.set("resource=r/id=a/get/1", b"x" * 2000)
+    assert lru.total_bytes == 2000 and lru.get_compression_stats()["compressed_items"] == 0
+
+
+def test_compression_options_reach_the_memory_driver_and_hits_stay_equal(mem_db, towns):
+    cache = mem_db.use_plugin(CachePlugin(enable_compression=True, compression_threshold=64))
+    first = towns.list()
+    assert cache.driver.get_compression_stats()["compressed_items"] == 1
+    assert snapshot(towns.list()) == snapshot(first) == snapshot(towns.list(skip_cache=True))
+
+
+def test_config_compression_threshold_s3db_spelling(mem_db, towns):
+    cache = mem_db.use_plugin(CachePlugin(config={"enableCompression": True, "compressionThreshold": 10**6}))
+    towns.list()
+    assert cache.driver.compress and cache.driver.get_compression_stats()["compressed_items"] == 0
+
+
+def test_filesystem_driver_gzips_large_entries_on_disk(tmp_path):
+    fs = FilesystemCache(tmp_path, compression_threshold=64)
+    payload = b'{"text": "' + b"abc " * 500 + b'"}'
+    fs.set("resource=r/id=a/get/1", payload)
+    on_disk = next(p for p in tmp_path.rglob("1")).read_bytes()
+    assert b"abc abc" not in on_disk and len(on_disk) < len(payload)
+    assert fs.get("resource=r/id=a/get/1").payload == payload
+
+
+def test_max_memory_percent_caps_the_memory_tier_at_that_share_of_total_memory(mem_db, towns):
+    cache = mem_db.use_plugin(CachePlugin(max_memory_percent=0.001, memory_probe=probe(rss=10, total=1_000_000)))
+    assert cache.driver.max_bytes == 1000
+    for city in ("Rio", "Recife", "SP"):
+        towns.list(**by_city(city))
+    towns.list()
+    assert cache.driver.total_bytes <= 1000 and cache.get_stats()["evictions"] >= 1
+
+
+def test_max_memory_percent_reads_the_real_machine_memory(mem_db):
+    cache = mem_db.use_plugin(CachePlugin(config={"maxMemoryPercent": 0.01}))
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 0 < cache.driver.max_bytes <= physical * 0.01
+    stats = cache.driver.get_memory_stats()
+    assert stats["max_memory_percent"] == 0.01 and 0 < stats["system_memory"]["process_rss"] < stats["system_memory"]["total"]
+
+
+@pytest.mark.parametrize(
+    "options", [{"max_memory_percent": 1.5}, {"max_memory_percent": 0.1, "max_bytes": 10}, {"heap_usage_threshold": 1}]
+)
+def test_impossible_memory_limits_are_refused(mem_db, options):
+    with pytest.raises(PluginError, match="max_memory_percent|max_bytes|heap_usage_threshold"):
+        mem_db.use_plugin(CachePlugin(**options))
+
+
+def test_memory_pressure_sheds_half_the_cache_and_emits_events(mem_db, towns, clock):
+    rss = {"now": 100}
+    cache = mem_db.use_plugin(
+        CachePlugin(clock=clock, monitor_interval=30, memory_probe=lambda: {"rss": rss["now"], "total": 1000}, compress=False)
+    )
+    events: list = []
+    cache.on("cache:memoryPressure", events.append)
+    for record_id in ("p0", "p1", "p2", "p3"):
+        towns.get(record_id)
+    held = cache.driver.total_bytes
+    rss["now"] = 700  # 70 % of the total: past the 0.6 threshold
+    clock.advance(31)  # the next store checks again
+    towns.get("p4")
+    assert len(events) == 1 and events[0]["ratio"] == 0.7
+    assert cache.driver.total_bytes <= (held + events[0]["freed_bytes"]) // 2 + 1
+    assert cache.driver.get_memory_stats()["memory_pressure_events"] == 1
+
+
+def test_memory_is_checked_at_most_once_per_monitor_interval(mem_db, towns, clock):
+    asked: list = []
+    cache = mem_db.use_plugin(
+        CachePlugin(clock=clock, monitor_interval_ms=60_000, memory_probe=lambda: asked.append(1) or {"rss": 1, "total": 10})
+    )
+    for record_id in ("p0", "p1", "p2"):
+        towns.get(record_id)
+    clock.advance(61)
+    towns.get("p3")
+    assert cache.options["monitor_interval"] == 60 and len(asked) == 2
+
+
+def test_lazy_promotion_stores_in_the_first_tier_only(mem_db, towns):
+    cache = mem_db.use_plugin(CachePlugin(driver="multi", drivers=["memory", "memory"], strategy="lazy-promotion"))
+    towns.get("p0")
+    assert [t["entries"] for t in cache.get_stats()["tiers"]] == [1, 0]
+
+
+def test_write_through_stores_in_every_tier(mem_db, towns):
+    cache = mem_db.use_plugin(CachePlugin(driver="multi", drivers=["memory", "memory"]))
+    towns.get("p0")
+    assert [t["entries"] for t in cache.get_stats()["tiers"]] == [1, 1]
+
+
+class BrokenCache(MemoryCache):
+    """A memory tier whose reads fail (a tier whose server went away)."""
+
+    def get(self, key):
+        raise OSError("tier down")
+
+
+@pytest.mark.parametrize(("fallback", "hit"), [(True, True), (False, False)])
+def test_fallback_on_error_asks_the_next_tier_when_one_fails(mem_db, towns, mem_calls, fallback, hit):
+    l2 = MemoryCache()
+    cache = mem_db.use_plugin(CachePlugin(driver="multi", drivers=[BrokenCache(), l2], fallback_on_error=fallback))
+    towns.get("p0")
+    before = len(data_requests(mem_calls))
+    towns.get("p0")
+    assert (len(data_requests(mem_calls)) == before) is hit and len(l2) == 1
+    assert cache.driver.tier_errors[0] == 2
+
+
+class FlakyCache(MemoryCache):
+    """A memory tier whose invalidations fail the first ``failures`` times."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def delete_prefixes(self, prefixes):
+        if self.failures:
+            self.failures -= 1
+            raise OSError("busy")
+        return super().delete_prefixes(prefixes)
+
+
+@pytest.mark.parametrize(("attempts", "errors"), [(3, 0), (2, 1)])
+def test_retry_attempts_retry_a_failed_invalidation(mem_db, towns, attempts, errors):
+    cache = mem_db.use_plugin(CachePlugin(driver=FlakyCache(failures=2), retry_attempts=attempts, retry_delay=0))
+    towns.get("p0")
+    towns.update("p0", {"name": "Changed"})
+    assert cache.get_stats("people")["errors"] == errors
+    assert (towns.get("p0")["name"] == "Changed") is (errors == 0)
+
+
+def test_retry_delay_follows_the_duration_rule():
+    assert CachePlugin(retry_delay_ms=250).options["retry_delay"] == 0.25
+    assert CachePlugin().options["retry_delay"] == 0.1  # s3db.js: 100 ms
+
+
+def test_an_unknown_option_gets_a_did_you_mean():
+    with pytest.raises(PluginError, match="did you mean 'partition_strategy'"):
+        CachePlugin(partition_strategie="flat")
+
+
+def test_hierarchical_partitions_keep_other_values_cached_after_a_write(mem_db, towns, mem_calls):
+    mem_db.use_plugin(CachePlugin())
+    towns.list(**by_city("SP"))
+    towns.insert({"id": "n", "name": "New", "city": "Rio"})
+    before = len(data_requests(mem_calls))
+    towns.list(**by_city("SP"))
+    assert len(data_requests(mem_calls)) == before  # a Rio write leaves SP's list cached
+
+
+def test_flat_partitions_drop_every_partition_read_on_a_write(mem_db, towns, mem_calls, tmp_path):
+    mem_db.use_plugin(CachePlugin(driver="filesystem", directory=str(tmp_path), partition_strategy="flat"))
+    towns.list(**by_city("SP"))
+    assert (tmp_path / "resource=people" / "partitions").is_dir()
+    towns.insert({"id": "n", "name": "New", "city": "Rio"})
+    before = len(data_requests(mem_calls))
+    towns.list(**by_city("SP"))
+    assert len(data_requests(mem_calls)) > before
+
+
+def test_partition_aware_false_installs_no_partition_methods(mem_db, towns):
+    cache = mem_db.use_plugin(CachePlugin(partition_aware=False))
+    towns.list(**by_city("SP"))
+    assert not hasattr(towns, "clear_partition_cache")
+    assert cache.usage.rows("people") == {}
+    with pytest.raises(PluginError, match="partition_aware=True"):
+        cache.get_partition_cache_stats("people")
+
+
+def test_include_partitions_false_leaves_partition_reads_uncached(mem_db, towns, mem_calls):
+    mem_db.use_plugin(CachePlugin(include_partitions=False))
+    towns.list(**by_city("SP"))
+    before = len(data_requests(mem_calls))
+    towns.list(**by_city("SP"))
+    towns.list()
+    towns.list()
+    assert len(data_requests(mem_calls)) - before > 0
+    assert towns.cache.stats()["skipped"] == 2 and towns.cache.stats()["hits"] == 1
+
+
+def test_clear_partition_cache_drops_one_value_only(mem_db, towns, mem_calls):
+    mem_db.use_plugin(CachePlugin())
+    towns.list(**by_city("SP"))
+    towns.list(**by_city("Rio"))
+    assert towns.clear_partition_cache("byCity", {"city": "SP"}) == 1
+    before = len(data_requests(mem_calls))
+    towns.list(**by_city("Rio"))
+    assert len(data_requests(mem_calls)) == before
+    towns.list(**by_city("SP"))
+    assert len(data_requests(mem_calls)) > before
+
+
+def test_temporal_strategy_clears_a_whole_month(mem_db):
+    events = mem_db.create_resource(
+        "events", {"name": "string", "createdAt": "string"}, partitions={"byDay": {"fields": {"createdAt": "string"}}}
+    )
+    events.insert_many([{"id": str(i), "name": "e", "createdAt": day} for i, day in enumerate(["2024-05-01", "2024-05-02", "2024-06-01"])])
+    cache = mem_db.use_plugin(CachePlugin(partition_strategy="temporal"))
+    for day in ("2024-05-01", "2024-05-02", "2024-06-01"):
+        events.list(partition="byDay", partition_values={"createdAt": day})
+    assert cache.key_for("events", "list", partition="byDay", partition_values={"createdAt": "2024-05-02"}).startswith(
+        "resource=events/partition=byDay/temporal/2024/05/02/@/"
+    )
+    assert cache.clear_partition_cache("events", "byDay", {"createdAt": "2024-05"}) == 2
+    assert cache.get_partition_cache_stats("events")["total_files"] == 1
+
+
+def test_temporal_strategy_invalidates_the_written_day_only(mem_db, clock):
+    events = mem_db.create_resource(
+        "events", {"name": "string", "createdAt": "string"}, partitions={"byDay": {"fields": {"createdAt": "string"}}}
+    )
+    cache = mem_db.use_plugin(CachePlugin(partition_strategy="temporal", clock=clock))
+    for day in ("2024-05-01", "2024-05-02"):
+        events.list(partition="byDay", partition_values={"createdAt": day})
+    events.insert({"id": "x", "name": "e", "createdAt": "2024-05-02"})
+    assert events.list(partition="byDay", partition_values={"createdAt": "2024-05-02"})[0]["id"] == "x"
+    assert cache.get_stats("events")["hits"] == 0
+    events.list(partition="byDay", partition_values={"createdAt": "2024-05-01"})
+    assert cache.get_stats("events")["hits"] == 1
+
+
+def test_track_usage_counts_reads_per_partition_value(mem_db, towns, clock):
+    mem_db.use_plugin(CachePlugin(clock=clock))
+    for _ in range(3):
+        towns.list(**by_city("Rio"))
+    towns.count(**by_city("SP"))
+    usage = towns.get_partition_cache_stats()["usage"]
+    assert usage["byCity/city=Rio"]["count"] == 3 and usage["byCity/city=SP"]["count"] == 1
+    assert usage["byCity/city=Rio"]["last_access"] == clock.now
+
+
+def test_track_usage_false_counts_nothing(mem_db, towns):
+    mem_db.use_plugin(CachePlugin(track_usage=False))
+    towns.list(**by_city("Rio"))
+    assert towns.get_partition_cache_stats()["usage"] == {}
+
+
+def test_recommendations_follow_read_frequency(mem_db, towns, clock):
+    cache = mem_db.use_plugin(CachePlugin(clock=clock))
+    for _ in range(11):
+        towns.list(**by_city("Rio"))
+    towns.list(**by_city("SP"))
+    clock.advance(40 * 86_400)
+    towns.list(**by_city("Recife"))
+    advice = {r["partition_values"]["city"]: r["recommendation"] for r in towns.get_cache_recommendations()}
+    assert advice == {"Rio": "archive", "SP": "archive", "Recife": "keep"}
+    clock.advance(-40 * 86_400)
+    fresh = {r["partition_values"]["city"]: r["recommendation"] for r in cache.get_cache_recommendations("people")}
+    assert fresh["Rio"] == "preload"
+    summary = cache.analyze_cache_usage()["summary"]
+    assert [r["partition_values"] for r in summary["most_used_partitions"]] == [{"city": "Rio"}]
+
+
+def test_preload_related_loads_hot_sibling_values_on_a_miss(mem_db, towns, mem_calls):
+    cache = mem_db.use_plugin(CachePlugin(preload_related=True, preload_threshold=2))
+    for _ in range(2):
+        towns.list(**by_city("Recife"))
+    cache.clear("people")
+    towns.list(**by_city("Rio"))  # a miss: Recife is hot, so its list is loaded too
+    before = len(data_requests(mem_calls))
+    towns.list(**by_city("Recife"))
+    assert len(data_requests(mem_calls)) == before
+
+
+def test_without_preload_related_a_sibling_stays_a_miss(mem_db, towns, mem_calls):
+    cache = mem_db.use_plugin(CachePlugin(preload_threshold=2))
+    for _ in range(2):
+        towns.list(**by_city("Recife"))
+    cache.clear("people")
+    towns.list(**by_city("Rio"))
+    before = len(data_requests(mem_calls))
+    towns.list(**by_city("Recife"))
+    assert len(data_requests(mem_calls)) > before
+
+
+def test_warm_partition_cache_loads_hot_values(mem_db, towns, mem_calls):
+    cache = mem_db.use_plugin(CachePlugin(preload_threshold=2))
+    for _ in range(2):
+        towns.list(**by_city("SP"))
+    towns.list(**by_city("Rio"))
+    cache.clear("people")
+    assert towns.warm_partition_cache(["byCity"]) == 1
+    before = len(data_requests(mem_calls))
+    towns.list(**by_city("SP"))
+    assert len(data_requests(mem_calls)) == before
+    assert towns.warm_partition_cache(all_values=True) == 3

@@ -384,3 +384,123 @@ def test_reinstalling_the_same_plugin_keeps_indexing(mem):
     mem.use_plugin(plugin)
     articles.insert({"id": "d9", "title": "matcha latte"})
     assert list(plugin.search("articles", "matcha")["id"]) == ["d9"]
+
+
+# -- s3db.js 21.x options: case_sensitive, index_name, auto_reindex, batch_size, max_index_size ---
+
+
+def found(plugin, query, **options) -> list[str]:
+    return list(plugin.search("articles", query, **options)["id"])
+
+
+def test_case_insensitive_by_default_apple_finds_Apple(mem):
+    plugin = install(mem)
+    articles = mem.create_resource("articles", attributes=ATTRIBUTES)
+    articles.insert({"id": "a", "title": "Apple pie"})
+    assert found(plugin, "apple") == ["a"]
+
+
+def test_case_sensitive_keeps_Apple_and_apple_apart(mem):
+    plugin = install(mem, case_sensitive=True)
+    articles = mem.create_resource("articles", attributes=ATTRIBUTES)
+    articles.insert_many([{"id": "a", "title": "Apple shares"}, {"id": "b", "title": "apple pie"}])
+    assert found(plugin, "Apple", prefix=False) == ["a"]
+    assert found(plugin, "apple", prefix=False) == ["b"]
+    assert plugin.tokenize("Café") == ["Cafe"]  # accents are still folded
+
+
+def test_case_sensitive_stop_words_match_whatever_the_case(mem):
+    plugin = install(mem, case_sensitive=True, stop_words=["the"])
+    assert plugin.tokenize("The Café and the Bar") == ["Cafe", "and", "Bar"]
+
+
+def test_index_name_names_the_index_folder(mem):
+    plugin = install(mem, index_name="search_indexes")
+    load_corpus(mem)
+    keys = mem.client.list("resource=articles/plugin=")
+    assert keys and all("/search_indexes/" in k for k in keys)
+    assert found(plugin, "espresso") == ["d5"]
+
+
+def test_two_index_names_keep_separate_indexes_of_one_resource(mem):
+    titles = mem.use_plugin(FullTextPlugin(fields={"articles": ["title"]}, index_resource="titles", namespace="t"))
+    bodies = mem.use_plugin(FullTextPlugin(fields={"articles": ["body"]}, resource_names={"index": "bodies"}, namespace="b"))
+    load_corpus(mem)
+    assert found(titles, "bread") == ["d4"] and found(bodies, "sourdough") == ["d4"]
+    assert found(titles, "sourdough") == []
+
+
+@pytest.mark.parametrize("bad", [{"index_name": "a/b"}, {"index_name": "x", "index_resource": "y"}, {"resource_names": {"idx": "x"}}])
+def test_a_bad_index_name_is_refused(bad):
+    with pytest.raises(PluginError, match="index_name|resource_names"):
+        FullTextPlugin(fields={"articles": ["title"]}, **bad)
+
+
+def test_auto_reindex_false_leaves_writes_out_of_the_index_until_rebuilt(mem):
+    plugin = install(mem, auto_reindex=False)
+    load_corpus(mem)
+    assert found(plugin, "espresso") == []
+    assert plugin.reindex_resource("articles") == len(CORPUS)
+    assert found(plugin, "espresso") == ["d5"]
+
+
+def test_index_record_and_remove_from_index_change_the_index_by_hand(mem):
+    plugin = install(mem, auto_reindex=False)
+    articles = load_corpus(mem)
+    plugin.index_record("articles", "d5", articles.get("d5"))
+    assert found(plugin, "espresso") == ["d5"]
+    plugin.remove_record_from_index("articles", "d5")
+    assert found(plugin, "espresso") == [] and articles.exists("d5")
+
+
+def doc_shard_writes(calls) -> int:
+    return sum(1 for c in calls if c.operation == "PutObject" and "/docs/shard=" in c.key)
+
+
+@pytest.mark.parametrize(("batch_size", "rounds"), [(2, 3), (100, 1)])
+def test_batch_size_is_the_documents_per_index_write_round(mem, batch_size, rounds):
+    install(mem, batch_size=batch_size, shards=1)
+    articles = mem.create_resource("articles", attributes=ATTRIBUTES)
+    calls: list = []
+    mem.client.add_listener(calls.append)
+    articles.insert_many([{"id": i, **CORPUS[i]} for i in sorted(CORPUS)])
+    assert doc_shard_writes(calls) == rounds
+
+
+def test_max_index_size_stops_indexing_new_documents_past_it(mem, caplog):
+    plugin = install(mem, max_index_size=3)
+    load_corpus(mem)
+    stats = plugin.get_index_stats("articles")["articles"]
+    assert stats["documents"] == 3 and stats["skipped"] == 2 and stats["total_records"] == 3
+    assert "max_index_size=3" in caplog.text
+
+
+def test_max_index_size_makes_room_when_a_document_leaves(mem):
+    plugin = install(mem, max_index_size=1)
+    articles = load_corpus(mem, ["d1"])
+    articles.insert({"id": "d5", **CORPUS["d5"]})
+    assert found(plugin, "espresso") == []
+    articles.delete("d1")
+    plugin.index_record("articles", "d5", articles.get("d5"))
+    assert found(plugin, "espresso") == ["d5"]
+
+
+def test_exact_match_turns_prefix_matching_off(mem):
+    plugin = install(mem)
+    load_corpus(mem)
+    assert "d5" in found(plugin, "espress")
+    assert found(plugin, "espress", exact_match=True) == []
+
+
+def test_indexed_words_fields_and_clear_index_of_everything(mem):
+    plugin = install(mem, stop_words="english")
+    load_corpus(mem)
+    assert plugin.get_indexed_words("articles", 1) == ["coffee"]
+    assert plugin.get_indexed_fields("articles") == ["title", "body"]
+    assert plugin.clear_index() > 0
+    assert found(plugin, "coffee") == []
+
+
+def test_unknown_fulltext_option_gets_a_did_you_mean():
+    with pytest.raises(PluginError, match="did you mean 'case_sensitive'"):
+        FullTextPlugin(fields={"articles": ["title"]}, case_sensitiv=True)

@@ -42,15 +42,23 @@ Drivers (``driver=``): ``memory`` (LRU, ``max_size`` entries, ``max_bytes``), ``
 Also: ``get_stats()`` (hits, misses, hit rate, stores, evictions, invalidations, entries and
 bytes, in total and per resource), ``warm(resource)``, ``invalidate(resource[, id])``,
 ``clear([resource])``, ``prune()``, ``key_for(resource, method, ...)`` and ``dashboard()``.
+
+Memory limits (``max_memory_percent``, memory pressure), compression (``compression_threshold``),
+multi-tier ``strategy`` / ``fallback_on_error``, invalidation retries and the partition-aware
+options (``partition_strategy``, ``track_usage``, ``preload_related``…) are described on
+``CachePlugin``.
 """
 
 from __future__ import annotations
 
 from .drivers import DRIVER_NAMES, CacheDriver, Entry, FilesystemCache, MemoryCache, MultiTierCache, S3Cache
+from .memory import process_memory, total_memory
+from .partitions import PARTITION_STRATEGIES, PartitionUsage
 from .plugin import CACHED_METHODS, WRITE_METHODS, CachePlugin
 from .values import SecretSealer, Uncacheable, dumps_value, loads_value
 
 __all__ = [
     "CachePlugin", "CacheDriver", "Entry", "MemoryCache", "FilesystemCache", "S3Cache", "MultiTierCache",
     "CACHED_METHODS", "WRITE_METHODS", "DRIVER_NAMES", "Uncacheable", "SecretSealer", "dumps_value", "loads_value",
+    "PARTITION_STRATEGIES", "PartitionUsage", "process_memory", "total_memory",
 ]  # fmt: skip

@@ -27,8 +27,17 @@ CONFIG_ALIASES = {
 }
 #: config keys s3db.js documents that need no setting here (statistics are always kept)
 CONFIG_ACCEPTED = ("enable_stats", "eviction_policy", "create_directory", "strategy", "destinations")
+#: driver settings a ``config`` dict (or one multi-cache tier) may carry besides the core ones
+DRIVER_SETTINGS = (
+    "compress",
+    "compression_threshold",
+    "max_memory_percent",
+    "heap_usage_threshold",
+    "monitor_interval",
+)
 #: read methods under their s3db.js names
 METHOD_ALIASES = {"listIds": "list_ids", "getMany": "get_many", "getFromPartition": "get_from_partition"}
+_MULTI_STRATEGIES = ("write-through", "lazy-promotion")
 #: a cache TTL above two days was most likely copied from s3db.js in milliseconds (300 000 = 5 min)
 _IMPLAUSIBLE_TTL_SECONDS = 2 * 86_400
 
@@ -64,13 +73,16 @@ def normalize_config(opts: dict[str, Any], config: Mapping[str, Any], allowed: t
             raise PluginError(
                 f"CachePlugin: eviction_policy {value!r} is not offered; the memory driver evicts least recently used ('lru')"
             )
-        if name == "strategy" and value != "all":
+        if name == "strategy" and value not in ("all", *_MULTI_STRATEGIES):
             raise PluginError(
-                f"CachePlugin: config['strategy'] must be 'all' (write every destination, read the first that has it), got {value!r}"
+                f"CachePlugin: config['strategy'] must be 'all' / 'write-through' (store in every destination) or "
+                f"'lazy-promotion' (store in the first only), got {value!r}"
             )
         if name == "destinations":
             opts["drivers"] = [tier_from_destination(d) for d in value]
-        elif name not in ("enable_stats", "create_directory", "eviction_policy", "strategy"):
+        elif name == "strategy":
+            opts["strategy"] = "write-through" if value == "all" else value
+        elif name not in ("enable_stats", "create_directory", "eviction_policy"):
             opts[name] = value
 
 
@@ -144,7 +156,52 @@ class ResourceCache:
         """Drop every entry of this resource."""
         return self._plugin.invalidate(self.resource)
 
+    def _memory_tier(self) -> Any:
+        from .drivers import MemoryCache, MultiTierCache
+
+        driver = self._plugin.driver
+        for tier in driver.tiers if isinstance(driver, MultiTierCache) else [driver]:
+            if isinstance(tier, MemoryCache):
+                return tier
+        raise PluginError("this cache has no memory tier; memory and compression statistics belong to the memory driver")
+
+    def get_memory_stats(self) -> dict[str, Any]:
+        """s3db.js ``getMemoryStats`` of the memory tier (bytes held, limit, share of the machine)."""
+        return self._memory_tier().get_memory_stats()
+
+    def get_compression_stats(self) -> dict[str, Any]:
+        """s3db.js ``getCompressionStats`` of the memory tier."""
+        return self._memory_tier().get_compression_stats()
+
     def stats(self) -> dict[str, Any]:
         """This resource's counters, with the s3db.js names ``hitRate`` and ``size`` beside ours."""
         row = self._plugin.get_stats(self.resource)
         return {**row, "hitRate": row["hit_rate"], "size": row["entries"]}
+
+
+def normalize_memory_and_retry(opts: dict[str, Any]) -> None:
+    """s3db.js's memory, compression, multi-tier and retry options checked and in one vocabulary:
+    ``max_memory_bytes`` → ``max_bytes``, ``enable_compression`` → ``compress``, the durations
+    (``monitor_interval``, ``retry_delay``) in seconds with their ``_ms`` forms."""
+    given_bytes = opts.pop("max_memory_bytes")
+    if given_bytes is not None:
+        if opts["max_bytes"] is not None and opts["max_bytes"] != given_bytes:
+            raise PluginError("CachePlugin: give max_bytes or max_memory_bytes (the same limit), not both")
+        opts["max_bytes"] = given_bytes
+    if opts["max_bytes"] is not None and opts["max_memory_percent"] is not None:
+        raise PluginError("CachePlugin: give max_bytes (max_memory_bytes) or max_memory_percent, not both (s3db.js refuses both too)")
+    enable = opts.pop("enable_compression")
+    if enable is not None:
+        opts["compress"] = bool(enable)
+    if opts["memory_probe"] is not None and not callable(opts["memory_probe"]):
+        raise PluginError("CachePlugin: memory_probe must be a callable returning {'rss': bytes, 'total': bytes}")
+    for name, plausible in (("monitor_interval", 86_400.0), ("retry_delay", 60.0)):
+        given = {name: opts[name], f"{name}_ms": opts.pop(f"{name}_ms")}
+        if given[f"{name}_ms"] is not None:
+            given[name] = None
+        opts[name] = resolve_duration(given, name, owner="CachePlugin", plausible_max=plausible, logger=_log)
+    attempts = opts["retry_attempts"]
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise PluginError(f"CachePlugin: retry_attempts is how many times an invalidation is tried (≥ 1), got {attempts!r}")
+    if opts["strategy"] not in _MULTI_STRATEGIES:
+        raise PluginError(f"CachePlugin: strategy must be one of {', '.join(_MULTI_STRATEGIES)}, got {opts['strategy']!r}")

@@ -21,8 +21,17 @@ from s3db_nb.plugin_api import (
     get_path,
 )
 
-from .compat import METHOD_ALIASES, ResourceCache, normalize_config, normalize_policies, normalize_ttl
+from .compat import (
+    DRIVER_SETTINGS,
+    METHOD_ALIASES,
+    ResourceCache,
+    normalize_config,
+    normalize_memory_and_retry,
+    normalize_policies,
+    normalize_ttl,
+)
 from .drivers import DRIVER_NAMES, CacheDriver, Entry, FilesystemCache, MemoryCache, MultiTierCache, S3Cache, resource_of
+from .partitions import PARTITION_STRATEGIES, PartitionUsage, temporal_path
 from .values import SecretSealer, Uncacheable, dumps_value, loads_value
 
 # -- the plugin: keys, middleware, invalidation, stats ----------------------------------------
@@ -51,7 +60,12 @@ _SIGNATURES = {m: inspect.signature(getattr(Resource, m)) for m in CACHED_METHOD
 _STABLE_VALUE = (str, int, float, bool)
 _PLUGIN_TTL = object()  # "the plugin's ttl" (None already means "never expires")
 #: options a tier of a multi cache may set for itself (``{"driver": "memory", "max_size": 100}``)
-_TIER_SETTINGS = ("max_size", "max_bytes", "directory", "compress", "drivers", "promote_on_hit", "prefix")
+_TIER_SETTINGS = ("max_size", "max_bytes", "directory", "drivers", "promote_on_hit", "prefix", *DRIVER_SETTINGS)
+#: read methods whose calls name a partition (and its values) by these parameters
+_PARTITION_PARAMS = {m: ("partition", "partition_values") for m in ("list", "list_ids", "count", "page", "query")}
+_PARTITION_PARAMS["get_from_partition"] = ("partition", "values")
+#: compression on unless said otherwise, per driver (s3db.js: memory off, filesystem and s3 on)
+_COMPRESS_BY_DEFAULT = {"memory": False, "filesystem": True, "s3": True}
 
 
 def _seg(text: Any) -> str:
@@ -91,6 +105,28 @@ class CachePlugin(Plugin):
     ``evictionPolicy`` (``'lru'``), and for ``driver='multi'`` ``strategy='all'`` +
     ``destinations=[{"driver": ..., "config": {...}}]``. Events: ``cache.hit`` / ``cache.miss``
     (``{"resource", "method", "key"}``).
+
+    Memory and compression (s3db.js 21.x): ``max_memory_bytes`` (= ``max_bytes``) or
+    ``max_memory_percent`` (the memory tier holds at most that share of the machine's memory —
+    its cgroup limit in a container — not both); ``heap_usage_threshold`` (0.6: when the
+    process's resident memory passes that share of the total, checked at most every
+    ``monitor_interval`` s, the memory tier drops half its entries and emits
+    ``cache:memoryPressure`` / ``cache:memoryEvict``; ``memory_probe`` replaces the reading for
+    tests); ``compress`` / ``enable_compression`` (default: on for filesystem and s3, off for
+    memory) with ``compression_threshold`` (1024: smaller values are stored plain; reads unzip).
+
+    Multi-tier: ``strategy`` (``"write-through"``: store in every tier; ``"lazy-promotion"``: L1
+    only), ``fallback_on_error`` (a failing tier is skipped on read). Invalidation retries:
+    ``retry_attempts`` (3), ``retry_delay`` (0.1 s, doubled per attempt; ``retry_delay_ms``).
+
+    Partitions: ``partition_aware`` (True: partition reads are keyed by partition and value, and
+    ``resource.clear_partition_cache`` / ``get_partition_cache_stats`` /
+    ``get_cache_recommendations`` / ``warm_partition_cache`` exist), ``partition_strategy``
+    (``"hierarchical"``, ``"flat"`` or ``"temporal"``, see ``partitions.py``), ``include_partitions``
+    (False: partition reads are not cached), ``track_usage`` (reads counted per partition value),
+    ``preload_related`` (after a partition-read miss, the same read of the partition's other
+    values read at least ``preload_threshold`` times; off by default — s3db.js turns it on but
+    its driver does nothing with it) and ``analyze_cache_usage()``.
     """
 
     defaults: ClassVar[dict[str, Any]] = {
@@ -102,10 +138,29 @@ class CachePlugin(Plugin):
         "method_policies": None,
         "max_size": 1000,
         "max_bytes": None,
+        "max_memory_bytes": None,
+        "max_memory_percent": None,
+        "heap_usage_threshold": 0.6,
+        "monitor_interval": 15,
+        "monitor_interval_ms": None,
+        "memory_probe": None,
         "directory": None,
-        "compress": True,
+        "compress": None,
+        "enable_compression": None,
+        "compression_threshold": 1024,
         "drivers": None,
         "promote_on_hit": True,
+        "strategy": "write-through",
+        "fallback_on_error": True,
+        "include_partitions": True,
+        "partition_aware": True,
+        "partition_strategy": "hierarchical",
+        "track_usage": True,
+        "preload_related": False,
+        "preload_threshold": 10,
+        "retry_attempts": 3,
+        "retry_delay": 0.1,
+        "retry_delay_ms": None,
         "config": {},
         "include": None,
         "exclude": [],
@@ -120,7 +175,13 @@ class CachePlugin(Plugin):
         if not isinstance(config, Mapping):
             raise PluginError(f"CachePlugin: config must be a dict of driver options, got {type(config).__name__}")
         # s3db.js spells them maxSize, path, ttl (ms at the top level: ttl_ms)...
-        normalize_config(opts, config, ("ttl", "max_size", "max_bytes", "directory", "compress", "drivers", "promote_on_hit", "prefix"))
+        normalize_config(
+            opts,
+            config,
+            ("ttl", "max_size", "max_bytes", "directory", "drivers", "promote_on_hit", "prefix", *DRIVER_SETTINGS, "monitor_interval_ms"),
+        )
+        normalize_memory_and_retry(opts)
+        self._check_partition_options(opts)
         if opts["cache_dir"] is not None:
             opts["directory"] = opts["cache_dir"]
         normalize_ttl(opts)
@@ -160,6 +221,20 @@ class CachePlugin(Plugin):
         self._attached: set[str] = set()
         self._versions: dict[str, str] = {}
         self._sealers: dict[str, SecretSealer] = {}  # by passphrase, never shown
+        self.usage = PartitionUsage()  # partition reads per value (track_usage)
+
+    @staticmethod
+    def _check_partition_options(opts: dict[str, Any]) -> None:
+        if opts["partition_strategy"] not in PARTITION_STRATEGIES:
+            raise PluginError(
+                f"CachePlugin: partition_strategy must be one of {', '.join(PARTITION_STRATEGIES)}, got {opts['partition_strategy']!r}"
+            )
+        threshold = opts["preload_threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+            raise PluginError(f"CachePlugin: preload_threshold is the reads (≥ 1) that make a partition value hot, got {threshold!r}")
+        for name in ("include_partitions", "partition_aware", "track_usage", "preload_related", "fallback_on_error"):
+            if not isinstance(opts[name], bool):
+                raise PluginError(f"CachePlugin: {name} must be True or False, got {opts[name]!r}")
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -198,17 +273,38 @@ class CachePlugin(Plugin):
         name = settings.pop("driver")
         value = lambda key: settings.get(key, self.options[key])  # noqa: E731 - tier setting or plugin option
         prefix = (value("prefix") or "").strip("/")
+        compress = value("compress")
+        packing = {
+            "compress": _COMPRESS_BY_DEFAULT.get(name, False) if compress is None else bool(compress),
+            "compression_threshold": value("compression_threshold"),
+        }
         if name == "memory":  # process-private: a prefix has nothing to separate
-            return MemoryCache(max_size=value("max_size"), max_bytes=value("max_bytes"), clock=self.clock)
+            percent = settings.get("max_memory_percent", None if "max_bytes" in settings else self.options["max_memory_percent"])
+            return MemoryCache(
+                max_size=value("max_size"),
+                max_bytes=None if percent is not None else value("max_bytes"),
+                max_memory_percent=percent,
+                heap_usage_threshold=value("heap_usage_threshold"),
+                monitor_interval=value("monitor_interval"),
+                memory_probe=self.options["memory_probe"],
+                clock=self.clock,
+                **packing,
+            )
         if name == "filesystem":
             directory = value("directory")
-            return FilesystemCache(f"{directory}/{prefix}" if prefix else directory, clock=self.clock)
+            return FilesystemCache(f"{directory}/{prefix}" if prefix else directory, clock=self.clock, **packing)
         if name == "s3":
             db = self._db()
             storage = PluginStorage(db.client, self.slug, namespace=self.namespace, clock=self.clock, pool=db.pool)
-            return S3Cache(storage, compress=value("compress"), clock=self.clock, folder=prefix or "cache")
+            return S3Cache(storage, clock=self.clock, folder=prefix or "cache", **packing)
         tiers = [self._build_driver(t) for t in value("drivers")]
-        return MultiTierCache(tiers, promote_on_hit=value("promote_on_hit"), clock=self.clock)
+        return MultiTierCache(
+            tiers,
+            promote_on_hit=value("promote_on_hit"),
+            strategy=self.options["strategy"],
+            fallback_on_error=self.options["fallback_on_error"],
+            clock=self.clock,
+        )
 
     @property
     def ttl(self) -> float | None:
@@ -220,6 +316,9 @@ class CachePlugin(Plugin):
     def on_install(self) -> None:
         self.driver = self._build_driver(self.options["driver"])
         self.driver.on_evict = self._on_evict
+        for tier in self.driver.tiers if isinstance(self.driver, MultiTierCache) else [self.driver]:
+            if isinstance(tier, MemoryCache):
+                tier.on_pressure = self._on_memory_pressure
         db = self._db()
         for resource in db.resources.values():
             self._attach(resource)
@@ -279,6 +378,13 @@ class CachePlugin(Plugin):
             else:
                 self.add_resource_method(resource, "cache", ResourceCache(self, name))
                 self.add_resource_method(resource, "cache_key_for", lambda method, *a, **k: self.key_for(name, method, *a, **k))
+        if self.options["partition_aware"] and "clear_partition_cache" not in vars(resource):  # s3db.js partition-aware extras
+            self.add_resource_method(resource, "clear_partition_cache", lambda p, values=None: self.clear_partition_cache(name, p, values))
+            self.add_resource_method(resource, "get_partition_cache_stats", lambda p=None: self.get_partition_cache_stats(name, p))
+            self.add_resource_method(resource, "get_cache_recommendations", lambda: self.get_cache_recommendations(name))
+            self.add_resource_method(
+                resource, "warm_partition_cache", lambda partitions=None, **k: self.warm_partition_cache(name, partitions, **k)
+            )
         self._listen(resource.events, "inserted", lambda record: self._record_written(name, None, record))
         self._listen(resource.events, "deleted", lambda record: self._record_written(name, record, None))
         self._listen(resource.events, "updated", lambda record, before: self._record_written(name, before, record))
@@ -299,11 +405,17 @@ class CachePlugin(Plugin):
                 return call_next(*args, **kwargs)
             if method == "get_many" and args and not isinstance(args[0], list):
                 args = (list(args[0]), *args[1:])  # a generator must survive being hashed
+            partition, values = self._partition_of(method, args, kwargs)
+            if partition is not None and not self.options["include_partitions"]:
+                self._count(name, "skipped")
+                return call_next(*args, **kwargs)
             try:
                 key = self._key(self._db().resource(name), method, args, kwargs)
             except Uncacheable:
                 self._count(name, "skipped")
                 return call_next(*args, **kwargs)
+            if partition is not None and self._tracking and not getattr(self._local, "preloading", False):
+                self.usage.track(name, partition, values, self.clock())
             entry = self._lookup(name, key)
             if entry is not None:
                 try:
@@ -319,10 +431,67 @@ class CachePlugin(Plugin):
             generation = self._generation.get(name, 0)
             value = call_next(*args, **kwargs)
             self._store(name, key, value, generation, ttl=self.method_policies.get(method, {}).get("ttl", self.ttl))
+            if partition is not None and self.options["preload_related"] and not getattr(self._local, "preloading", False):
+                self._preload_related(name, method, partition, values, args, kwargs)
             return value
 
         cached.__name__ = f"cache_{method}"
         return cached
+
+    @staticmethod
+    def _partition_of(method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        """The partition a read names and its values (``(None, {})`` for an unpartitioned read)."""
+        params = _PARTITION_PARAMS.get(method)
+        if params is None:
+            return None, {}
+        try:
+            bound = _SIGNATURES[method].bind(None, *args, **kwargs).arguments
+        except TypeError:
+            return None, {}
+        partition, values = bound.get(params[0]), bound.get(params[1])
+        if not isinstance(partition, str):
+            return None, {}
+        return partition, dict(values) if isinstance(values, Mapping) else {}
+
+    def _preload_related(
+        self, name: str, method: str, partition: str, values: Mapping[str, Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> int:
+        """After a miss: the same read for the other values of ``partition`` read at least
+        ``preload_threshold`` times (hot, per ``track_usage``) and not cached now. Returns how many ran."""
+        if method == "get_from_partition":
+            return 0  # one record: its id in another partition value names another record
+        target = self._db().resource(name)
+        mine = PartitionUsage.key(name, partition, values)
+        ran = 0
+        self._local.preloading = True
+        try:
+            for key, row in self.usage.rows(name, partition).items():
+                if key == mine or row["count"] < self.options["preload_threshold"]:
+                    continue
+                call = {**kwargs, "partition_values": row["values"]}  # keyword-only in every list-like read
+                try:
+                    if self._lookup(name, self._key(target, method, args, call)) is None:
+                        getattr(target, method)(*args, **call)
+                        ran += 1
+                except Exception:  # a preload is a guess: never let it break the read that asked for it
+                    self.log.warning("preloading %s of %s %r failed", method, name, row["values"], exc_info=True)
+        finally:
+            self._local.preloading = False
+        return ran
+
+    def _on_memory_pressure(self, info: Mapping[str, Any]) -> None:
+        """The memory tier shed entries because the process holds too much: s3db.js's events."""
+        self.log.warning(
+            "memory pressure: the process holds %.0f%% of %d MB (threshold %.0f%%); the cache dropped %d entries (%d bytes)",
+            100 * info["ratio"],
+            info["total"] // 2**20,
+            100 * info["threshold"],
+            info["evicted"],
+            info["freed_bytes"],
+        )
+        self.emit("cache:memoryPressure", {"driver": "memory", **info})
+        if info["evicted"]:
+            self.emit("cache:memoryEvict", {"driver": "memory", **info})
 
     def _lookup(self, name: str, key: str) -> Entry | None:
         try:
@@ -386,9 +555,22 @@ class CachePlugin(Plugin):
         digest = hashlib.sha256(_stable_json({"method": method, "version": resource.version, "args": params}).encode()).hexdigest()[:20]
         return f"resource={_seg(resource.name)}/{scope}/{method}/{digest}"
 
-    @staticmethod
-    def _list_scope(resource: Resource, partition: str | None, values: Mapping[str, Any] | None) -> str:
-        """``all``, or ``partition=<p>/<f1>=<v1>/…/@`` with the given leading fields (sorted, as stored)."""
+    @property
+    def _tracking(self) -> bool:
+        return bool(self.options["track_usage"] and self.options["partition_aware"])
+
+    def _require_partition_aware(self, method: str) -> None:
+        if not self.options["partition_aware"]:
+            raise PluginError(f"CachePlugin.{method} needs partition_aware=True (partition reads are not told apart otherwise)")
+
+    @property
+    def _flat(self) -> bool:
+        """Partition reads share one ``partitions`` scope per resource (flat, or not partition-aware)."""
+        return not self.options["partition_aware"] or self.options["partition_strategy"] == "flat"
+
+    def _list_scope(self, resource: Resource, partition: str | None, values: Mapping[str, Any] | None) -> str:
+        """``all``; ``partitions/@`` (flat); ``partition=<p>/temporal/<yyyy>/<mm>/<dd>/@`` (temporal, a
+        date value given); else ``partition=<p>/<f1>=<v1>/…/@`` with the given leading fields (sorted, as stored)."""
         if partition is None:
             return "all"
         definition = resource.partitions.get(partition)
@@ -398,11 +580,18 @@ class CachePlugin(Plugin):
         given = dict(values or {})
         if set(given) - set(fields):
             raise Uncacheable("unknown partition fields")
+        if self._flat:
+            return "partitions/@"
+        formatted = {f: format_partition_value(v, fields[f]) for f, v in given.items()}
+        if self.options["partition_strategy"] == "temporal":
+            day = temporal_path(fields, formatted)
+            if day is not None:
+                return f"partition={_seg(partition)}/temporal/{day}/@"
         segments = [f"partition={_seg(partition)}"]
         for field in sorted(fields):
             if field not in given:
                 break
-            segments.append(f"{_seg(field)}={_seg(format_partition_value(given[field], fields[field]))}")
+            segments.append(f"{_seg(field)}={_seg(formatted[field])}")
         return "/".join(segments + ["@"])
 
     # -- invalidation -----------------------------------------------------------------------
@@ -446,22 +635,28 @@ class CachePlugin(Plugin):
                 prefixes += old + new
         self._invalidate(name, prefixes)
 
-    @staticmethod
-    def _partition_scopes(base: str, partition: str, fields: Mapping[str, str], record: Mapping[str, Any] | None) -> list[str]:
+    def _partition_scopes(self, base: str, partition: str, fields: Mapping[str, str], record: Mapping[str, Any] | None) -> list[str]:
         """The list scopes a record in ``partition`` can appear in: ``…/@/`` at each depth of its
-        values, or the whole partition when a value is not a plain string/number/boolean."""
+        values (and its day with the temporal strategy), the whole partition when a value is not a
+        plain string/number/boolean, or every partition read of the resource when they are flat."""
         if record is None:
             return []
         raw = {field: get_path(record, field) for field in fields}
         if any(value is None for value in raw.values()):
             return []  # not in this partition
+        if self._flat:
+            return [f"{base}partitions/"]  # not ending in /@/: any write drops every partition read
         root = f"{base}partition={_seg(partition)}/"
         if not all(isinstance(value, _STABLE_VALUE) for value in raw.values()):
             return [root]  # a value whose string form we cannot be sure of: the whole partition
+        formatted = {field: format_partition_value(raw[field], fields[field]) for field in fields}
         scopes, path = [root + "@/"], root
         for field in sorted(fields):
-            path += f"{_seg(field)}={_seg(format_partition_value(raw[field], fields[field]))}/"
+            path += f"{_seg(field)}={_seg(formatted[field])}/"
             scopes.append(path + "@/")
+        day = temporal_path(fields, formatted) if self.options["partition_strategy"] == "temporal" else None
+        if day is not None:
+            scopes.append(f"{root}temporal/{day}/@/")
         return scopes
 
     def _invalidate(self, name: str, prefixes: Iterable[str]) -> int:
@@ -469,14 +664,27 @@ class CachePlugin(Plugin):
         for prefix in sorted(set(prefixes)):  # a prefix inside one already kept adds nothing
             if not any(prefix.startswith(k) for k in kept):
                 kept.append(prefix)
+        attempts, delay = self.options["retry_attempts"], self.options["retry_delay"]
         with self._resource_lock(name):
             self._generation[name] = self._generation.get(name, 0) + 1
-            try:
-                removed = self._require_driver().delete_prefixes(kept)
-            except Exception:
-                self.log.error("cache invalidation of %s failed; entries may be stale until they expire", name, exc_info=True)
+            for attempt in range(attempts):
+                try:
+                    removed = self._require_driver().delete_prefixes(kept)
+                    break
+                except Exception as exc:
+                    failure = exc
+                    if attempt + 1 < attempts and delay:
+                        time.sleep(delay * 2**attempt)  # s3db.js: retry_delay doubled on each attempt
+            else:
+                self.log.error(
+                    "cache invalidation of %s failed %d time(s); entries may be stale until they expire",
+                    name,
+                    attempts,
+                    exc_info=failure,
+                )
                 self._count(name, "errors")
                 self.emit("cache.error", {"resource": name, "prefixes": kept})
+                self.emit("plg:cache:clear-error", {"resource": name, "prefixes": kept, "error": str(failure)})
                 return 0
         self._count(name, "invalidations")
         return removed
@@ -530,19 +738,167 @@ class CachePlugin(Plugin):
             self._store(name, self._key(target, "count", (), {}), len(ids), generation)
         return stored
 
-    def warm_cache(self, resource_name: Resource | str, *, include_partitions: bool = True) -> int:
-        """s3db.js ``warmCache``: ``warm(resource)`` plus, with ``include_partitions``, the
-        ``list`` of every partition value the records hold. Returns how many records were cached."""
+    def warm_cache(self, resource_name: Resource | str, *, include_partitions: bool | None = None) -> int:
+        """s3db.js ``warmCache``: ``warm(resource)`` plus, with ``include_partitions`` (default: the
+        plugin's option), the ``list`` of every partition value the records hold. Returns how many
+        records were cached."""
         target = self.resource(resource_name)
         stored = self.warm(target)
+        if include_partitions is None:
+            include_partitions = self.options["include_partitions"]
         if include_partitions and "list" in self.options["methods"]:
             records = target.get_many(target.list_ids(skip_cache=True), skip_cache=True)
-            for partition, definition in target.partitions.items():
-                seen = {tuple((f, get_path(r, f)) for f in sorted(definition["fields"])) for r in records}
+            self._warm_lists(target, records, list(target.partitions))
+        return stored
+
+    def _warm_lists(self, target: Resource, records: Iterable[Mapping[str, Any]], partitions: Iterable[str]) -> int:
+        """``list`` every value of ``partitions`` that ``records`` hold (not counted as usage); returns how many."""
+        records = list(records)
+        warmed = 0
+        self._local.preloading = True
+        try:
+            for partition in partitions:
+                fields = sorted(target.partitions[partition]["fields"])
+                seen = {tuple((f, get_path(r, f)) for f in fields) for r in records}
                 for values in sorted(seen, key=repr):
                     if all(v is not None for _, v in values):
                         target.list(partition=partition, partition_values=dict(values))
-        return stored
+                        warmed += 1
+        finally:
+            self._local.preloading = False
+        return warmed
+
+    # -- partition-aware extras (s3db.js PartitionAwareFilesystemCache, on every driver here) ---------
+
+    def _partition_prefix(self, target: Resource, partition: str, values: Mapping[str, Any] | None) -> list[str]:
+        """The key prefixes holding ``partition``'s reads for ``values`` (leading fields; a date
+        prefix such as ``"2024-05"`` of a temporal field with the temporal strategy)."""
+        if partition not in target.partitions:
+            raise PluginError(f"resource {target.name!r} has no partition {partition!r}; its partitions: {', '.join(target.partitions)}")
+        base = f"resource={_seg(target.name)}/"
+        if self._flat:
+            return [f"{base}partitions/"]
+        fields = target.partitions[partition]["fields"]
+        given = dict(values or {})
+        unknown = sorted(set(given) - set(fields))
+        if unknown:
+            raise PluginError(f"partition {partition!r} has no field(s) {', '.join(unknown)}; its fields: {', '.join(fields)}")
+        root = f"{base}partition={_seg(partition)}/"
+        formatted = {f: format_partition_value(v, fields[f]) for f, v in given.items()}
+        prefixes, path = [], root
+        for field in sorted(fields):
+            if field not in given:
+                break
+            path += f"{_seg(field)}={_seg(formatted[field])}/"
+        prefixes.append(path)
+        if self.options["partition_strategy"] == "temporal":
+            period = temporal_path(fields, formatted, whole_day=False)
+            if period is not None:
+                prefixes.append(f"{root}temporal/{period}/")
+            elif path == root:
+                prefixes.append(f"{root}temporal/")
+        return prefixes
+
+    def clear_partition_cache(self, resource: Resource | str, partition: str, partition_values: Mapping[str, Any] | None = None) -> int:
+        """s3db.js ``clearPartitionCache``: drop the cached reads of one partition (or of the
+        values starting with ``partition_values``; with the temporal strategy ``{"createdAt":
+        "2024-05"}`` clears that whole month) and their usage counts. Returns how many went.
+        With the flat layout (or ``partition_aware=False``) every partition read of the resource goes."""
+        target = self.resource(resource)
+        removed = self._invalidate(target.name, self._partition_prefix(target, partition, partition_values))
+        self.usage.forget(target.name, None if self._flat else partition, None if self._flat else partition_values)
+        return removed
+
+    def get_partition_cache_stats(self, resource: Resource | str, partition: str | None = None) -> dict[str, Any]:
+        """s3db.js ``getPartitionStats``: ``total_files`` / ``total_size`` (entries and bytes of the
+        resource's partition reads, or of one partition), ``partitions`` (the same per partition)
+        and ``usage`` (reads per partition value: count, first_access, last_access). Reading an
+        ``s3`` tier's entries costs 1 LIST per 1 000."""
+        self._require_partition_aware("get_partition_cache_stats")
+        target = self.resource(resource)
+        base = f"resource={_seg(target.name)}/"
+        names = [partition] if partition is not None else list(target.partitions)
+        per: dict[str, dict[str, int]] = {}
+        if self._flat:
+            rows = self._require_driver().entries(f"{base}partitions/")
+            per["partitions"] = {"entries": len(rows), "bytes": sum(size for _, size in rows)}
+        else:
+            for name in names:
+                self._partition_prefix(target, name, None)  # checks the name
+                rows = self._require_driver().entries(f"{base}partition={_seg(name)}/")
+                per[name] = {"entries": len(rows), "bytes": sum(size for _, size in rows)}
+        usage = {
+            PartitionUsage.label(key): {k: v for k, v in row.items() if k != "values"}
+            for key, row in sorted(self.usage.rows(target.name, partition).items())
+        }
+        return {
+            "total_files": sum(p["entries"] for p in per.values()),
+            "total_size": sum(p["bytes"] for p in per.values()),
+            "partitions": per,
+            "usage": usage,
+        }
+
+    def get_cache_recommendations(self, resource: Resource | str) -> list[dict[str, Any]]:
+        """s3db.js ``getCacheRecommendations``: per partition value read (``track_usage``),
+        ``preload`` (over 10 reads a day), ``keep``, ``reduce_ttl`` (under 0.1) or ``archive``
+        (unread for 30 days), highest priority first."""
+        self._require_partition_aware("get_cache_recommendations")
+        return self.usage.recommendations(self.resource(resource).name, self.clock())
+
+    def warm_partition_cache(
+        self, resource: Resource | str, partitions: Iterable[str] | None = None, *, max_files: int = 1000, all_values: bool = False
+    ) -> int:
+        """s3db.js ``warmPartitionCache``: cache the ``list`` of every hot value (read at least
+        ``preload_threshold`` times) of ``partitions`` (default: all), at most ``max_files`` of
+        them; ``all_values=True`` warms every value the records hold instead (reads them all).
+        Returns how many lists were warmed."""
+        self._require_partition_aware("warm_partition_cache")
+        target = self.resource(resource)
+        names = list(target.partitions) if partitions is None else [partitions] if isinstance(partitions, str) else list(partitions)
+        for name in names:
+            self._partition_prefix(target, name, None)  # checks the name
+        if all_values:
+            return self._warm_lists(target, target.get_many(target.list_ids(skip_cache=True), skip_cache=True), names)
+        warmed = 0
+        self._local.preloading = True
+        try:
+            for name in names:
+                for row in self.usage.rows(target.name, name).values():
+                    if warmed >= max_files:
+                        return warmed
+                    if row["count"] >= self.options["preload_threshold"]:
+                        target.list(partition=name, partition_values=row["values"])
+                        warmed += 1
+        finally:
+            self._local.preloading = False
+        return warmed
+
+    def analyze_cache_usage(self) -> dict[str, Any]:
+        """s3db.js ``analyzeCacheUsage``: partition stats and recommendations of every cached
+        resource, with the five most used (``preload``) and least used (``archive``) values."""
+        if not self.options["partition_aware"]:
+            return {"message": "cache usage analysis needs partition_aware=True"}
+        stats, advice = {}, {}
+        for name in sorted(self._attached):
+            stats[name] = self.get_partition_cache_stats(name)
+            advice[name] = self.get_cache_recommendations(name)
+        flat = [dict(r, resource=name) for name, rows in advice.items() for r in rows]
+        most = [r for r in flat if r["recommendation"] == "preload"][:5]
+        least = [r for r in flat if r["recommendation"] == "archive"][:5]
+        return {
+            "total_resources": len(stats),
+            "resource_stats": stats,
+            "recommendations": advice,
+            "summary": {
+                "most_used_partitions": most,
+                "least_used_partitions": least,
+                "suggested_optimizations": [
+                    f"Consider preloading {len(most)} high-usage partitions",
+                    f"Archive {len(least)} unused partitions",
+                    "Monitor cache hit rates for partition efficiency",
+                ],
+            },
+        }
 
     def clear_all_cache(self) -> int:
         """s3db.js ``clearAllCache``: ``clear()`` — every entry of every resource."""
