@@ -24,6 +24,7 @@ import datetime as dt
 import decimal
 import fnmatch
 import json
+import logging
 import re
 import secrets
 import threading
@@ -117,8 +118,10 @@ class AuditPlugin(Plugin):
     (``fn(resource_name, operation, record) -> bool``), ``async`` (write entries on the
     database's pool; reads wait for them), ``ttl`` (seconds, or ``ttl_ms``: entries older are
     removed by a daily cleanup and by ``cleanup_old_audits()``), ``on_error`` (``fn(error,
-    entry)`` when an entry cannot be stored) and ``get_metadata`` (``fn(resource_name,
-    operation, record) -> dict`` merged into ``metadata``).
+    entry)`` when an entry cannot be stored), ``get_metadata`` (``fn(resource_name,
+    operation, record) -> dict`` merged into ``metadata``) and ``debug`` (True: one DEBUG line
+    through ``logging`` per entry — operation, resource, record id, user, the fields that changed;
+    never a value, so no secret reaches a log; the plugin's logger is lowered to DEBUG).
     """
 
     defaults = {
@@ -142,6 +145,7 @@ class AuditPlugin(Plugin):
         "ttl_ms": None,
         "on_error": None,
         "get_metadata": None,
+        "debug": False,
     }
 
     def __init__(self, config: Mapping[str, Any] | None = None, /, **options: Any) -> None:
@@ -177,6 +181,10 @@ class AuditPlugin(Plugin):
                 raise PluginError(f"AuditPlugin: {name} must be a callable (e.g. lambda: ...), got {type(opts[name]).__name__}")
         #: called for every entry; returns the acting user's id (``None`` → ``"system"``)
         self.get_current_user_id: Callable[[], Any] | None = opts["get_current_user_id"]
+        if not isinstance(opts["debug"], bool):
+            raise PluginError(f"AuditPlugin: debug must be True or False, got {opts['debug']!r}")
+        if opts["debug"]:
+            self.log.setLevel(logging.DEBUG)
         self.clock: Callable[[], float] = opts["clock"] or time.time
         base = opts["resource_name"] or "plg_audits"
         if not isinstance(base, str):
@@ -351,6 +359,12 @@ class AuditPlugin(Plugin):
                 entry["partition"] = next(iter(values))
                 entry["partitionValues"] = to_json(values)
         entry["metadata"] = to_json(metadata)
+        if self.options["debug"]:  # names only: a value (a secret, a password) never reaches the log
+            changed = sorted(f["field"] for f in diff(old, new) if f["status"] != "same") if old is not None and new is not None else None
+            self.log.debug(
+                "[AuditPlugin] %s %s/%s by %s (entry %s)%s", operation, resource_name, entry["recordId"], entry["userId"], entry["id"],
+                f"; fields changed: {', '.join(changed)}" if changed is not None else "",
+            )  # fmt: skip
         if self.in_memory:
             with self._state_lock:
                 self._memory.append(entry)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import csv
-import datetime as dt
 import decimal
 import gzip
 import inspect
@@ -48,8 +47,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
@@ -65,6 +64,7 @@ from s3db_nb.plugin_api import (
     validate_rows,
     write_validated,
 )
+from s3db_nb.plugins.importer_result import ImportAbortedError, ImportResult, parse_date, split
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,143 +94,6 @@ __all__ = [
     "parse_date",
     "FORMATS",
 ]
-
-
-class ImportAbortedError(PluginError):
-    """An import stopped before the end: a write failed under ``atomic=True`` (what it wrote
-    was deleted again) or more rows were rejected than ``max_rejects`` allows. ``result``
-    holds the counts and the rejects so far."""
-
-    def __init__(self, message: str, result: ImportResult) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-# -- transforms -----------------------------------------------------------------------------
-
-
-def split(separator: str = ",", *, strip: bool = True) -> Callable[[Any], list[str]]:
-    """A transform turning ``"a, b"`` into ``["a", "b"]`` (for ``array`` fields read from CSV)."""
-
-    def apply(value: Any) -> list[str]:
-        if isinstance(value, list):
-            return value
-        parts = str(value).split(separator)
-        return [p.strip() for p in parts if p.strip()] if strip else parts
-
-    return apply
-
-
-def parse_date(fmt: str) -> Callable[[Any], dt.datetime]:
-    """A transform parsing text in ``fmt`` (``"%d/%m/%Y"``) into a UTC datetime."""
-
-    def apply(value: Any) -> dt.datetime:
-        if isinstance(value, dt.datetime):
-            return value
-        parsed = dt.datetime.strptime(str(value).strip(), fmt)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-    return apply
-
-
-# -- the result -----------------------------------------------------------------------------
-
-
-@dataclass
-class ImportResult:
-    """What an import did: counts, timing and the rejected rows (``rejects``, a DataFrame)."""
-
-    resource: str
-    source: str
-    format: str
-    atomic: bool = False
-    status: str = "running"  # running | done | aborted | rolled back | failed
-    read: int = 0
-    imported: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    rolled_back: int = 0
-    duration: float = 0.0
-    total: int | None = None  # rows in the source when known up front (progress)
-    error: str | None = None
-    write_errors: int = 0  # rejected rows whose write failed (validation passed)
-    reject_rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The s3db.js result: ``processed``, ``inserted``, ``skipped`` (rejected before writing),
-        ``errors`` (writes that failed), ``duplicates``, ``duration`` (s) and ``duration_ms``."""
-        return {"processed": self.read, "inserted": self.imported, "skipped": self.rejected - self.write_errors,
-                "errors": self.write_errors, "duplicates": self.duplicates, "duration": self.duration,
-                "duration_ms": self.duration * 1000}  # fmt: skip
-
-    def __getitem__(self, key: str) -> Any:
-        """``result["inserted"]`` and the other s3db.js keys (see ``to_dict``)."""
-        return self.to_dict()[key]
-
-    @property
-    def rejects(self) -> pd.DataFrame:
-        """One line per problem: ``row``, ``field``, ``rule``, ``reason``, ``value``."""
-        import pandas as pd
-
-        columns = ["row", "field", "rule", "reason", "value"]
-        if not self.reject_rows:
-            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "str") for c in columns})
-        return pd.DataFrame(self._sorted_rejects(), columns=columns)
-
-    def _sorted_rejects(self) -> list[dict[str, Any]]:
-        return sorted(self.reject_rows, key=lambda r: r["row"])
-
-    def summary(self) -> dict[str, Any]:
-        """The counts as a plain dict (what the ``complete`` event and the dashboard show)."""
-        return {
-            "resource": self.resource, "source": self.source, "format": self.format, "status": self.status,
-            "read": self.read, "imported": self.imported, "rejected": self.rejected,
-            "duplicates": self.duplicates, "rolled_back": self.rolled_back, "duration": round(self.duration, 3),
-        }  # fmt: skip
-
-    def add_reject(self, row: int, problems: Iterable[Mapping[str, Any]]) -> None:
-        """Count ``row`` as rejected and keep one line per problem (field, rule, reason, value)."""
-        self.rejected += 1
-        for problem in problems:
-            value = problem.get("value")
-            self.reject_rows.append({
-                "row": row, "field": str(problem.get("field")), "rule": str(problem.get("rule")),
-                "reason": str(problem.get("message")), "value": None if value is None else _short(value),
-            })  # fmt: skip
-
-    def __repr__(self) -> str:
-        extra = f" rolled_back={self.rolled_back}" if self.rolled_back else ""
-        return (
-            f"<ImportResult {self.status} {self.resource!r} ← {self.source!r} ({self.format}): read={self.read} "
-            f"imported={self.imported} rejected={self.rejected} duplicates={self.duplicates}{extra} in {self.duration:.2f}s>"
-        )
-
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        cards = "".join(
-            f"<td style='padding:2px 10px'>{escape(k)}<br><b>{escape(str(v))}</b></td>"
-            for k, v in self.summary().items() if k not in ("resource", "source", "format")
-        )  # fmt: skip
-        head = f"<b>Import into {escape(self.resource)}</b> from <code>{escape(self.source)}</code> ({escape(self.format)})"
-        error = f"<div style='color:#a00'>{escape(self.error)}</div>" if self.error else ""
-        rejects = ""
-        if self.reject_rows:
-            shown = self._sorted_rejects()[:20]
-            cols = ("row", "field", "rule", "reason", "value")
-            body = "".join("<tr>" + "".join(f"<td>{escape('' if r[c] is None else str(r[c]))}</td>" for c in cols) + "</tr>" for r in shown)
-            foot = (
-                f"<caption style='caption-side:bottom'>{len(shown)} of {len(self.reject_rows)} rows</caption>"
-                if len(self.reject_rows) > len(shown)
-                else ""
-            )
-            rejects = f"<table>{foot}<tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>{body}</table>"
-        return f"<div class='s3db-import'>{head}<table><tr>{cards}</tr></table>{error}{rejects}</div>"
-
-
-def _short(value: Any, limit: int = 200) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- reading sources ------------------------------------------------------------------------
@@ -439,12 +302,17 @@ def _text_stream(opened: _Opened, encoding: str) -> Iterator[IO[str]]:
         wrapper.detach()  # the binary stream is closed (or left open) by _Opened.close
 
 
-def _read_csv(opened: _Opened, *, delimiter: str | None, encoding: str) -> Iterator[Row]:
+def _read_csv(opened: _Opened, *, delimiter: str | None, encoding: str, has_header: bool = True) -> Iterator[Row]:
     with _text_stream(opened, encoding) as text:
-        yield from _csv_rows(text, delimiter)
+        yield from _csv_rows(text, delimiter, has_header)
 
 
-def _csv_rows(text: IO[str], delimiter: str | None) -> Iterator[Row]:
+def _by_position(cells: Sequence[Any]) -> dict[str, Any]:
+    """A row without a header, as s3db.js reads it: ``{"0": first cell, "1": second, ...}``."""
+    return {str(position): cell for position, cell in enumerate(cells)}
+
+
+def _csv_rows(text: IO[str], delimiter: str | None, has_header: bool = True) -> Iterator[Row]:
     sample_lines = list(itertools.islice(text, _SAMPLE_LINES))
     if delimiter is None:
         delimiter = _sniff_delimiter("".join(sample_lines))
@@ -454,6 +322,9 @@ def _csv_rows(text: IO[str], delimiter: str | None) -> Iterator[Row]:
     for cells in reader:
         start, line = line, reader.line_num + 1
         if not cells or all(c == "" for c in cells):
+            continue
+        if not has_header:
+            yield start, _clean_row(_by_position([cells[0].lstrip("\ufeff"), *cells[1:]] if start == 1 else cells), empty_is_missing=True)
             continue
         if header is None:
             header = _unique_header([c.lstrip("\ufeff") for c in cells])
@@ -551,7 +422,12 @@ def _load_openpyxl() -> Any:
     return openpyxl
 
 
-def _read_excel(opened: _Opened, *, sheet: str | int | None) -> Iterator[Row]:
+def _read_excel(
+    opened: _Opened, *, sheet: str | int | None, has_header: bool = True, header_row: int = 0, start_row: int | None = None
+) -> Iterator[Row]:
+    """Rows of one sheet; ``header_row`` (0-based) holds the column names and data starts at
+    ``start_row`` (0-based; default the row after the header), as s3db.js's ``headerRow``/``startRow``."""
+    first_data = start_row if start_row is not None else header_row + (1 if has_header else 0)
     openpyxl = _load_openpyxl()
     book = openpyxl.load_workbook(_seekable(opened), read_only=True, data_only=True)
     try:
@@ -565,12 +441,11 @@ def _read_excel(opened: _Opened, *, sheet: str | int | None) -> Iterator[Row]:
             raise PluginError(f"sheet={sheet!r} is not in the workbook; sheets: {', '.join(book.sheetnames)}")
         header: list[str] | None = None
         for number, cells in enumerate(ws.iter_rows(values_only=True), 1):
-            if all(c is None or c == "" for c in cells):
-                continue
-            if header is None:
+            if has_header and number - 1 == header_row:
                 header = _unique_header(cells)
-                continue
-            yield number, _clean_row(dict(zip(header, cells)), empty_is_missing=True)
+            elif number - 1 >= first_data and not all(c is None or c == "" for c in cells):
+                row = dict(zip(header, cells)) if has_header and header is not None else _by_position(cells)
+                yield number, _clean_row(row, empty_is_missing=True)
     finally:
         book.close()
 
@@ -615,10 +490,15 @@ def read_rows(
     encoding: str = "utf-8-sig",
     batch_size: int = 1000,
     result: ImportResult | None = None,
+    has_header: bool = True,
+    header_row: int = 0,
+    start_row: int | None = None,
 ) -> Iterator[Row]:
     """``(row number, dict)`` for every record of ``source`` (or ``(row, Unreadable)`` for
     one that cannot be parsed), streamed; no mapping or validation. See the module docstring
-    for what the row number means per format."""
+    for what the row number means per format. ``has_header=False`` (CSV, TSV, Excel) names the
+    columns ``"0"``, ``"1"``, ... as s3db.js does (``mapping={"0": "name"}`` renames them);
+    ``header_row``/``start_row`` (0-based) place the header and the first data row of a sheet."""
     fmt, gz = _static_format(source, format)
     result = result if result is not None else ImportResult("", _source_name(source), fmt or "?")
     if fmt in ("dataframe", "arrow", "records") and _kind_of_object(source) != fmt:
@@ -647,7 +527,8 @@ def read_rows(
         if opened.text and fmt in ("parquet", "excel"):
             raise PluginError(f"format={fmt!r} is binary: open the file in binary mode ('rb') or pass its path")
         if fmt in ("csv", "tsv"):
-            yield from _read_csv(opened, delimiter="\t" if fmt == "tsv" and delimiter is None else delimiter, encoding=encoding)
+            tab = "\t" if fmt == "tsv" and delimiter is None else delimiter
+            yield from _read_csv(opened, delimiter=tab, encoding=encoding, has_header=has_header)
         elif fmt == "jsonl":
             yield from _read_jsonl(opened, encoding=encoding)
         elif fmt == "json":
@@ -655,7 +536,7 @@ def read_rows(
         elif fmt == "parquet":
             yield from _read_parquet(opened, batch_size=batch_size, result=result)
         else:
-            yield from _read_excel(opened, sheet=sheet)
+            yield from _read_excel(opened, sheet=sheet, has_header=has_header, header_row=header_row, start_row=start_row)
     finally:
         opened.close()
 
@@ -698,7 +579,13 @@ class ImporterPlugin(Plugin):
     — s3db.js ``import``, a Python keyword — imports when not given), ``deduplicate_by``
     (= ``dedupe_on``), ``parallelism`` (at most this many writes at once), ``continue_on_error``
     (False: stop at the first rejected row; the default None collects rejects and goes on),
-    ``driver_config`` (``delimiter``, ``encoding``, ``sheet``); ``get_stats()`` totals every import.
+    ``driver_config`` (``delimiter``, ``encoding``, ``sheet``); ``get_stats()`` totals every import;
+    ``resource_name`` (= ``resource``), ``validate`` (the default ``validate=`` of every import),
+    ``streaming`` (True, the default: read ``batch_size`` rows, write them, read on — memory
+    bounded by one batch; False: read the whole source before the first write), ``has_header``
+    (False: a CSV/TSV/sheet without a header row, columns ``"0"``, ``"1"``, ... to map), ``sheet``,
+    ``header_row`` and ``start_row`` (0-based rows of a sheet). Each is also an ``import_data``
+    keyword. s3db.js's ``binarySchema``/``recordSize`` (fixed-size binary records) are not read.
     """
 
     defaults = {
@@ -706,7 +593,8 @@ class ImporterPlugin(Plugin):
         "resource_method": "import_file", "history": 20,
         # s3db.js names
         "resource": None, "format": None, "file_path": None, "deduplicate_by": None, "parallelism": None,
-        "continue_on_error": None, "driver_config": None,
+        "continue_on_error": None, "driver_config": None, "resource_name": None, "validate": None, "streaming": True,
+        "has_header": True, "sheet": None, "header_row": 0, "start_row": None,
     }  # fmt: skip
 
     def __init__(self, **options: Any) -> None:
@@ -719,6 +607,12 @@ class ImporterPlugin(Plugin):
             raise PluginError(f"ImporterPlugin: resource_method must be a method name or None, got {o['resource_method']!r}")
         _check_mapping(o["mapping"])
         _check_transforms(o["transforms"])
+        if o["resource_name"] is not None:
+            o["resource"] = o["resource"] or o["resource_name"]
+        for name in ("streaming", "has_header"):
+            if not isinstance(o[name], bool):
+                raise PluginError(f"ImporterPlugin: {name} must be True or False, got {o[name]!r}")
+        _check_rows(o["header_row"], o["start_row"])
         if o["deduplicate_by"] is not None:
             o["dedupe_on"] = o["deduplicate_by"]
         _check_dedupe(o["dedupe_on"])
@@ -797,7 +691,8 @@ class ImporterPlugin(Plugin):
         validate: Callable[[dict[str, Any]], Any] | None = None, dedupe_on: Sequence[str] | str | None = None,
         dedupe_existing: bool = False, unknown: str = "keep", atomic: bool | None = None, max_rejects: int | None = None,
         batch_size: int | None = None, delimiter: str | None = None, sheet: str | int | None = None, records_key: str | None = None,
-        encoding: str = "utf-8-sig", progress: ProgressArg = None,
+        encoding: str = "utf-8-sig", progress: ProgressArg = None, streaming: bool | None = None, has_header: bool | None = None,
+        header_row: int | None = None, start_row: int | None = None,
     ) -> ImportResult:  # fmt: skip
         """Import ``source`` (path, file-like, bytes, DataFrame, Arrow table, list of dicts)
         into ``resource``; returns an :class:`ImportResult`. Costs 1 PUT per imported record
@@ -813,9 +708,17 @@ class ImporterPlugin(Plugin):
         ignores columns the schema does not define (``"keep"``: stored as extra fields, as
         s3db.js does). ``atomic`` writes all or nothing; ``max_rejects`` aborts the import
         once more rows than that are rejected (with ``atomic``: before anything is written).
+        ``streaming``, ``has_header``, ``sheet``, ``header_row``, ``start_row``: see the class.
         """
         target = self.resource(resource)
         o = self.options
+        streaming = o["streaming"] if streaming is None else streaming
+        has_header = o["has_header"] if has_header is None else has_header
+        header_row = o["header_row"] if header_row is None else header_row
+        start_row = o["start_row"] if start_row is None else start_row
+        validate = o["validate"] if validate is None else validate
+        sheet = o["sheet"] if sheet is None else sheet
+        _check_rows(header_row, start_row)
         mapping = _check_mapping(o["mapping"] if mapping is None else mapping)
         transforms = _check_transforms(o["transforms"] if transforms is None else transforms)
         dedupe = _check_dedupe(o["dedupe_on"] if dedupe_on is None else dedupe_on)
@@ -833,8 +736,9 @@ class ImporterPlugin(Plugin):
         fmt, _ = _static_format(source, format)
         result = ImportResult(target.name, _source_name(source), fmt or "?", atomic=atomic)
         rows = read_rows(
-            source, fmt, delimiter=delimiter, sheet=sheet, records_key=records_key, encoding=encoding, batch_size=batch_size, result=result
-        )
+            source, fmt, delimiter=delimiter, sheet=sheet, records_key=records_key, encoding=encoding, batch_size=batch_size, result=result,
+            has_header=bool(has_header), header_row=header_row, start_row=start_row,
+        )  # fmt: skip
         seen_keys: set[tuple[Any, ...]] = set()
         if dedupe_existing:
             seen_keys = _existing_keys(target, plan.dedupe_on)
@@ -845,8 +749,12 @@ class ImporterPlugin(Plugin):
         try:
             if atomic:
                 self._run_atomic(target, rows, plan, result, seen_keys, max_rejects, bar)
-            else:
+            elif streaming:
                 self._run_streaming(target, rows, plan, result, seen_keys, max_rejects, batch_size, bar)
+            else:  # the whole source first (s3db.js streaming=false), then the same batched writes
+                everything = list(rows)
+                result.total = len(everything)
+                self._run_streaming(target, iter(everything), plan, result, seen_keys, max_rejects, batch_size, bar)
             result.status = "done"
             if result.total is None:  # a streamed text file: its size is known now
                 result.total = result.read
@@ -1166,6 +1074,12 @@ def _check_batch_size(value: Any, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise PluginError(f"{name} must be an int >= 1, got {value!r}")
     return value
+
+
+def _check_rows(header_row: Any, start_row: Any) -> None:
+    for name, value in (("header_row", header_row), ("start_row", start_row)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise PluginError(f"ImporterPlugin: {name} must be a 0-based row number (an int >= 0), got {value!r}")
 
 
 def _check_mapping(mapping: Any) -> dict[str, str | None]:

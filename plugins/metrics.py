@@ -381,7 +381,12 @@ class MetricsPlugin(Plugin):
     (``{"error_rate": 0.05, "avg_response_time": 0.2}``, seconds or ``avg_response_time_ms``: an
     ``"alert"`` event when a resource/operation crosses one), ``prometheus`` (``{"enabled": True,
     "port": 9090, "path": "/metrics"}``: serve the endpoint while started) and
-    ``flush_interval_ms``. Durations follow the unit rule of ``s3db_nb.durations``.
+    ``flush_interval_ms``, ``batch_size`` (also flush as soon as this many measured calls are
+    buffered, so a busy process writes before ``flush_interval``; s3db.js documents 100 but 21.6.2
+    ignores it, so the default None flushes on the interval only), ``on_threshold_exceeded``
+    (``fn(metric, value, threshold)`` with each ``"alert"``) and ``on_high_error_rate``
+    (``fn(resource_name, error_rate)`` when ``error_rate`` is crossed). Durations follow the unit
+    rule of ``s3db_nb.durations``.
     """
 
     defaults = {
@@ -410,6 +415,9 @@ class MetricsPlugin(Plugin):
         "alert_thresholds": None,
         "prometheus": None,
         "flush_interval_ms": None,
+        "batch_size": None,
+        "on_high_error_rate": None,
+        "on_threshold_exceeded": None,
     }
 
     def __init__(self, config: Mapping[str, Any] | None = None, /, **options: Any) -> None:
@@ -465,8 +473,13 @@ class MetricsPlugin(Plugin):
         rate = o["sample_rate"]
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
             raise PluginError(f"MetricsPlugin: sample_rate must be a number in (0, 1] (1.0 = every call), got {rate!r}")
-        if o["on_slow_query"] is not None and not callable(o["on_slow_query"]):
-            raise PluginError("MetricsPlugin: on_slow_query must be a callable fn(operation, resource_name, duration_ms), or None")
+        for name, signature in (("on_slow_query", "operation, resource_name, duration_ms"), ("on_high_error_rate", "resource_name, error_rate"),
+                                ("on_threshold_exceeded", "metric, value, threshold")):  # fmt: skip
+            if o[name] is not None and not callable(o[name]):
+                raise PluginError(f"MetricsPlugin: {name} must be a callable fn({signature}), or None")
+        batch = o["batch_size"]
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+            raise PluginError(f"MetricsPlugin: batch_size must be a positive integer (measured calls per flush) or None, got {batch!r}")
         self._alerts = self._alert_thresholds(o["alert_thresholds"])
         self._prometheus = self._prometheus_options(o["prometheus"])
 
@@ -521,6 +534,7 @@ class MetricsPlugin(Plugin):
         self._window_start = now
         self._error_samples: list[dict[str, Any]] = []
         self._dropped_samples = 0
+        self._buffered = 0  # calls measured since the last flush, for batch_size
         self._slow_log: deque[dict[str, Any]] = deque(maxlen=self.options["max_log_entries"])
         self._error_log: deque[dict[str, Any]] = deque(maxlen=self.options["max_log_entries"])
         self._timeline: OrderedDict[int, Counter[str]] = OrderedDict()
@@ -653,6 +667,8 @@ class MetricsPlugin(Plugin):
                 while len(self._timeline) > _TIMELINE_SECONDS:
                     self._timeline.popitem(last=False)
             tick[operation] += 1
+            self._buffered += 1
+            due = self.options["batch_size"] is not None and self._buffered >= self.options["batch_size"]
             if slow:
                 self._slow_log.append(entry)
             if error_name is not None:
@@ -676,6 +692,11 @@ class MetricsPlugin(Plugin):
             if self.options["on_slow_query"] is not None:
                 self.options["on_slow_query"](operation, resource_name, duration_ms)
         self._check_alerts(key)
+        if due and self.state == "started":
+            try:
+                self.flush()
+            except PluginError as exc:  # the measured call succeeded; its rows stay pending for the next flush
+                self.log.warning("[MetricsPlugin] batch_size flush failed: %s", exc)
 
     def _sampled(self, key: tuple[str, str]) -> bool:
         """Whether this call of ``key`` is measured under ``sample_rate`` (the first one always is)."""
@@ -701,6 +722,10 @@ class MetricsPlugin(Plugin):
                 alert = {"type": kind, "resource_name": key[0], "operation": key[1], "value": values[kind], "threshold": threshold}
                 self.log.warning("[MetricsPlugin] alert: %s.%s %s=%.4g over %.4g", key[0], key[1], kind, values[kind], threshold)
                 self.emit("alert", alert)
+                if self.options["on_threshold_exceeded"] is not None:
+                    self.options["on_threshold_exceeded"](kind, values[kind], threshold)
+                if kind == "error_rate" and self.options["on_high_error_rate"] is not None:
+                    self.options["on_high_error_rate"](key[0], values[kind])
             elif values[kind] <= threshold:
                 self._alerting.discard(state)
 
@@ -728,6 +753,7 @@ class MetricsPlugin(Plugin):
                 start, end = self._window_start, self._clock()
                 dropped = self._dropped_samples
                 self._window, self._error_samples, self._window_start, self._dropped_samples = {}, [], end, 0
+                self._buffered = 0
                 retry = self._pending
                 self._pending = {kind: [] for kind in RESOURCE_NAMES}
             if dropped:

@@ -27,6 +27,7 @@ behavior to use. ``embed_texts`` turns text into MiniLM embeddings (extra ``vect
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import threading
 import time
@@ -36,7 +37,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from s3db_nb.plugin_api import MissingDependencyError, NotFoundError, Plugin, PluginError, encode_fixed_point_batch, get_path
+from s3db_nb.plugin_api import (
+    MissingDependencyError,
+    NotFoundError,
+    Plugin,
+    PluginError,
+    encode_fixed_point_batch,
+    get_path,
+    resolve_duration,
+)
+from s3db_nb.plugins.vector_math import KMeansResult, OptimalK, Projection, VectorError, find_optimal_k, kmeans, pca_2d, silhouette_score
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,6 +55,8 @@ if TYPE_CHECKING:
 
 #: distance metrics; every one is reported as a distance (smaller is nearer), ``dot`` as ``-a·b``
 METRICS = ("cosine", "euclidean", "dot", "manhattan")
+#: plugin attributes ``cluster(..., store=True)`` writes (the names of the s3db.js plugin-attribute guide)
+CLUSTER_ATTRIBUTES = ("_vector_clusterId", "_vector_clusterVersion")
 #: the column ``vector_search`` adds to the records
 DISTANCE_COLUMN = "_distance"
 #: behaviors that keep a large vector out of the 2 KB metadata without losing anything
@@ -54,10 +66,6 @@ MODEL_EXTRA = "vector-models"
 #: size of a MiniLM (all-MiniLM-L6-v2) embedding
 MODEL_DIMENSIONS = 384
 _MANHATTAN_ROWS = 8192  # rows scored at a time, so the |M - q| temporary stays small
-
-
-class VectorError(PluginError, ValueError):
-    """A vector search or clustering call got an argument it cannot use (the message says which)."""
 
 
 class VectorStorageWarning(UserWarning):
@@ -172,174 +180,6 @@ def _behavior_advice(behavior: str) -> str:
     return "each record will move whole to the object body and emit 'exceedsLimit'"
 
 
-# -- clustering -----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class KMeansResult:
-    """What ``kmeans`` found: a label per row, the centroids, and how it converged."""
-
-    labels: np.ndarray
-    centroids: np.ndarray
-    inertia: float
-    iterations: int
-    converged: bool
-
-    @property
-    def sizes(self) -> list[int]:
-        """Rows per cluster."""
-        return np.bincount(self.labels, minlength=self.centroids.shape[0]).tolist()
-
-
-def _squared_distances(x: np.ndarray, centers: np.ndarray, x_sq: np.ndarray) -> np.ndarray:
-    d = x_sq[:, None] - 2.0 * (x @ centers.T) + (centers * centers).sum(axis=1)[None, :]
-    return np.maximum(d, 0.0)
-
-
-def _kmeans_pp(x: np.ndarray, x_sq: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: each next centre is drawn with probability ∝ squared distance."""
-    centers = [x[rng.integers(x.shape[0])]]
-    closest = _squared_distances(x, centers[0][None, :], x_sq)[:, 0]
-    for _ in range(1, k):
-        total = closest.sum()
-        index = rng.choice(x.shape[0], p=closest / total) if total > 0 else rng.integers(x.shape[0])
-        centers.append(x[index])
-        closest = np.minimum(closest, _squared_distances(x, x[index][None, :], x_sq)[:, 0])
-    return np.array(centers)
-
-
-def kmeans(
-    matrix: Any, k: int, *, seed: int = 0, max_iterations: int = 100, tolerance: float = 1e-4, n_init: int = 4, metric: str = "euclidean"
-) -> KMeansResult:
-    """Lloyd's k-means with k-means++ seeding; the best of ``n_init`` runs. Deterministic for a
-    given ``seed``. ``metric="cosine"`` clusters the L2-normalised vectors (spherical k-means)."""
-    x = np.asarray(matrix, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise VectorError(f"kmeans needs a non-empty 2-D matrix, got shape {x.shape}")
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= x.shape[0]:
-        raise VectorError(f"k must be an integer between 1 and the number of vectors ({x.shape[0]}), got {k!r}")
-    if metric not in ("euclidean", "cosine"):
-        raise VectorError(f"kmeans metric must be 'euclidean' or 'cosine', got {metric!r}")
-    if metric == "cosine":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-    x_sq = (x * x).sum(axis=1)
-    rng = np.random.default_rng(seed)
-    best: KMeansResult | None = None
-    for _ in range(max(1, n_init)):
-        centers = _kmeans_pp(x, x_sq, int(k), rng)
-        previous = np.inf
-        converged = False
-        iterations = 0
-        for iterations in range(1, max_iterations + 1):  # noqa: B007 - the count is reported after the loop
-            d = _squared_distances(x, centers, x_sq)
-            labels = d.argmin(axis=1)
-            inertia = float(d[np.arange(x.shape[0]), labels].sum())
-            counts = np.bincount(labels, minlength=k)
-            sums = np.zeros_like(centers)
-            np.add.at(sums, labels, x)
-            empty = counts == 0
-            centers = np.where(empty[:, None], centers, sums / np.maximum(counts, 1)[:, None])
-            if empty.any():  # an empty cluster restarts on the point farthest from its centre
-                far = np.argsort(-d[np.arange(x.shape[0]), labels])[: int(empty.sum())]
-                centers[np.flatnonzero(empty)] = x[far]
-            if previous - inertia <= tolerance * max(previous, 1e-12) and not empty.any():
-                converged = True
-                break
-            previous = inertia
-        d = _squared_distances(x, centers, x_sq)
-        labels = d.argmin(axis=1)
-        inertia = float(d[np.arange(x.shape[0]), labels].sum())
-        if best is None or inertia < best.inertia - 1e-12:
-            best = KMeansResult(labels=labels, centroids=centers, inertia=inertia, iterations=iterations, converged=converged)
-    assert best is not None
-    return best
-
-
-def silhouette_score(matrix: Any, labels: Any) -> float:
-    """Mean silhouette (−1…1, higher = better separated clusters), euclidean, fully vectorised
-    (an n×n distance matrix: sample large inputs first)."""
-    x = np.asarray(matrix, dtype=np.float64)
-    labels = np.asarray(labels)
-    clusters, labels = np.unique(labels, return_inverse=True)
-    if clusters.shape[0] < 2 or clusters.shape[0] >= x.shape[0]:
-        raise VectorError(f"silhouette needs 2 ≤ clusters < points, got {clusters.shape[0]} clusters for {x.shape[0]} points")
-    sq = (x * x).sum(axis=1)
-    d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0))
-    np.fill_diagonal(d, 0.0)
-    onehot = np.eye(clusters.shape[0])[labels]
-    sums = d @ onehot  # n × clusters: total distance to each cluster
-    sizes = onehot.sum(axis=0)
-    rows = np.arange(x.shape[0])
-    own = sizes[labels] - 1
-    a = np.divide(sums[rows, labels], own, out=np.zeros(x.shape[0]), where=own > 0)
-    mean_other = sums / sizes[None, :]
-    mean_other[rows, labels] = np.inf
-    b = mean_other.min(axis=1)
-    s = np.where(own > 0, (b - a) / np.maximum(np.maximum(a, b), 1e-300), 0.0)
-    return float(s.mean())
-
-
-@dataclasses.dataclass
-class OptimalK:
-    """``find_optimal_k``'s answer: the recommended ``k`` and the curve behind it."""
-
-    k: int
-    elbow_k: int
-    silhouette_k: int
-    ks: list[int]
-    inertias: list[float]
-    silhouettes: list[float]
-
-    def to_pandas(self) -> pd.DataFrame:
-        """One row per k tried: ``k, inertia, silhouette``."""
-        import pandas as pd
-
-        return pd.DataFrame({"k": self.ks, "inertia": self.inertias, "silhouette": self.silhouettes})
-
-
-def _elbow(ks: Sequence[int], inertias: Sequence[float]) -> int:
-    """The k farthest below the straight line from the first to the last inertia (the knee)."""
-    if len(ks) < 3:
-        return int(ks[0])
-    x = (np.asarray(ks, float) - ks[0]) / (ks[-1] - ks[0])
-    y = np.asarray(inertias, float)
-    span = (y[0] - y[-1]) or 1.0
-    y = (y - y[-1]) / span
-    gap = (1.0 - x) - y  # the chord goes from (0, 1) to (1, 0)
-    return int(ks[int(np.argmax(gap))])
-
-
-def find_optimal_k(
-    matrix: Any, *, min_k: int = 2, max_k: int = 10, seed: int = 0, sample: int = 2000, metric: str = "euclidean", **kmeans_options: Any
-) -> OptimalK:
-    """Run k-means for every k in ``min_k..max_k`` and pick k by silhouette (the elbow of the
-    inertia curve is reported too). At most ``sample`` vectors (a seeded random subset) are used."""
-    x = np.asarray(matrix, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 3:
-        raise VectorError(f"find_optimal_k needs at least 3 vectors, got shape {x.shape}")
-    if not 2 <= min_k <= max_k:
-        raise VectorError(f"need 2 ≤ min_k ≤ max_k, got min_k={min_k}, max_k={max_k}")
-    if x.shape[0] > sample:
-        x = x[np.sort(np.random.default_rng(seed).choice(x.shape[0], sample, replace=False))]
-    if metric == "cosine":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
-    max_k = min(max_k, x.shape[0] - 1)
-    ks = list(range(min_k, max_k + 1))
-    if not ks:
-        raise VectorError(f"too few vectors ({x.shape[0]}) to try k ≥ {min_k}")
-    inertias, silhouettes = [], []
-    for k in ks:
-        result = kmeans(x, k, seed=seed, **kmeans_options)
-        inertias.append(result.inertia)
-        silhouettes.append(silhouette_score(x, result.labels) if len(set(result.labels.tolist())) > 1 else -1.0)
-    silhouette_k = ks[int(np.argmax(silhouettes))]
-    return OptimalK(
-        k=silhouette_k, elbow_k=_elbow(ks, inertias), silhouette_k=silhouette_k, ks=ks, inertias=inertias, silhouettes=silhouettes
-    )
-
-
 @dataclasses.dataclass
 class Clustering:
     """``resource.cluster(k)``: record ids with their cluster number, and the k-means details."""
@@ -350,6 +190,7 @@ class Clustering:
     inertia: float
     iterations: int
     converged: bool
+    version: str | None = None  # set when stored on the records (``store=True``)
 
     @property
     def k(self) -> int:
@@ -373,38 +214,6 @@ class Clustering:
 
     def __repr__(self) -> str:
         return f"<Clustering k={self.k} records={len(self.ids)} sizes={self.sizes} inertia={self.inertia:.6g} converged={self.converged}>"
-
-
-# -- projection for plots ------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Projection:
-    """A 2-D PCA fitted with numpy's SVD; ``transform`` places other vectors (a query) in it."""
-
-    mean: np.ndarray
-    components: np.ndarray  # 2 × N
-    points: np.ndarray  # the fitted vectors, projected (n × 2)
-
-    def transform(self, vectors: Any) -> np.ndarray:
-        v = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
-        return (v - self.mean) @ self.components.T
-
-
-def pca_2d(matrix: Any) -> Projection:
-    """Project vectors on their two main axes (signs fixed so the picture is reproducible)."""
-    x = np.asarray(matrix, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise VectorError(f"pca_2d needs a non-empty 2-D matrix, got shape {x.shape}")
-    mean = x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    components = np.zeros((2, x.shape[1]))
-    components[: min(2, vt.shape[0])] = vt[:2]
-    for row in components:
-        biggest = np.argmax(np.abs(row))
-        if row[biggest] < 0:
-            row *= -1
-    return Projection(mean=mean, components=components, points=(x - mean) @ components.T)
 
 
 # -- real embeddings -------------------------------------------------------------------------------
@@ -636,8 +445,17 @@ class VectorPlugin(Plugin):
     ``auto_fix_behavior`` (switch such resources to ``body-overflow`` instead of warning),
     ``batch_size`` (records per Arrow batch while scanning). s3db.js names: ``dimensions`` (vectors
     of another length are refused), ``auto_detect_vector_field`` (False: ``field=`` is required),
-    ``partition_policy`` (``"auto"``: search the ``byHas<Field>`` partition; ``"none"``: every record);
-    events are ``plg:vector:*`` (also emitted as ``vector:*``).
+    ``partition_policy`` (``"auto"``: search the ``byHas<Field>`` partition; ``"none"``: every record),
+    ``emit_events`` (False: no ``plg:vector:*``/``vector:*`` event at all), ``verbose_events``
+    (also ``search-progress`` while a search scans), ``event_throttle``
+    (seconds, or ``event_throttle_ms`` as in s3db.js, default 0.1: at most one progress event per
+    search in that time; read from ``clock``, a callable giving seconds, for tests). Events are
+    ``plg:vector:<name>`` (the s3db.js 21 name) and ``vector:<name>``.
+
+    ``cluster(k, store=True)`` keeps the result on the records: plugin attributes
+    ``_vector_clusterId`` (the cluster number as a string) and ``_vector_clusterVersion`` (one id
+    per clustering run), the names the s3db.js plugin-attribute guide gives (21.6.2 itself stores
+    nothing); ``stored_clusters()`` reads them back.
     """
 
     defaults = {
@@ -650,6 +468,11 @@ class VectorPlugin(Plugin):
         "dimensions": None,
         "auto_detect_vector_field": True,
         "partition_policy": "auto",
+        "emit_events": True,
+        "verbose_events": False,
+        "event_throttle": None,
+        "event_throttle_ms": None,
+        "clock": None,
     }
 
     def __init__(self, **options: Any) -> None:
@@ -664,6 +487,15 @@ class VectorPlugin(Plugin):
                 raise PluginError(f"VectorPlugin: {option} must be an integer ≥ {low}, got {value!r}")
         if self.options["partition_policy"] not in ("auto", "none"):
             raise PluginError(f"VectorPlugin: partition_policy must be 'auto' or 'none', got {self.options['partition_policy']!r}")
+        for option in ("emit_events", "verbose_events"):
+            if not isinstance(self.options[option], bool):
+                raise PluginError(f"VectorPlugin: {option} must be True or False, got {self.options[option]!r}")
+        throttle = resolve_duration(self.options, "event_throttle", owner="VectorPlugin", plausible_max=60, logger=self.log)
+        self.event_throttle: float = 0.1 if throttle is None else throttle
+        if self.options["clock"] is not None and not callable(self.options["clock"]):
+            raise PluginError("VectorPlugin: clock must be a callable returning seconds (time.monotonic), or None")
+        self._clock: Callable[[], float] = self.options["clock"] or time.monotonic
+        self._throttled: dict[str, float] = {}
         dims = self.options["dimensions"]
         if dims is not None and (not isinstance(dims, int) or isinstance(dims, bool) or dims < 1):
             raise PluginError(f"VectorPlugin: dimensions must be a positive integer (e.g. 1536) or None, got {dims!r}")
@@ -737,9 +569,7 @@ class VectorPlugin(Plugin):
             if field.tracking_field:
                 self.add_plugin_attribute(resource, field.tracking_field, {"type": "boolean", "optional": True})
                 if resource.add_partition(field.partition, {field.tracking_field: "boolean"}):
-                    self.emit(
-                        "plg:vector:partition-created", {"resource": resource.name, "field": field.path, "partition": field.partition}
-                    )
+                    self._emit("partition-created", {"resource": resource.name, "field": field.path, "partition": field.partition})
         self._attach(resource)
 
     def _check_storage(self, resource: Resource, fields: list[VectorField]) -> str:
@@ -753,9 +583,9 @@ class VectorPlugin(Plugin):
             "fields": {f.path: {"dimensions": f.dimensions, "estimated_bytes": f.estimated_bytes} for f in fields},
             "estimated_bytes": total, "metadata_limit": 2047, "behavior": behavior, "recommendation": "body-overflow",
         }  # fmt: skip
-        self.emit("plg:vector:storage-warning", report)
+        self._emit("storage-warning", report)
         if self.options["auto_fix_behavior"]:
-            self.emit("plg:vector:behavior-fixed", {"resource": resource.name, "behavior": "body-overflow"})
+            self._emit("behavior-fixed", {"resource": resource.name, "behavior": "body-overflow"})
             return "body-overflow"
         if resource.name not in self._warned:
             self._warned.add(resource.name)
@@ -779,6 +609,8 @@ class VectorPlugin(Plugin):
             "similar_to": lambda query, k=10, **kw: self.vector_search(name, query, k, **kw),
             "find_similar": lambda query, k=10, **kw: self.vector_search(name, query, k, **kw),
             "vector_search_paged": lambda query, **kw: self.vector_search_paged(name, query, **kw),
+            "vector_distance": lambda a, b, metric=None: distance(a, b, _check_metric(metric or self.options["distance_metric"])),
+            "distance": lambda a, b, metric=None: distance(a, b, _check_metric(metric or self.options["distance_metric"])),
         }
         for method, fn in methods.items():
             fn.__name__ = method
@@ -1043,6 +875,8 @@ class VectorPlugin(Plugin):
             scanned = 0
             for ids, matrix in self._batches(res, vf, partition=partition, partition_values=partition_values, where=where):
                 scanned += len(ids)
+                if self.options["verbose_events"]:
+                    self._emit("search-progress", {"resource": res.name, "scanned_records": scanned}, f"search-{res.name}")
                 rows, d = _nearest(matrix, q, metric, k, threshold)
                 best_ids, best = np.concatenate([best_ids, ids[rows]]), np.concatenate([best, d])
                 keep = top_k(best, k)
@@ -1064,8 +898,17 @@ class VectorPlugin(Plugin):
                  "dimension_mismatches": 0, "duration_ms": (time.perf_counter() - started) * 1000, "approximate": False}  # fmt: skip
         return {"results": results, "stats": stats}
 
-    def _emit(self, event: str, payload: dict[str, Any]) -> None:
-        """``plg:vector:<event>`` (the s3db.js 21 name) and the older ``vector:<event>``."""
+    def _emit(self, event: str, payload: dict[str, Any], throttle_key: str | None = None) -> None:
+        """``plg:vector:<event>`` (the s3db.js 21 name) and the older ``vector:<event>``, unless
+        ``emit_events`` is off; with ``throttle_key``, at most one per ``event_throttle`` seconds."""
+        if not self.options["emit_events"]:
+            return
+        if throttle_key is not None:
+            now = self._clock()
+            last = self._throttled.get(throttle_key)
+            if last is not None and now - last < self.event_throttle:
+                return
+            self._throttled[throttle_key] = now
         self.emit(f"plg:vector:{event}", payload)
         self.emit(f"vector:{event}", dict(payload))
 
@@ -1141,17 +984,49 @@ class VectorPlugin(Plugin):
         partition: str | None = None,
         partition_values: Mapping[str, Any] | None = None,
         where: Any = None,
+        store: bool = False,
     ) -> Clustering:
         """k-means (k-means++ seeding, deterministic for ``seed``) over the records' vectors.
-        ``metric="cosine"`` clusters by direction. Reads the vectors like ``vectors()``."""
-        ids, matrix = self.vectors(resource, field, partition=partition, partition_values=partition_values, where=where)
-        self._emit("cluster-start", {"resource": self.resource(resource).name, "k": k, "vectors": len(ids)})
+        ``metric="cosine"`` clusters by direction. Reads the vectors like ``vectors()``.
+        ``store=True`` also writes each record's cluster into its ``_vector_clusterId`` and
+        ``_vector_clusterVersion`` plugin attributes (1 GET + 1 PUT per record)."""
+        res = self.resource(resource)
+        ids, matrix = self.vectors(res, field, partition=partition, partition_values=partition_values, where=where)
+        self._emit("cluster-start", {"resource": res.name, "k": k, "vectors": len(ids)})
         result = kmeans(matrix, k, seed=seed, max_iterations=max_iterations, tolerance=tolerance, n_init=n_init, metric=metric)
         clustering = Clustering(ids, result.labels, result.centroids, result.inertia, result.iterations, result.converged)
-        self._emit(
-            "cluster-complete", {"resource": self.resource(resource).name, "k": k, "sizes": clustering.sizes, "inertia": clustering.inertia}
-        )
+        if store:
+            clustering.version = self._store_clusters(res, clustering)
+        self._emit("cluster-complete", {"resource": res.name, "k": k, "sizes": clustering.sizes, "inertia": clustering.inertia})
         return clustering
+
+    def _store_clusters(self, res: Resource, clustering: Clustering) -> str:
+        """Write every record's cluster number and this run's version; returns the version."""
+        version = hashlib.sha256(clustering.centroids.astype(np.float64).tobytes() + "\0".join(clustering.ids).encode()).hexdigest()[:16]
+        for attribute in CLUSTER_ATTRIBUTES:
+            if attribute not in res.schema.plugin_attributes:
+                self.add_plugin_attribute(res, attribute, "string|optional")
+        for record_id, label in zip(clustering.ids, clustering.labels.tolist()):
+            try:
+                res.update(record_id, {CLUSTER_ATTRIBUTES[0]: str(label), CLUSTER_ATTRIBUTES[1]: version})
+            except NotFoundError:  # deleted since its vector was read
+                continue
+        return version
+
+    def stored_clusters(self, resource: Resource | str) -> pd.DataFrame:
+        """``id, cluster, version`` of the records a ``cluster(..., store=True)`` labelled (1 LIST per
+        1 000 ids + 1 GET per record)."""
+        import pandas as pd
+
+        res = self.resource(resource)
+        rows = []
+        if CLUSTER_ATTRIBUTES[0] in res.schema.plugin_attributes:
+            for record in res.get_many(res.list_ids()):
+                if record.get(CLUSTER_ATTRIBUTES[0]) is not None:
+                    rows.append(
+                        {"id": record["id"], "cluster": int(record[CLUSTER_ATTRIBUTES[0]]), "version": record[CLUSTER_ATTRIBUTES[1]]}
+                    )
+        return pd.DataFrame(rows, columns=["id", "cluster", "version"])
 
     def find_optimal_k(
         self, resource: Resource | str, *, field: str | None = None, min_k: int = 2, max_k: int = 10, seed: int = 0, sample: int = 2000,
@@ -1195,3 +1070,10 @@ class VectorPlugin(Plugin):
                 continue
         self._complete.discard((res.name, vf.path))
         return len(todo)
+
+
+__all__ = [
+    "METRICS", "DISTANCE_COLUMN", "CLUSTER_ATTRIBUTES", "VectorPlugin", "VectorError", "VectorStorageWarning", "VectorField",
+    "Clustering", "KMeansResult", "OptimalK", "Projection", "as_vector", "distance", "distances", "top_k", "estimate_vector_bytes",
+    "kmeans", "silhouette_score", "find_optimal_k", "pca_2d", "load_model", "embed_texts",
+]  # fmt: skip

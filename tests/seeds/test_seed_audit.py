@@ -160,3 +160,32 @@ def test_get_partition_history_lists_the_changes_in_one_partition(db):
 def test_an_unknown_driver_is_refused():
     with pytest.raises(PluginError, match="driver must be 's3'"):
         AuditPlugin(driver="redis")
+
+
+def _audit_debug_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "s3db_nb.plugins.audit" and r.levelno == logging.DEBUG]
+
+
+def test_debug_logs_each_entry_with_field_names_and_never_a_value(db, caplog):
+    caplog.set_level(logging.DEBUG, logger="s3db_nb.plugins.audit")
+    audit = db.use_plugin(AuditPlugin(debug=True, driver="memory"))
+    users = db.create_resource("users", attributes={"name": "string", "api_key": "secret|optional"})
+    users.insert({"id": "u1", "name": "Ana", "api_key": "sk-live-TOPSECRET"})
+    users.update("u1", {"api_key": "sk-live-OTHERSECRET"})
+    lines = _audit_debug_lines(caplog)
+    assert len(lines) == 2 and len(audit.get_logs()) == 2
+    assert "insert users/u1 by system" in lines[0]
+    assert lines[1].endswith("fields changed: api_key")
+    assert not any("SECRET" in line or "Ana" in line for line in caplog.messages)
+
+
+def test_without_debug_no_entry_is_logged_even_with_debug_logging_on(db, caplog):
+    caplog.set_level(logging.DEBUG, logger="s3db_nb.plugins.audit")
+    _, users = _audited(db, driver="memory")
+    users.insert({"id": "u1", "name": "Ana"})
+    assert _audit_debug_lines(caplog) == []
+
+
+def test_debug_must_be_a_boolean():
+    with pytest.raises(PluginError, match="debug must be True or False"):
+        AuditPlugin(debug="yes")

@@ -5,6 +5,8 @@ ported mechanically: camelCase → snake_case, ``new X({...})`` → ``X(...)``, 
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 import s3db_nb
@@ -101,3 +103,97 @@ def test_custom_transform_with_value_and_record(database, tmp_path):
     )
     importer.import_(str(path))
     assert people.get("p1")["full_name"] == "Ada Lovelace"
+
+
+class _TrackedFile(io.BytesIO):
+    """A binary file that remembers how far it has been read, so a test sees when it is read."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.high_water = max(getattr(self, "high_water", 0), self.tell())
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        data = super().read1(size)
+        self.high_water = max(getattr(self, "high_water", 0), self.tell())
+        return data
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        n = super().readinto(buffer)
+        self.high_water = max(getattr(self, "high_water", 0), self.tell())
+        return n
+
+
+def _read_at_first_write(database, **options) -> tuple[int, int]:
+    """(bytes of the file read when the first record was written, the file's size)."""
+    users = make_users(database)
+    body = "id,name,email\n" + "".join(f"u{n:05d},User {n},user{n}@example.com\n" for n in range(3000))
+    source = _TrackedFile(body.encode())
+    seen: list[int] = []
+    users.on("inserted", lambda record: seen.append(getattr(source, "high_water", 0)))
+    importer = database.use_plugin(ImporterPlugin(batch_size=100, **options))
+    result = importer.import_data("users", source, "csv")
+    assert result.imported == 3000
+    return seen[0], len(body)
+
+
+def test_streaming_reads_the_file_in_chunks_before_writing(database):
+    """streaming: true (the default): memory bounded by a batch, not the file."""
+    read, size = _read_at_first_write(database, streaming=True)
+    assert read < size / 2
+
+
+def test_streaming_false_reads_the_whole_file_before_the_first_write(database):
+    read, size = _read_at_first_write(database, streaming=False)
+    assert read == size
+
+
+def test_has_header_false_names_columns_by_position_for_mapping(database, tmp_path):
+    """import(file, { hasHeader: false }) with mapping { '0': 'id', '1': 'name', '2': 'email' }."""
+    users = make_users(database)
+    path = tmp_path / "no-header.csv"
+    path.write_text("u1,Alice,alice@example.com\nu2,Bob,bob@example.com\n")
+    importer = database.use_plugin(ImporterPlugin(resource="users", format="csv", mapping={"0": "id", "1": "name", "2": "email"}))
+    result = importer.import_(path, has_header=False)
+    assert result["inserted"] == 2
+    assert users.get("u1") == {"id": "u1", "name": "Alice", "email": "alice@example.com"}
+
+
+def test_has_header_option_applies_to_every_import(database, tmp_path):
+    users = make_users(database)
+    path = tmp_path / "no-header.csv"
+    path.write_text("u1,Alice,alice@example.com\n")
+    importer = database.use_plugin(ImporterPlugin(has_header=False, mapping={"0": "id", "1": "name", "2": "email"}))
+    importer.import_data("users", path)
+    assert users.get("u1")["name"] == "Alice"
+
+
+def test_header_row_and_start_row_place_the_header_of_a_sheet(database, tmp_path):
+    """new ImporterPlugin({ format: 'excel', sheet: 'People', headerRow: 1, startRow: 3 })."""
+    openpyxl = pytest.importorskip("openpyxl")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "People"
+    for row in (["Exported 2025-01-01"], ["id", "name", "email"], ["(example)", "x", "x"], ["u1", "Alice", "alice@example.com"]):
+        sheet.append(row)
+    path = tmp_path / "people.xlsx"
+    book.save(path)
+    users = make_users(database)
+    importer = database.use_plugin(ImporterPlugin(resource="users", format="excel", sheet="People", header_row=1, start_row=3))
+    assert importer.import_(path)["inserted"] == 1
+    assert users.list_ids() == ["u1"]
+
+
+def test_resource_name_and_validate_options(database, users_csv):
+    """resourceName is resource; validate (record) => boolean drops the rows it refuses."""
+    users = make_users(database)
+    importer = database.use_plugin(ImporterPlugin(resource_name="users", mapping=MAPPING, validate=lambda r: r["id"] != "u2"))
+    importer.import_(users_csv)
+    assert "u2" not in users.list_ids() and "u1" in users.list_ids()
+
+
+def test_bad_header_row_and_streaming_are_refused():
+    with pytest.raises(s3db_nb.PluginError, match="header_row must be a 0-based row number"):
+        ImporterPlugin(header_row=-1)
+    with pytest.raises(s3db_nb.PluginError, match="streaming must be True or False"):
+        ImporterPlugin(streaming="yes")

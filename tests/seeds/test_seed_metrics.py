@@ -188,3 +188,34 @@ def test_clear_metrics_forgets_what_was_measured(db):
     users.insert({"name": "Ana"})
     metrics.clear_metrics()
     assert metrics.get_resource_metrics("users")["count"] == 0
+
+
+def test_batch_size_flushes_once_that_many_calls_are_buffered(db):
+    metrics, users = _users(db, batch_size=3)
+    users.insert({"id": "u1", "name": "Ana"})
+    users.insert({"id": "u2", "name": "Bea"})
+    assert metrics.flushes == 0
+    users.get("u1")  # the third measured call
+    assert metrics.flushes == 1
+    rows = metrics.get_metrics()
+    assert sorted(zip(rows["operation"], rows["count"])) == [("get", 1), ("insert", 2)]
+    users.get("u2")
+    assert metrics.flushes == 1  # the counter started again at the flush
+
+
+def test_batch_size_must_be_a_positive_integer():
+    with pytest.raises(PluginError, match="batch_size must be a positive integer"):
+        MetricsPlugin(batch_size=0)
+
+
+def test_on_threshold_exceeded_and_on_high_error_rate_get_the_crossing(db):
+    crossed, high = [], []
+    _, users = _users(
+        db,
+        alert_thresholds={"error_rate": 0.5},
+        on_threshold_exceeded=lambda *a: crossed.append(a),
+        on_high_error_rate=lambda *a: high.append(a),
+    )
+    with pytest.raises(s3db_nb.NotFoundError):
+        users.get("missing")
+    assert crossed == [("error_rate", 1.0, 0.5)] and high == [("users", 1.0)]

@@ -113,3 +113,97 @@ def test_events_use_plg_vector_names(database):
     items.vector_search([1, 0, 0, 0])
     items.cluster(2)
     assert seen == ["search-complete", "cluster-start", "cluster-complete"]
+
+
+def _events(plugin):
+    seen = []
+    for name in ("plg:vector:search-complete", "vector:search-complete", "plg:vector:search-progress", "plg:vector:cluster-complete"):
+        plugin.on(name, lambda payload, name=name: seen.append(name))
+    return seen
+
+
+def test_emit_events_false_silences_every_vector_event(database):
+    """new VectorPlugin({ emitEvents: false }): no event for searches or clustering."""
+    plugin = database.use_plugin(VectorPlugin(emit_events=False))
+    items = make_items(database)
+    seen = _events(plugin)
+    items.vector_search([1, 0, 0, 0], limit=1)
+    items.cluster(2)
+    assert seen == []
+
+
+def test_emit_events_default_emits_search_and_cluster_events(database):
+    plugin = database.use_plugin(VectorPlugin())
+    items = make_items(database)
+    seen = _events(plugin)
+    items.vector_search([1, 0, 0, 0], limit=1)
+    items.cluster(2)
+    assert seen == ["plg:vector:search-complete", "vector:search-complete", "plg:vector:cluster-complete"]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_verbose_events_report_progress_throttled_per_event_throttle(database):
+    """verboseEvents: true, eventThrottle: 100 (ms): progress events, at most one per 0.1 s per search."""
+    clock = _Clock()
+    plugin = database.use_plugin(VectorPlugin(verbose_events=True, event_throttle_ms=100, batch_size=1, clock=clock))
+    items = make_items(database)
+    progress = []
+    plugin.on("plg:vector:search-progress", progress.append)
+    items.vector_search([1, 0, 0, 0], limit=1)  # four batches of one record, no time passes
+    assert [p["scanned_records"] for p in progress] == [1]
+    clock.now += 0.05
+    items.vector_search([1, 0, 0, 0], limit=1)  # still inside the throttle window
+    assert len(progress) == 1
+    clock.now += 0.1
+    items.vector_search([1, 0, 0, 0], limit=1)
+    assert [p["scanned_records"] for p in progress] == [1, 1]
+    assert plugin.event_throttle == pytest.approx(0.1)
+
+
+def test_without_verbose_events_no_progress_is_emitted(database):
+    plugin = database.use_plugin(VectorPlugin(batch_size=1))
+    items = make_items(database)
+    progress = []
+    plugin.on("plg:vector:search-progress", progress.append)
+    items.vector_search([1, 0, 0, 0], limit=1)
+    assert progress == []
+
+
+def test_cluster_store_keeps_each_records_cluster_in_plugin_attributes(database):
+    """The seed's VectorPlugin attributes _vector_clusterId / _vector_clusterVersion, written by cluster(store=True)."""
+    plugin = database.use_plugin(VectorPlugin())
+    items = make_items(database)
+    result = items.cluster(2, store=True)
+    stored = plugin.stored_clusters("items").set_index("id")
+    assert stored.loc["a1", "cluster"] == stored.loc["a2", "cluster"] != stored.loc["b1", "cluster"] == stored.loc["b2", "cluster"]
+    assert set(stored["version"]) == {result.version} and result.version
+    assert {"_vector_clusterId", "_vector_clusterVersion"} <= set(items.schema.plugin_attributes)
+    # the records keep their vectors and stay in the byHas partition searches read
+    assert list(items.vector_search([1, 0, 0, 0], limit=2)["id"]) == ["a1", "a2"]
+
+
+def test_cluster_without_store_writes_nothing(database):
+    plugin = database.use_plugin(VectorPlugin())
+    items = make_items(database)
+    assert items.cluster(2).version is None
+    assert plugin.stored_clusters("items").empty and "_vector_clusterId" not in items.schema.plugin_attributes
+
+
+def test_vector_distance_and_distance_use_the_plugin_metric(database):
+    """resource.vectorDistance([1, 2, 3], [4, 5, 6], 'euclidean') and its alias resource.distance()."""
+    database.use_plugin(VectorPlugin(distance_metric="manhattan"))
+    items = make_items(database)
+    assert items.vector_distance([1, 2, 3], [4, 5, 6], "euclidean") == pytest.approx(27**0.5)
+    assert items.distance([1, 2, 3], [4, 5, 6]) == pytest.approx(9.0)
+
+
+def test_emit_events_must_be_a_boolean():
+    with pytest.raises(s3db_nb.PluginError, match="emit_events must be True or False"):
+        VectorPlugin(emit_events="no")
