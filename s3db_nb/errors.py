@@ -26,6 +26,7 @@ Warnings (something went wrong that must not stop the operation) derive from ``S
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -68,13 +69,33 @@ class ValidationError(S3DBError, ValueError):
     """One or more fields failed validation; nothing was written.
 
     ``errors`` is a list of dicts with ``field``, ``rule``, ``message`` and ``value``
-    (secret values are replaced by ``"***"``).
+    (secret values are replaced by ``"***"``). Plugin code may also raise it as s3db.js
+    code does, with a message and the optional ``status_code``, ``retriable`` and
+    ``suggestion`` (keywords, or the seeds' ``{statusCode, retriable, suggestion}`` dict).
     """
 
-    def __init__(self, errors: list[dict[str, Any]], resource: str | None = None) -> None:
+    def __init__(
+        self,
+        errors: list[dict[str, Any]] | str,
+        resource: str | Mapping[str, Any] | None = None,
+        *,
+        status_code: int | None = None,
+        retriable: bool | None = None,
+        suggestion: str | None = None,
+    ) -> None:
+        if isinstance(errors, str):  # s3db.js: new ValidationError(message, {statusCode, retriable, suggestion})
+            details = dict(resource) if isinstance(resource, Mapping) else {}
+            self.errors: list[dict[str, Any]] = []
+            self.resource = None
+            self.status_code = status_code if status_code is not None else details.get("statusCode", details.get("status_code", 400))
+            self.retriable = retriable if retriable is not None else bool(details.get("retriable", False))
+            self.suggestion = suggestion if suggestion is not None else details.get("suggestion")
+            super().__init__(errors + (f"\n  suggestion: {self.suggestion}" if self.suggestion else ""))
+            return
         self.errors = errors
-        self.resource = resource
-        where = f" for resource {resource!r}" if resource else ""
+        self.resource = resource if isinstance(resource, str) else None
+        self.status_code, self.retriable, self.suggestion = 400 if status_code is None else status_code, bool(retriable), suggestion
+        where = f" for resource {self.resource!r}" if self.resource else ""
         lines = [f"{len(errors)} field(s) failed validation{where}:"]
         for err in errors:
             lines.append(f"  - {err['field']}: {err['message']} (rule {err['rule']!r}, got {err['value']!r})")

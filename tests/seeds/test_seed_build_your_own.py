@@ -84,15 +84,17 @@ def test_the_constructor_keeps_its_own_options_over_the_default_config():
     assert (plugin.name, plugin.version) == ("MyCustomPlugin", "1.0.0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="core: s3db_nb.ValidationError(errors: list, resource=None) does not take s3db.js's (message, {statusCode, retriable, "
-    "suggestion}) form, so the seed's constructor check raises TypeError instead of ValidationError (errors.py, not this helper's file)",
-)
 def test_a_missing_resource_is_a_validation_error_with_the_seeds_suggestion():
-    with pytest.raises(ValidationError, match="MyCustomPlugin requires a target resource"):
+    with pytest.raises(ValidationError, match="MyCustomPlugin requires a target resource") as info:
         MyCustomPlugin({})
+    assert (info.value.status_code, info.value.retriable) == (400, False)
+    assert info.value.suggestion == 'Pass { resource: "my-resource" } when instantiating the plugin.'
+
+
+def test_validation_error_takes_the_seeds_details_dict():
+    error = ValidationError("bad input", {"statusCode": 422, "retriable": True, "suggestion": "fix it"})
+    assert (error.status_code, error.retriable, error.suggestion, error.errors) == (422, True, "fix it", [])
+    assert "bad input" in str(error) and "fix it" in str(error)
 
 
 def test_setup_stops_at_the_database_hook_before_insert_as_in_s3db_js(db):
