@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 NODE_COMPAT := tests/compat/node
 NODE_STAMP := $(NODE_COMPAT)/node_modules/.installed
 
-.PHONY: demo test clean compat-docs
+.PHONY: demo test clean compat-docs bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+# Every benchmark of issue #17 with modest N (a few minutes), one table of ratios against their
+# targets; starts and stops its own SeaweedFS, runs s3db.js from tests/compat/node. Not part of `make test`.
+bench: $(STAMP) $(NODE_STAMP)
+	$(PY) benchmarks/run_all.py
 
 # Re-run the compatibility tests and regenerate docs/compat.md from their outcomes.
 compat-docs: $(STAMP) $(NODE_STAMP)

@@ -78,7 +78,10 @@ def best_of(repeat: int, fn):
 # -- ceilings ------------------------------------------------------------------------------
 
 
-def s3_ceiling(endpoint: str, bucket: str, prefix: str, keys: list[str], parallelism: int) -> dict[str, float]:
+def s3_ceiling(endpoint: str, bucket: str, prefix: str, keys: list[str], parallelism: int, boto3_loop: bool = True) -> dict[str, float]:
+    """Raw GETs and PUTs of the same objects through boto3 (unless ``boto3_loop`` is False) and obstore."""
+    if not boto3_loop:
+        return obstore_ceiling(endpoint, bucket, prefix, keys, None, parallelism)
     import boto3
     from botocore.config import Config
 
@@ -107,8 +110,10 @@ def s3_ceiling(endpoint: str, bucket: str, prefix: str, keys: list[str], paralle
     return out
 
 
-def obstore_ceiling(endpoint: str, bucket: str, prefix: str, keys: list[str], objects: list, parallelism: int) -> dict[str, float]:
-    """The same GETs and PUTs through obstore (the ``s3-fast`` transport), when it is installed."""
+def obstore_ceiling(endpoint: str, bucket: str, prefix: str, keys: list[str], objects: list | None, parallelism: int) -> dict[str, float]:
+    """The same GETs and PUTs through obstore (the ``s3-fast`` transport), when it is installed.
+
+    The PUTs write ``objects`` (metadata, body, content type), or what the GETs read when None."""
     try:
         import obstore
         from obstore.store import S3Store
@@ -122,13 +127,19 @@ def obstore_ceiling(endpoint: str, bucket: str, prefix: str, keys: list[str], ob
         result = obstore.get(store, f"{prefix}/{key}")
         return result.attributes, bytes(result.bytes())
 
+    standard = {"content-type", "content-disposition", "content-encoding", "content-language", "cache-control", "storage-class"}
+
     def put(item):
         key, (meta, body, ctype) = item
         attributes = {**meta, **({"Content-Type": ctype} if ctype else {})}
         obstore.put(store, f"{prefix}-obstore/{key}", body, attributes=attributes, mode="create")
 
     with ThreadPoolExecutor(parallelism) as pool:
-        _, get_s, get_cpu = timed(lambda: list(pool.map(get, keys)))
+        fetched, get_s, get_cpu = timed(lambda: list(pool.map(get, keys)))
+        if objects is None:
+            objects = [
+                ({k: v for k, v in a.items() if k.lower() not in standard}, body, a.get("Content-Type")) for a, body in fetched
+            ]  # fmt: skip
         _, put_s, put_cpu = timed(lambda: list(pool.map(put, zip(keys, objects))))
     return {"obstore_get_s": get_s, "obstore_put_s": put_s, "obstore_get_cpu_s": get_cpu, "obstore_put_cpu_s": put_cpu}
 
@@ -197,7 +208,11 @@ def file_ceiling(root: Path, keys: list[str], parallelism: int, repeat: int = 1)
 # -- one case (in a subprocess) -----------------------------------------------------------
 
 
-def run_case(backend: str, n: int, endpoint: str | None, bucket: str | None, parallelism: int, repeat: int = 1) -> dict:
+def run_case(
+    backend: str, n: int, endpoint: str | None, bucket: str | None, parallelism: int, repeat: int = 1, boto3_loop: bool = True
+) -> dict:
+    """One (backend, N) case in this process: s3db_nb's insert and read, then the raw ceiling
+    (``boto3_loop=False`` leaves out the slow boto3 loop on S3 servers: obstore's only)."""
     import s3db_nb
     import s3db_nb.frames  # noqa: F401 - loaded on first use (~25 ms): a one-time cost, not per record
 
@@ -231,7 +246,7 @@ def run_case(backend: str, n: int, endpoint: str | None, bucket: str | None, par
         elif backend == "memory":
             ceiling = {}
         else:
-            ceiling = s3_ceiling(endpoint, bucket, prefix, keys, parallelism)
+            ceiling = s3_ceiling(endpoint, bucket, prefix, keys, parallelism, boto3_loop)
         db.disconnect()
         return {
             "backend": backend, "n": n, "parallelism": parallelism,
@@ -241,6 +256,21 @@ def run_case(backend: str, n: int, endpoint: str | None, bucket: str | None, par
         }  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def case_in_subprocess(
+    backend: str, n: int, endpoint: str | None, bucket: str | None, parallelism: int = 16, repeat: int = 3, boto3_loop: bool = True
+) -> dict | str:
+    """``run_case`` in a fresh Python process, so the peak RSS is the case's own: its figures
+    (a dict), or why it failed (a str)."""
+    args = [sys.executable, __file__, "--parallelism", str(parallelism), "--repeat", str(repeat)]
+    if not boto3_loop:
+        args.append("--no-boto3")
+    args += ["--case", backend, str(n), endpoint or "-", bucket or "-"]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"failed: {proc.stderr.strip().splitlines()[-1:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def node_case(endpoint: str, bucket: str, n: int, parallelism: int) -> dict | str:
@@ -432,6 +462,7 @@ def main() -> None:
     parser.add_argument("--seaweed", default=None, help="sizes for SeaweedFS only (default: --s3)")
     parser.add_argument("--parallelism", type=int, default=16)
     parser.add_argument("--no-node", action="store_true", help="skip the s3db.js comparison on the S3 servers")
+    parser.add_argument("--no-boto3", action="store_true", help="skip the raw boto3 loop on the S3 servers (obstore's only)")
     parser.add_argument(
         "--repeat",
         type=int,
@@ -442,13 +473,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.case:
         backend, n, endpoint, bucket = args.case
-        print(
-            json.dumps(
-                run_case(
-                    backend, int(n), None if endpoint == "-" else endpoint, None if bucket == "-" else bucket, args.parallelism, args.repeat
-                )
-            )
-        )
+        endpoint_or_none, bucket_or_none = (None if endpoint == "-" else endpoint), (None if bucket == "-" else bucket)
+        print(json.dumps(run_case(backend, int(n), endpoint_or_none, bucket_or_none, args.parallelism, args.repeat, not args.no_boto3)))
         return
 
     plan = [("memory", n) for n in sizes(args.memory)] + [("file", n) for n in sizes(args.file)]
@@ -472,12 +498,11 @@ def main() -> None:
                     continue
                 endpoint, bucket = endpoints[backend]
             started = time.perf_counter()
-            proc = subprocess.run([sys.executable, __file__, "--parallelism", str(args.parallelism), "--repeat", str(args.repeat), "--case", backend, str(n), endpoint, bucket],
-                                  capture_output=True, text=True)  # fmt: skip
-            if proc.returncode != 0:
-                skipped.append(f"{backend} N={n}: failed: {proc.stderr.strip().splitlines()[-1:]}")
+            outcome = case_in_subprocess(backend, n, endpoint, bucket, args.parallelism, args.repeat, not args.no_boto3)
+            if isinstance(outcome, str):
+                skipped.append(f"{backend} N={n}: {outcome}")
                 continue
-            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            results.append(outcome)
             print(f"  {backend} N={n} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
             if backend in ("moto", "seaweed") and not args.no_node:
                 started = time.perf_counter()

@@ -99,6 +99,18 @@ def time_node(endpoint: str, bucket: str, prefix: str, n: int, repeat: int) -> l
     return result["times"][1:]  # the first run warms its connections
 
 
+def run(endpoint: str, bucket: str, n: int, repeat: int, prefix: str | None = None) -> dict[str, list[float] | str]:
+    """Fill ``n`` keys once, then time ``count()`` ``repeat`` times per client: seconds per run
+    for each client (a list), or why a client could not run (a str). ``make bench`` imports it."""
+    prefix = prefix or f"bench-list-{n}"
+    fill(endpoint, bucket, prefix, n)
+    return {
+        "s3db_nb obstore": time_count(endpoint, bucket, prefix, "obstore", n, repeat),
+        "s3db_nb boto3": time_count(endpoint, bucket, prefix, "boto3", n, repeat),
+        "s3db.js 21.6.2": time_node(endpoint, bucket, prefix, n, repeat),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000)
@@ -110,13 +122,7 @@ def main() -> None:
         if isinstance(started, str):
             sys.exit(f"cannot run: {started}")
         endpoint, bucket = started
-        prefix = f"bench-list-{args.n}"
-        fill(endpoint, bucket, prefix, args.n)
-        rows: dict[str, list[float] | str] = {
-            "s3db_nb obstore": time_count(endpoint, bucket, prefix, "obstore", args.n, args.repeat),
-            "s3db_nb boto3": time_count(endpoint, bucket, prefix, "boto3", args.n, args.repeat),
-            "s3db.js 21.6.2": time_node(endpoint, bucket, prefix, args.n, args.repeat),
-        }
+        rows = run(endpoint, bucket, args.n, args.repeat)
     finally:
         servers.stop()
     base = rows["s3db.js 21.6.2"]

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -80,6 +81,28 @@ def run_case(url: str, resource: str, what: str) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def run(n: int = 10_000, runs: int = 3) -> dict[str, Any]:
+    """Populate a temporary file:// store, then time every case ``runs`` times (interleaved, so
+    load drifts hit every case alike), each read in a fresh process. Returns seconds per run for
+    each case (``times``), PBKDF2 derivations of each case's last run (``derivations``) and the
+    write time; ``make bench`` imports it."""
+    with tempfile.TemporaryDirectory(prefix="bench-secrets-") as tmp:
+        url = f"file://{tmp}/data"
+        t0 = time.perf_counter()
+        populate(url, n)
+        write_s = time.perf_counter() - t0
+        times: dict[str, list[float]] = {case: [] for case in CASES}
+        derivations: dict[str, int] = {}
+        for _ in range(runs):
+            for case, (resource, what) in CASES.items():
+                out = run_case(url, resource, what)
+                if out["rows"] != n:
+                    raise SystemExit(f"{case}: read {out['rows']} rows, expected {n}")
+                times[case].append(out["seconds"])
+                derivations[case] = int(out["derivations"])
+    return {"n": n, "runs": runs, "write_s": write_s, "times": times, "derivations": derivations}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000)
@@ -89,20 +112,9 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(*args.measure)))
         return
-    with tempfile.TemporaryDirectory(prefix="bench-secrets-") as tmp:
-        url = f"file://{tmp}/data"
-        t0 = time.perf_counter()
-        populate(url, args.n)
-        print(f"wrote 2 x {args.n} records in {time.perf_counter() - t0:.1f}s; {args.runs} runs, each read in a fresh process")
-        times: dict[str, list[float]] = {case: [] for case in CASES}
-        derivations: dict[str, int] = {}
-        for _ in range(args.runs):
-            for case, (resource, what) in CASES.items():  # interleaved, so load drifts hit every case alike
-                out = run_case(url, resource, what)
-                if out["rows"] != args.n:
-                    raise SystemExit(f"{case}: read {out['rows']} rows, expected {args.n}")
-                times[case].append(out["seconds"])
-                derivations[case] = int(out["derivations"])
+    figures = run(args.n, args.runs)
+    times, derivations = figures["times"], figures["derivations"]
+    print(f"wrote 2 x {args.n} records in {figures['write_s']:.1f}s; {args.runs} runs, each read in a fresh process")
     print(f"\n{'case':<24} {'min s':>8} {'median s':>9} {'PBKDF2':>7}")
     for case, values in times.items():
         print(f"{case:<24} {min(values):>8.3f} {statistics.median(values):>9.3f} {derivations[case]:>7}")

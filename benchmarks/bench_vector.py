@@ -55,6 +55,48 @@ def timed(fn, repeat: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def cold_warm(url: str, n: int = 10_000, dims: int = 384, k: int = 10, runs: int = 3, repeat: int = 5) -> dict[str, list[float] | float]:
+    """Issue #17 item 6 on ``url`` (a file:// store, written once here): per run, the first
+    ``vector_search`` through a new connection (a cold kernel: no index in memory) and the median
+    of ``repeat`` warm queries after it; and the time to GET one object as large as the (id,
+    vector) matrix in Arrow IPC, the single read a persisted index would cost. ``make bench``
+    imports it."""
+    import pandas as pd
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    raw = rng.standard_normal((n, dims)).astype(np.float32)
+    raw /= np.linalg.norm(raw, axis=1, keepdims=True)
+    queries = [raw[i] + 0.01 * rng.standard_normal(dims).astype(np.float32) for i in rng.choice(n, runs, replace=False)]
+    db = s3db_nb.connect(url)
+    docs = db.create_resource("docs", {"n": "number|integer", "vector": f"embedding:{dims}"}, behavior="body-overflow")
+    ids = [f"d{i:06d}" for i in range(n)]
+    started = time.perf_counter()
+    docs.insert_frame(pd.DataFrame({"id": ids, "n": np.arange(n), "vector": list(raw)}), id_column="id")
+    insert_s = time.perf_counter() - started
+    # the object a persisted index would be: (id, vector) as one Arrow IPC stream
+    table = pa.table({"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(raw.ravel()), dims)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    db.client.put("bench/vector-index.arrow", sink.getvalue().to_pybytes())
+    db.disconnect()
+    cold, warm, object_read = [], [], []
+    for query in queries:
+        fresh = s3db_nb.connect(url)
+        fresh.use_plugin(VectorPlugin())
+        res = fresh.resource("docs")
+        started = time.perf_counter()
+        res.vector_search(query, k=k)
+        cold.append(time.perf_counter() - started)
+        warm.append(timed(lambda res=res, query=query: res.vector_search(query, k=k), repeat)[0])
+        started = time.perf_counter()
+        fresh.client.get("bench/vector-index.arrow")
+        object_read.append(time.perf_counter() - started)
+        fresh.disconnect()
+    return {"n": n, "dims": dims, "insert_s": insert_s, "cold_s": cold, "warm_s": warm, "object_read_s": object_read}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="records")
