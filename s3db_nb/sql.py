@@ -26,6 +26,7 @@ import json
 import threading
 import urllib.parse
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +133,9 @@ class SQLEngine:
         self._lock = threading.RLock()
         self._cache: dict[tuple[Any, ...], pa.Table] = {}
         self._registered: dict[str, tuple[Any, ...]] = {}
+        # query text → (parse tree, tables it reads): an analyst re-runs the same queries, and
+        # asking DuckDB for the tree costs about as much as a small query over a snapshot
+        self._parsed: OrderedDict[str, tuple[dict[str, Any] | None, frozenset[str]]] = OrderedDict()
         self.reads: list[tuple[Any, ...]] = []  # (resource, partition filter) of every read or snapshot use, for tests
         db.events.on("resource-changed", self._invalidate)
 
@@ -152,8 +156,7 @@ class SQLEngine:
         with self._lock:
             if refresh:
                 self._cache.clear()
-            tree = _parse(self.con, query)
-            referenced = _referenced(tree, query)
+            tree, referenced = self._parse(query)
             by_lower = {name.lower(): name for name in self.db.resources}
             tables_lower = {k.lower() for k in tables}
             for ref in referenced:
@@ -172,6 +175,18 @@ class SQLEngine:
                 for key in tables:
                     self.con.unregister(key)
             return SQLResult(table, query)
+
+    def _parse(self, query: str) -> tuple[dict[str, Any] | None, frozenset[str]]:
+        """The parse tree of ``query`` and the tables it reads, from the last 256 queries seen."""
+        hit = self._parsed.get(query)
+        if hit is not None:
+            self._parsed.move_to_end(query)
+            return hit
+        tree = _parse(self.con, query)
+        hit = self._parsed[query] = (tree, frozenset(_referenced(tree, query)))
+        if len(self._parsed) > 256:
+            self._parsed.popitem(last=False)
+        return hit
 
     def _register_resource(
         self, name: str, pushed: tuple[str, dict[str, str]] | None, secrets: bool = True, snapshot: bool | None = None
