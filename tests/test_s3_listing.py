@@ -198,3 +198,17 @@ def test_a_client_prefix_is_applied_and_stripped(pair_factory):
     assert shape(pages(outer.fast)) == shape(pages(outer.slow))  # SeaweedFS lists inner/ before inner-not/
     assert sorted(pages(outer.fast)[0].keys) == ["inner-not/x", "inner/a/1", "inner/a/2", "inner/b"]
     assert pair.boto3_lists_by_fast == outer.boto3_lists_by_fast == 0
+
+
+def test_both_transports_report_the_same_versions_and_a_rewrite_changes_one(pair_factory):
+    pair = pair_factory()
+    keys = [f"resource=users/data/id={i}" for i in range(5)]
+    pair.put_all(keys)
+    fast, slow = pages(pair.fast, "resource=users/data/"), pages(pair.slow, "resource=users/data/")
+    assert [p.versions for p in fast] == [p.versions for p in slow]
+    before = dict(zip(fast[0].keys, fast[0].versions))
+    assert all(version.split("/")[0] for version in before.values())  # an ETag in every one
+    pair.slow.put(keys[2], b"rewritten")
+    page = pages(pair.fast, "resource=users/data/")[0]
+    after = dict(zip(page.keys, page.versions))
+    assert [key for key in keys if after[key] != before[key]] == [keys[2]]

@@ -68,6 +68,15 @@ class ListPage:
     common_prefixes: list[str]
     next_token: str | None  # pass back as ``token`` for the next page; None when done
     sizes: list[int] | None = None  # object sizes parallel to ``keys``, when the listing reports them
+    #: parallel to ``keys`` when the listing reports them: a text that changes whenever the object
+    #: is rewritten (on S3 ``<ETag>/<LastModified ISO>``; every s3db_nb record write gets a new ETag)
+    versions: list[str] | None = None
+
+
+def object_version(etag: object, modified: object) -> str:
+    """The ``ListPage.versions`` text of one listed object: its ETag (unquoted) and LastModified."""
+    stamp = modified.isoformat() if hasattr(modified, "isoformat") else ""
+    return f"{str(etag or '').strip(chr(34))}/{stamp}"
 
 
 def join_key(prefix: str, key: str) -> str:

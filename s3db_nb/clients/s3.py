@@ -36,7 +36,7 @@ from typing import Any
 
 from ..errors import ConflictError, NotFoundError, S3DBError, StorageError
 from . import log_filter, s3_obstore
-from .base import ListPage, ObjectInfo, RequestEvent, StorageClient, StoredObject, is_own_write
+from .base import ListPage, ObjectInfo, RequestEvent, StorageClient, StoredObject, is_own_write, object_version
 from .listing import MAX_LIST_KEYS, PrefixMixin, clamp_limit, strip_quotes
 from .s3_obstore import ObstoreTransport
 
@@ -639,9 +639,10 @@ class S3Client(PrefixMixin, StorageClient):
         contents = resp.get("Contents") or []
         keys = [self._rel(item["Key"]) for item in contents]
         sizes = [int(item.get("Size") or 0) for item in contents]
+        versions = [object_version(item.get("ETag"), item.get("LastModified")) for item in contents]
         prefixes = [self._rel(item["Prefix"]) for item in resp.get("CommonPrefixes") or []]
         next_token = resp.get("NextContinuationToken") if resp.get("IsTruncated") else None
-        return ListPage(keys=keys, common_prefixes=prefixes, next_token=next_token or None, sizes=sizes)
+        return ListPage(keys=keys, common_prefixes=prefixes, next_token=next_token or None, sizes=sizes, versions=versions)
 
     def _fast_list(self, prefix: str, full_prefix: str, after: str | None, limit: int) -> ListPage | None:
         """A listing page through obstore (one event per LIST request it sent); None for boto3.
@@ -658,7 +659,13 @@ class S3Client(PrefixMixin, StorageClient):
         except s3_obstore.Unsupported:
             return None
         next_token = AFTER_TOKEN + items[-1][0] if more else None
-        return ListPage(keys=[self._rel(key) for key, _ in items], common_prefixes=[], next_token=next_token, sizes=[s for _, s in items])
+        return ListPage(
+            keys=[self._rel(item[0]) for item in items],
+            common_prefixes=[],
+            next_token=next_token,
+            sizes=[item[1] for item in items],
+            versions=[item[2] for item in items],
+        )
 
     def close(self) -> None:
         with self._close_lock:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from .base import ObjectInfo
+from .base import ObjectInfo, object_version
 
 #: keys in one ListObjectsV2 response (obstore sends no max-keys, so servers answer their most)
 SERVER_PAGE = 1000
@@ -93,13 +93,13 @@ class ListCursor:
 
     def __init__(self, stream: Iterator[Any]) -> None:
         self._stream = stream
-        self._buffer: list[tuple[str, int]] = []
+        self._buffer: list[tuple[str, int, str]] = []
         self._done = False
         self._fresh = True
         self._last: str | None = None
 
-    def take(self, limit: int, report: ListReport) -> tuple[list[tuple[str, int]], bool]:
-        """Up to ``limit`` ``(full key, size)`` pairs and whether more keys follow them."""
+    def take(self, limit: int, report: ListReport) -> tuple[list[tuple[str, int, str]], bool]:
+        """Up to ``limit`` ``(full key, size, version)`` triples and whether more keys follow them."""
         while len(self._buffer) <= limit and not self._done:
             started = time.perf_counter()
             try:
@@ -132,7 +132,7 @@ class ListCursor:
             key = str(meta["path"])
             if key == last:
                 raise Unsupported("a key with a leading or trailing '/'")
-            self._buffer.append((key, int(meta.get("size") or 0)))
+            self._buffer.append((key, int(meta.get("size") or 0), object_version(meta.get("e_tag"), meta.get("last_modified"))))
             last = key
         self._last = last
 
@@ -251,8 +251,8 @@ class ObstoreTransport:
         )
         return info, body
 
-    def list_page(self, full_prefix: str, after: str | None, limit: int, report: ListReport) -> tuple[list[tuple[str, int]], bool]:
-        """One page of ``(full key, size)`` under ``full_prefix``, keys ``> after``; and whether more follow.
+    def list_page(self, full_prefix: str, after: str | None, limit: int, report: ListReport) -> tuple[list[tuple[str, int, str]], bool]:
+        """One page of ``(full key, size, version)`` under ``full_prefix``, keys ``> after``; and whether more follow.
 
         A page that resumes where an earlier one stopped continues that listing (its next
         server page is already fetched); otherwise a new listing starts after ``after``.

@@ -1,8 +1,8 @@
 """One listing of a resource's data prefix with a version per record: what a refresh compares.
 
 A version is a string that changes whenever the record's object is rewritten. On S3 it is the
-listing's ETag and LastModified (every record write carries a fresh ``_rev`` token, so its ETag
-changes). On ``file://`` the listing reads the folder itself (the layout s3db.js and
+listing's ETag and LastModified, ``ListPage.versions`` of the client's own listing (every record
+write carries a fresh ``_rev`` token, so its ETag changes). On ``file://`` the listing reads the folder itself (the layout s3db.js and
 ``FileClient`` share: object ``K`` is ``<root>/<K>`` plus ``<K>.meta.json``, and every writer of
 either client replaces the sidecar by a rename): the version is the sidecar's inode, mtime and
 size. A sidecar modified less than ``RACY_NS`` before the listing began could be rewritten within
@@ -115,17 +115,17 @@ def _file_versions(resource: Resource, clock_ns: Callable[[], int]) -> Listing:
 
 def _s3_versions(resource: Resource) -> dict[str, str]:
     client = resource.client
-    prefix = join_key(getattr(client, "prefix", "") or "", resource.engine.data_prefix())
-    strip = len(prefix) + len(ID_SEGMENT)
+    prefix = resource.engine.data_prefix()  # relative to the client's prefix, as listings are
+    skip = len(prefix) + len(ID_SEGMENT)
     versions: dict[str, str] = {}
-    # the boto3 client directly: the storage interface's listing reports keys and sizes only
-    paginator = client.client.get_paginator("list_objects_v2")  # type: ignore[attr-defined]
-    for page in paginator.paginate(Bucket=client.bucket, Prefix=prefix):  # type: ignore[attr-defined]
-        for item in page.get("Contents") or []:
-            key = item["Key"]
-            if key[len(prefix) : len(prefix) + len(ID_SEGMENT)] != ID_SEGMENT or "/" in key[strip:]:
-                continue
-            modified = item.get("LastModified")
-            stamp = modified.isoformat() if modified is not None else ""
-            versions[key[strip:]] = f"{str(item.get('ETag', '')).strip(chr(34))}/{stamp}"
-    return versions
+    token: str | None = None
+    while True:
+        page = client.list_page(prefix, token=token)
+        if page.versions is None:
+            raise S3DBError(f"the {type(client).__name__} listing reports no ETags; snapshots of {resource.name!r} cannot refresh")
+        for key, version in zip(page.keys, page.versions):
+            if key[len(prefix) : skip] == ID_SEGMENT and "/" not in key[skip:]:
+                versions[key[skip:]] = version
+        if not page.next_token:
+            return versions
+        token = page.next_token
