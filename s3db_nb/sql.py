@@ -133,9 +133,12 @@ class SQLEngine:
         self._lock = threading.RLock()
         self._cache: dict[tuple[Any, ...], pa.Table] = {}
         self._registered: dict[str, tuple[Any, ...]] = {}
+        self._served: dict[str, Any] = {}  # name → the table registered under it now (registering again is not free)
         # query text → (parse tree, tables it reads): an analyst re-runs the same queries, and
         # asking DuckDB for the tree costs about as much as a small query over a snapshot
         self._parsed: OrderedDict[str, tuple[dict[str, Any] | None, frozenset[str]]] = OrderedDict()
+        # (query, resource) → (its schema, partition pushdown, whether secrets are read): the walks of the tree
+        self._plans: OrderedDict[tuple[str, str], tuple[Any, tuple[str, dict[str, str]] | None, bool]] = OrderedDict()
         self.reads: list[tuple[Any, ...]] = []  # (resource, partition filter) of every read or snapshot use, for tests
         db.events.on("resource-changed", self._invalidate)
 
@@ -147,6 +150,7 @@ class SQLEngine:
         self.db.events.off("resource-changed", self._invalidate)
         with self._lock:
             self._cache.clear()
+            self._served.clear()
             self.con.close()
 
     def sql(self, query: str, *, refresh: bool = False, snapshot: bool | None = None, **tables: Any) -> SQLResult:
@@ -163,11 +167,12 @@ class SQLEngine:
                 name = by_lower.get(ref.lower())
                 if name is None or ref.lower() in tables_lower:
                     continue
-                resource = self.db.resource(name)
-                self._register_resource(name, _pushdown(tree, name, resource), _needs_secrets(tree, name, resource), snapshot)
+                pushed, secrets = self._plan(query, tree, name)
+                self._register_resource(name, pushed, secrets, snapshot)
             for key, value in tables.items():
                 self.con.register(key, value)
                 self._registered.pop(key, None)
+                self._served.pop(key, None)
             try:
                 relation = self.con.sql(query)
                 table = relation.to_arrow_table() if relation is not None else pa.table({})
@@ -188,6 +193,24 @@ class SQLEngine:
             self._parsed.popitem(last=False)
         return hit
 
+    def _plan(self, query: str, tree: dict[str, Any] | None, name: str) -> tuple[tuple[str, dict[str, str]] | None, bool]:
+        """The partition pushdown and secret need of ``name`` in ``query``, walked once per schema."""
+        resource = self.db.resource(name)
+        hit = self._plans.get((query, name))
+        if hit is not None and hit[0] is resource.schema:
+            return hit[1], hit[2]
+        pushed, secrets = _pushdown(tree, name, resource), _needs_secrets(tree, name, resource)
+        self._plans[(query, name)] = (resource.schema, pushed, secrets)
+        if len(self._plans) > 512:
+            self._plans.popitem(last=False)
+        return pushed, secrets
+
+    def _serve(self, name: str, table: Any) -> None:
+        """Register ``table`` as ``name`` unless it already is (DuckDB scans it in place)."""
+        if self._served.get(name) is not table:
+            self.con.register(name, table)
+            self._served[name] = table
+
     def _register_resource(
         self, name: str, pushed: tuple[str, dict[str, str]] | None, secrets: bool = True, snapshot: bool | None = None
     ) -> None:
@@ -199,7 +222,7 @@ class SQLEngine:
                 served = registry.table(resource, create=pushed is None, secrets=secrets)
                 if served is not None:
                     self.reads.append((name, None))
-                    self.con.register(name, served)
+                    self._serve(name, served)
                     self._registered[name] = (name, None, "snapshot")
                     return
         key: tuple[Any, ...] = (name, None if pushed is None else (pushed[0], tuple(sorted(pushed[1].items()))))
@@ -215,7 +238,7 @@ class SQLEngine:
                 table = resource.to_arrow(partition=pushed[0], partition_values=pushed[1], progress=False, secrets=secrets)
             self._cache[key] = table
             self.reads.append(key)
-        self.con.register(name, table)  # cheap: DuckDB scans the Arrow table in place
+        self._serve(name, table)
         self._registered[name] = key
 
 

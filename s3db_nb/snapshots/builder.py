@@ -14,6 +14,7 @@ so a query with nothing changed costs the check alone: on file:// one stat of th
 from __future__ import annotations
 
 import io
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
 
 COMPACT_FILES = 8
 COMPACT_RATIO = 0.2
-PUBLISH_ATTEMPTS = 5
+PUBLISH_ATTEMPTS = 8
+#: after a lost publish, wait a random time up to this × 2**attempt (kernels in step keep colliding)
+PUBLISH_BACKOFF_S = 0.01
 INDEX_SCHEMA = pa.schema([("id", pa.string()), ("version", pa.string()), ("file", pa.int32())])
 
 
@@ -180,11 +183,11 @@ class Snapshot:
                     self.last = RefreshStats(self.clock(), time.perf_counter() - started, 0, 0, False, False, False)
                     return True
             with self.store.lock():
-                for _attempt in range(PUBLISH_ATTEMPTS):
+                for attempt in range(PUBLISH_ATTEMPTS):
                     try:
                         return self._refresh_locked(resource, plan, schema, want, create)
-                    except ConflictError:
-                        continue  # another kernel published first: start again from its manifest
+                    except ConflictError:  # another kernel published first: start again from its manifest
+                        time.sleep(random.uniform(0, PUBLISH_BACKOFF_S * 2**attempt))
                 raise ConflictError(f"snapshot of {self.name!r}: {PUBLISH_ATTEMPTS} refreshes in a row lost to other kernels")
 
     def _refresh_locked(self, resource: Resource, plan: Node, schema: pa.Schema, want: str, create: bool) -> bool:
