@@ -50,6 +50,9 @@ _CONNECT_OPTIONS = {
     "create_bucket",
     "plugins",
     "repair",
+    "snapshot_dir",
+    "shared_snapshots",
+    "snapshots",
 }
 
 
@@ -62,7 +65,9 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
     ``parallelism`` (bulk-operation threads), ``strict_validation`` (reject
     fields not in the schema), ``create_bucket`` (create a missing S3 bucket), ``plugins``
     (plugin instances or classes, installed and started once connected), ``repair`` (rebuild an
-    unreadable ``s3db.json`` with ``db.repair_catalog()`` instead of raising ``SchemaError``).
+    unreadable ``s3db.json`` with ``db.repair_catalog()`` instead of raising ``SchemaError``),
+    ``snapshot_dir`` (where SQL's columnar snapshots are cached), ``shared_snapshots`` (keep them
+    in the bucket for every kernel), ``snapshots=False`` (never use them): see ``db.snapshots``.
     """
     unknown = sorted(set(options) - _CONNECT_OPTIONS)
     if unknown:
@@ -85,6 +90,10 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
     )
     db.connect(repair=bool(options.get("repair", False)))
     try:
+        if any(key in options for key in ("snapshot_dir", "shared_snapshots", "snapshots")):
+            db.snapshots.configure(
+                snapshot_dir=options.get("snapshot_dir"), shared=options.get("shared_snapshots"), enabled=options.get("snapshots")
+            )
         for plugin in options.get("plugins") or ():
             db.use_plugin(plugin)
     except BaseException:

@@ -278,3 +278,27 @@ def test_snapshot_views_equal_record_reads_with_nested_secrets(tmp_path):
         from_snapshot = people.to_arrow(snapshot=True, secrets=secrets)
         assert from_snapshot.equals(people.to_arrow(snapshot=False, secrets=secrets))
     assert people.to_arrow(secrets=False).schema.field("address").type == pa.struct([("city", pa.string())])
+
+
+# -- connect() options ---------------------------------------------------------------------------
+
+
+def test_connect_snapshot_dir_puts_the_snapshots_there(tmp_path):
+    db = s3db_nb.connect(f"file://{tmp_path / 'data'}", snapshot_dir=tmp_path / "mine")
+    db.create_resource("people", attributes=ATTRIBUTES).insert({"id": "p1", "name": "a", "country": "BR"})
+    assert db.sql(QUERY).fetchall() == [("p1", "a", "BR", None)]
+    assert db.snapshots.location.startswith(str(tmp_path / "mine"))
+    assert any(name.endswith(".parquet") for _, _, names in os.walk(tmp_path / "mine") for name in names)
+    assert not (tmp_path / "snapshots").exists()  # the environment's folder was not used
+
+
+def test_connect_snapshots_false_reads_without_them(tmp_path):
+    db = s3db_nb.connect(f"file://{tmp_path / 'data'}", snapshots=False)
+    db.create_resource("people", attributes=ATTRIBUTES).insert({"id": "p1", "name": "a", "country": "BR"})
+    assert db.sql(QUERY).fetchall() == [("p1", "a", "BR", None)]
+    assert len(db.snapshots) == 0 and not (tmp_path / "snapshots").exists()
+
+
+def test_connect_shared_snapshots_on_a_folder_names_the_option(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="shared_snapshots.*S3 store.*snapshot_dir"):
+        s3db_nb.connect(f"file://{tmp_path / 'data'}", shared_snapshots=True)

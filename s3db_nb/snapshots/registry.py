@@ -89,7 +89,8 @@ class SnapshotRegistry:
             raise InvalidArgumentError(f"snapshot_dir must be a folder path, got {type(snapshot_dir).__name__}")
         if shared and self.db.client.kind != "s3":
             raise InvalidArgumentError(
-                f"shared=True keeps snapshots in the bucket, which needs an S3 store; this one is {self.db.client.kind}://"
+                f"shared=True (connect's shared_snapshots=) keeps snapshots in the bucket, which needs an S3 store; "
+                f"this one is {self.db.client.kind}://: leave it off to cache them locally (snapshot_dir=)"
             )
         with self._lock:
             if snapshot_dir is not None:
