@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 from . import frames, snapshots
 from .engine import extensions
 from .errors import ConnectionStringError, NotFoundError, S3DBError
+from .snapshots import listing as snapshot_listing
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 class SQLResult:
-    """A materialised query result: ``.df()``, ``.arrow()``, ``.fetchall()``; renders as a table."""
+    """A materialised query result: ``.df()``, ``.pl()``, ``.arrow()``, ``.fetchall()``; renders as
+    a table, and exports an Arrow stream (``pa.table(result)``, ``pl.DataFrame(result)``)."""
 
     def __init__(self, table: pa.Table, query: str) -> None:
         self._table = table
@@ -66,8 +68,23 @@ class SQLResult:
         return self._table
 
     def df(self, **kwargs: Any) -> pd.DataFrame:
-        """As a pandas DataFrame; keywords go to ``Table.to_pandas`` (e.g. ``types_mapper=pd.ArrowDtype``)."""
-        return self._table.to_pandas(**kwargs)
+        """As a pandas DataFrame; keywords go to ``Table.to_pandas`` (e.g. ``types_mapper=pd.ArrowDtype``),
+        and ``dtype_backend="numpy_nullable"``/``"pyarrow"`` as in pandas."""
+        return frames.table_to_pandas(self._table, **kwargs)
+
+    def pl(self) -> Any:
+        """As a polars DataFrame (``pip install polars``)."""
+        try:
+            import polars
+        except ImportError as exc:
+            from .errors import MissingDependencyError
+
+            raise MissingDependencyError("SQLResult.pl() needs polars: pip install polars (or use .df() / .arrow())") from exc
+        return polars.from_arrow(self._table)
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The result as an Arrow PyCapsule stream, cast to ``requested_schema`` when given."""
+        return self._table.to_reader().__arrow_c_stream__(requested_schema)
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         columns = [c.to_pylist() for c in self._table.columns]
@@ -232,10 +249,11 @@ class SQLEngine:
             table = self._cache.get(key)
         if table is None:
             resource = self.db.resource(name)
+            bypass = False if snapshot is False else None  # snapshot=False reads the records, never a snapshot
             if pushed is None:
-                table = resource.to_arrow(progress=False, secrets=secrets)
+                table = resource.to_arrow(progress=False, secrets=secrets, snapshot=bypass)
             else:
-                table = resource.to_arrow(partition=pushed[0], partition_values=pushed[1], progress=False, secrets=secrets)
+                table = resource.to_arrow(partition=pushed[0], partition_values=pushed[1], progress=False, secrets=secrets, snapshot=bypass)
             self._cache[key] = table
             self.reads.append(key)
         self._serve(name, table)
@@ -565,6 +583,13 @@ def _resource_entry(resource: Resource, table: pa.Table, partition_by: list[str]
     }
 
 
+#: records per batch of a streaming export: with the fetch window, what bounds its memory
+EXPORT_BATCH_ROWS = 10_000
+#: where incremental exports keep, per resource, the version and file of every exported record
+STATE_FOLDER = "_s3db_state"
+_SEGMENT = "__s3db_segment_{}"
+
+
 def export(
     db: Database,
     path: str,
@@ -573,16 +598,39 @@ def export(
     *,
     secrets: bool = False,
     progress: Any = None,
+    incremental: bool = False,
+    batch_size: int = EXPORT_BATCH_ROWS,
 ) -> dict[str, Any]:
     """Write each resource to ``path/<resource>/`` (Hive folders by its first partition's
     fields) plus ``path/manifest.json``; returns the manifest. Secret fields are left out
-    unless ``secrets=True``. Reads each resource once (LIST + 1 GET per record)."""
+    unless ``secrets=True``.
+
+    Streams: records are read ``batch_size`` at a time (``iter_batches``, not the snapshot) and
+    written through ``pyarrow.dataset.write_dataset`` (JSON Lines by a writer of its own), so
+    memory follows the batch, not the resource. Cost: LIST + 1 GET per record, and one read of
+    each written file for its sha256.
+
+    ``incremental=True``: the first time, as above plus a record of each exported record's
+    version (``_s3db_state/``, the listing's ETag; on file:// the sidecar's stat). Afterwards
+    only what changed since the last manifest: the versions are listed (1 LIST per 1 000
+    records, or a folder scan), new and changed records are read and appended as new files
+    (``part-<run>-<i>``), and the files holding their old rows (or rows of deleted records) are
+    rewritten without them, so the dataset always holds each record once. Parquet and JSON
+    Lines; a resource whose columns or partitioning changed is exported whole again."""
     if format not in FORMATS:
         raise S3DBError(f"unknown export format {format!r}; use one of: {', '.join(FORMATS)}")
+    if incremental and format == "csv":
+        raise S3DBError("incremental=True exports parquet or jsonl (CSV files cannot be rewritten row by row); use format='parquet'")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise S3DBError(f"batch_size must be a positive integer (records per batch), got {batch_size!r}")
     names = list(db.resources) if resources is None else list(resources)
     for name in names:
         db.resource(name)  # NotFoundError lists the existing ones
     fs, base, shown = filesystem(path, db)
+    previous = _read_manifest(fs, base) if incremental else None
+    if previous is not None and previous.get("format") != format:
+        previous = None  # another format: every resource is exported whole
+    run = int(previous.get("run", 0)) + 1 if previous is not None else 0
     manifest: dict[str, Any] = {
         "format": format,
         "generator": f"s3db_nb {__version__}",
@@ -592,23 +640,414 @@ def export(
         "hive_partitioning": True,
         "resources": {},
     }
+    if incremental:
+        manifest["run"] = run
+        if previous is not None:  # resources not exported this time are still there
+            manifest["resources"].update({k: v for k, v in previous.get("resources", {}).items() if k not in names})
+    superseded: list[str] = []
     for name in names:
         resource = db.resource(name)
-        table = frames.to_arrow(resource, secrets=secrets, progress=progress)
-        partition_by = default_partition_by(resource)
-        _clear(fs, f"{base}/{name}")
-        files = write_table(fs, f"{base}/{name}", table, format, partition_by)
-        for entry in files:
-            entry["path"] = f"{name}/{entry['path']}"
-        manifest["resources"][name] = _resource_entry(resource, table, partition_by, files)
+        job = _ExportJob(fs, base, resource, format, secrets=secrets, progress=progress, batch_size=batch_size, run=run)
+        before = (previous or {}).get("resources", {}).get(name)
+        if incremental and job.can_continue(before):
+            entry = job.changes(before)
+        else:
+            entry = job.whole(track=incremental)
+        if before is not None and before.get("state") and before["state"] != entry.get("state"):
+            superseded.append(before["state"])
+        manifest["resources"][name] = entry
     data = json.dumps(manifest, indent=2, ensure_ascii=False, default=str).encode()
     import pyarrow.fs as pafs
 
     if isinstance(fs, pafs.LocalFileSystem):
         fs.create_dir(base, recursive=True)
-    with fs.open_output_stream(f"{base}/{MANIFEST}") as stream:
+    with fs.open_output_stream(f"{base}/{MANIFEST}") as stream:  # the commit: it names the files and states
         stream.write(data)
+    for state in superseded:
+        _delete_quietly(fs, f"{base}/{state}")
     return manifest
+
+
+def _read_manifest(fs: pafs.FileSystem, base: str) -> dict[str, Any] | None:
+    """The ``manifest.json`` under ``base``; None when there is none or it cannot be read."""
+    try:
+        with fs.open_input_stream(f"{base}/{MANIFEST}") as stream:
+            found = json.loads(stream.read())
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and isinstance(found.get("resources"), dict) else None
+
+
+def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
+    except (FileNotFoundError, OSError):
+        pass
+
+
+def _file_digest(fs: pafs.FileSystem, path: str) -> tuple[int, str]:
+    """(bytes, sha256) of a written file, read back 1 MiB at a time."""
+    digest = hashlib.sha256()
+    size = 0
+    with fs.open_input_stream(path) as stream:
+        while True:
+            chunk = stream.read(1 << 20)
+            if not chunk:
+                return size, digest.hexdigest()
+            size += len(chunk)
+            digest.update(chunk)
+
+
+def _lines(fs: pafs.FileSystem, path: str) -> Iterator[bytes]:
+    """The non-empty lines of a JSON Lines file (newline included), read 1 MiB at a time."""
+    rest = b""
+    with fs.open_input_stream(path) as stream:
+        while True:
+            chunk = stream.read(1 << 20)
+            if not chunk:
+                break
+            *lines, rest = (rest + chunk).split(b"\n")
+            yield from (line + b"\n" for line in lines if line.strip())
+    if rest.strip():
+        yield rest + b"\n"
+
+
+def _json_texts(array: pa.Array) -> pa.Array:
+    return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=_jsonable) for v in array.to_pylist()], pa.string())
+
+
+def _segments(batch: pa.RecordBatch, partition_by: list[str]) -> list[pa.Array]:
+    """Per partition field, each row's Hive folder segment (``country=BR``), as ``write_table`` names them."""
+    out = []
+    for path in partition_by:
+        parts = path.split(".")
+        column: Any = batch.column(parts[0])
+        for part in parts[1:]:
+            column = pc.struct_field(column, part)
+        encoded = pc.dictionary_encode(column, null_encoding="encode")
+        texts = pa.array([_hive_segment(path, value) for value in encoded.dictionary.to_pylist()], pa.string())
+        out.append(texts.take(encoded.indices))
+    return out
+
+
+class _ExportJob:
+    """One resource's part of an export: its files under ``base/<name>/`` and manifest entry."""
+
+    def __init__(
+        self, fs: pafs.FileSystem, base: str, resource: Resource, fmt: str, *, secrets: bool, progress: Any, batch_size: int, run: int
+    ) -> None:
+        self.fs, self.base, self.resource, self.fmt = fs, base, resource, fmt
+        self.secrets, self.progress, self.batch_size, self.run = secrets, progress, batch_size, run
+        self.name = resource.name
+        self.folder = f"{base}/{resource.name}"
+        self.partition_by = default_partition_by(resource)
+        probe = frames.iter_batches(resource, batch_size, secrets=secrets, snapshot=False)  # the schema; nothing is read
+        self.schema = probe.schema
+        probe.close()
+        top = {path.split(".")[0] for path in self.partition_by if "." not in path}
+        self.file_schema = pa.schema([f for f in self.schema if f.name not in top])
+        if fmt == "csv":
+            self.file_schema = pa.schema([f.with_type(pa.string()) if pa.types.is_nested(f.type) else f for f in self.file_schema])
+
+    # -- whole and incremental --------------------------------------------------------------
+
+    def whole(self, *, track: bool) -> dict[str, Any]:
+        """Export every record again (the folder is cleared first); with ``track``, keep their versions."""
+        _clear(self.fs, self.folder)
+        versions = self._versions() if track else None
+        reader = frames.iter_batches(self.resource, self.batch_size, secrets=self.secrets, progress=self.progress, snapshot=False)
+        files = self._write(reader, "part-{i}", want_ids=track)
+        if not files and not self.partition_by:  # an empty resource still has its (empty) file
+            files = [self._write_empty(f"{self.name}/part-0.{self.fmt}", want_ids=track)]
+        entry = self._entry(files)
+        if track and versions is not None:
+            # a record read but not listed (written meanwhile) has no version yet: "" reads it again next time
+            state = {rid: (versions.get(rid, ""), f["path"]) for f in files for rid in f.pop("ids")}
+            entry["state"] = self._save_state(state)
+            entry["incremental"] = {"run": self.run, "mode": "whole", "changed": len(state), "deleted": 0}
+        return entry
+
+    def can_continue(self, before: Mapping[str, Any] | None) -> bool:
+        """Whether the export at ``before`` (its manifest entry) can be brought up to date in place."""
+        return (
+            before is not None
+            and bool(before.get("state"))
+            and before.get("partition_by") == self.partition_by
+            and before.get("arrow_schema") == {f.name: str(f.type) for f in self.schema}
+            and self._load_state(before["state"]) is not None
+        )
+
+    def changes(self, before: Mapping[str, Any]) -> dict[str, Any]:
+        """Append the new and changed records; rewrite the files that held their old rows."""
+        state = self._load_state(before["state"]) or {}
+        versions = self._versions()
+        changed = sorted(rid for rid, version in versions.items() if version == "" or state.get(rid, (None,))[0] != version)
+        gone = {rid for rid in state if rid not in versions}
+        stale: dict[str, set[str]] = {}
+        for rid in [*changed, *gone]:
+            if rid in state:
+                stale.setdefault(state[rid][1], set()).add(rid)
+        files = {f["path"]: dict(f) for f in before.get("files", [])}
+        self._drop_unlisted(set(files))
+        written: list[dict[str, Any]] = []
+        if changed:
+            reader = frames.iter_batches(
+                self.resource, self.batch_size, secrets=self.secrets, progress=self.progress, snapshot=False, ids=iter(changed)
+            )
+            written = self._write(reader, f"part-{self.run}-{{i}}", want_ids=True)
+        # each old file keeps only its rows that are still current (a new file, then the old one goes)
+        for number, (relative, ids) in enumerate(sorted(stale.items())):
+            files.pop(relative, None)
+            kept = self._rewrite(relative, ids, number)
+            for rid in ids:
+                state.pop(rid, None)
+            if kept is not None:
+                for rid in kept.pop("ids"):
+                    state[rid] = (state[rid][0], kept["path"])
+                files[kept["path"]] = kept
+        for f in written:
+            for rid in f.pop("ids"):
+                state[rid] = (versions.get(rid, ""), f["path"])
+            files[f["path"]] = f
+        entry = self._entry(sorted(files.values(), key=lambda f: f["path"]))
+        entry["state"] = self._save_state(state)
+        entry["incremental"] = {"run": self.run, "mode": "changes", "changed": len(changed), "deleted": len(gone)}
+        return entry
+
+    # -- pieces -----------------------------------------------------------------------------
+
+    def _versions(self) -> dict[str, str]:
+        """id → version of every record now (``""``: changed too recently to trust, read again next time)."""
+        if snapshot_listing.supports(self.resource):
+            return snapshot_listing.list_versions(self.resource).versions
+        client = self.resource.client  # memory://: no versions in its listing, so a HEAD each
+        out = {}
+        for rid in self.resource.engine.iter_ids():
+            try:
+                out[rid] = client.head(self.resource.engine.key(rid)).etag
+            except NotFoundError:
+                continue
+        return out
+
+    def _state_path(self) -> str:
+        return f"{STATE_FOLDER}/{self.name}/state-{self.run}.parquet"
+
+    def _save_state(self, state: Mapping[str, tuple[str, str]]) -> str:
+        import pyarrow.parquet as pq
+
+        ids = sorted(state)
+        table = pa.table(
+            {"id": ids, "version": [state[i][0] for i in ids], "file": [state[i][1] for i in ids]},
+            schema=pa.schema([("id", pa.string()), ("version", pa.string()), ("file", pa.string())]),
+        )
+        relative = self._state_path()
+        self._make_dirs(f"{self.base}/{relative}")
+        with self.fs.open_output_stream(f"{self.base}/{relative}") as stream:
+            pq.write_table(table, stream)
+        return relative
+
+    def _load_state(self, relative: str) -> dict[str, tuple[str, str]] | None:
+        import pyarrow.parquet as pq
+
+        try:
+            with self.fs.open_input_file(f"{self.base}/{relative}") as stream:
+                table = pq.read_table(stream)
+        except (FileNotFoundError, OSError, pa.ArrowInvalid):
+            return None
+        return {i: (v, f) for i, v, f in zip(*(table.column(c).to_pylist() for c in ("id", "version", "file")))}
+
+    def _make_dirs(self, path: str) -> None:
+        import pyarrow.fs as pafs
+
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+
+    def _listed(self) -> list[str]:
+        """Paths (relative to ``base``) of the files under the resource's folder."""
+        import pyarrow.fs as pafs
+
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.folder, recursive=True, allow_not_found=True))
+        except FileNotFoundError:
+            return []
+        return sorted(i.path[len(self.base) + 1 :] for i in infos if i.type == pafs.FileType.File)
+
+    def _drop_unlisted(self, listed: set[str]) -> None:
+        """Delete files the manifest does not name (left by an export that stopped before its manifest)."""
+        for relative in self._listed():
+            if relative not in listed:
+                _delete_quietly(self.fs, f"{self.base}/{relative}")
+
+    def _batches(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        """The stream as written: Hive segments added, partition columns dropped, CSV flattened."""
+        top = {p for p in self.partition_by if "." not in p}
+        schema = self._written_schema()
+        for batch in reader:
+            arrays = [batch.column(i) for i, f in enumerate(batch.schema) if f.name not in top]
+            if self.fmt == "csv":  # CSV cannot hold nested values: structs and lists become JSON text
+                arrays = [_json_texts(a) if pa.types.is_nested(a.type) else a for a in arrays]
+            if self.partition_by:
+                arrays += _segments(batch, self.partition_by)
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    def _written_schema(self) -> pa.Schema:
+        return pa.schema([*self.file_schema, *[pa.field(_SEGMENT.format(i), pa.string()) for i in range(len(self.partition_by))]])
+
+    def _write(self, reader: pa.RecordBatchReader, stem: str, *, want_ids: bool) -> list[dict[str, Any]]:
+        """Stream ``reader`` into files named ``<stem>.<ext>`` (``{i}``: a counter) in their Hive folders;
+        returns their manifest entries (with ``ids`` when ``want_ids``)."""
+        import pyarrow.dataset as pads
+
+        before = set(self._listed())
+        batches = pa.RecordBatchReader.from_batches(self._written_schema(), self._batches(reader))
+        if self.fmt == "jsonl":
+            return self._write_jsonl(batches, stem, want_ids=want_ids)
+        partitioning = None
+        if self.partition_by:
+            fields = [pa.field(_SEGMENT.format(i), pa.string()) for i in range(len(self.partition_by))]
+            partitioning = pads.DirectoryPartitioning(pa.schema(fields), segment_encoding="none")
+        self._make_dirs(f"{self.folder}/-")
+        pads.write_dataset(
+            batches,
+            self.folder,
+            filesystem=self.fs,
+            format=self.fmt,
+            partitioning=partitioning,
+            basename_template=f"{stem}.{self.fmt}",
+            existing_data_behavior="overwrite_or_ignore",
+            max_partitions=max(1024, self.batch_size),  # a batch may hold a folder per row
+        )
+        return [self._describe(relative, want_ids) for relative in self._listed() if relative not in before]
+
+    def _write_empty(self, relative: str, *, want_ids: bool) -> dict[str, Any]:
+        """A file with the columns and no row."""
+        path = f"{self.base}/{relative}"
+        self._make_dirs(path)
+        with self.fs.open_output_stream(path) as stream:
+            if self.fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                pq.write_table(self.file_schema.empty_table(), stream)
+            elif self.fmt == "csv":
+                import pyarrow.csv as pacsv
+
+                pacsv.write_csv(self.file_schema.empty_table(), stream)
+        size, sha = _file_digest(self.fs, path)
+        return {"path": relative, "rows": 0, "bytes": size, "sha256": sha, **({"ids": []} if want_ids else {})}
+
+    def _describe(self, relative: str, want_ids: bool) -> dict[str, Any]:
+        """The manifest entry of a written file (read back: rows, ids, bytes, sha256)."""
+        path = f"{self.base}/{relative}"
+        size, sha = _file_digest(self.fs, path)
+        entry: dict[str, Any] = {"path": relative, "rows": 0, "bytes": size, "sha256": sha}
+        ids: list[str] = []
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            with self.fs.open_input_file(path) as stream:
+                parquet = pq.ParquetFile(stream)
+                entry["rows"] = parquet.metadata.num_rows
+                if want_ids:
+                    for batch in parquet.iter_batches(columns=["id"], batch_size=self.batch_size):
+                        ids.extend(batch.column(0).to_pylist())
+        else:  # csv
+            import pyarrow.csv as pacsv
+
+            types = {f.name: pa.string() for f in self.file_schema}
+            with self.fs.open_input_stream(path) as stream:
+                for batch in pacsv.open_csv(stream, convert_options=pacsv.ConvertOptions(column_types=types)):
+                    entry["rows"] += batch.num_rows
+        if want_ids:
+            entry["ids"] = ids
+        return entry
+
+    def _write_jsonl(self, batches: pa.RecordBatchReader, stem: str, *, want_ids: bool) -> list[dict[str, Any]]:
+        """JSON Lines (``write_dataset`` has no such format): one open file per Hive folder, hashed as written."""
+        outputs: dict[str, Any] = {}
+        entries: dict[str, dict[str, Any]] = {}
+        digests: dict[str, Any] = {}
+        width = len(self.partition_by)
+        try:
+            for batch in batches:
+                table = pa.Table.from_batches([batch])
+                folders = [""] * batch.num_rows
+                if width:
+                    segments = [batch.column(_SEGMENT.format(i)).to_pylist() for i in range(width)]
+                    folders = ["/".join(parts) for parts in zip(*segments)]
+                    table = table.drop_columns([_SEGMENT.format(i) for i in range(width)])
+                rows = table.to_pylist()
+                for folder, row in zip(folders, rows):
+                    relative = f"{self.name}/{folder}/{stem.format(i=0)}.jsonl" if folder else f"{self.name}/{stem.format(i=0)}.jsonl"
+                    if relative not in outputs:
+                        self._make_dirs(f"{self.base}/{relative}")
+                        outputs[relative] = self.fs.open_output_stream(f"{self.base}/{relative}")
+                        entries[relative] = {"path": relative, "rows": 0, "bytes": 0, "sha256": "", "ids": []}
+                        digests[relative] = hashlib.sha256()
+                    line = (json.dumps(row, ensure_ascii=False, default=_jsonable, separators=(",", ":")) + "\n").encode()
+                    outputs[relative].write(line)
+                    digests[relative].update(line)
+                    entry = entries[relative]
+                    entry["rows"] += 1
+                    entry["bytes"] += len(line)
+                    entry["ids"].append(row["id"])
+        finally:
+            for stream in outputs.values():
+                stream.close()
+        for relative, entry in entries.items():
+            entry["sha256"] = digests[relative].hexdigest()
+            if not want_ids:
+                entry.pop("ids")
+        return list(entries.values())
+
+    def _rewrite(self, relative: str, drop: set[str], number: int) -> dict[str, Any] | None:
+        """Rewrite the file at ``relative`` without the rows of ``drop`` as a new file of this run
+        (the old one is deleted after); None when no row is left."""
+        folder, _, name = relative.rpartition("/")
+        target = f"{folder}/part-{self.run}-r{number}.{self.fmt}"
+        source = f"{self.base}/{relative}"
+        kept = 0
+        try:
+            if self.fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                with self.fs.open_input_file(source) as stream:
+                    parquet = pq.ParquetFile(stream)
+                    with self.fs.open_output_stream(f"{self.base}/{target}") as out, pq.ParquetWriter(out, parquet.schema_arrow) as writer:
+                        for batch in parquet.iter_batches(batch_size=self.batch_size):
+                            keep = pc.invert(pc.is_in(batch.column("id"), value_set=pa.array(sorted(drop), pa.string())))
+                            batch = batch.filter(keep)
+                            kept += batch.num_rows
+                            if batch.num_rows:
+                                writer.write_batch(batch)
+            else:  # jsonl: lines are copied as they are
+                with self.fs.open_output_stream(f"{self.base}/{target}") as out:
+                    for line in _lines(self.fs, source):
+                        if json.loads(line).get("id") not in drop:
+                            out.write(line)
+                            kept += 1
+        except FileNotFoundError:
+            return None  # gone already (an export that stopped half-way): nothing left to keep
+        _delete_quietly(self.fs, source)
+        if not kept:
+            _delete_quietly(self.fs, f"{self.base}/{target}")
+            return None
+        return self._describe_any(target)
+
+    def _describe_any(self, relative: str) -> dict[str, Any]:
+        if self.fmt != "jsonl":
+            return self._describe(relative, True)
+        size, sha = _file_digest(self.fs, f"{self.base}/{relative}")
+        ids = [json.loads(line)["id"] for line in _lines(self.fs, f"{self.base}/{relative}")]
+        return {"path": relative, "rows": len(ids), "bytes": size, "sha256": sha, "ids": ids}
+
+    def _entry(self, files: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "rows": sum(f["rows"] for f in files),
+            "partition_by": self.partition_by,
+            "attributes": self.resource.schema_view(),
+            "arrow_schema": {f.name: str(f.type) for f in self.schema},
+            "files": [{k: v for k, v in f.items() if k != "ids"} for f in files],
+        }
 
 
 def resource_to_parquet(

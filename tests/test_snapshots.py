@@ -18,7 +18,7 @@ from s3db_nb.clients.file import FileClient
 from s3db_nb.connection import ConnectionConfig
 from s3db_nb.database import Database
 from s3db_nb.errors import InvalidArgumentError
-from s3db_nb.snapshots import ENV_DIR, registry_for
+from s3db_nb.snapshots import ENV_DIR, builder, registry_for
 
 ATTRIBUTES = {"name": "string", "country": "string", "n": "number|integer|optional", "key": "secret|optional"}
 PARTITIONS = {"byCountry": {"fields": {"country": "string"}}}
@@ -169,6 +169,71 @@ def test_a_damaged_file_is_detected_and_rebuilt(tmp_path):
     fresh = _file_db(tmp_path / "store")  # another kernel loads the damaged files from disk
     assert fresh.sql("select count(*) from people").fetchall() == [(5,)]
     assert fresh.snapshots.snapshot(fresh.resource("people")).rebuilds == 1
+
+
+def _snapshot_with_a_big_delta(tmp_path, *, background: bool):
+    db = _file_db(tmp_path / "store")
+    db.snapshots.clock_ns = lambda: time.time_ns() + 10**10  # every write long settled: none is fetched twice
+    people = db.create_resource("people", attributes=ATTRIBUTES)
+    people.insert_many([{"id": f"p{i:02d}", "name": "a", "country": "BR", "n": i} for i in range(10)])
+    db.sql(QUERY)
+    snap = db.snapshots.snapshot(people)
+    snap.background_compaction = background
+    people.insert_many([{"id": f"q{i:02d}", "name": "b", "country": "PT", "n": i} for i in range(5)])  # 5 > 20 % of 15
+    return db, people, snap
+
+
+def test_many_delta_rows_are_compacted_in_the_background(tmp_path):
+    db, people, snap = _snapshot_with_a_big_delta(tmp_path, background=True)
+    assert db.sql(QUERY).fetchall() == _full_read(db)
+    assert snap.last.compacted is False  # the query published a delta and did not wait
+    snap.compactor.join(timeout=30)
+    assert snap.compactions == 1 and len(snap.manifest.files) == 1
+    assert db.sql(QUERY).fetchall() == _full_read(db)
+    reopened = _file_db(tmp_path / "store")  # another kernel loads the compacted files
+    assert reopened.sql(QUERY).fetchall() == _full_read(db)
+    assert reopened.snapshots.snapshot(reopened.resource("people")).rebuilds == 0
+
+
+def test_a_compaction_that_a_refresh_overtook_publishes_nothing(tmp_path, monkeypatch):
+    db, people, snap = _snapshot_with_a_big_delta(tmp_path, background=False)
+    db.sql(QUERY)  # inline compaction: one file
+    people.insert({"id": "z1", "name": "c", "country": "US"})
+    snap.background_compaction = True
+    db.sql(QUERY)  # one small delta: not due
+    token = snap.token
+    encode = builder._parquet_bytes
+
+    def overtaken(table):  # a refresh publishes while the compaction encodes, outside the locks
+        monkeypatch.setattr(builder, "_parquet_bytes", encode)
+        people.insert({"id": "z2", "name": "d", "country": "US"})
+        db.sql(QUERY)
+        return encode(table)
+
+    monkeypatch.setattr(builder, "_parquet_bytes", overtaken)
+    assert snap.compact(people) is False
+    assert snap.token != token and snap.compactions == 1 and len(snap.manifest.files) == 3
+    assert db.sql(QUERY).fetchall() == _full_read(db)
+    assert sorted(os.listdir(snap.store.folder)) == sorted(snap.manifest.names | {"manifest.json", ".lock"})
+
+
+def test_without_background_compaction_the_refresh_compacts_inline(tmp_path):
+    db, people, snap = _snapshot_with_a_big_delta(tmp_path, background=False)
+    assert db.sql(QUERY).fetchall() == _full_read(db)
+    assert snap.last.compacted is True and snap.compactor is None and len(snap.manifest.files) == 1
+
+
+def test_sql_with_snapshot_false_reads_the_records_not_the_snapshot(tmp_path):
+    db = _file_db(tmp_path / "store")
+    people = db.create_resource("people", attributes=ATTRIBUTES)
+    people.insert({"id": "p1", "name": "a", "country": "BR"})
+    db.sql(QUERY)
+    snap = db.snapshots.snapshot(people)
+    last, gets = snap.last, []
+    db.client.add_listener(lambda event: event.operation == "GetObject" and gets.append(event.key))
+    assert db.sql(QUERY, snapshot=False, refresh=True).fetchall() == [("p1", "a", "BR", None)]
+    assert snap.last is last  # not refreshed, not read
+    assert any("id=p1" in key for key in gets)  # the record itself was read
 
 
 def test_reads_use_a_snapshot_only_when_it_exists(tmp_path):

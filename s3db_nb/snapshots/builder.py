@@ -14,6 +14,7 @@ so a query with nothing changed costs the check alone: on file:// one stat of th
 from __future__ import annotations
 
 import io
+import logging
 import random
 import threading
 import time
@@ -36,8 +37,12 @@ from .store import SnapshotStore, unique_name
 if TYPE_CHECKING:
     from ..resource import Resource
 
+log = logging.getLogger("s3db_nb.snapshots")
+
 COMPACT_FILES = 8
 COMPACT_RATIO = 0.2
+#: past this many files a refresh compacts inline (the background compactions kept losing or failing)
+COMPACT_FILES_MAX = 4 * COMPACT_FILES
 PUBLISH_ATTEMPTS = 8
 #: after a lost publish, wait a random time up to this × 2**attempt (kernels in step keep colliding)
 PUBLISH_BACKOFF_S = 0.01
@@ -111,6 +116,11 @@ class Snapshot:
         self.folder: listing.FolderSignature | None = None
         self.last: RefreshStats | None = None
         self.rebuilds = 0  # full builds after a damaged or outdated snapshot
+        self.compactions = 0
+        #: compact in a thread of its own, so the query that found too many delta files does not
+        #: wait for the rewrite of the whole table (off: compact inline, as tests want)
+        self.background_compaction = True
+        self.compactor: threading.Thread | None = None
         self._plain: dict[tuple[str, str], Any] = {}  # (path, ciphertext) → value, memory only
         self._views: dict[tuple[Any, ...], pa.Table] = {}
 
@@ -267,11 +277,13 @@ class Snapshot:
         table = pa.concat_tables([keep, delta]).sort_by("id").combine_chunks()
         files = list(self.manifest.files)
         delta_rows = sum(f.rows for f in files[1:]) + delta.num_rows
-        compact = len(files) >= COMPACT_FILES or delta_rows > COMPACT_RATIO * max(table.num_rows, 1)
+        due = len(files) >= COMPACT_FILES or delta_rows > COMPACT_RATIO * max(table.num_rows, 1)
+        inline = due and (not self.background_compaction or len(files) >= COMPACT_FILES_MAX)
         generation = self._next_generation()
-        if compact:
+        if inline:
             base = FileEntry(unique_name("base", generation), table.num_rows, 0)
             self._publish(resource, self.manifest.fingerprint, [(base, table)], [], versions, dict.fromkeys(versions, 0), started, found)
+            self.compactions += 1
         else:
             file_of = {i: f for i, f in self.file_of.items() if i in versions}
             for i in present:
@@ -279,7 +291,49 @@ class Snapshot:
             entry = FileEntry(unique_name("delta", generation), delta.num_rows, 0)
             self._publish(resource, self.manifest.fingerprint, [(entry, delta)], files, versions, file_of, started, found)
         self.table = table
-        self.last = RefreshStats(self.clock(), time.perf_counter() - started, len(present), len(deleted) + len(gone), True, False, compact)
+        self.last = RefreshStats(self.clock(), time.perf_counter() - started, len(present), len(deleted) + len(gone), True, False, inline)
+        if due and not inline:
+            self._compact_soon(resource)
+
+    # -- compaction -----------------------------------------------------------------------
+
+    def _compact_soon(self, resource: Resource) -> None:
+        if self.compactor is not None and self.compactor.is_alive():
+            return
+        self.compactor = threading.Thread(target=self._compact_quietly, args=(resource,), name=f"snapshot-compact-{self.name}", daemon=True)
+        self.compactor.start()
+
+    def _compact_quietly(self, resource: Resource) -> None:
+        try:
+            self.compact(resource)
+        except Exception as exc:  # noqa: BLE001 - the next refresh schedules it again, or compacts inline
+            log.warning("compacting the snapshot of %r failed: %s", self.name, exc)
+
+    def compact(self, resource: Resource) -> bool:
+        """Rewrite the base and its delta files as one base file; False when there is nothing to
+        compact or a refresh (here or in another kernel) published in the meantime.
+
+        The Parquet encoding of the whole table, the slow part, runs without the snapshot's lock:
+        queries keep refreshing meanwhile; the result is published only if none did."""
+        with self.lock:
+            manifest, token, table = self.manifest, self.token, self.table
+            if manifest is None or table is None or len(manifest.files) <= 1:
+                return False
+            versions, folder = dict(self.versions), self.folder
+        base = FileEntry(unique_name("base", manifest.generation + 1), table.num_rows, 0)
+        data = _parquet_bytes(table)
+        with self.lock, self.store.lock():
+            if self.token != token or self.store.read_manifest() is None:
+                return False
+            try:
+                self._publish(
+                    resource, manifest.fingerprint, [(base, data)], [], versions, dict.fromkeys(versions, 0),
+                    time.perf_counter(), listing.Listing(versions, folder),
+                )  # fmt: skip
+            except ConflictError:
+                return False
+            self.compactions += 1
+            return True
 
     def _next_generation(self) -> int:
         return (self.manifest.generation if self.manifest is not None else 0) + 1
@@ -288,7 +342,7 @@ class Snapshot:
         self,
         resource: Resource,
         want: str,
-        new_files: list[tuple[FileEntry, pa.Table]],
+        new_files: list[tuple[FileEntry, pa.Table | bytes]],
         kept: list[FileEntry],
         versions: dict[str, str],
         file_of: dict[str, int],
@@ -300,7 +354,7 @@ class Snapshot:
         written: list[FileEntry] = []
         try:
             for entry, table in new_files:
-                data = _parquet_bytes(table)
+                data = table if isinstance(table, bytes) else _parquet_bytes(table)
                 self.store.write(entry.name, data)
                 written.append(replace(entry, bytes=len(data)))
             ids = sorted(versions)
