@@ -147,6 +147,15 @@ class S3DBWarning(UserWarning):
     """Root of the warnings s3db_nb issues (filter them all with this class)."""
 
 
+class SecretDecryptionError(InvalidArgumentError):
+    """A stored secret does not decrypt with this connection's passphrase (a wrong passphrase)."""
+
+
+class UndecryptableSecretWarning(S3DBWarning):
+    """Secrets were read that this connection's passphrase cannot open: they come back as
+    ``UndecryptableSecret`` values (the stored token) and a write of them is refused."""
+
+
 class ListenerWarning(S3DBWarning):
     """An event listener raised. The emit went on with the other listeners (the write it reports
     is already stored); the message holds the traceback, ``error`` the exception."""

@@ -155,6 +155,14 @@ def is_nested_schema(definition: Any) -> bool:
     return True
 
 
+#: why a value read with the wrong passphrase is never written back
+UNDECRYPTABLE = (
+    "holds a stored secret that this connection's passphrase cannot decrypt; writing it back would make it "
+    "unreadable with every passphrase. Reconnect with the passphrase the data was written with "
+    "(s3db_nb.connect(url, passphrase=...)), or assign the field a new plain value"
+)
+
+
 @dataclass
 class Attribute:
     """One leaf field of a schema."""
@@ -482,6 +490,9 @@ class Schema:
                 elif present:
                     out[key] = None
                 continue
+            if isinstance(value, encoding.UndecryptableSecret):
+                errors.append({"field": child.path, "rule": "secret", "message": UNDECRYPTABLE, "value": "***"})
+                continue
             try:
                 out[key] = check_value(child, value)
             except RuleFailure as failure:
@@ -528,6 +539,8 @@ class Schema:
 
     def _encode_value(self, attr: Attribute, value: Any) -> str | None:
         """One value's stored text; a value the codec cannot store is a ``ValidationError``."""
+        if isinstance(value, encoding.UndecryptableSecret):
+            raise ValidationError([{"field": attr.path, "rule": "secret", "message": UNDECRYPTABLE, "value": "***"}], self.resource)
         try:
             return attr.codec.encode(value) if attr.codec else plain_text(value)
         except S3DBError:

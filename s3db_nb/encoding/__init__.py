@@ -48,6 +48,7 @@ from .codecs import (
     StringArrayCodec,
     TextCodec,
     TimeOnlyCodec,
+    UndecryptableSecret,
     UuidCodec,
     codec_for,
 )
@@ -132,6 +133,7 @@ __all__ = [
     "PasswordCodec",
     "PhoneCodec",
     "SecretCodec",
+    "UndecryptableSecret",
     "SemverCodec",
     "StringArrayCodec",
     "TextCodec",

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from ..errors import InvalidArgumentError, MissingDependencyError
+from ..errors import InvalidArgumentError, MissingDependencyError, SecretDecryptionError
 from .jstext import b64decode_lenient, b64encode, utf8_bytes
 from .numbers import b62_decode, b62_encode
 
@@ -190,7 +190,7 @@ def decrypt_secret(token: str, passphrase: str) -> str:
     try:
         plain = _aesgcm(KEY_CACHE.key(passphrase, salt)).decrypt(iv, sealed, None)
     except InvalidTag as exc:
-        raise InvalidArgumentError("secret does not decrypt with this passphrase") from exc
+        raise SecretDecryptionError("secret does not decrypt with this passphrase") from exc
     return plain.decode("utf-8", errors="replace")
 
 

@@ -9,7 +9,7 @@ from .geo import GeoCodec, GeoPointCodec
 from .network import CidrCodec, IPv4Codec, IPv6Codec, MacCodec
 from .numeric import BooleanCodec, FixedDecimalCodec, IntegerCodec, MoneyCodec, NumberCodec
 from .registry import codec_for
-from .secret import PasswordCodec, SecretCodec
+from .secret import PasswordCodec, SecretCodec, UndecryptableSecret
 from .temporal import DateOnlyCodec, DatetimeCodec, DurationCodec, TimeOnlyCodec
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "StringArrayCodec",
     "TextCodec",
     "TimeOnlyCodec",
+    "UndecryptableSecret",
     "UuidCodec",
     "codec_for",
 ]

@@ -3,13 +3,33 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ...errors import SecretDecryptionError, UndecryptableSecretWarning
 from ..crypto import decrypt_secret, encrypt_secret, hash_password, is_password_hash, prefetch_secret_keys
 from ..jstext import js_string
 from .base import Codec
+
+
+class UndecryptableSecret(str):
+    """A stored secret this connection's passphrase cannot open: its text is the stored token,
+    unchanged. Writing it back is refused (``Schema`` raises ``ValidationError``): encrypting
+    the token again would leave a value that no passphrase, and not the app, can read."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<undecryptable secret>"
+
+
+WRONG_PASSPHRASE = (
+    "stored secrets do not decrypt with this connection's passphrase; they read as UndecryptableSecret "
+    "(the stored token) and writing them back is refused. Reconnect with the passphrase the data was "
+    "written with: s3db_nb.connect(url, passphrase=...)"
+)
 
 
 @dataclass(frozen=True)
@@ -32,7 +52,10 @@ class SecretCodec(Codec):
     def decode_text(self, text: str) -> Any:
         try:
             raw = decrypt_secret(text, self.passphrase)
-        except ValueError:
+        except SecretDecryptionError:  # a well-formed token: the passphrase is wrong
+            warnings.warn(WRONG_PASSPHRASE, UndecryptableSecretWarning, stacklevel=2)
+            return UndecryptableSecret(text)
+        except ValueError:  # not a token at all: a plain value someone stored
             return text
         # JS encrypts String(null) / String(undefined) and maps them back on read.
         if raw in ("null", "undefined"):
