@@ -32,6 +32,7 @@ from .errors import (
     S3DBWarning,
     SchemaError,
     StorageError,
+    UndecryptableSecretWarning,
     ValidationError,
 )
 from .plugin import Plugin
@@ -125,6 +126,7 @@ __all__ = [
     "HookError",
     "S3DBWarning",
     "ListenerWarning",
+    "UndecryptableSecretWarning",
     "Plugin",
     "PluginStorage",
     "plugin_dependency_report",

@@ -33,6 +33,7 @@ PUBLIC = {
     "HookError",
     "S3DBWarning",
     "ListenerWarning",
+    "UndecryptableSecretWarning",
     "Plugin",
     "PluginStorage",
     "plugin_dependency_report",

@@ -31,7 +31,7 @@ def url(tmp_path) -> str:
 
 def test_a_wrong_passphrase_reads_the_stored_token_marked_and_warns(url):
     users = s3db_nb.connect(url, passphrase="wrong").resource("users")
-    with pytest.warns(UndecryptableSecretWarning, match="passphrase="):
+    with pytest.warns(s3db_nb.UndecryptableSecretWarning, match="passphrase="):
         record = users.get("u1")
     assert isinstance(record["token"], UndecryptableSecret) and isinstance(record["profile"]["pin"], UndecryptableSecret)
     assert decrypt_secret(record["token"], "right") == "hunter2"  # the stored token itself, unchanged
