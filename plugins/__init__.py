@@ -24,6 +24,7 @@ BUILTIN: dict[str, str] = {
     "costs": "s3db_nb.plugins.costs:CostsPlugin",
     "fulltext": "s3db_nb.plugins.fulltext:FullTextPlugin",
     "geo": "s3db_nb.plugins.geo:GeoPlugin",
+    "graph": "s3db_nb.plugins.graph:GraphPlugin",
     "importer": "s3db_nb.plugins.importer:ImporterPlugin",
     "metrics": "s3db_nb.plugins.metrics:MetricsPlugin",
     "vector": "s3db_nb.plugins.vector:VectorPlugin",

@@ -21,6 +21,7 @@ VIEWS: dict[str, str] = {
     "s3db_nb.plugins.costs:CostsPlugin": "s3db_nb.widgets.costs:CostsDashboard",
     "s3db_nb.plugins.fulltext:FullTextPlugin": "s3db_nb.widgets.fulltext:FullTextDashboard",
     "s3db_nb.plugins.geo:GeoPlugin": "s3db_nb.widgets.geo:GeoDashboard",
+    "s3db_nb.plugins.graph:GraphPlugin": "s3db_nb.widgets.graph:GraphDashboard",
     "s3db_nb.plugins.importer:ImporterPlugin": "s3db_nb.widgets.importer:ImporterDashboard",
     "s3db_nb.plugins.metrics:MetricsPlugin": "s3db_nb.widgets.metrics:MetricsDashboard",
     "s3db_nb.plugins.vector:VectorPlugin": "s3db_nb.widgets.vector:VectorDashboard",
