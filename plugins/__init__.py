@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "graph": "s3db_nb.plugins.graph:GraphPlugin",
     "importer": "s3db_nb.plugins.importer:ImporterPlugin",
     "metrics": "s3db_nb.plugins.metrics:MetricsPlugin",
+    "relation": "s3db_nb.plugins.relation:RelationPlugin",
     "statemachine": "s3db_nb.plugins.state_machine:StateMachinePlugin",
     "tree": "s3db_nb.plugins.tree:TreePlugin",
     "vector": "s3db_nb.plugins.vector:VectorPlugin",
