@@ -45,8 +45,12 @@ BUILTIN_PLUGIN_CLASSES = [
     "CostsPlugin",
     "FullTextPlugin",
     "GeoPlugin",
+    "GraphPlugin",
     "ImporterPlugin",
     "MetricsPlugin",
+    "RelationPlugin",
+    "StateMachinePlugin",
+    "TreePlugin",
     "VectorPlugin",
 ]
 
