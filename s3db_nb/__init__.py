@@ -12,6 +12,7 @@ and the application reads what the notebook wrote.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 # frames, sql and the plugin system register what the facades run from them: Resource.to_arrow,
@@ -132,6 +133,19 @@ __all__ = [
     "plugin_dependency_report",
     "__version__",
 ]
+
+
+def _hint_at_the_magics() -> None:
+    """In an IPython kernel, ``%s3db`` before ``%load_ext s3db_nb`` says to load the extension."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is not None and hasattr(shell, "magics_manager"):
+        from .magics import install_load_hint
+
+        install_load_hint(shell)
+
+
+_hint_at_the_magics()
 
 
 def __getattr__(name: str) -> Any:

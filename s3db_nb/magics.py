@@ -1,20 +1,26 @@
 """``%s3db`` / ``%%s3db`` IPython magics: connect, look around, and run DuckDB SQL over resources.
 
     %load_ext s3db_nb
-    %s3db connect file://./data --as local
+    %s3db connect file://./data --as local --passphrase "$APP_KEY"   (or S3DB_PASSPHRASE)
+    %s3db use db                      # bind a Database made in Python (its plugins included)
     %s3db resources
     %s3db head users -n 5
+    %s3db sql SELECT count(*) FROM users
     %%s3db sql top <<
-    SELECT country, count(*) AS n FROM users GROUP BY 1 ORDER BY n DESC
+    SELECT country, count(*) AS n FROM users WHERE plan = :plan GROUP BY 1 ORDER BY n DESC
 
-Our errors become ``UsageError``: IPython prints the one-line message without a traceback.
-``$name`` and ``{name}`` are not expanded (SQL uses both characters).
+``:plan`` is bound to the Python variable ``plan`` as a query parameter (never pasted into the
+text); ``--refresh`` re-reads every resource first. ``%s3db help [command]`` explains each one.
+Our errors become ``UsageError``: IPython prints one line without a traceback, DuckDB's hints
+("Did you mean ...") kept. ``$name`` and ``{name}`` are not expanded (SQL uses both characters).
+The SQL runs on the connection's own DuckDB; for jupysql, ``db.register_duckdb(con)`` makes the
+resources tables of any DuckDB connection you hand to ``%sql``.
 """
 
 from __future__ import annotations
 
+import os
 import re
-import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -27,13 +33,33 @@ from .connection import mask_text
 from .database import Database
 from .errors import S3DBError
 
-SUBCOMMANDS = ("connect", "resources", "describe", "head", "plugins", "costs", "sql", "disconnect")
+SUBCOMMANDS = ("connect", "use", "connections", "resources", "describe", "head", "plugins", "costs", "sql", "disconnect", "help")
+
+#: one line per command, for ``%s3db help``
+HELP = {
+    "connect": "%s3db connect URL [--as NAME] [--passphrase P] [--repair]: open a database (passphrase default: $S3DB_PASSPHRASE)",
+    "use": "%s3db use VAR [--as NAME]: bind the Database held by the Python variable VAR, plugins and all",
+    "connections": "%s3db connections: every open connection, the current one marked",
+    "resources": "%s3db resources [-c NAME]: one row per resource",
+    "describe": "%s3db describe RESOURCE [-c NAME]: its fields, types and stored keys",
+    "head": "%s3db head RESOURCE [-n N] [-c NAME]: the first records as a DataFrame",
+    "plugins": "%s3db plugins [-c NAME]: the installed plugins",
+    "costs": "%s3db costs [-c NAME]: the CostsPlugin's dashboard",
+    "sql": "%s3db sql [-c NAME] [-o VAR] [--refresh] QUERY, or %%s3db sql [...] [VAR <<] with the query in the cell; :name binds a Python variable",
+    "disconnect": "%s3db disconnect [NAME]: close a connection",
+    "help": "%s3db help [COMMAND]: this text",
+}
+
+#: DuckDB's lines that say how to fix the query: kept when an error is folded to one line
+_HINT = re.compile(r"^\s*(did you mean|candidate bindings|hint|line \d+:)", re.IGNORECASE)
 
 
 def _one_line(exc: BaseException) -> str:
-    """The first line of an error's message, with any credentials in a quoted URL masked."""
+    """The first line of an error's message and DuckDB's hints, credentials in a quoted URL masked."""
     text = str(exc).strip() or type(exc).__name__
-    return mask_text(text.splitlines()[0])
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    hints = [line for line in lines[1:] if _HINT.match(line)]
+    return mask_text(" ".join([lines[0], *hints]))
 
 
 @magics_class
@@ -47,6 +73,7 @@ class S3DBMagics(Magics, Configurable):
         Configurable.__init__(self, config=shell.config)
         Magics.__init__(self, shell=shell)
         self.connections: dict[str, Database] = {}
+        self._owned: set[str] = set()  # connections this magic opened (and closes); `use`d ones belong to Python
         self.current: str | None = None
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -56,8 +83,10 @@ class S3DBMagics(Magics, Configurable):
     def s3db(self, line: str, cell: str | None = None) -> Any:
         """%s3db connect|resources|describe|head|plugins|costs|disconnect ... ; %%s3db sql"""
         command, _, rest = line.strip().partition(" ")
+        if command in ("", "--help", "-h"):
+            command = "help"
         if command not in SUBCOMMANDS:
-            raise UsageError(f"unknown %s3db command {mask_text(command)!r}; use one of: {', '.join(SUBCOMMANDS)}")
+            raise UsageError(f"unknown %s3db command {mask_text(command)!r}; use one of: {', '.join(SUBCOMMANDS)} (%s3db help)")
         if command == "sql":
             return self._sql(rest, cell)
         if cell is not None:
@@ -78,26 +107,67 @@ class S3DBMagics(Magics, Configurable):
             raise UsageError(f"no connection named {name!r}; connections: {', '.join(self.connections)}")
         return self.connections[name]
 
+    def _bind(self, name: str, database: Database, *, owned: bool) -> None:
+        old = self.connections.pop(name, None)
+        if old is not None and old is not database and name in self._owned:
+            old.disconnect()
+        self._owned.discard(name)
+        if owned:
+            self._owned.add(name)
+        self.connections[name] = database
+        self.current = name
+
     # -- line commands ------------------------------------------------------------------------
 
     @magic_arguments()
     @argument("url", help="memory://, file://, s3:// or http(s):// URL")
     @argument("--as", dest="name", default="default", help="name of this connection")
     @argument("--repair", action="store_true", help="rebuild an unreadable s3db.json first (db.repair_catalog())")
+    @argument("--passphrase", default=None, help="for secret fields (default: $S3DB_PASSPHRASE, else s3db.js's default)")
     def _connect(self, rest: str) -> None:
         args = parse_argstring(self._connect, rest)
+        if args.url.startswith("$"):  # %s3db connect $db: the Database a Python variable holds
+            return self._use(f"{args.url[1:]} --as {args.name}")
         import s3db_nb
 
+        passphrase = args.passphrase or os.environ.get("S3DB_PASSPHRASE") or None
         try:
-            database = s3db_nb.connect(args.url, repair=args.repair)
+            database = s3db_nb.connect(args.url, repair=args.repair, passphrase=passphrase)
         except S3DBError as exc:
             raise UsageError(_one_line(exc)) from None
-        old = self.connections.pop(args.name, None)
-        if old is not None:
-            old.disconnect()
-        self.connections[args.name] = database
-        self.current = args.name
+        self._bind(args.name, database, owned=True)
         print(f"connected {args.name}: {database.config.masked_url} ({len(database.resources)} resources)")
+
+    @magic_arguments()
+    @argument("variable", help="a Python variable holding a Database (s3db_nb.connect(...))")
+    @argument("--as", dest="name", default=None, help="name of this connection (default: the variable's name)")
+    def _use(self, rest: str) -> None:
+        args = parse_argstring(self._use, rest)
+        if args.variable not in self.shell.user_ns:
+            raise UsageError(f"no Python variable named {args.variable!r}; make one first: {args.variable} = s3db_nb.connect(url)")
+        database = self.shell.user_ns[args.variable]
+        if not isinstance(database, Database):
+            raise UsageError(f"{args.variable!r} is a {type(database).__name__}, not a Database (s3db_nb.connect(...) returns one)")
+        name = args.name or args.variable
+        self._bind(name, database, owned=False)
+        print(f"using {name}: {database.config.masked_url} ({len(database.resources)} resources, {len(database.plugins)} plugins)")
+
+    def _connections(self, rest: str) -> Any:
+        import pandas as pd
+
+        if rest.strip():
+            raise UsageError("%s3db connections takes no arguments")
+        rows = [
+            {"name": name, "url": db.config.masked_url, "resources": len(db.resources), "current": name == self.current}
+            for name, db in self.connections.items()
+        ]
+        return pd.DataFrame(rows, columns=["name", "url", "resources", "current"])
+
+    def _help(self, rest: str) -> None:
+        topic = rest.strip()
+        if topic and topic not in HELP:
+            raise UsageError(f"no %s3db command {topic!r}; commands: {', '.join(SUBCOMMANDS)}")
+        print("\n".join([HELP[topic]] if topic else [HELP[name] for name in SUBCOMMANDS]))
 
     @magic_arguments()
     @argument("--connection", "-c", default=None)
@@ -178,38 +248,44 @@ class S3DBMagics(Magics, Configurable):
         database = self.connections.pop(name, None) if name else None
         if database is None:
             raise UsageError(f"no connection named {name!r}")
-        database.disconnect()
+        if name in self._owned:  # a `use`d Database belongs to the Python code that made it
+            self._owned.discard(name)
+            database.disconnect()
         self.current = next(iter(self.connections), None)
 
     # -- SQL ----------------------------------------------------------------------------------
 
     def _sql(self, rest: str, cell: str | None) -> Any:
-        """``%%s3db sql [--connection NAME] [-o VAR] [VAR <<]`` then the query in the cell."""
-        assign = None
-        try:
-            tokens = shlex.split(rest.replace("<<", " << "))
-        except ValueError as exc:
-            raise UsageError(f"cannot parse %%s3db sql arguments: {exc}") from None
-        if tokens and tokens[-1] == "<<":
-            if len(tokens) < 2 or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", tokens[-2]):
-                raise UsageError("use 'name <<' with a valid Python name to assign the result")
-            assign = tokens[-2]
-            tokens = tokens[:-2]
-        connection = None
-        while tokens:
-            token = tokens.pop(0)
-            if token in ("--connection", "-c") and tokens:
-                connection = tokens.pop(0)
-            elif token in ("-o", "--output") and tokens:
-                assign = tokens.pop(0)
+        """``%%s3db sql [-c NAME] [-o VAR] [--refresh] [VAR <<]`` then the query in the cell, or
+        ``%s3db sql [options] QUERY`` on one line."""
+        assign, connection, refresh = None, None, False
+        spans = [(m.group(), m.start()) for m in re.finditer(r"\S+", rest.replace("<<", " << "))]
+        while spans and spans[0][0].startswith("-"):
+            flag = spans.pop(0)[0]
+            if flag == "--refresh":
+                refresh = True
+            elif flag in ("--connection", "-c", "-o", "--output") and spans:
+                value = spans.pop(0)[0]
+                connection, assign = (value, assign) if flag in ("--connection", "-c") else (connection, value)
             else:
-                raise UsageError(f"unexpected argument {token!r}; usage: %%s3db sql [--connection NAME] [-o VAR] [VAR <<]")
-        query = (cell or "").strip()
+                raise UsageError(f"unexpected argument {flag!r}; usage: {HELP['sql']}")
+        words = [word for word, _ in spans]
+        if cell is None:  # line mode: the rest of the line is the query
+            query = rest.replace("<<", " << ")[spans[0][1] :] if spans else ""
+        else:
+            if words and words[-1] == "<<":
+                if len(words) != 2 or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", words[0]):
+                    raise UsageError("use 'name <<' with a valid Python name to assign the result")
+                assign, words = words[0], []
+            if words:
+                raise UsageError(f"unexpected argument {words[0]!r}; usage: {HELP['sql']}")
+            query = cell
+        query = query.strip()
         if not query:
-            raise UsageError("%%s3db sql needs a query in the cell body")
+            raise UsageError("%%s3db sql needs a query in the cell body (or %s3db sql QUERY on one line)")
         database = self._database(connection)
         try:
-            result = database.sql(query)
+            result = database.sql(query, refresh=refresh)
         except UsageError:
             raise
         except Exception as exc:  # DuckDB errors and ours: one line, no traceback
@@ -218,6 +294,21 @@ class S3DBMagics(Magics, Configurable):
             self.shell.user_ns[assign] = result
             return None
         return result
+
+
+LOAD_HINT = "the %s3db magics are not loaded in this kernel: run %load_ext s3db_nb first"
+
+
+def install_load_hint(shell: Any) -> None:
+    """Register a stand-in ``%s3db`` that says to run ``%load_ext s3db_nb`` (``import s3db_nb``
+    calls it inside IPython); loading the extension replaces it."""
+    if "s3db" in shell.magics_manager.magics["line"]:
+        return
+
+    def s3db(line: str = "", cell: str | None = None) -> None:
+        raise UsageError(LOAD_HINT)
+
+    shell.register_magic_function(s3db, "line_cell", "s3db")
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -234,7 +325,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     for kind in ("line", "cell"):
         ipython.magics_manager.magics[kind].pop("s3db", None)
     if registry is not None:
-        for database in registry.connections.values():
-            database.disconnect()
+        for name, database in registry.connections.items():
+            if name in registry._owned:  # a `use`d Database belongs to the Python code that made it
+                database.disconnect()
         if registry in ipython.configurables:
             ipython.configurables.remove(registry)

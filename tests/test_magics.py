@@ -135,3 +135,84 @@ def test_unload_removes_the_magic(ip):
     assert "s3db" not in shell.magics_manager.magics["line"]
     shell.run_line_magic("load_ext", "s3db_nb")
     assert "s3db" in shell.magics_manager.magics["line"]
+
+
+# -- issue #19 item 4: the magics share the Python world ------------------------------------------
+
+
+def test_use_binds_a_database_made_in_python_with_its_plugins(ip, url, capsys):
+    from s3db_nb.plugins.costs import CostsPlugin
+
+    db = s3db_nb.connect(url, plugins=[CostsPlugin])
+    ip.user_ns["mydb"] = db
+    ip.run_line_magic("s3db", "use mydb")
+    assert "using mydb" in capsys.readouterr().out
+    assert ip.run_line_magic("s3db", "costs") is db.costs  # the plugin installed in Python
+    ip.run_line_magic("s3db", "disconnect mydb")
+    assert db.resource("users").count() == 3  # still open: it belongs to the Python code
+
+
+def test_connect_dollar_variable_is_use(ip, url):
+    ip.user_ns["other"] = s3db_nb.connect(url)
+    ip.run_line_magic("s3db", "connect $other --as o")
+    assert ip.run_line_magic("s3db", "sql SELECT count(*) AS n FROM users").df()["n"][0] == 3
+
+
+@pytest.mark.parametrize("value, fragment", [("missing_var", "no python variable"), ("not_a_db", "not a database")])
+def test_use_names_what_is_wrong(ip, value, fragment):
+    ip.user_ns["not_a_db"] = 42
+    with pytest.raises(UsageError, match=f"(?i){fragment}"):
+        ip.run_line_magic("s3db", f"use {value}")
+
+
+def test_connect_passphrase_from_the_flag_or_the_environment(ip, tmp_path, monkeypatch):
+    url = f"file://{tmp_path / 'data'}"
+    db = s3db_nb.connect(url, passphrase="app-key")
+    db.create_resource("keys", attributes={"token": "secret"}).insert({"id": "k", "token": "hunter2"})
+    ip.run_line_magic("s3db", f"connect {url} --as flag --passphrase app-key")
+    assert ip.run_line_magic("s3db", "sql -c flag SELECT token FROM keys").df()["token"][0] == "hunter2"
+    monkeypatch.setenv("S3DB_PASSPHRASE", "app-key")
+    ip.run_line_magic("s3db", f"connect {url} --as env")
+    assert ip.run_line_magic("s3db", "sql -c env SELECT token FROM keys").df()["token"][0] == "hunter2"
+
+
+def test_line_mode_sql_and_refresh(connected):
+    assert connected.run_line_magic("s3db", "sql SELECT count(*) AS n FROM users WHERE country = 'BR'").df()["n"][0] == 2
+    assert connected.run_cell_magic("s3db", "sql --refresh", "SELECT count(*) AS n FROM orders").df()["n"][0] == 2
+
+
+def test_connections_lists_them_and_marks_the_current(connected):
+    frame = connected.run_line_magic("s3db", "connections")
+    assert "t" in list(frame["name"]) and frame.set_index("name").loc["t", "current"]
+
+
+@pytest.mark.parametrize("line", ["help", "--help", "help sql"])
+def test_help(connected, capsys, line):
+    connected.run_line_magic("s3db", line)
+    out = capsys.readouterr().out
+    assert "%s3db sql" in out and (line == "help sql" or "%s3db use" in out)
+
+
+def test_s3db_before_load_ext_says_to_load_it():
+    """In a fresh IPython, ``import s3db_nb`` then ``%s3db`` points at ``%load_ext s3db_nb``."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ipython = Path(sys.executable).with_name("ipython")
+    code = "import s3db_nb; get_ipython().run_line_magic('s3db', 'resources')"
+    out = subprocess.run(
+        [str(ipython), "--no-banner", "--HistoryManager.enabled=False", "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert "run %load_ext s3db_nb" in out.stdout + out.stderr
+
+
+def test_load_ext_replaces_the_hint(ip):
+    from s3db_nb.magics import install_load_hint
+
+    ip.run_line_magic("unload_ext", "s3db_nb")
+    install_load_hint(ip)
+    with pytest.raises(UsageError, match="load_ext s3db_nb"):
+        ip.run_line_magic("s3db", "connections")
+    ip.run_line_magic("load_ext", "s3db_nb")
+    assert ip.run_line_magic("s3db", "connections") is not None
