@@ -12,6 +12,7 @@ and the application reads what the notebook wrote.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -55,6 +56,7 @@ _CONNECT_OPTIONS = {
     "snapshot_dir",
     "shared_snapshots",
     "snapshots",
+    "read_only",
 }
 
 
@@ -68,8 +70,10 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
     fields not in the schema), ``create_bucket`` (create a missing S3 bucket), ``plugins``
     (plugin instances or classes, installed and started once connected), ``repair`` (rebuild an
     unreadable ``s3db.json`` with ``db.repair_catalog()`` instead of raising ``SchemaError``),
-    ``snapshot_dir`` (where SQL's columnar snapshots are cached), ``shared_snapshots`` (keep them
-    in the bucket for every kernel), ``snapshots=False`` (never use them): see ``db.snapshots``.
+    ``read_only`` (every write refused with ``ReadOnlyError``, plugins' and ``s3db.json``'s
+    included; also ``?read_only=1``), ``snapshot_dir`` (where SQL's columnar snapshots are
+    cached), ``shared_snapshots`` (keep them in the bucket for every kernel), ``snapshots=False``
+    (never use them): see ``db.snapshots``.
     """
     unknown = sorted(set(options) - _CONNECT_OPTIONS)
     if unknown:
@@ -77,6 +81,8 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
             f"unknown connect() option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(_CONNECT_OPTIONS))}"
         )
     config = parse_url(url, region=options.get("region"), endpoint_url=options.get("endpoint_url"), profile=options.get("profile"))
+    if options.get("read_only"):
+        config = dataclasses.replace(config, read_only=True)
     parallelism = options.get("parallelism") or (8 if config.scheme in ("memory", "file") else 32)
     if not isinstance(parallelism, int) or parallelism < 1:
         raise ConnectionStringError(f"parallelism must be a positive integer, got {parallelism!r}")

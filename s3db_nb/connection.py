@@ -80,6 +80,7 @@ class ConnectionConfig:
     session_token: str | None = None
     profile: str | None = None
     options: dict[str, str] = field(default_factory=dict)
+    read_only: bool = False  # every write refused (``?read_only=1`` or ``connect(read_only=True)``)
 
     @property
     def masked_url(self) -> str:
@@ -101,7 +102,7 @@ class ConnectionConfig:
         return (
             f"ConnectionConfig(scheme={self.scheme!r}, bucket={self.bucket!r}, prefix={self.prefix!r}, path={self.path!r}, "
             f"region={self.region!r}, endpoint_url={shown_endpoint!r}, credentials={credentials!r}, "
-            f"profile={self.profile!r}, options={_masked_options(self.options)!r})"
+            f"profile={self.profile!r}, options={_masked_options(self.options)!r}" + (", read_only=True)" if self.read_only else ")")
         )
 
     def __str__(self) -> str:
@@ -181,6 +182,37 @@ def _credentials(userinfo: str | None, shown: str) -> tuple[str | None, str | No
     return user, password
 
 
+#: URL options s3db_nb reads besides the credentials (s3db.js spellings accepted too)
+URL_OPTIONS = ("region", "endpoint", "profile", "read_only", "readOnly", "forcePathStyle", "force_path_style")
+_TRUE = ("1", "true", "yes", "on", "")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _pop_read_only(query: dict[str, str]) -> bool:
+    values = [query.pop(name) for name in ("read_only", "readOnly") if name in query]
+    for value in values:
+        if value.lower() not in _TRUE + _FALSE:
+            raise ConnectionStringError(f"URL option read_only={value!r} is not a yes/no value; use ?read_only=1 or ?read_only=0")
+    return any(value.lower() in _TRUE for value in values)
+
+
+def _check_options(query: dict[str, str], scheme: str) -> None:
+    """Unknown query options are an error naming the valid ones (a typo'd ``?regoin=`` would
+    otherwise be ignored). ``forcePathStyle`` is accepted: http(s):// endpoints are path-style."""
+    for name in ("forcePathStyle", "force_path_style"):
+        query.pop(name, None)
+    unknown = sorted(query)
+    if not unknown:
+        return
+    import difflib
+
+    valid = [*URL_OPTIONS, *(spelling for spellings in _CREDENTIAL_OPTIONS.values() for spelling in spellings[:2])]
+    guesses = [difflib.get_close_matches(name, valid, n=1) for name in unknown]
+    hint = "".join(f"; did you mean {g[0]!r} for {name!r}?" for name, g in zip(unknown, guesses) if g)
+    shown = ", ".join(repr(name) for name in unknown)  # names only: a value may be a credential
+    raise ConnectionStringError(f"unknown {scheme}:// URL option(s) {shown}{hint} (valid: {', '.join(valid)})")
+
+
 def _pop_credential(query: dict[str, str], name: str) -> str | None:
     found = [query.pop(spelling) for spelling in _CREDENTIAL_OPTIONS[name] if spelling in query]
     return next((value for value in found if value), None)
@@ -224,17 +256,20 @@ def parse_url(url: str, **overrides: Any) -> ConnectionConfig:
             f"(expected {_FORMS.get(scheme, scheme + '://bucket/prefix')!r}); if it holds credentials, {_ENCODE_HINT}"
         ) from None
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    read_only = _pop_read_only(query)
 
     if scheme == "memory":
+        _check_options(query, scheme)
         bucket = unquote(parts.hostname or "") or "s3db"
-        return ConnectionConfig(scheme="memory", bucket=bucket, prefix="/".join(_split_prefix(parts.path)))
+        return ConnectionConfig(scheme="memory", bucket=bucket, prefix="/".join(_split_prefix(parts.path)), read_only=read_only)
 
     if scheme == "file":
+        _check_options(query, scheme)
         raw = unquote((parts.netloc or "") + (parts.path or ""))
         if not raw:
             raise ConnectionStringError("file:// URL needs a folder, e.g. 'file:///data/s3db' or 'file://./data'")
         folder = Path(os.path.expanduser(raw)).resolve()
-        return ConnectionConfig(scheme="file", path=str(folder))
+        return ConnectionConfig(scheme="file", path=str(folder), read_only=read_only)
 
     user, password = _credentials(split.userinfo, shown)
     query_user, query_secret = _pop_credential(query, "access_key_id"), _pop_credential(query, "secret_access_key")
@@ -243,6 +278,8 @@ def parse_url(url: str, **overrides: Any) -> ConnectionConfig:
     session_token = _pop_credential(query, "session_token")
     region = overrides.get("region") or query.pop("region", None)
     profile = overrides.get("profile") or query.pop("profile", None)
+    endpoint_option = query.pop("endpoint", None)
+    _check_options(query, scheme)
 
     if scheme == "s3":
         bucket = unquote(parts.hostname or "")
@@ -258,12 +295,13 @@ def parse_url(url: str, **overrides: Any) -> ConnectionConfig:
             bucket=bucket,
             prefix="/".join(_split_prefix(parts.path)),
             region=region,
-            endpoint_url=overrides.get("endpoint_url") or query.pop("endpoint", None),
+            endpoint_url=overrides.get("endpoint_url") or endpoint_option,
             access_key_id=user,
             secret_access_key=password,
             session_token=session_token,
             profile=profile,
             options=query,
+            read_only=read_only,
         )
 
     # http(s)://host:port/bucket/prefix — path-style endpoint
@@ -287,11 +325,21 @@ def parse_url(url: str, **overrides: Any) -> ConnectionConfig:
         session_token=session_token,
         profile=profile,
         options=query,
+        read_only=read_only,
     )
 
 
 def make_client(config: ConnectionConfig, *, parallelism: int = 16) -> StorageClient:
-    """Build the storage client a config describes."""
+    """Build the storage client a config describes (wrapped to refuse writes when read-only)."""
+    client = _make_client(config, parallelism)
+    if config.read_only:
+        from .clients.read_only import ReadOnlyClient
+
+        return ReadOnlyClient(client, config.masked_url)  # type: ignore[return-value]
+    return client
+
+
+def _make_client(config: ConnectionConfig, parallelism: int) -> StorageClient:
     if config.scheme == "memory":
         from .clients.memory import MemoryClient
 

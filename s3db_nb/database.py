@@ -126,9 +126,15 @@ class Database:
     def __exit__(self, *exc: object) -> None:
         self.disconnect()
 
+    @property
+    def read_only(self) -> bool:
+        """Whether every write is refused (``connect(..., read_only=True)`` or ``?read_only=1``)."""
+        return bool(getattr(self.client, "read_only", False))
+
     def __repr__(self) -> str:
         names = ", ".join(self._resources)
-        return f"<Database {self.config.masked_url} resources=[{names}]>"
+        mode = " (read-only)" if self.read_only else ""
+        return f"<Database {self.config.masked_url}{mode} resources=[{names}]>"
 
     def _repr_html_(self) -> str:
         import html

@@ -147,6 +147,10 @@ class S3DBWarning(UserWarning):
     """Root of the warnings s3db_nb issues (filter them all with this class)."""
 
 
+class ReadOnlyError(S3DBError):
+    """A write to a database opened with ``read_only=True``; nothing was written."""
+
+
 class SecretDecryptionError(InvalidArgumentError):
     """A stored secret does not decrypt with this connection's passphrase (a wrong passphrase)."""
 

@@ -90,9 +90,9 @@ def test_url_errors_never_show_a_credential(url):
 
 
 def test_credential_query_options_are_read_and_masked():
-    config = parse_url(f"s3://bucket-x/pre?accessKeyId={KEY_ID}&secretAccessKey={quote(SECRET, safe='')}&apiToken=tok3n-value&x=1")
-    assert (config.access_key_id, config.secret_access_key) == (KEY_ID, SECRET)
-    assert config.options == {"apiToken": "tok3n-value", "x": "1"}
+    config = parse_url(f"s3://bucket-x/pre?accessKeyId={KEY_ID}&secretAccessKey={quote(SECRET, safe='')}&sessionToken=tok3n-value")
+    assert (config.access_key_id, config.secret_access_key, config.session_token) == (KEY_ID, SECRET, "tok3n-value")
+    assert config.options == {}  # unknown options are errors (tests/test_read_only.py)
     assert "tok3n-value" not in repr(config)
     assert_no_credentials(repr(config) + str(config))
 

@@ -87,10 +87,18 @@ class SnapshotRegistry:
         reads use them. Snapshots already open are forgotten (their files stay)."""
         if snapshot_dir is not None and not isinstance(snapshot_dir, (str, os.PathLike)):
             raise InvalidArgumentError(f"snapshot_dir must be a folder path, got {type(snapshot_dir).__name__}")
+        if shared and self.db.read_only:
+            raise InvalidArgumentError(
+                "shared=True writes snapshots into the bucket, which this read-only connection must not; cache them locally"
+            )
         if shared and self.db.client.kind != "s3":
             raise InvalidArgumentError(
                 f"shared=True (connect's shared_snapshots=) keeps snapshots in the bucket, which needs an S3 store; "
                 f"this one is {self.db.client.kind}://: leave it off to cache them locally (snapshot_dir=)"
+            )
+        if shared and self.db.read_only:
+            raise InvalidArgumentError(
+                "shared=True writes snapshots into the bucket, which this read-only connection must not; cache them locally"
             )
         with self._lock:
             if snapshot_dir is not None:
