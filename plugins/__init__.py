@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "s3db_nb.plugins"
 #: name → "module:Class" of the plugins shipped in this package (each plugin issue adds its line)
 BUILTIN: dict[str, str] = {
     "audit": "s3db_nb.plugins.audit:AuditPlugin",
+    "backup": "s3db_nb.plugins.backup:BackupPlugin",
     "cache": "s3db_nb.plugins.cache:CachePlugin",
     "costs": "s3db_nb.plugins.costs:CostsPlugin",
     "fulltext": "s3db_nb.plugins.fulltext:FullTextPlugin",

@@ -7,6 +7,7 @@ it; those may move, these names stay. The database's thread pool is ``db.pool`` 
 from __future__ import annotations
 
 from .clients.base import RequestEvent, StorageClient
+from .connection import ConnectionConfig, make_client, parse_url
 from .coordinator import Coordinator, Lease
 from .durations import DURATION_RULE, resolve_duration
 from .encoding import decrypt_secret, encode_fixed_point_batch, new_id
@@ -72,6 +73,9 @@ __all__ = [
     "Page",  # one page of records with the token of the next
     "WorkPool",  # type of db.pool: map(fn, items) and submit(fn, *args) on the bounded pool
     "StorageClient",  # type of db.client: put/get/head/list/delete/copy with conditional writes
+    "parse_url",  # a connection URL → ConnectionConfig (a plugin's own target bucket, e.g. backups)
+    "make_client",  # ConnectionConfig → the StorageClient it describes
+    "ConnectionConfig",
     "RequestEvent",  # one storage request, as client.add_listener(fn) reports it
     "MIDDLEWARE_METHODS",  # the resource methods Plugin.add_middleware may wrap
     "NestedObject",  # schema node of a nested attribute (attributes={"address": {...}})

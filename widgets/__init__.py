@@ -17,6 +17,7 @@ from .base import Dashboard, Tabs, html_table, stat_cards
 VIEWS: dict[str, str] = {
     "s3db_nb.database:Database": "s3db_nb.widgets.base:Tabs",
     "s3db_nb.plugins.audit:AuditPlugin": "s3db_nb.widgets.audit:AuditDashboard",
+    "s3db_nb.plugins.backup:BackupPlugin": "s3db_nb.widgets.backup:BackupDashboard",
     "s3db_nb.plugins.cache.plugin:CachePlugin": "s3db_nb.widgets.cache:CacheDashboard",
     "s3db_nb.plugins.costs:CostsPlugin": "s3db_nb.widgets.costs:CostsDashboard",
     "s3db_nb.plugins.fulltext:FullTextPlugin": "s3db_nb.widgets.fulltext:FullTextDashboard",
