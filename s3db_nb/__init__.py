@@ -98,6 +98,11 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
     )
     db.connect(repair=bool(options.get("repair", False)))
     try:
+        if not db.catalog.stored and not options.get("create_bucket") and not getattr(client, "bucket_exists", lambda: True)():
+            raise StorageError(
+                f"bucket {config.bucket!r} does not exist at {config.masked_url}; create it first, or connect with "
+                "create_bucket=True to have it made"
+            )
         if any(key in options for key in ("snapshot_dir", "shared_snapshots", "snapshots")):
             db.snapshots.configure(
                 snapshot_dir=options.get("snapshot_dir"), shared=options.get("shared_snapshots"), enabled=options.get("snapshots")

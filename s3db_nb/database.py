@@ -19,6 +19,7 @@ from .clients.base import StorageClient
 from .connection import ConnectionConfig
 from .engine import extensions
 from .engine.catalog import Catalog, VersionDefinition, now_iso, plugin_map_of, registry_of
+from .engine.nearby import nearby_databases
 from .engine.pipeline import hook_name
 from .engine.pool import WorkPool
 from .errors import HookError, InvalidArgumentError, InvalidTypeError, NotFoundError, S3DBError, SchemaError
@@ -75,6 +76,7 @@ class Database:
         self.strict_validation = strict_validation
         self.events = EventEmitter()
         self._resources: dict[str, Resource] = {}
+        self._nearby: list[str] | None = None  # nearby_databases(), once
         #: ``s3db.json``: the copy last read or written, and every change to it
         self._hooks: dict[str, list[Callable[..., Any]]] = {name: [] for name in HOOK_EVENTS}
         self.catalog = Catalog(client, location=config.masked_url, events=self.events, hooks=self._run_catalog_hooks)
@@ -131,8 +133,32 @@ class Database:
         """Whether every write is refused (``connect(..., read_only=True)`` or ``?read_only=1``)."""
         return bool(getattr(self.client, "read_only", False))
 
+    @property
+    def is_new(self) -> bool:
+        """True while the store holds no ``s3db.json`` and no resource: nothing was ever written
+        here. A new database is created by its first write; until then a typo'd path looks like one."""
+        return not self.catalog.stored and not self._resources
+
+    def nearby_databases(self) -> list[str]:
+        """The databases (``s3db.json``) beside or below this location: for "did you mean" when it
+        is new. Listed once per Database (a few LISTs and HEADs on S3), then remembered."""
+        if self._nearby is None:
+            self._nearby = nearby_databases(self.config, self.client) if self.is_new else []
+        return self._nearby
+
+    def describe_state(self) -> str:
+        """One line on what is at this location, as ``%s3db connect`` and the repr say it."""
+        mode = " (read-only)" if self.read_only else ""
+        if not self.is_new:
+            return f"{self.config.masked_url}{mode} ({len(self._resources)} resources)"
+        text = f"new, empty database at {self.config.masked_url}{mode} (nothing written yet)"
+        nearby = self.nearby_databases()
+        return text + (f"; did you mean {', '.join(nearby)}?" if nearby else "")
+
     def __repr__(self) -> str:
         names = ", ".join(self._resources)
+        if self.is_new:
+            return f"<Database {self.describe_state()}>"
         mode = " (read-only)" if self.read_only else ""
         return f"<Database {self.config.masked_url}{mode} resources=[{names}]>"
 
@@ -144,6 +170,8 @@ class Database:
             f"<td>{len(r.schema.user_attributes())}</td><td>{html.escape(', '.join(r.partitions)) or '—'}</td></tr>"
             for r in self._resources.values()
         )
+        if self.is_new:
+            return f"<div class='s3db-database'><b>Database</b>: {html.escape(self.describe_state())}</div>"
         return (
             f"<div class='s3db-database'><b>Database</b> <code>{html.escape(self.config.masked_url)}</code>"
             f"<table><tr><th>resource</th><th>behavior</th><th>version</th><th>fields</th><th>partitions</th></tr>{rows}</table></div>"

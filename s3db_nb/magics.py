@@ -136,7 +136,7 @@ class S3DBMagics(Magics, Configurable):
         except S3DBError as exc:
             raise UsageError(_one_line(exc)) from None
         self._bind(args.name, database, owned=True)
-        print(f"connected {args.name}: {database.config.masked_url} ({len(database.resources)} resources)")
+        print(f"connected {args.name}: {database.describe_state()}")
 
     @magic_arguments()
     @argument("variable", help="a Python variable holding a Database (s3db_nb.connect(...))")

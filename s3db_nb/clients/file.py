@@ -240,10 +240,8 @@ class FileClient(PrefixMixin, StorageClient):
         super().__init__()
         self.root = Path(root).expanduser().resolve()
         self._init_prefix(prefix)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create the data folder {str(self.root)!r}: {exc.strerror or exc}") from exc
+        if self.root.exists() and not self.root.is_dir():
+            raise StorageError(f"the data folder {str(self.root)!r} is a file; give file:// a folder (it is created on the first write)")
         self._root_str = str(self.root)
         self._root_prefix = self._root_str.rstrip(os.sep) + os.sep
         self._lock_dir = self.root / LOCK_DIR

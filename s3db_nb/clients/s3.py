@@ -313,6 +313,24 @@ class S3Client(PrefixMixin, StorageClient):
 
     # -- bucket ----------------------------------------------------------------------
 
+    def bucket_exists(self) -> bool:
+        """Whether the bucket exists (1 HeadBucket). A bucket we may not inspect (403) counts as
+        existing: the first real request then says what is wrong."""
+        bce = self._botocore_exceptions
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+            return True
+        except bce.ClientError as exc:
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            code = str(exc.response.get("Error", {}).get("Code") or "")
+            if status == 404 or code in ("NoSuchBucket", "NotFound", "404"):
+                return False
+            if status == 403:
+                return True
+            raise self._translate(exc, "HeadBucket", None) from exc
+        except Exception as exc:
+            raise self._translate(exc, "HeadBucket", None) from exc
+
     def ensure_bucket(self) -> bool:
         """Create the bucket when it does not exist; True when it was created."""
         bce = self._botocore_exceptions

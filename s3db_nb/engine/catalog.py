@@ -211,6 +211,8 @@ class Catalog:
         #: definition from ``entry()``, so the stored entry cannot change underneath (re-entrant)
         self.lock = threading.RLock()
         self._data: dict[str, Any] = {}
+        #: whether s3db.json exists in the store (as last read or written): False for a new database
+        self.stored = False
         self._backed_up: str | None = None  # sha-256 of what this catalog last copied to s3db.json.bak
 
     def __repr__(self) -> str:
@@ -228,6 +230,7 @@ class Catalog:
             raise self.unreadable(f"it is missing while {BACKUP_KEY} exists (a catalog that was lost, not a new database)")
         with self.lock:
             self._data = stored.data
+            self.stored = stored.etag is not None
 
     def read(self) -> StoredCatalog:
         """``s3db.json`` as stored now (1 GET). A missing file is an empty catalog; one that is
@@ -349,6 +352,7 @@ class Catalog:
                 except (ConflictError, NotFoundError):
                     continue  # another writer got there first: merge again
                 self._data = fresh
+                self.stored = True
                 self.events.emit("metadata-uploaded", fresh)
                 if self.hooks is not None and not restore:
                     self.hooks("after_upload_metadata", result=fresh)
