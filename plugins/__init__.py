@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "importer": "s3db_nb.plugins.importer:ImporterPlugin",
     "metrics": "s3db_nb.plugins.metrics:MetricsPlugin",
     "relation": "s3db_nb.plugins.relation:RelationPlugin",
+    "scheduler": "s3db_nb.plugins.scheduler:SchedulerPlugin",
     "statemachine": "s3db_nb.plugins.state_machine:StateMachinePlugin",
     "tournament": "s3db_nb.plugins.tournament:TournamentPlugin",
     "tree": "s3db_nb.plugins.tree:TreePlugin",
