@@ -33,6 +33,7 @@ BUILTIN: dict[str, str] = {
     "statemachine": "s3db_nb.plugins.state_machine:StateMachinePlugin",
     "tournament": "s3db_nb.plugins.tournament:TournamentPlugin",
     "tree": "s3db_nb.plugins.tree:TreePlugin",
+    "ttl": "s3db_nb.plugins.ttl:TTLPlugin",
     "vector": "s3db_nb.plugins.vector:VectorPlugin",
 }
 

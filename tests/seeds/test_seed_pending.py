@@ -50,8 +50,6 @@ PENDING: list[tuple[str, str, int, tuple[str, ...]]] = [
     (_GUIDE, "Common Use Cases", 3, ("ReconPlugin",)),
     (_GUIDE, "`warnNamespaceUsage(pluginName, currentNamespace, existingNamespaces)`", 1, ("ReconPlugin",)),
     (_GUIDE, "`detectAndWarnNamespaces(storage, pluginName, pluginPrefix, currentNamespace)`", 1, ("ReconPlugin",)),
-    (_GUIDE, "Best Practices: Naming Conventions", 1, ("TTLPlugin",)),
-    (_GUIDE, "Automatic Filtering from Documentation", 2, ("TTLPlugin",)),
     (_GUIDE, "Basic Plugin Usage", 1, ("BackupPlugin",)),
     (_GUIDE, "Adding Plugins BEFORE Resource Creation", 1, ("EventualConsistencyPlugin",)),
     (_GUIDE, "Adding Plugins AFTER Resource Creation", 1, ("EventualConsistencyPlugin",)),
