@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "metrics": "s3db_nb.plugins.metrics:MetricsPlugin",
     "relation": "s3db_nb.plugins.relation:RelationPlugin",
     "scheduler": "s3db_nb.plugins.scheduler:SchedulerPlugin",
+    "s3queue": "s3db_nb.plugins.s3_queue:S3QueuePlugin",
     "statemachine": "s3db_nb.plugins.state_machine:StateMachinePlugin",
     "tournament": "s3db_nb.plugins.tournament:TournamentPlugin",
     "tree": "s3db_nb.plugins.tree:TreePlugin",
