@@ -28,6 +28,7 @@ BUILTIN: dict[str, str] = {
     "graph": "s3db_nb.plugins.graph:GraphPlugin",
     "importer": "s3db_nb.plugins.importer:ImporterPlugin",
     "metrics": "s3db_nb.plugins.metrics:MetricsPlugin",
+    "ml": "s3db_nb.plugins.ml:MLPlugin",
     "relation": "s3db_nb.plugins.relation:RelationPlugin",
     "scheduler": "s3db_nb.plugins.scheduler:SchedulerPlugin",
     "s3queue": "s3db_nb.plugins.s3_queue:S3QueuePlugin",
