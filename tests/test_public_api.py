@@ -41,6 +41,7 @@ PUBLIC = {
 }
 BUILTIN_PLUGIN_CLASSES = [
     "AuditPlugin",
+    "BackupPlugin",
     "CachePlugin",
     "CostsPlugin",
     "FullTextPlugin",
@@ -48,9 +49,14 @@ BUILTIN_PLUGIN_CLASSES = [
     "GraphPlugin",
     "ImporterPlugin",
     "MetricsPlugin",
+    "MLPlugin",
     "RelationPlugin",
+    "S3QueuePlugin",
+    "SchedulerPlugin",
     "StateMachinePlugin",
+    "TournamentPlugin",
     "TreePlugin",
+    "TTLPlugin",
     "VectorPlugin",
 ]
 
