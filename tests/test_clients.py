@@ -1068,3 +1068,29 @@ def test_file_interop_with_s3db_js(tmp_path):
     obj = client.get("resource=users/data/id=node1")
     assert obj.body == b"from node" and obj.metadata == {"city": "Rio"} and obj.content_type == "text/plain"
     assert list_all(client) == ["resource=users/data/id=node1", "resource=users/data/id=py1"]
+
+
+def test_file_writes_outlast_deletes_pruning_the_same_folders(tmp_path):
+    """4 threads x 300 put+delete in one folder: a delete prunes the folder a put is making (88 of
+    1 200 puts failed with "No such file or directory" before ``_make_dirs``)."""
+    import threading
+
+    client = FileClient(tmp_path / "store")
+    errors: list[str] = []
+
+    def work(thread: int) -> None:
+        for n in range(300):
+            key = f"plugin=q/locks/a/b/t{thread}-{n}"
+            try:
+                client.put(key, b"x")
+                client.delete(key)
+            except Exception as exc:  # noqa: BLE001 - counted below
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert list(client.list("plugin=q/")) == []

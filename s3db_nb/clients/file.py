@@ -167,6 +167,18 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
+def _make_dirs(path: str) -> None:
+    """``os.makedirs`` that outlasts a concurrent delete pruning the same empty folders: it can
+    remove a parent just made (the child's mkdir then finds no parent) or one just seen to exist."""
+    for _ in range(20):
+        try:
+            os.makedirs(path, exist_ok=True)
+            return
+        except (FileNotFoundError, FileExistsError):
+            continue
+    os.makedirs(path, exist_ok=True)
+
+
 def _write_file(path: str, data: bytes) -> None:
     """Create (or truncate) ``path`` holding ``data``.
 
@@ -606,8 +618,8 @@ class FileClient(PrefixMixin, StorageClient):
                 # or removed when empty by a concurrent delete)
                 if attempt == 9:
                     raise
-                os.makedirs(self._journal_str, exist_ok=True)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+                _make_dirs(self._journal_str)
+                _make_dirs(os.path.dirname(path))
                 continue
             if entry.keyfile is not None:
                 _unlink(entry.keyfile)
@@ -681,7 +693,7 @@ class FileClient(PrefixMixin, StorageClient):
             except FileNotFoundError:
                 if attempt == 1 or not _exists(side):
                     break
-                os.makedirs(self._journal_str, exist_ok=True)  # the first write here
+                _make_dirs(self._journal_str)  # the first write here
             except (NotADirectoryError, IsADirectoryError):
                 break
         _unlink(path)
