@@ -34,6 +34,7 @@ BUILTIN: dict[str, str] = {
     "s3queue": "s3db_nb.plugins.s3_queue:S3QueuePlugin",
     "statemachine": "s3db_nb.plugins.state_machine:StateMachinePlugin",
     "tournament": "s3db_nb.plugins.tournament:TournamentPlugin",
+    "tfstate": "s3db_nb.plugins.tfstate:TfStatePlugin",
     "tree": "s3db_nb.plugins.tree:TreePlugin",
     "ttl": "s3db_nb.plugins.ttl:TTLPlugin",
     "vector": "s3db_nb.plugins.vector:VectorPlugin",
@@ -89,6 +90,7 @@ def plugin_dependency_report(plugins: list[type[Plugin] | Plugin] | None = None)
 
 #: class name → registry name, for ``from s3db_nb.plugins import CachePlugin`` (as in s3db.js)
 CLASS_NAMES: dict[str, str] = {target.rpartition(":")[2]: name for name, target in BUILTIN.items()}
+CLASS_NAMES["TfstatePlugin"] = "tfstate"  # the seeds write "Tfstate"; s3db.js's class is TfStatePlugin
 
 
 def __getattr__(name: str) -> type[Plugin]:

@@ -31,6 +31,7 @@ VIEWS: dict[str, str] = {
     "s3db_nb.plugins.state_machine:StateMachinePlugin": "s3db_nb.widgets.state_machine:StateMachineDashboard",
     "s3db_nb.plugins.scheduler:SchedulerPlugin": "s3db_nb.widgets.scheduler:SchedulerDashboard",
     "s3db_nb.plugins.tournament:TournamentPlugin": "s3db_nb.widgets.tournament:TournamentDashboard",
+    "s3db_nb.plugins.tfstate:TfStatePlugin": "s3db_nb.widgets.tfstate:TfStateDashboard",
     "s3db_nb.plugins.tree:TreePlugin": "s3db_nb.widgets.tree:TreeDashboard",
     "s3db_nb.plugins.ttl:TTLPlugin": "s3db_nb.widgets.ttl:TTLDashboard",
     "s3db_nb.plugins.vector:VectorPlugin": "s3db_nb.widgets.vector:VectorDashboard",
