@@ -190,8 +190,26 @@ class Database:
 
     def export(self, path: str, format: str = "parquet", resources: Iterable[str] | None = None, **kw: Any) -> dict[str, Any]:
         """Export resources to a folder or ``s3://``/endpoint URL, Hive-partitioned, with a
-        ``manifest.json`` (counts, schema, sha256 per file). Returns the manifest."""
+        ``manifest.json`` (counts, schema, sha256 per file), streaming batch by batch. Returns the
+        manifest. ``incremental=True`` writes only what changed since the last export there."""
         return extensions.function("export")(self, path, format=format, resources=resources, **kw)
+
+    def register_duckdb(self, con: Any, resources: Iterable[str] | None = None) -> list[str]:
+        """Make the resources tables of your own DuckDB connection: ``con.sql("select ... from users")``.
+
+        Registers each resource object under its name with ``con.register``; DuckDB scans it
+        through its Arrow stream (``Resource.__arrow_c_stream__``), so every query reads the
+        records as they are then (through the snapshot on file:// and S3, else all records),
+        secret fields decrypted as ``to_arrow`` does. Nothing is read now. Returns the names
+        registered; ``con.unregister(name)`` undoes one. (``duckdb.sql("from users")`` also
+        works without this when a Python variable ``users`` holds the resource.)"""
+        names = list(self._resources) if resources is None else list(resources)
+        chosen = [self.resource(name) for name in names]  # NotFoundError lists the existing ones
+        if not callable(getattr(con, "register", None)):
+            raise InvalidTypeError(f"register_duckdb(con): con must be a DuckDB connection (duckdb.connect()), got {type(con).__name__}")
+        for resource in chosen:
+            con.register(resource.name, resource)
+        return [resource.name for resource in chosen]
 
     def create_resource_from_frame(self, name: str, df: Any, **kw: Any) -> Resource:
         """Create a resource whose attributes are inferred from the frame's dtypes, and insert it."""
@@ -217,13 +235,19 @@ class Database:
         return extensions.function("snapshot_registry")(self)
 
     def __getattr__(self, name: str) -> Any:
-        """``db.costs`` is the plugin installed as ``costs`` (as s3db.js exposes ``db.costs``)."""
+        """``db.costs`` is the plugin installed as ``costs`` (as s3db.js exposes ``db.costs``);
+        otherwise ``db.users`` is the resource ``users`` (``pl.DataFrame(db.users)``)."""
         if name.startswith("_"):
             raise AttributeError(name)
         plugins = self.__dict__.get("plugins")
         if plugins is not None and name in plugins:
             return plugins[name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r} (and no plugin is installed under that name)")
+        resources = self.__dict__.get("_resources")
+        if resources is not None and name in resources:
+            return resources[name]
+        raise AttributeError(
+            f"{type(self).__name__!r} object has no attribute {name!r} (and no plugin is installed and no resource exists under that name)"
+        )
 
     # -- resources ------------------------------------------------------------------------
 

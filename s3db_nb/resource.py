@@ -288,15 +288,31 @@ class Resource:
         return extensions.function("to_arrow")(self, columns, where, partition, limit, progress, secrets, **kw)
 
     def to_pandas(self, **kw: Any) -> pd.DataFrame:
-        """``to_arrow(...).to_pandas(...)``; keywords go to whichever takes them."""
+        """``to_arrow(...).to_pandas(...)``; keywords go to whichever takes them.
+        ``dtype_backend="numpy_nullable"`` or ``"pyarrow"`` as in pandas (nullable integers stay integers)."""
         return extensions.function("to_pandas")(self, **kw)
 
     def iter_batches(self, batch_size: int = 10_000, **kw: Any) -> pa.RecordBatchReader:
         """A ``pyarrow.RecordBatchReader`` streaming the records ``batch_size`` rows at a time."""
         return extensions.function("iter_batches")(self, batch_size, **kw)
 
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """The Arrow PyCapsule stream of every record (``iter_batches()``, cast to
+        ``requested_schema`` when given): ``pa.table(users)``, ``pl.DataFrame(users)`` and
+        ``duckdb.sql("from users")`` read the resource. Nothing is read until the consumer
+        pulls the first batch; each stream reads the records again (as ``to_arrow``), with no
+        progress bar (consumers pull from their own threads)."""
+        return self.iter_batches(progress=False).__arrow_c_stream__(requested_schema)
+
+    def to_dask(self, columns: Iterable[str] | None = None, where: Any = None, partition: str | None = None, **kw: Any) -> Any:
+        """The records as a ``dask.dataframe.DataFrame``: one task per partition value (or per
+        id range when the resource has no partition), each reconnecting and reading only its
+        records. Needs ``pip install 's3db-nb[dask]'``; see ``s3db_nb.dask``."""
+        return extensions.function("to_dask")(self, columns=columns, where=where, partition=partition, **kw)
+
     def insert_frame(self, df_or_table: Any, id_column: str | None = None, progress: Any = None, on_error: str = "raise") -> pd.DataFrame:
-        """Insert a DataFrame/Arrow table; every row validated first. Returns the rejected rows."""
+        """Insert a frame (pandas, polars, an Arrow table or stream, a DuckDB relation: anything with
+        ``__arrow_c_stream__``); every row validated first. Returns the rejected rows."""
         return extensions.function("insert_frame")(self, df_or_table, id_column=id_column, progress=progress, on_error=on_error)
 
     def to_parquet(self, path: str, partition_by: list[str] | None = None, **kw: Any) -> dict[str, Any]:

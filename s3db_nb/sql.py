@@ -587,6 +587,8 @@ def _resource_entry(resource: Resource, table: pa.Table, partition_by: list[str]
 EXPORT_BATCH_ROWS = 10_000
 #: where incremental exports keep, per resource, the version and file of every exported record
 STATE_FOLDER = "_s3db_state"
+#: files an export keeps open at once (one per Hive folder being written)
+EXPORT_MAX_OPEN_FILES = 256
 _SEGMENT = "__s3db_segment_{}"
 
 
@@ -606,9 +608,9 @@ def export(
     unless ``secrets=True``.
 
     Streams: records are read ``batch_size`` at a time (``iter_batches``, not the snapshot) and
-    written through ``pyarrow.dataset.write_dataset`` (JSON Lines by a writer of its own), so
-    memory follows the batch, not the resource. Cost: LIST + 1 GET per record, and one read of
-    each written file for its sha256.
+    each batch is appended to its Hive folder's open file (Arrow's Parquet/CSV writers, hashed
+    as written), so memory follows the batch, not the resource or a partition. Cost: LIST +
+    1 GET per record.
 
     ``incremental=True``: the first time, as above plus a record of each exported record's
     version (``_s3db_state/``, the listing's ETag; on file:// the sidecar's stat). Afterwards
@@ -685,19 +687,6 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
         pass
 
 
-def _file_digest(fs: pafs.FileSystem, path: str) -> tuple[int, str]:
-    """(bytes, sha256) of a written file, read back 1 MiB at a time."""
-    digest = hashlib.sha256()
-    size = 0
-    with fs.open_input_stream(path) as stream:
-        while True:
-            chunk = stream.read(1 << 20)
-            if not chunk:
-                return size, digest.hexdigest()
-            size += len(chunk)
-            digest.update(chunk)
-
-
 def _lines(fs: pafs.FileSystem, path: str) -> Iterator[bytes]:
     """The non-empty lines of a JSON Lines file (newline included), read 1 MiB at a time."""
     rest = b""
@@ -716,9 +705,9 @@ def _json_texts(array: pa.Array) -> pa.Array:
     return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=_jsonable) for v in array.to_pylist()], pa.string())
 
 
-def _segments(batch: pa.RecordBatch, partition_by: list[str]) -> list[pa.Array]:
-    """Per partition field, each row's Hive folder segment (``country=BR``), as ``write_table`` names them."""
-    out = []
+def _folders(batch: pa.RecordBatch, partition_by: list[str]) -> pa.Array:
+    """Each row's Hive folder (``country=BR``, ``a=1/b=x``), its segments as ``write_table`` names them."""
+    segments = []
     for path in partition_by:
         parts = path.split(".")
         column: Any = batch.column(parts[0])
@@ -726,12 +715,86 @@ def _segments(batch: pa.RecordBatch, partition_by: list[str]) -> list[pa.Array]:
             column = pc.struct_field(column, part)
         encoded = pc.dictionary_encode(column, null_encoding="encode")
         texts = pa.array([_hive_segment(path, value) for value in encoded.dictionary.to_pylist()], pa.string())
-        out.append(texts.take(encoded.indices))
-    return out
+        segments.append(texts.take(encoded.indices))
+    return segments[0] if len(segments) == 1 else pc.binary_join_element_wise(*segments, "/")
+
+
+class _FileSink:
+    """One exported file being written: bytes go to the filesystem stream and into its sha256 as
+    they are written, so nothing is read back. A Python file object for Arrow's writers."""
+
+    def __init__(self, fs: pafs.FileSystem, path: str, relative: str, fmt: str, schema: pa.Schema) -> None:
+        self.relative, self.fmt = relative, fmt
+        self.stream = fs.open_output_stream(path)
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.rows = 0
+        self.ids: list[str] = []
+        self.closed = False
+        self.writer: Any = None
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            self.writer = pq.ParquetWriter(self, schema)
+        elif fmt == "csv":
+            import pyarrow.csv as pacsv
+
+            self.writer = pacsv.CSVWriter(self, schema)
+
+    # the file protocol Arrow's writers use
+    def write(self, data: Any) -> int:
+        data = data if isinstance(data, bytes) else bytes(data)
+        self.digest.update(data)
+        self.size += len(data)
+        self.stream.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def add(self, batch: pa.RecordBatch, *, want_ids: bool) -> None:
+        """Append the rows of ``batch`` (JSON Lines: one object per line, as ``_encode`` writes them)."""
+        if self.writer is not None:
+            self.writer.write_batch(batch)
+        else:
+            for row in batch.to_pylist():
+                self.write((json.dumps(row, ensure_ascii=False, default=_jsonable, separators=(",", ":")) + "\n").encode())
+        self.rows += batch.num_rows
+        if want_ids:
+            self.ids.extend(batch.column("id").to_pylist())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self.writer is not None:
+            self.writer.close()
+        self.closed = True
+        self.stream.close()
+
+    def entry(self) -> dict[str, Any]:
+        return {"path": self.relative, "rows": self.rows, "bytes": self.size, "sha256": self.digest.hexdigest(), "ids": self.ids}
 
 
 class _ExportJob:
-    """One resource's part of an export: its files under ``base/<name>/`` and manifest entry."""
+    """One resource's part of an export: its files under ``base/<name>/`` and manifest entry.
+
+    Each Hive folder has one file open at a time, written batch by batch in this thread
+    (``EXPORT_MAX_OPEN_FILES`` at most: the least recently used is closed and the folder's next
+    rows start a new file); ``pyarrow.dataset.write_dataset`` would do the same through Arrow's I/O
+    thread pool, whose allocator caches cost more memory than a 200 000-record table
+    (``benchmarks/bench_export.py`` measures both)."""
 
     def __init__(
         self, fs: pafs.FileSystem, base: str, resource: Resource, fmt: str, *, secrets: bool, progress: Any, batch_size: int, run: int
@@ -744,9 +807,9 @@ class _ExportJob:
         probe = frames.iter_batches(resource, batch_size, secrets=secrets, snapshot=False)  # the schema; nothing is read
         self.schema = probe.schema
         probe.close()
-        top = {path.split(".")[0] for path in self.partition_by if "." not in path}
+        top = {path for path in self.partition_by if "." not in path}
         self.file_schema = pa.schema([f for f in self.schema if f.name not in top])
-        if fmt == "csv":
+        if fmt == "csv":  # CSV cannot hold nested values: structs and lists become JSON text
             self.file_schema = pa.schema([f.with_type(pa.string()) if pa.types.is_nested(f.type) else f for f in self.file_schema])
 
     # -- whole and incremental --------------------------------------------------------------
@@ -757,12 +820,10 @@ class _ExportJob:
         versions = self._versions() if track else None
         reader = frames.iter_batches(self.resource, self.batch_size, secrets=self.secrets, progress=self.progress, snapshot=False)
         files = self._write(reader, "part-{i}", want_ids=track)
-        if not files and not self.partition_by:  # an empty resource still has its (empty) file
-            files = [self._write_empty(f"{self.name}/part-0.{self.fmt}", want_ids=track)]
         entry = self._entry(files)
-        if track and versions is not None:
+        if versions is not None:
             # a record read but not listed (written meanwhile) has no version yet: "" reads it again next time
-            state = {rid: (versions.get(rid, ""), f["path"]) for f in files for rid in f.pop("ids")}
+            state = {rid: (versions.get(rid, ""), f["path"]) for f in files for rid in f["ids"]}
             entry["state"] = self._save_state(state)
             entry["incremental"] = {"run": self.run, "mode": "whole", "changed": len(state), "deleted": 0}
         return entry
@@ -798,15 +859,15 @@ class _ExportJob:
         # each old file keeps only its rows that are still current (a new file, then the old one goes)
         for number, (relative, ids) in enumerate(sorted(stale.items())):
             files.pop(relative, None)
-            kept = self._rewrite(relative, ids, number)
             for rid in ids:
                 state.pop(rid, None)
+            kept = self._rewrite(relative, ids, number)
             if kept is not None:
-                for rid in kept.pop("ids"):
+                for rid in kept["ids"]:
                     state[rid] = (state[rid][0], kept["path"])
                 files[kept["path"]] = kept
         for f in written:
-            for rid in f.pop("ids"):
+            for rid in f["ids"]:
                 state[rid] = (versions.get(rid, ""), f["path"])
             files[f["path"]] = f
         entry = self._entry(sorted(files.values(), key=lambda f: f["path"]))
@@ -829,9 +890,6 @@ class _ExportJob:
                 continue
         return out
 
-    def _state_path(self) -> str:
-        return f"{STATE_FOLDER}/{self.name}/state-{self.run}.parquet"
-
     def _save_state(self, state: Mapping[str, tuple[str, str]]) -> str:
         import pyarrow.parquet as pq
 
@@ -840,7 +898,7 @@ class _ExportJob:
             {"id": ids, "version": [state[i][0] for i in ids], "file": [state[i][1] for i in ids]},
             schema=pa.schema([("id", pa.string()), ("version", pa.string()), ("file", pa.string())]),
         )
-        relative = self._state_path()
+        relative = f"{STATE_FOLDER}/{self.name}/state-{self.run}.parquet"
         self._make_dirs(f"{self.base}/{relative}")
         with self.fs.open_output_stream(f"{self.base}/{relative}") as stream:
             pq.write_table(table, stream)
@@ -862,183 +920,97 @@ class _ExportJob:
         if isinstance(self.fs, pafs.LocalFileSystem):
             self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
 
-    def _listed(self) -> list[str]:
-        """Paths (relative to ``base``) of the files under the resource's folder."""
+    def _drop_unlisted(self, listed: set[str]) -> None:
+        """Delete the files the manifest does not name (left by an export that stopped before its manifest)."""
         import pyarrow.fs as pafs
 
         try:
             infos = self.fs.get_file_info(pafs.FileSelector(self.folder, recursive=True, allow_not_found=True))
         except FileNotFoundError:
-            return []
-        return sorted(i.path[len(self.base) + 1 :] for i in infos if i.type == pafs.FileType.File)
+            return
+        for info in infos:
+            if info.type == pafs.FileType.File and info.path[len(self.base) + 1 :] not in listed:
+                _delete_quietly(self.fs, info.path)
 
-    def _drop_unlisted(self, listed: set[str]) -> None:
-        """Delete files the manifest does not name (left by an export that stopped before its manifest)."""
-        for relative in self._listed():
-            if relative not in listed:
-                _delete_quietly(self.fs, f"{self.base}/{relative}")
-
-    def _batches(self, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
-        """The stream as written: Hive segments added, partition columns dropped, CSV flattened."""
-        top = {p for p in self.partition_by if "." not in p}
-        schema = self._written_schema()
-        for batch in reader:
-            arrays = [batch.column(i) for i, f in enumerate(batch.schema) if f.name not in top]
-            if self.fmt == "csv":  # CSV cannot hold nested values: structs and lists become JSON text
-                arrays = [_json_texts(a) if pa.types.is_nested(a.type) else a for a in arrays]
-            if self.partition_by:
-                arrays += _segments(batch, self.partition_by)
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-    def _written_schema(self) -> pa.Schema:
-        return pa.schema([*self.file_schema, *[pa.field(_SEGMENT.format(i), pa.string()) for i in range(len(self.partition_by))]])
+    def _open(self, relative: str) -> _FileSink:
+        self._make_dirs(f"{self.base}/{relative}")
+        return _FileSink(self.fs, f"{self.base}/{relative}", relative, self.fmt, self.file_schema)
 
     def _write(self, reader: pa.RecordBatchReader, stem: str, *, want_ids: bool) -> list[dict[str, Any]]:
-        """Stream ``reader`` into files named ``<stem>.<ext>`` (``{i}``: a counter) in their Hive folders;
-        returns their manifest entries (with ``ids`` when ``want_ids``)."""
-        import pyarrow.dataset as pads
+        """Stream ``reader`` into files named ``<stem>.<ext>`` (``{i}``: 0, then 1, ... when a folder's
+        file had to be closed early) in their Hive folders; returns their manifest entries (``ids``
+        filled when ``want_ids``)."""
+        top = {path for path in self.partition_by if "." not in path}
+        open_sinks: OrderedDict[str, _FileSink] = OrderedDict()
+        done: list[_FileSink] = []
+        counters: dict[str, int] = {}
 
-        before = set(self._listed())
-        batches = pa.RecordBatchReader.from_batches(self._written_schema(), self._batches(reader))
-        if self.fmt == "jsonl":
-            return self._write_jsonl(batches, stem, want_ids=want_ids)
-        partitioning = None
-        if self.partition_by:
-            fields = [pa.field(_SEGMENT.format(i), pa.string()) for i in range(len(self.partition_by))]
-            partitioning = pads.DirectoryPartitioning(pa.schema(fields), segment_encoding="none")
-        self._make_dirs(f"{self.folder}/-")
-        pads.write_dataset(
-            batches,
-            self.folder,
-            filesystem=self.fs,
-            format=self.fmt,
-            partitioning=partitioning,
-            basename_template=f"{stem}.{self.fmt}",
-            existing_data_behavior="overwrite_or_ignore",
-            max_partitions=max(1024, self.batch_size),  # a batch may hold a folder per row
-        )
-        return [self._describe(relative, want_ids) for relative in self._listed() if relative not in before]
+        def sink_for(folder: str) -> _FileSink:
+            sink = open_sinks.get(folder)
+            if sink is not None:
+                open_sinks.move_to_end(folder)
+                return sink
+            if len(open_sinks) >= EXPORT_MAX_OPEN_FILES:
+                _, oldest = open_sinks.popitem(last=False)
+                oldest.close()
+                done.append(oldest)
+            number = counters[folder] = counters.get(folder, -1) + 1
+            name = f"{stem.format(i=number)}.{self.fmt}"
+            sink = open_sinks[folder] = self._open(f"{self.name}/{folder}/{name}" if folder else f"{self.name}/{name}")
+            return sink
 
-    def _write_empty(self, relative: str, *, want_ids: bool) -> dict[str, Any]:
-        """A file with the columns and no row."""
-        path = f"{self.base}/{relative}"
-        self._make_dirs(path)
-        with self.fs.open_output_stream(path) as stream:
-            if self.fmt == "parquet":
-                import pyarrow.parquet as pq
-
-                pq.write_table(self.file_schema.empty_table(), stream)
-            elif self.fmt == "csv":
-                import pyarrow.csv as pacsv
-
-                pacsv.write_csv(self.file_schema.empty_table(), stream)
-        size, sha = _file_digest(self.fs, path)
-        return {"path": relative, "rows": 0, "bytes": size, "sha256": sha, **({"ids": []} if want_ids else {})}
-
-    def _describe(self, relative: str, want_ids: bool) -> dict[str, Any]:
-        """The manifest entry of a written file (read back: rows, ids, bytes, sha256)."""
-        path = f"{self.base}/{relative}"
-        size, sha = _file_digest(self.fs, path)
-        entry: dict[str, Any] = {"path": relative, "rows": 0, "bytes": size, "sha256": sha}
-        ids: list[str] = []
-        if self.fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            with self.fs.open_input_file(path) as stream:
-                parquet = pq.ParquetFile(stream)
-                entry["rows"] = parquet.metadata.num_rows
-                if want_ids:
-                    for batch in parquet.iter_batches(columns=["id"], batch_size=self.batch_size):
-                        ids.extend(batch.column(0).to_pylist())
-        else:  # csv
-            import pyarrow.csv as pacsv
-
-            types = {f.name: pa.string() for f in self.file_schema}
-            with self.fs.open_input_stream(path) as stream:
-                for batch in pacsv.open_csv(stream, convert_options=pacsv.ConvertOptions(column_types=types)):
-                    entry["rows"] += batch.num_rows
-        if want_ids:
-            entry["ids"] = ids
-        return entry
-
-    def _write_jsonl(self, batches: pa.RecordBatchReader, stem: str, *, want_ids: bool) -> list[dict[str, Any]]:
-        """JSON Lines (``write_dataset`` has no such format): one open file per Hive folder, hashed as written."""
-        outputs: dict[str, Any] = {}
-        entries: dict[str, dict[str, Any]] = {}
-        digests: dict[str, Any] = {}
-        width = len(self.partition_by)
         try:
-            for batch in batches:
-                table = pa.Table.from_batches([batch])
-                folders = [""] * batch.num_rows
-                if width:
-                    segments = [batch.column(_SEGMENT.format(i)).to_pylist() for i in range(width)]
-                    folders = ["/".join(parts) for parts in zip(*segments)]
-                    table = table.drop_columns([_SEGMENT.format(i) for i in range(width)])
-                rows = table.to_pylist()
-                for folder, row in zip(folders, rows):
-                    relative = f"{self.name}/{folder}/{stem.format(i=0)}.jsonl" if folder else f"{self.name}/{stem.format(i=0)}.jsonl"
-                    if relative not in outputs:
-                        self._make_dirs(f"{self.base}/{relative}")
-                        outputs[relative] = self.fs.open_output_stream(f"{self.base}/{relative}")
-                        entries[relative] = {"path": relative, "rows": 0, "bytes": 0, "sha256": "", "ids": []}
-                        digests[relative] = hashlib.sha256()
-                    line = (json.dumps(row, ensure_ascii=False, default=_jsonable, separators=(",", ":")) + "\n").encode()
-                    outputs[relative].write(line)
-                    digests[relative].update(line)
-                    entry = entries[relative]
-                    entry["rows"] += 1
-                    entry["bytes"] += len(line)
-                    entry["ids"].append(row["id"])
+            if not self.partition_by:
+                sink_for("")  # an empty resource still gets its (empty) file
+            for batch in reader:
+                folders = _folders(batch, self.partition_by) if self.partition_by else None
+                columns = [batch.column(i) for i, f in enumerate(batch.schema) if f.name not in top]
+                if self.fmt == "csv":
+                    columns = [_json_texts(c) if pa.types.is_nested(c.type) else c for c in columns]
+                rows = pa.RecordBatch.from_arrays(columns, schema=self.file_schema)
+                if folders is None:
+                    sink_for("").add(rows, want_ids=want_ids)
+                    continue
+                encoded = pc.dictionary_encode(folders)
+                for index, folder in enumerate(encoded.dictionary.to_pylist()):
+                    sink_for(folder).add(rows.filter(pc.equal(encoded.indices, index)), want_ids=want_ids)
         finally:
-            for stream in outputs.values():
-                stream.close()
-        for relative, entry in entries.items():
-            entry["sha256"] = digests[relative].hexdigest()
-            if not want_ids:
-                entry.pop("ids")
-        return list(entries.values())
+            for sink in open_sinks.values():
+                sink.close()
+        return [sink.entry() for sink in [*done, *open_sinks.values()]]
 
     def _rewrite(self, relative: str, drop: set[str], number: int) -> dict[str, Any] | None:
         """Rewrite the file at ``relative`` without the rows of ``drop`` as a new file of this run
         (the old one is deleted after); None when no row is left."""
-        folder, _, name = relative.rpartition("/")
-        target = f"{folder}/part-{self.run}-r{number}.{self.fmt}"
+        folder = relative.rpartition("/")[0]
+        sink = self._open(f"{folder}/part-{self.run}-r{number}.{self.fmt}")
         source = f"{self.base}/{relative}"
-        kept = 0
+        dropped = pa.array(sorted(drop), pa.string())
         try:
             if self.fmt == "parquet":
                 import pyarrow.parquet as pq
 
                 with self.fs.open_input_file(source) as stream:
-                    parquet = pq.ParquetFile(stream)
-                    with self.fs.open_output_stream(f"{self.base}/{target}") as out, pq.ParquetWriter(out, parquet.schema_arrow) as writer:
-                        for batch in parquet.iter_batches(batch_size=self.batch_size):
-                            keep = pc.invert(pc.is_in(batch.column("id"), value_set=pa.array(sorted(drop), pa.string())))
-                            batch = batch.filter(keep)
-                            kept += batch.num_rows
-                            if batch.num_rows:
-                                writer.write_batch(batch)
-            else:  # jsonl: lines are copied as they are
-                with self.fs.open_output_stream(f"{self.base}/{target}") as out:
-                    for line in _lines(self.fs, source):
-                        if json.loads(line).get("id") not in drop:
-                            out.write(line)
-                            kept += 1
+                    for batch in pq.ParquetFile(stream).iter_batches(batch_size=self.batch_size):
+                        kept = batch.filter(pc.invert(pc.is_in(batch.column("id"), value_set=dropped)))
+                        if kept.num_rows:
+                            sink.add(kept.cast(self.file_schema), want_ids=True)
+            else:  # jsonl: the kept lines are copied as they are
+                for line in _lines(self.fs, source):
+                    record_id = json.loads(line).get("id")
+                    if record_id not in drop:
+                        sink.write(line)
+                        sink.rows += 1
+                        sink.ids.append(record_id)
         except FileNotFoundError:
-            return None  # gone already (an export that stopped half-way): nothing left to keep
+            pass  # gone already (an export that stopped half-way): nothing left to keep
+        finally:
+            sink.close()
         _delete_quietly(self.fs, source)
-        if not kept:
-            _delete_quietly(self.fs, f"{self.base}/{target}")
+        if not sink.rows:
+            _delete_quietly(self.fs, f"{self.base}/{sink.relative}")
             return None
-        return self._describe_any(target)
-
-    def _describe_any(self, relative: str) -> dict[str, Any]:
-        if self.fmt != "jsonl":
-            return self._describe(relative, True)
-        size, sha = _file_digest(self.fs, f"{self.base}/{relative}")
-        ids = [json.loads(line)["id"] for line in _lines(self.fs, f"{self.base}/{relative}")]
-        return {"path": relative, "rows": len(ids), "bytes": size, "sha256": sha, "ids": ids}
+        return sink.entry()
 
     def _entry(self, files: list[dict[str, Any]]) -> dict[str, Any]:
         return {

@@ -32,6 +32,7 @@ class Extensions:
     snapshot_registry: Callable[..., Any] | None = None  # (db) -> the db.snapshots registry
     refresh_snapshot: Callable[..., Any] | None = None  # (resource) -> its db.snapshots row
     drop_snapshot: Callable[..., Any] | None = None  # (resource) -> whether there was one
+    to_dask: Callable[..., Any] | None = None  # (resource, columns=, where=, partition=, **kw) -> dask DataFrame
 
 
 _REGISTERED = Extensions()

@@ -1,9 +1,11 @@
 """Resources as Arrow tables and pandas DataFrames, and DataFrames as resources.
 
 Arrow is the primitive: ``to_arrow`` builds a typed table from the schema (the table below),
-``to_pandas`` converts it, ``iter_batches`` streams it. ``insert_frame`` goes the other way:
-every row is validated first, bad rows are reported together, then the good rows are written
-in parallel on the database's bounded pool.
+``to_pandas`` converts it (``dtype_backend=`` as in pandas), ``iter_batches`` streams it (and
+``Resource.__arrow_c_stream__`` hands that stream to polars, DuckDB, ``pa.table``).
+``insert_frame`` goes the other way, from any frame or Arrow stream: every row is validated
+first, bad rows are reported together, then the good rows are written in parallel on the
+database's bounded pool.
 
 Schema type → Arrow type (``ARROW_TYPES`` documents the same table in code):
 
@@ -48,22 +50,44 @@ registers the bulk functions behind ``Resource.to_arrow`` & co. (``engine.extens
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..engine import extensions
 from . import columnar
 from .arrow_types import ARROW_TYPES, EXTRA_COLUMN, TIMESTAMP, arrow_leaf, arrow_schema, decimal_scale, plan_columns
 from .infer import INFERRED_TYPES, create_resource_from_frame, infer_attributes, infer_definition
-from .read import StoredRow, UnreadableValueWarning, iter_batches, iter_record_chunks, to_arrow, to_pandas
-from .rows import EncodedRow
+from .read import (
+    DTYPE_BACKENDS,
+    StoredRow,
+    UnreadableValueWarning,
+    iter_batches,
+    iter_record_chunks,
+    table_to_pandas,
+    to_arrow,
+    to_pandas,
+    types_mapper,
+)  # fmt: skip
+from .rows import EncodedRow, as_table, plain_types
 from .write import encode_validated, insert_frame, validate_rows, write_encoded, write_validated
+
+
+def to_dask(resource: Any, **kw: Any) -> Any:
+    """``resource.to_dask(...)``: ``s3db_nb.dask`` builds it (imported on first use, so that
+    ``import s3db_nb`` stays free of Dask; it raises ``MissingDependencyError`` without it)."""
+    from .. import dask as s3db_dask
+
+    return s3db_dask.to_dask(resource, **kw)
+
 
 extensions.register(
     to_arrow=to_arrow, to_pandas=to_pandas, iter_batches=iter_batches, insert_frame=insert_frame,
-    create_resource_from_frame=create_resource_from_frame,
+    create_resource_from_frame=create_resource_from_frame, to_dask=to_dask,
 )  # fmt: skip
 
 __all__ = [
     "ARROW_TYPES", "INFERRED_TYPES", "EXTRA_COLUMN", "TIMESTAMP", "arrow_leaf", "arrow_schema", "decimal_scale",
     "plan_columns", "to_arrow", "to_pandas", "iter_batches", "insert_frame", "infer_attributes", "infer_definition",
     "create_resource_from_frame", "iter_record_chunks", "validate_rows", "encode_validated", "write_encoded",
-    "write_validated", "StoredRow", "EncodedRow", "UnreadableValueWarning", "columnar",
+    "write_validated", "StoredRow", "EncodedRow", "UnreadableValueWarning", "columnar", "DTYPE_BACKENDS", "table_to_pandas",
+    "types_mapper", "as_table", "plain_types", "to_dask",
 ]  # fmt: skip

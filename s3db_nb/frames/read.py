@@ -372,13 +372,51 @@ def to_arrow(
 def to_pandas(resource: Resource, **kwargs: Any) -> pd.DataFrame:
     """``to_arrow(...)`` then ``Table.to_pandas``; keywords of either are accepted.
 
-    ``types_mapper=pd.ArrowDtype`` keeps nested data, nullable ints and decimals lossless."""
+    ``dtype_backend`` as in pandas: ``"numpy_nullable"`` (nullable ``Int64``, ``boolean``,
+    ``Float64``, ``string``: an integer column with nulls stays integer) or ``"pyarrow"``
+    (``pd.ArrowDtype`` everywhere: nested data, decimals and nullable ints lossless)."""
     own = {
         k: kwargs.pop(k)
         for k in ("columns", "where", "partition", "limit", "progress", "secrets", "partition_values", "json", "snapshot")
         if k in kwargs
     }
-    return to_arrow(resource, **own).to_pandas(**kwargs)
+    return table_to_pandas(to_arrow(resource, **own), **kwargs)
+
+
+#: the ``dtype_backend`` values pandas accepts (``pd.read_parquet`` & co.)
+DTYPE_BACKENDS = ("numpy_nullable", "pyarrow")
+
+
+def table_to_pandas(table: pa.Table, *, dtype_backend: str | None = None, **kwargs: Any) -> pd.DataFrame:
+    """``table.to_pandas(**kwargs)``, with pandas' ``dtype_backend`` vocabulary on top."""
+    if dtype_backend is not None:
+        if "types_mapper" in kwargs:
+            raise InvalidArgumentError("give dtype_backend or types_mapper, not both (dtype_backend picks the types_mapper)")
+        kwargs["types_mapper"] = types_mapper(dtype_backend)
+    return table.to_pandas(**kwargs)
+
+
+def types_mapper(dtype_backend: str) -> Callable[[pa.DataType], Any]:
+    """The ``Table.to_pandas(types_mapper=...)`` of a pandas ``dtype_backend``."""
+    import pandas as pd
+
+    if dtype_backend == "pyarrow":
+        return pd.ArrowDtype
+    if dtype_backend != "numpy_nullable":
+        raise InvalidArgumentError(f"dtype_backend must be one of {', '.join(map(repr, DTYPE_BACKENDS))}, got {dtype_backend!r}")
+
+    def nullable(kind: pa.DataType) -> Any:
+        if pa.types.is_boolean(kind):
+            return pd.BooleanDtype()
+        if pa.types.is_integer(kind):
+            return pd.api.types.pandas_dtype(f"{'U' if pa.types.is_unsigned_integer(kind) else ''}Int{kind.bit_width}")
+        if pa.types.is_float32(kind) or pa.types.is_float64(kind):
+            return pd.api.types.pandas_dtype(f"Float{kind.bit_width}")
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+            return pd.StringDtype()
+        return None  # timestamps, dates, decimals, nested: pandas' own conversion
+
+    return nullable
 
 
 def iter_batches(
@@ -394,27 +432,31 @@ def iter_batches(
     json: str = "string",
     progress: ProgressArg = None,
     snapshot: bool | None = None,
+    ids: Iterable[str] | None = None,
 ) -> pa.RecordBatchReader:
     """A RecordBatchReader of at most ``batch_size`` rows per batch: memory stays bounded by one
-    batch plus the fetch window, whatever the resource's size. Requests as ``to_arrow``."""
+    batch plus the fetch window, whatever the resource's size. Requests as ``to_arrow``, made
+    when the first batch is read (the schema alone costs none). ``ids``: read these records
+    (in that order, missing ones skipped) instead of listing the resource."""
     if batch_size < 1:
         raise InvalidArgumentError("batch_size must be >= 1")
     if json != "string":
         raise InvalidArgumentError("iter_batches needs a fixed schema: json='string' only")
     plan = plan_columns(resource, columns=columns, secrets=secrets, json_as=json)
     schema = schema_of(plan, True)
-    served = _from_snapshot(
-        resource, snapshot, columns=columns, where=where, partition=partition, partition_values=partition_values, json=json, secrets=secrets
-    )
-    if served is not None:
-        if EXTRA_COLUMN not in served.column_names:
-            served = served.append_column(EXTRA_COLUMN, pa.nulls(served.num_rows, pa.string()))
-        served = served.cast(schema)
-        if limit is not None:
-            served = served.slice(0, max(0, limit))
-        return pa.RecordBatchReader.from_batches(schema, served.to_batches(max_chunksize=batch_size))
+    filtered = where is not None or partition is not None or bool(partition_values) or ids is not None
+    registry = _snapshot_registry(resource, snapshot, filtered=filtered, json=json)
 
     def generate() -> Iterator[pa.RecordBatch]:
+        served = None if registry is None else registry.table(resource, create=bool(snapshot), columns=columns, secrets=secrets)
+        if served is not None:
+            if EXTRA_COLUMN not in served.column_names:
+                served = served.append_column(EXTRA_COLUMN, pa.nulls(served.num_rows, pa.string()))
+            served = served.cast(schema)
+            if limit is not None:
+                served = served.slice(0, max(0, limit))
+            yield from served.to_batches(max_chunksize=batch_size)
+            return
         decoder = ColumnDecoder(resource, decrypt=secrets)
         fields = resource.schema.root.children
         buffer: list[Any] = []
@@ -427,6 +469,7 @@ def iter_batches(
             decrypt=needs_decrypt(resource, plan, secrets=secrets, where=where),
             progress=progress,
             decoder=decoder,
+            ids=ids,
         )
         for chunk in chunks:
             buffer.extend(chunk)
@@ -452,6 +495,16 @@ def _from_snapshot(
 ) -> pa.Table | None:
     """The table from the resource's snapshot when one serves this read (see ``snapshots.registry``),
     else None. Filters (``where``, ``partition``) and ``json="struct"`` read records instead."""
+    filtered = where is not None or partition is not None or bool(partition_values)
+    registry = _snapshot_registry(resource, snapshot, filtered=filtered, json=json)
+    if registry is None:
+        return None
+    return registry.table(resource, create=bool(snapshot), columns=columns, secrets=secrets)
+
+
+def _snapshot_registry(resource: Resource, snapshot: bool | None, *, filtered: bool, json: str) -> Any:
+    """The snapshot registry when a snapshot may serve this read, else None (no request made);
+    ``snapshot=True`` on a read no snapshot can serve is refused."""
     if snapshot is False:
         return None
     if snapshot not in (None, True):
@@ -459,12 +512,11 @@ def _from_snapshot(
     from ..snapshots import registry_for  # the snapshots package builds on this module
 
     registry = registry_for(resource.database)
-    plain = where is None and partition is None and not partition_values and json == "string"
-    if not plain or not registry.usable(resource):
+    if filtered or json != "string" or not registry.usable(resource):
         if snapshot:
             raise InvalidArgumentError(
                 "snapshot=True needs a file:// or S3 resource without get hooks, read without where=, partition= or json='struct'; "
                 "drop snapshot=True to read the records"
             )
         return None
-    return registry.table(resource, create=bool(snapshot), columns=columns, secrets=secrets)
+    return registry

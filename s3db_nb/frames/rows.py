@@ -22,15 +22,19 @@ if TYPE_CHECKING:
 
 
 def as_table(data: Any) -> pa.Table:
-    """A pandas DataFrame, Arrow table/batch or list of dicts as an Arrow table.
+    """A pandas DataFrame, Arrow table/batch/RecordBatchReader, list of dicts, or any object that
+    exports an Arrow stream (``__arrow_c_stream__``: polars, DuckDB relations, ...) as an Arrow table.
 
-    pandas object columns that Arrow cannot type (mixed values) become JSON text."""
+    pandas object columns that Arrow cannot type (mixed values) become JSON text; Arrow view
+    types (polars strings are ``string_view``) become their non-view forms."""
     if isinstance(data, pa.Table):
-        return data
+        return plain_types(data)
     if isinstance(data, pa.RecordBatch):
-        return pa.Table.from_batches([data])
+        return plain_types(pa.Table.from_batches([data]))
     if isinstance(data, list):
         return pa.Table.from_pylist(data)
+    if isinstance(data, pa.RecordBatchReader):
+        return plain_types(data.read_all())
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover
@@ -50,7 +54,48 @@ def as_table(data: Any) -> pa.Table:
             arrays.append(array)
             names.append(str(name))
         return pa.Table.from_arrays(arrays, names=names)
-    raise InvalidTypeError(f"expected a pandas DataFrame, a pyarrow Table/RecordBatch or a list of dicts, got {type(data).__name__}")
+    if hasattr(data, "__arrow_c_stream__"):
+        return plain_types(pa.RecordBatchReader.from_stream(data).read_all())
+    if hasattr(data, "__arrow_c_array__"):  # a struct array / record batch of another library
+        return plain_types(pa.Table.from_batches([pa.record_batch(data)]))
+    raise InvalidTypeError(
+        f"expected a pandas DataFrame, a pyarrow Table/RecordBatch/RecordBatchReader, a list of dicts or an object "
+        f"exporting an Arrow stream (__arrow_c_stream__: polars, DuckDB relations), got {type(data).__name__}"
+    )
+
+
+def _plain_type(kind: pa.DataType) -> pa.DataType:
+    """``kind`` with the view layouts (polars strings are ``string_view``) replaced by
+    the ones the rest of frames reads; other types are kept."""
+    if pa.types.is_string_view(kind):
+        return pa.large_string()
+    if pa.types.is_binary_view(kind):
+        return pa.large_binary()
+    if pa.types.is_list_view(kind) or pa.types.is_large_list_view(kind):
+        return pa.large_list(kind.value_field.with_type(_plain_type(kind.value_type)))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        factory = pa.list_ if pa.types.is_list(kind) else pa.large_list
+        return factory(kind.value_field.with_type(_plain_type(kind.value_type)))
+    if pa.types.is_fixed_size_list(kind):
+        return pa.list_(kind.value_field.with_type(_plain_type(kind.value_type)), kind.list_size)
+    if pa.types.is_struct(kind):
+        return pa.struct([kind.field(i).with_type(_plain_type(kind.field(i).type)) for i in range(kind.num_fields)])
+    if pa.types.is_dictionary(kind) and _plain_type(kind.value_type) != kind.value_type:
+        return _plain_type(kind.value_type)  # a polars Categorical: its values, decoded
+    return kind
+
+
+def plain_types(table: pa.Table) -> pa.Table:
+    """``table`` without view layouts (``string_view`` → ``large_string``, ...)."""
+    columns = []
+    for column in table.columns:
+        kind = column.type
+        target = _plain_type(kind)
+        if target != kind and pa.types.is_dictionary(kind):
+            # dictionaries of views cannot be taken from directly: re-type the dictionary first
+            column = column.cast(pa.dictionary(kind.index_type, target))
+        columns.append(column if target == kind else column.cast(target))
+    return table if all(c is o for c, o in zip(columns, table.columns)) else pa.Table.from_arrays(columns, names=table.column_names)
 
 
 def is_na(value: Any) -> bool:

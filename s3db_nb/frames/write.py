@@ -77,7 +77,8 @@ def insert_frame(
     on_error: str = "raise",
 ) -> pd.DataFrame:
     """Validate and encode every row, then write them in parallel (1 PUT per row + 1 per
-    partition ref).
+    partition ref). ``data``: a pandas DataFrame, a list of dicts, or anything that exports an
+    Arrow stream or table (polars, pyarrow, DuckDB relations, another resource).
 
     ``on_error="raise"`` (default): if any row fails (a schema rule, a duplicate id, metadata
     over the behavior's limit), ``ValidationError`` lists every failing row (``[row].field``,
