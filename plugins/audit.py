@@ -23,6 +23,7 @@ import base64
 import datetime as dt
 import decimal
 import fnmatch
+import inspect
 import json
 import logging
 import re
@@ -101,6 +102,36 @@ _ELLIPSIS = "…"
 TimeLike = dt.datetime | dt.date | str | int | float
 
 
+def _call_form(fn: Callable[..., Any] | None, option: str, forms: tuple[int, ...]) -> int:
+    """How many positional arguments ``fn`` is called with, the first of ``forms`` it accepts
+    (a callable whose parameters cannot be read gets the first form)."""
+    if fn is None:
+        return forms[0]
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return forms[0]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return forms[0]
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = sum(p.default is p.empty for p in positional)
+    required_keywords = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    for form in forms:
+        if required <= form <= len(positional) and not required_keywords:
+            return form
+    shapes = {3: "(resource_name, operation, record)", 1: "(ctx) with ctx = {'resource_name', 'operation', 'data'}", 0: "()"}
+    raise PluginError(
+        f"AuditPlugin: {option} must take {' or '.join(shapes[f] for f in forms)}; got a callable taking {_signature_text(fn)}"
+    )
+
+
+def _signature_text(fn: Callable[..., Any]) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "unknown parameters"
+
+
 class AuditPlugin(Plugin):
     """Logs inserts, updates (before and after), deletes and bulk deletes into ``plg_audits``.
 
@@ -115,11 +146,13 @@ class AuditPlugin(Plugin):
     The s3db.js options: ``driver`` (``"s3"``, the default, or ``"memory"``: entries kept in this
     process only, no resource created), ``enabled`` (False: log nothing), ``resources`` (only
     these resource names), ``operations`` (same as ``track_operations``), ``should_audit``
-    (``fn(resource_name, operation, record) -> bool``), ``async`` (write entries on the
-    database's pool; reads wait for them), ``ttl`` (seconds, or ``ttl_ms``: entries older are
-    removed by a daily cleanup and by ``cleanup_old_audits()``), ``on_error`` (``fn(error,
-    entry)`` when an entry cannot be stored), ``get_metadata`` (``fn(resource_name,
-    operation, record) -> dict`` merged into ``metadata``) and ``debug`` (True: one DEBUG line
+    (``fn(resource_name, operation, record) -> bool``, or s3db.js's one-argument form
+    ``fn(ctx)`` with ``ctx = {"resource_name", "operation", "data"}``), ``async`` (write entries
+    on the database's pool; reads wait for them), ``ttl`` (seconds, or ``ttl_ms``: entries older
+    are removed by a daily cleanup and by ``cleanup_old_audits()``), ``on_error`` (``fn(error,
+    entry)`` when an entry cannot be stored), ``get_metadata`` (a dict merged into ``metadata``,
+    from ``fn()`` as in s3db.js, ``fn(ctx)`` or ``fn(resource_name, operation, record)``: the
+    form is read from the callable's parameters) and ``debug`` (True: one DEBUG line
     through ``logging`` per entry — operation, resource, record id, user, the fields that changed;
     never a value, so no secret reaches a log; the plugin's logger is lowered to DEBUG).
     """
@@ -179,6 +212,11 @@ class AuditPlugin(Plugin):
         for name in ("get_current_user_id", "clock", "should_audit", "on_error", "get_metadata"):
             if opts[name] is not None and not callable(opts[name]):
                 raise PluginError(f"AuditPlugin: {name} must be a callable (e.g. lambda: ...), got {type(opts[name]).__name__}")
+        #: how each filter/metadata callable is called: 3 (name, operation, record), 1 (ctx dict) or 0 arguments
+        self._call_forms = {
+            "should_audit": _call_form(opts["should_audit"], "should_audit", (3, 1, 0)),
+            "get_metadata": _call_form(opts["get_metadata"], "get_metadata", (3, 1, 0)),
+        }
         #: called for every entry; returns the acting user's id (``None`` → ``"system"``)
         self.get_current_user_id: Callable[[], Any] | None = opts["get_current_user_id"]
         if not isinstance(opts["debug"], bool):
@@ -383,14 +421,20 @@ class AuditPlugin(Plugin):
         if not self.in_memory and self.audit_resource is None:
             return False
         should = self.options["should_audit"]
-        return should is None or bool(should(resource_name, operation, record))
+        return should is None or bool(self._call("should_audit", resource_name, operation, record))
+
+    def _call(self, option: str, resource_name: str, operation: str, record: Mapping[str, Any] | None) -> Any:
+        """Call ``should_audit`` / ``get_metadata`` in the form its parameters ask for."""
+        fn, form = self.options[option], self._call_forms[option]
+        if form == 3:
+            return fn(resource_name, operation, record)
+        return fn({"resource_name": resource_name, "operation": operation, "data": record}) if form == 1 else fn()
 
     def _custom_metadata(self, resource_name: str, operation: str, record: Mapping[str, Any] | None) -> dict[str, Any]:
-        get_metadata = self.options["get_metadata"]
-        if get_metadata is None:
+        if self.options["get_metadata"] is None:
             return {}
         try:
-            return dict(get_metadata(resource_name, operation, record) or {})
+            return dict(self._call("get_metadata", resource_name, operation, record) or {})
         except Exception as exc:  # custom metadata must not lose the entry
             self.log.warning("get_metadata() failed (%s: %s); logging the change without it", type(exc).__name__, exc)
             return {}

@@ -1,5 +1,5 @@
-"""Importer: load CSV/TSV, JSON, JSONL, Parquet and Excel files (plain or gzip), pandas
-DataFrames and Arrow tables into a resource, with column mapping, transforms, validation,
+"""Importer: load CSV/TSV, JSON, JSONL, Parquet, Excel and fixed-size binary files (plain or
+gzip), pandas DataFrames and Arrow tables into a resource, with column mapping, transforms, validation,
 de-duplication and a report of every rejected row.
 
     >>> from s3db_nb.plugins.importer import ImporterPlugin
@@ -28,7 +28,7 @@ rows at a time, so memory stays bounded by one batch whatever the file's size.
 ========================  ========================================================
 CSV, TSV, JSONL           the line the record starts on (the header is line 1)
 Excel                     the sheet's row number (the header is row 1)
-JSON, Parquet             the record's position, 1 = the first record
+JSON, Parquet, binary     the record's position, 1 = the first record
 DataFrame, Arrow, list    the 0-based position (``df.iloc[row]``, as insert_frame)
 ========================  ========================================================
 """
@@ -64,7 +64,7 @@ from s3db_nb.plugin_api import (
     validate_rows,
     write_validated,
 )
-from s3db_nb.plugins.importer_result import ImportAbortedError, ImportResult, parse_date, split
+from s3db_nb.plugins.importer_result import BinaryLayout, ImportAbortedError, ImportResult, parse_date, split
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,11 +72,11 @@ if TYPE_CHECKING:
     from s3db_nb.plugin_api import Resource
 
 #: the formats import_data reads, and the aliases it accepts for them
-FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "excel", "dataframe", "arrow", "records")
-_ALIASES = {"ndjson": "jsonl", "xlsx": "excel", "xlsm": "excel", "pq": "parquet", "txt": "csv"}
+FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "excel", "binary", "dataframe", "arrow", "records")
+_ALIASES = {"ndjson": "jsonl", "xlsx": "excel", "xlsm": "excel", "pq": "parquet", "txt": "csv", "bin": "binary"}
 _EXTENSIONS = {
     ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv", ".json": "json", ".jsonl": "jsonl",
-    ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel", ".xlsm": "excel",
+    ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel", ".xlsm": "excel", ".bin": "binary",
 }  # fmt: skip
 _DELIMITERS = ",;\t|"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -87,6 +87,7 @@ __all__ = [
     "ImporterPlugin",
     "ImportResult",
     "ImportAbortedError",
+    "BinaryLayout",
     "Unreadable",
     "detect_format",
     "read_rows",
@@ -412,6 +413,23 @@ def _read_parquet(opened: _Opened, *, batch_size: int, result: ImportResult) -> 
             yield number, _clean_row(row)
 
 
+def _read_binary(opened: _Opened, layout: BinaryLayout) -> Iterator[Row]:
+    """One row per ``record_size`` bytes; a short tail is a reject, not a record."""
+    number = 0
+    while chunk := opened.stream.read(layout.record_size):
+        number += 1
+        if len(chunk) < layout.record_size:
+            yield (
+                number,
+                Unreadable("<record>", "record_size", f"the last {len(chunk)} byte(s) are not a whole {layout.record_size}-byte record"),
+            )
+            return
+        try:
+            yield number, _clean_row(layout.decode(chunk))
+        except ValueError as exc:
+            yield number, Unreadable(exc.args[0], "encoding", exc.args[1], chunk)
+
+
 def _load_openpyxl() -> Any:
     try:
         import openpyxl
@@ -493,13 +511,17 @@ def read_rows(
     has_header: bool = True,
     header_row: int = 0,
     start_row: int | None = None,
+    binary: BinaryLayout | None = None,
 ) -> Iterator[Row]:
     """``(row number, dict)`` for every record of ``source`` (or ``(row, Unreadable)`` for
     one that cannot be parsed), streamed; no mapping or validation. See the module docstring
     for what the row number means per format. ``has_header=False`` (CSV, TSV, Excel) names the
     columns ``"0"``, ``"1"``, ... as s3db.js does (``mapping={"0": "name"}`` renames them);
-    ``header_row``/``start_row`` (0-based) place the header and the first data row of a sheet."""
-    fmt, gz = _static_format(source, format)
+    ``header_row``/``start_row`` (0-based) place the header and the first data row of a sheet;
+    ``binary`` (a ``BinaryLayout``) reads fixed-size records, and is what ``format=None`` then means."""
+    fmt, gz = _static_format(source, format or ("binary" if binary is not None else None))
+    if fmt == "binary" and binary is None:
+        raise PluginError("format='binary' reads fixed-size records: give binary_schema={field: {'type', 'offset'}} and record_size")
     result = result if result is not None else ImportResult("", _source_name(source), fmt or "?")
     if fmt in ("dataframe", "arrow", "records") and _kind_of_object(source) != fmt:
         raise PluginError(f"format={fmt!r} needs a {fmt} object as the source, got {type(source).__name__}")
@@ -524,7 +546,7 @@ def read_rows(
         if fmt is None:
             fmt, opened = _sniff_opened(opened)
         result.format = fmt
-        if opened.text and fmt in ("parquet", "excel"):
+        if opened.text and fmt in ("parquet", "excel", "binary"):
             raise PluginError(f"format={fmt!r} is binary: open the file in binary mode ('rb') or pass its path")
         if fmt in ("csv", "tsv"):
             tab = "\t" if fmt == "tsv" and delimiter is None else delimiter
@@ -535,6 +557,8 @@ def read_rows(
             yield from _read_json(opened, encoding=encoding, records_key=records_key)
         elif fmt == "parquet":
             yield from _read_parquet(opened, batch_size=batch_size, result=result)
+        elif fmt == "binary":
+            yield from _read_binary(opened, binary)  # type: ignore[arg-type]
         else:
             yield from _read_excel(opened, sheet=sheet, has_header=has_header, header_row=header_row, start_row=start_row)
     finally:
@@ -584,8 +608,10 @@ class ImporterPlugin(Plugin):
     ``streaming`` (True, the default: read ``batch_size`` rows, write them, read on — memory
     bounded by one batch; False: read the whole source before the first write), ``has_header``
     (False: a CSV/TSV/sheet without a header row, columns ``"0"``, ``"1"``, ... to map), ``sheet``,
-    ``header_row`` and ``start_row`` (0-based rows of a sheet). Each is also an ``import_data``
-    keyword. s3db.js's ``binarySchema``/``recordSize`` (fixed-size binary records) are not read.
+    ``header_row`` and ``start_row`` (0-based rows of a sheet), ``binary_schema`` and
+    ``record_size`` (fixed-size binary records: ``{field: {"type": "uint32", "offset": 0}}``, see
+    ``BinaryLayout``; with a schema, ``format`` defaults to ``"binary"``). Each is also an
+    ``import_data`` keyword.
     """
 
     defaults = {
@@ -594,7 +620,7 @@ class ImporterPlugin(Plugin):
         # s3db.js names
         "resource": None, "format": None, "file_path": None, "deduplicate_by": None, "parallelism": None,
         "continue_on_error": None, "driver_config": None, "resource_name": None, "validate": None, "streaming": True,
-        "has_header": True, "sheet": None, "header_row": 0, "start_row": None,
+        "has_header": True, "sheet": None, "header_row": 0, "start_row": None, "binary_schema": None, "record_size": None,
     }  # fmt: skip
 
     def __init__(self, **options: Any) -> None:
@@ -620,6 +646,7 @@ class ImporterPlugin(Plugin):
             _check_batch_size(o["parallelism"], "parallelism")
         if o["format"] is not None:
             o["format"] = _normalise_format(o["format"])
+        _binary_layout(o["binary_schema"], o["record_size"])
         bad = sorted(set(o["driver_config"] or {}) - {"delimiter", "encoding", "sheet"})
         if bad or (o["resource"] is not None and not isinstance(o["resource"], str)):
             raise PluginError(
@@ -692,7 +719,8 @@ class ImporterPlugin(Plugin):
         dedupe_existing: bool = False, unknown: str = "keep", atomic: bool | None = None, max_rejects: int | None = None,
         batch_size: int | None = None, delimiter: str | None = None, sheet: str | int | None = None, records_key: str | None = None,
         encoding: str = "utf-8-sig", progress: ProgressArg = None, streaming: bool | None = None, has_header: bool | None = None,
-        header_row: int | None = None, start_row: int | None = None,
+        header_row: int | None = None, start_row: int | None = None, binary_schema: Mapping[str, Any] | None = None,
+        record_size: int | None = None,
     ) -> ImportResult:  # fmt: skip
         """Import ``source`` (path, file-like, bytes, DataFrame, Arrow table, list of dicts)
         into ``resource``; returns an :class:`ImportResult`. Costs 1 PUT per imported record
@@ -708,7 +736,8 @@ class ImporterPlugin(Plugin):
         ignores columns the schema does not define (``"keep"``: stored as extra fields, as
         s3db.js does). ``atomic`` writes all or nothing; ``max_rejects`` aborts the import
         once more rows than that are rejected (with ``atomic``: before anything is written).
-        ``streaming``, ``has_header``, ``sheet``, ``header_row``, ``start_row``: see the class.
+        ``streaming``, ``has_header``, ``sheet``, ``header_row``, ``start_row``, ``binary_schema``,
+        ``record_size``: see the class.
         """
         target = self.resource(resource)
         o = self.options
@@ -718,6 +747,7 @@ class ImporterPlugin(Plugin):
         start_row = o["start_row"] if start_row is None else start_row
         validate = o["validate"] if validate is None else validate
         sheet = o["sheet"] if sheet is None else sheet
+        binary = _binary_layout(*((o["binary_schema"], o["record_size"]) if binary_schema is None else (binary_schema, record_size)))
         _check_rows(header_row, start_row)
         mapping = _check_mapping(o["mapping"] if mapping is None else mapping)
         transforms = _check_transforms(o["transforms"] if transforms is None else transforms)
@@ -733,11 +763,11 @@ class ImporterPlugin(Plugin):
         if dedupe_existing and not dedupe:
             raise PluginError("dedupe_existing=True needs dedupe_on=[...] naming the key field(s)")
         plan = _make_plan(target, mapping, transforms, validate, dedupe, unknown)
-        fmt, _ = _static_format(source, format)
+        fmt, _ = _static_format(source, format or ("binary" if binary is not None else None))
         result = ImportResult(target.name, _source_name(source), fmt or "?", atomic=atomic)
         rows = read_rows(
             source, fmt, delimiter=delimiter, sheet=sheet, records_key=records_key, encoding=encoding, batch_size=batch_size, result=result,
-            has_header=bool(has_header), header_row=header_row, start_row=start_row,
+            has_header=bool(has_header), header_row=header_row, start_row=start_row, binary=binary,
         )  # fmt: skip
         seen_keys: set[tuple[Any, ...]] = set()
         if dedupe_existing:
@@ -914,6 +944,8 @@ class ImporterPlugin(Plugin):
         sheet: str | int | None = None,
         records_key: str | None = None,
         encoding: str = "utf-8-sig",
+        binary_schema: Mapping[str, Any] | None = None,
+        record_size: int | None = None,
     ) -> pd.DataFrame:
         """The first ``n`` rows as they would be imported (after mapping and transforms), with
         ``_row`` and ``_error`` (why the row would be rejected, "" if it would not). Reads only
@@ -926,7 +958,17 @@ class ImporterPlugin(Plugin):
             target, _check_mapping(o["mapping"] if mapping is None else mapping),
             _check_transforms(o["transforms"] if transforms is None else transforms), validate, (), unknown,
         )  # fmt: skip
-        rows = read_rows(source, format, delimiter=delimiter, sheet=sheet, records_key=records_key, encoding=encoding, batch_size=max(n, 1))
+        binary = _binary_layout(*((o["binary_schema"], o["record_size"]) if binary_schema is None else (binary_schema, record_size)))
+        rows = read_rows(
+            source,
+            format,
+            delimiter=delimiter,
+            sheet=sheet,
+            records_key=records_key,
+            encoding=encoding,
+            batch_size=max(n, 1),
+            binary=binary,
+        )
         out: list[dict[str, Any]] = []
         try:
             for number, row in itertools.islice(rows, max(n, 0)):
@@ -1068,6 +1110,14 @@ def _still_there(target: Resource, record_id: str) -> bool:
 
 
 # -- option checks --------------------------------------------------------------------------
+
+
+def _binary_layout(schema: Any, record_size: Any) -> BinaryLayout | None:
+    if schema is None:
+        if record_size is not None:
+            raise PluginError("record_size is the size of one binary record: give binary_schema={field: {'type', 'offset'}} with it")
+        return None
+    return BinaryLayout(schema, record_size)
 
 
 def _check_batch_size(value: Any, name: str) -> int:

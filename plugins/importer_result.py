@@ -1,13 +1,16 @@
 """What ``ImporterPlugin`` gives back — ``ImportResult`` (counts, timing, rejected rows) and
-``ImportAbortedError`` — and the ready-made transforms ``split`` and ``parse_date``.
+``ImportAbortedError`` — the ready-made transforms ``split`` and ``parse_date``, and the option
+values it checks once: ``BinaryLayout`` (s3db.js's ``binary_schema`` + ``record_size``).
 
 Kept apart from ``importer.py`` (which re-exports every name) so the plugin module holds the
-reading and writing and this one the values it hands to the caller.
+reading and writing and this one the values the caller hands in and gets back.
 """
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,7 +20,7 @@ from s3db_nb.plugin_api import PluginError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ImportResult", "ImportAbortedError", "split", "parse_date"]
+__all__ = ["ImportResult", "ImportAbortedError", "BinaryLayout", "BINARY_TYPES", "split", "parse_date"]
 
 
 class ImportAbortedError(PluginError):
@@ -55,6 +58,83 @@ def parse_date(fmt: str) -> Callable[[Any], dt.datetime]:
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
     return apply
+
+
+# -- fixed-size binary records ---------------------------------------------------------------
+
+#: the field types of a ``binary_schema`` (s3db.js's numeric ones, plus text and raw bytes of a ``length``)
+BINARY_TYPES = {
+    "uint8": "B", "int8": "b", "uint16": "H", "int16": "h", "uint32": "I", "int32": "i", "uint64": "Q", "int64": "q",
+    "float32": "f", "float64": "d", "string": "s", "bytes": "s",
+}  # fmt: skip
+
+
+class BinaryLayout:
+    """s3db.js's ``binary_schema`` and ``record_size``: the source is a run of records of exactly
+    ``record_size`` bytes, and each field sits at ``offset`` bytes into its record with a ``type``
+    (``uint8`` … ``int64``, ``float32``, ``float64``; ``string`` and ``bytes`` need a ``length``;
+    ``string`` is UTF-8 unless ``encoding`` says otherwise, NUL padding removed). Numbers are
+    little-endian unless the field says ``"endian": "big"``. ``record_size`` defaults to the end of
+    the last field.
+
+        >>> BinaryLayout({"id": {"type": "uint32", "offset": 0},
+        ...               "name": {"type": "string", "offset": 4, "length": 12}}, record_size=16)
+    """
+
+    def __init__(self, schema: Any, record_size: Any = None) -> None:
+        if not isinstance(schema, Mapping) or not schema:
+            raise PluginError(f"binary_schema must be a dict of field → {{'type': 'uint32', 'offset': 0}}, got {schema!r}")
+        self.fields: list[tuple[str, struct.Struct, int, str | None]] = []  # name, layout, offset, text encoding
+        end = 0
+        for name, spec in schema.items():
+            where = f"binary_schema[{name!r}]"
+            if not isinstance(spec, Mapping) or set(spec) - {"type", "offset", "length", "endian", "encoding"}:
+                raise PluginError(
+                    f"{where} takes type, offset, length, endian and encoding, e.g. {{'type': 'int32', 'offset': 4}}; got {spec!r}"
+                )
+            kind, offset, length = spec.get("type"), spec.get("offset"), spec.get("length")
+            if kind not in BINARY_TYPES:
+                raise PluginError(f"{where}: type must be one of {', '.join(BINARY_TYPES)}; got {kind!r}")
+            if not _whole(offset, 0):
+                raise PluginError(f"{where}: offset must be a whole number of bytes >= 0 from the record's start, got {offset!r}")
+            if spec.get("endian", "little") not in ("little", "big"):
+                raise PluginError(f"{where}: endian must be 'little' or 'big', got {spec['endian']!r}")
+            text = kind in ("string", "bytes")
+            if text and not _whole(length, 1):
+                raise PluginError(f"{where}: a {kind} field needs its length in bytes (>= 1), got {length!r}")
+            layout = struct.Struct(f"{'>' if spec.get('endian') == 'big' else '<'}{length if text else ''}{BINARY_TYPES[kind]}")
+            if length is not None and length != layout.size:
+                raise PluginError(f"{where}: a {kind} is {layout.size} byte(s) long, not length={length!r}")
+            encoding = spec.get("encoding", "utf-8") if kind == "string" else None
+            try:
+                codecs.lookup(encoding or "utf-8")
+            except (LookupError, TypeError):
+                raise PluginError(f"{where}: encoding {encoding!r} is not a text encoding Python knows (e.g. 'utf-8', 'latin-1')") from None
+            self.fields.append((str(name), layout, offset, encoding))
+            end = max(end, offset + layout.size)
+        self.record_size = end if record_size is None else record_size
+        if not _whole(self.record_size, 1) or self.record_size < end:
+            raise PluginError(f"record_size must be a whole number of bytes covering every field (at least {end}), got {record_size!r}")
+
+    def __repr__(self) -> str:
+        return f"<BinaryLayout {len(self.fields)} field(s), {self.record_size} bytes a record>"
+
+    def decode(self, record: bytes) -> dict[str, Any]:
+        """The fields of one record; ``ValueError(field, reason)`` when a text field does not decode."""
+        out: dict[str, Any] = {}
+        for name, layout, offset, encoding in self.fields:
+            (value,) = layout.unpack_from(record, offset)
+            if encoding is not None:
+                try:
+                    value = value.rstrip(b"\0").decode(encoding)
+                except UnicodeDecodeError as exc:
+                    raise ValueError(name, f"is not valid {encoding} text ({exc.reason})") from None
+            out[name] = value
+        return out
+
+
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 # -- the result -----------------------------------------------------------------------------

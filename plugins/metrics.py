@@ -22,15 +22,21 @@ partitioned by date, so a flush costs a few PUTs however many calls it covers::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.server
+import ipaddress
 import itertools
 import math
+import os
+import sys
 import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from resource import RUSAGE_SELF, getrusage
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -53,26 +59,9 @@ __all__ = ["MetricsPlugin", "LatencyHistogram", "DEFAULT_OPERATIONS", "RESOURCE_
 
 #: the resource methods measured unless ``operations=`` says otherwise
 DEFAULT_OPERATIONS = (
-    "insert",
-    "insert_many",
-    "get",
-    "get_many",
-    "get_all",
-    "exists",
-    "update",
-    "patch",
-    "replace",
-    "upsert",
-    "update_conditional",
-    "delete",
-    "delete_many",
-    "delete_all",
-    "list",
-    "list_ids",
-    "count",
-    "page",
-    "query",
-)
+    "insert", "insert_many", "get", "get_many", "get_all", "exists", "update", "patch", "replace", "upsert",
+    "update_conditional", "delete", "delete_many", "delete_all", "list", "list_ids", "count", "page", "query",
+)  # fmt: skip
 #: the s3db.js names of the three resources a flush writes into
 RESOURCE_NAMES = {"metrics": "plg_metrics", "errors": "plg_metrics_errors", "performance": "plg_metrics_performance"}
 _BY_DATE = {"byDate": {"fields": {"date": "string"}}}
@@ -104,6 +93,9 @@ _SCHEMAS: dict[str, dict[str, str]] = {
 _MAX_MESSAGE = 500  # characters of an error message kept in plg_metrics_errors
 _MAX_PENDING = 10_000  # rows per resource kept for retry when a flush fails
 _TIMELINE_SECONDS = 3_600  # one-second buckets kept for the operations-over-time view
+#: who may read the Prometheus endpoint unless ``ip_allowlist`` says otherwise (s3db.js: loopback + RFC 1918)
+DEFAULT_IP_ALLOWLIST = ("127.0.0.1", "::1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 # -- the histogram -------------------------------------------------------------------------
@@ -313,6 +305,9 @@ class _PrometheusHandler(http.server.BaseHTTPRequestHandler):
     server: _PrometheusServer
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server naming
+        if not self.server.allows(self.client_address[0]):  # the peer: X-Forwarded-For is anyone's to forge (s3db.js trusts it)
+            self.server.plugin.log.warning("[MetricsPlugin] 403 for %s: not in ip_allowlist", self.client_address[0])
+            return self.send_error(403, "Forbidden")
         if self.path.split("?", 1)[0] != self.server.metrics_path:
             self.send_error(404, "not found; metrics are at " + self.server.metrics_path)
             return
@@ -330,10 +325,45 @@ class _PrometheusHandler(http.server.BaseHTTPRequestHandler):
 class _PrometheusServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], plugin: MetricsPlugin, path: str) -> None:
+    def __init__(self, address: tuple[str, int], plugin: MetricsPlugin, path: str, allowlist: list[_Network] | None) -> None:
         super().__init__(address, _PrometheusHandler)
         self.plugin = plugin
         self.metrics_path = path
+        self.allowlist = allowlist  # None: everyone (enforce_ip_allowlist=False)
+
+    def allows(self, host: str) -> bool:
+        if self.allowlist is None:
+            return True
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+        address = getattr(address, "ipv4_mapped", None) or address  # ::ffff:127.0.0.1 on a dual-stack socket
+        return any(address in net for net in self.allowlist if net.version == address.version)
+
+
+def _ip_allowlist(given: Any, owner: str) -> list[_Network]:
+    """The ``ip_allowlist`` entries (addresses or CIDR ranges) as networks; a bad entry names itself."""
+    if isinstance(given, str) or not isinstance(given, Iterable):
+        raise PluginError(f"{owner}: ip_allowlist must be a list of addresses or CIDR ranges like ['10.0.0.0/8'], got {given!r}")
+    networks = []
+    for entry in given:
+        try:
+            networks.append(ipaddress.ip_network(str(entry), strict=False))
+        except ValueError:
+            raise PluginError(f"{owner}: ip_allowlist takes addresses and CIDR ranges like '10.0.0.0/8'; {entry!r} is neither") from None
+    return networks
+
+
+def _process_memory() -> dict[str, int]:
+    """``{"rss": resident bytes of this process, "total": the machine's memory, or the container's cgroup limit when lower}``."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = page * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):  # "max": no limit
+            total = min(total, int(Path(path).read_text()) or total)
+    try:
+        rss = int(Path("/proc/self/statm").read_text().split()[1]) * page
+    except (OSError, ValueError, IndexError):  # no /proc (macOS): the peak, in KiB on Linux and bytes on macOS
+        rss = getrusage(RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    return {"rss": rss, "total": total}
 
 
 # -- the plugin ----------------------------------------------------------------------------
@@ -379,8 +409,11 @@ class MetricsPlugin(Plugin):
     ``plg_metrics`` rows), ``track_errors`` (same as ``collect_errors``), ``sample_rate`` (0–1:
     the share of calls measured, every ``1/rate``-th one, deterministically), ``alert_thresholds``
     (``{"error_rate": 0.05, "avg_response_time": 0.2}``, seconds or ``avg_response_time_ms``: an
-    ``"alert"`` event when a resource/operation crosses one), ``prometheus`` (``{"enabled": True,
-    "port": 9090, "path": "/metrics"}``: serve the endpoint while started) and
+    ``"alert"`` event when a resource/operation crosses one; ``"memory_usage": 0.9``: when the
+    process's resident memory passes that share of the machine's (cgroup limit), checked at most
+    once a second; ``memory_probe`` replaces the reading, ``fn() -> {"rss", "total"}``), ``prometheus``
+    (``{"enabled": True, "port": 9090, "path": "/metrics"}``: serve the endpoint while started; a peer
+    outside ``ip_allowlist`` — default loopback + RFC 1918 — gets 403 unless ``enforce_ip_allowlist=False``) and
     ``flush_interval_ms``, ``batch_size`` (also flush as soon as this many measured calls are
     buffered, so a busy process writes before ``flush_interval``; s3db.js documents 100 but 21.6.2
     ignores it, so the default None flushes on the interval only), ``on_threshold_exceeded``
@@ -390,35 +423,15 @@ class MetricsPlugin(Plugin):
     """
 
     defaults = {
-        "resources": None,
-        "exclude": [],
-        "operations": list(DEFAULT_OPERATIONS),
-        "slow_threshold_ms": 1000.0,
-        "flush_interval": 60.0,
-        "max_samples_per_flush": 100,
-        "max_log_entries": 100,
-        "retention_days": 30,
-        "collect_errors": True,
-        "collect_performance": True,
-        "resource_names": {},
-        "clock": None,
+        "resources": None, "exclude": [], "operations": list(DEFAULT_OPERATIONS), "slow_threshold_ms": 1000.0, "flush_interval": 60.0,
+        "max_samples_per_flush": 100, "max_log_entries": 100, "retention_days": 30, "collect_errors": True,
+        "collect_performance": True, "resource_names": {}, "clock": None, "memory_probe": None,
         # the s3db.js names
-        "enabled": True,
-        "track_latency": True,
-        "track_slow_queries": True,
-        "slow_query_threshold": None,
-        "slow_query_threshold_ms": None,
-        "on_slow_query": None,
-        "collect_usage": True,
-        "track_errors": None,
-        "sample_rate": 1.0,
-        "alert_thresholds": None,
-        "prometheus": None,
-        "flush_interval_ms": None,
-        "batch_size": None,
-        "on_high_error_rate": None,
-        "on_threshold_exceeded": None,
-    }
+        "enabled": True, "track_latency": True, "track_slow_queries": True, "slow_query_threshold": None,
+        "slow_query_threshold_ms": None, "on_slow_query": None, "collect_usage": True, "track_errors": None, "sample_rate": 1.0,
+        "alert_thresholds": None, "prometheus": None, "flush_interval_ms": None, "batch_size": None,
+        "on_high_error_rate": None, "on_threshold_exceeded": None,
+    }  # fmt: skip
 
     def __init__(self, config: Mapping[str, Any] | None = None, /, **options: Any) -> None:
         # s3db.js style too: Plugin({"option": value}) (how ``async`` can be spelled)
@@ -481,6 +494,11 @@ class MetricsPlugin(Plugin):
         if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
             raise PluginError(f"MetricsPlugin: batch_size must be a positive integer (measured calls per flush) or None, got {batch!r}")
         self._alerts = self._alert_thresholds(o["alert_thresholds"])
+        self._memory_limit = self._alerts.pop("memory_usage", None)
+        if o["memory_probe"] is not None and not callable(o["memory_probe"]):
+            raise PluginError("MetricsPlugin: memory_probe must be a callable returning {'rss': bytes, 'total': bytes}, or None")
+        self._memory_probe: Callable[[], dict[str, int]] = o["memory_probe"] or _process_memory
+        self._memory_checked: dt.datetime | None = None
         self._prometheus = self._prometheus_options(o["prometheus"])
 
     @staticmethod
@@ -490,14 +508,17 @@ class MetricsPlugin(Plugin):
             return {}
         if not isinstance(given, Mapping):
             raise PluginError(f"MetricsPlugin: alert_thresholds must be a dict like {{'error_rate': 0.05}}, got {given!r}")
-        unknown = sorted(set(given) - {"error_rate", "avg_response_time", "avg_response_time_ms"})
+        unknown = sorted(set(given) - {"error_rate", "avg_response_time", "avg_response_time_ms", "memory_usage"})
         if unknown:
-            raise PluginError(
-                f"MetricsPlugin: alert_thresholds takes error_rate, avg_response_time (seconds) or avg_response_time_ms, not {unknown}"
-            )
+            raise PluginError(f"MetricsPlugin: alert_thresholds takes error_rate, avg_response_time(_ms), memory_usage; not {unknown}")
         out: dict[str, float] = {}
         if given.get("error_rate") is not None:
             out["error_rate"] = float(given["error_rate"])
+        memory = given.get("memory_usage")
+        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float)) or not 0 < memory <= 1):
+            raise PluginError(f"MetricsPlugin: alert_thresholds memory_usage is a share of memory in (0, 1], e.g. 0.9; got {memory!r}")
+        if memory is not None:
+            out["memory_usage"] = float(memory)
         seconds = resolve_duration(given, "avg_response_time", owner="MetricsPlugin.alert_thresholds", plausible_max=600)
         if seconds is not None:
             out["avg_response_time_ms"] = seconds * 1000
@@ -511,9 +532,15 @@ class MetricsPlugin(Plugin):
         settings = {"enabled": True} if given is True else dict(given) if isinstance(given, Mapping) else None
         if settings is None:
             raise PluginError(f"MetricsPlugin: prometheus must be True or a dict like {{'enabled': True, 'port': 9090}}, got {given!r}")
-        unknown = sorted(set(settings) - {"enabled", "mode", "port", "path", "host", "include_resource_labels"})
+        known = {"enabled", "mode", "port", "path", "host", "include_resource_labels", "ip_allowlist", "enforce_ip_allowlist"}
+        unknown = sorted(set(settings) - known)
         if unknown:
-            raise PluginError(f"MetricsPlugin: prometheus takes enabled, mode, port, path, host; not {unknown}")
+            raise PluginError(f"MetricsPlugin: prometheus takes {', '.join(sorted(known))}; not {unknown}")
+        if not isinstance(settings.get("enforce_ip_allowlist", True), bool):
+            raise PluginError(
+                f"MetricsPlugin: prometheus enforce_ip_allowlist must be True or False, got {settings['enforce_ip_allowlist']!r}"
+            )
+        _ip_allowlist(settings.get("ip_allowlist", DEFAULT_IP_ALLOWLIST), "MetricsPlugin prometheus")
         if settings.get("mode", "auto") not in ("auto", "standalone"):
             raise PluginError(
                 f"MetricsPlugin: prometheus mode must be 'standalone' or 'auto' (no API plugin to integrate with), got {settings['mode']!r}"
@@ -524,6 +551,8 @@ class MetricsPlugin(Plugin):
             "port": int(settings.get("port", 9090)),
             "path": settings.get("path", "/metrics"),
             "host": settings.get("host", "127.0.0.1"),
+            "ip_allowlist": list(settings.get("ip_allowlist", DEFAULT_IP_ALLOWLIST)),
+            "enforce_ip_allowlist": settings.get("enforce_ip_allowlist", True),
         }
 
     def _reset_memory(self) -> None:
@@ -692,6 +721,7 @@ class MetricsPlugin(Plugin):
             if self.options["on_slow_query"] is not None:
                 self.options["on_slow_query"](operation, resource_name, duration_ms)
         self._check_alerts(key)
+        self._check_memory()
         if due and self.state == "started":
             try:
                 self.flush()
@@ -729,6 +759,28 @@ class MetricsPlugin(Plugin):
             elif values[kind] <= threshold:
                 self._alerting.discard(state)
 
+    def _check_memory(self) -> None:
+        """The ``memory_usage`` alert: at most once a second (plugin clock), once per crossing."""
+        now = self._clock()
+        if self._memory_limit is None or (self._memory_checked is not None and (now - self._memory_checked).total_seconds() < 1):
+            return
+        self._memory_checked = now
+        info = self._memory_probe()
+        ratio, state = (info["rss"] / info["total"] if info["total"] else 0.0), ("", "", "memory_usage")
+        if ratio <= self._memory_limit:
+            self._alerting.discard(state)  # back under: the next crossing alerts again
+            return
+        if state in self._alerting:
+            return
+        self._alerting.add(state)
+        alert = {"type": "memory_usage", "resource_name": None, "operation": None, "value": ratio, "threshold": self._memory_limit,
+                 "rss_bytes": info["rss"], "total_bytes": info["total"]}  # fmt: skip
+        self.log.warning("[MetricsPlugin] alert: the process holds %.1f%% of %d MB (memory_usage threshold %.1f%%)",
+                         100 * ratio, info["total"] // 2**20, 100 * self._memory_limit)  # fmt: skip
+        self.emit("alert", alert)
+        if self.options["on_threshold_exceeded"] is not None:
+            self.options["on_threshold_exceeded"]("memory_usage", ratio, self._memory_limit)
+
     def _on_request(self, event: RequestEvent) -> None:
         if self.state != "started":
             return
@@ -747,6 +799,7 @@ class MetricsPlugin(Plugin):
         ``plg_metrics`` and ``plg_metrics_performance``, the error samples into
         ``plg_metrics_errors`` (each row 2 PUTs: the record and its date partition ref).
         Returns rows written per resource kind; a failed write keeps its rows for the next flush."""
+        self._check_memory()
         with self._flush_lock:
             with self._lock:
                 window, samples = self._window, self._error_samples
@@ -1089,16 +1142,22 @@ class MetricsPlugin(Plugin):
         out.sample("s3db_metrics_resources", instrumented)
         return out.text()
 
-    def serve_prometheus(self, port: int = 0, host: str = "127.0.0.1", path: str = "/metrics") -> str:
+    def serve_prometheus(
+        self, port: int = 0, host: str = "127.0.0.1", path: str = "/metrics", *,
+        ip_allowlist: Iterable[str] = DEFAULT_IP_ALLOWLIST, enforce_ip_allowlist: bool = True,
+    ) -> str:  # fmt: skip
         """Serve ``get_prometheus_metrics()`` at ``http://host:port/path`` on a background thread
-        until ``stop_prometheus()`` or the plugin stops; ``port=0`` picks a free port. Returns the URL."""
+        until ``stop_prometheus()`` or the plugin stops; ``port=0`` picks a free port. Returns the URL.
+        A request whose peer address is outside ``ip_allowlist`` (addresses, CIDR ranges) gets 403
+        unless ``enforce_ip_allowlist=False``."""
+        allowlist = _ip_allowlist(ip_allowlist, "MetricsPlugin.serve_prometheus") if enforce_ip_allowlist else None
         if self._server is not None:
             raise PluginError(f"MetricsPlugin: already serving at {self.prometheus_url}; call stop_prometheus() first")
         if not path.startswith("/"):
             raise PluginError(f"MetricsPlugin: path must start with '/', got {path!r}")
         if host not in ("127.0.0.1", "localhost", "::1"):
             self.log.warning("[MetricsPlugin] serving metrics on %s: reachable from other machines", host)
-        self._server = _PrometheusServer((host, port), self, path)
+        self._server = _PrometheusServer((host, port), self, path, allowlist)
         self._server_thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), name="s3db-metrics-http", daemon=True)
         self._server_thread.start()
         return self.prometheus_url or ""

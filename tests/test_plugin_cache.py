@@ -1056,3 +1056,234 @@ def test_warm_partition_cache_loads_hot_values(mem_db, towns, mem_calls):
     towns.list(**by_city("SP"))
     assert len(data_requests(mem_calls)) == before
     assert towns.warm_partition_cache(all_values=True) == 3
+
+
+# -- s3db.js 21.x leftovers: eviction_policy, max_cache_size, serializer, cleanup, usage file ---------
+
+
+def test_fifo_drops_the_oldest_stored_entry_even_when_it_was_just_read():
+    for policy, survivor in (("fifo", "b"), ("lru", "a")):
+        cache = MemoryCache(max_size=2, eviction_policy=policy)
+        cache.set("resource=r/id=a/get/1", b"a")
+        cache.set("resource=r/id=b/get/1", b"b")
+        assert cache.get("resource=r/id=a/get/1") is not None  # LRU keeps a for this read; FIFO does not care
+        cache.set("resource=r/id=c/get/1", b"c")
+        kept = {k.split("/")[1][3:] for k, _ in cache.entries()}
+        assert kept == {survivor, "c"}, policy
+
+
+def test_eviction_policy_reaches_the_memory_tier_from_the_option_and_the_config(mem_db, towns):
+    plugin = mem_db.use_plugin(CachePlugin(eviction_policy="fifo", max_size=2))
+    assert plugin.driver.eviction_policy == "fifo"
+    for record_id in ("p0", "p1", "p0", "p2"):
+        towns.get(record_id)
+        towns.get(record_id)  # s3db.js stores a get on its 2nd miss; here the first miss stores it
+    assert sorted(k.split("/")[1] for k, _ in plugin.driver.entries()) == ["id=p1", "id=p2"]
+    tiered = CachePlugin(driver="multi", config={"destinations": [{"driver": "memory", "config": {"evictionPolicy": "fifo"}}]})
+    assert tiered.options["drivers"] == [{"driver": "memory", "eviction_policy": "fifo"}]
+
+
+def _fs_entry(fs: FilesystemCache, key: str, size: int) -> None:
+    fs.set(key, b"x" * size)
+
+
+def test_filesystem_max_bytes_evicts_by_policy_and_refuses_an_entry_larger_than_the_cap(tmp_path):
+    evicted: list = []
+    for policy, dropped in (("lru", "b"), ("fifo", "a")):
+        fs = FilesystemCache(tmp_path / policy, compress=False, max_bytes=300, eviction_policy=policy)
+        fs.on_evict = lambda key, size: evicted.append(key)
+        _fs_entry(fs, "resource=r/id=a/get/1", 100)
+        _fs_entry(fs, "resource=r/id=b/get/1", 100)
+        assert fs.get("resource=r/id=a/get/1") is not None
+        _fs_entry(fs, "resource=r/id=c/get/1", 100)  # each file is 100 bytes + its header: 3 do not fit in 300
+        assert fs.get(f"resource=r/id={dropped}/get/1") is None, policy
+        assert evicted[-1] == f"resource=r/id={dropped}/get/1"
+        assert sum(size for _, size in fs.entries()) <= 300
+    _fs_entry(fs, "resource=r/id=huge/get/1", 400)
+    assert fs.get("resource=r/id=huge/get/1") is None and evicted[-1] == "resource=r/id=huge/get/1"
+
+
+def test_filesystem_size_index_is_rebuilt_from_the_folder(tmp_path):
+    first = FilesystemCache(tmp_path, compress=False)
+    _fs_entry(first, "resource=r/id=a/get/1", 100)
+    _fs_entry(first, "resource=r/id=b/get/1", 100)
+    later = FilesystemCache(tmp_path, compress=False, max_bytes=250)  # a new session on the same folder
+    _fs_entry(later, "resource=r/id=c/get/1", 30)
+    assert [k for k, _ in later.entries()] == ["resource=r/id=b/get/1", "resource=r/id=c/get/1"]
+
+
+@pytest.mark.parametrize(("given", "expected"), [("1KB", 1024), ("2 MiB", 2 * 1024**2), ("1GB", 1024**3), (4096, 4096)])
+def test_max_cache_size_is_the_byte_limit_and_takes_size_text(given, expected):
+    plugin = CachePlugin(max_cache_size=given)
+    assert plugin.options["max_bytes"] == expected
+    assert CachePlugin(config={"maxCacheSize": given}).options["max_bytes"] == expected
+
+
+def test_max_cache_size_reaches_the_memory_and_filesystem_drivers(mem_db, tmp_path):
+    memory = mem_db.use_plugin(CachePlugin(max_cache_size="2KB"))
+    assert memory.driver.max_bytes == 2048
+    other = s3db_nb.connect(f"memory://cache-{uuid4().hex[:10]}")
+    try:
+        files = other.use_plugin(CachePlugin(driver="filesystem", directory=str(tmp_path), max_cache_size="1MB", eviction_policy="fifo"))
+        assert (files.driver.max_bytes, files.driver.eviction_policy) == (1024**2, "fifo")
+    finally:
+        other.disconnect()
+
+
+def _marked_serializer(obj) -> str:
+    return "S1:" + json.dumps(obj)
+
+
+def _marked_deserializer(text: str):
+    assert text.startswith("S1:")
+    return json.loads(text[3:])
+
+
+def test_serializer_and_deserializer_make_the_filesystem_entries(mem_db, towns, tmp_path, mem_calls):
+    plugin = mem_db.use_plugin(
+        CachePlugin(driver="filesystem", directory=str(tmp_path), compress=False,
+                    serializer=_marked_serializer, deserializer=_marked_deserializer)
+    )  # fmt: skip
+    first = towns.get("p0")
+    before = len(mem_calls)
+    hit = towns.get("p0")
+    assert len(mem_calls) == before and snapshot(hit) == snapshot(first)  # a hit, equal to the stored record
+    path = next(p for p in tmp_path.rglob("*") if p.is_file() and "resource=" in str(p))
+    assert path.read_bytes().split(b"\n", 1)[1].startswith(b"S1:")
+    assert plugin.codec is not None and plugin.codec.text
+
+
+def test_a_bytes_serializer_shapes_what_the_s3_driver_stores(plugin_db, people, clock):
+    def scramble(obj) -> bytes:
+        return json.dumps(obj).encode()[::-1]
+
+    cache = plugin_db.use_plugin(CachePlugin(driver="s3", clock=clock, serializer=scramble, deserializer=lambda b: json.loads(b[::-1])))
+    record = people.get("a")
+    assert snapshot(people.get("a")) == snapshot(record) and cache.get_stats("people")["hits"] == 1
+    stored = json.loads(plugin_db.client.get(f"plugin=cache/cache/{cache.key_for('people', 'get', 'a')}").body)
+    body = base64.b64decode(stored["value"])
+    assert json.loads(body[::-1])["value"]["$record"]["data"]["name"] == "Ana"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"serializer": lambda obj: 42}, "serializer must return str or bytes"),
+        ({"serializer": lambda obj: json.dumps(obj)[::-1]}, "deserializer cannot read what serializer wrote"),
+        ({"deserializer": lambda text: {"other": 1}}, r"deserializer\(serializer\(x\)\) must give x back"),
+        ({"serializer": "json"}, "serializer must be a callable"),
+    ],
+)
+def test_a_serializer_pair_that_does_not_round_trip_is_refused(options, message):
+    with pytest.raises(PluginError, match=message):
+        CachePlugin(**options)
+
+
+def test_a_serializer_failing_at_run_time_never_breaks_the_read(mem_db, towns):
+    def picky(obj):
+        if "$record" in json.dumps(obj) and "p1" in json.dumps(obj):
+            raise RuntimeError("no p1 today")
+        return json.dumps(obj)
+
+    plugin = mem_db.use_plugin(CachePlugin(serializer=picky))
+    assert towns.get("p1")["name"] == "N1"
+    assert plugin.get_stats("people")["stores"] == 0
+
+
+def test_filesystem_cleanup_job_removes_expired_files_on_its_interval(mem_db, towns, tmp_path, clock):
+    plugin = mem_db.use_plugin(CachePlugin(driver="filesystem", directory=str(tmp_path), ttl=60, clock=clock))
+    (job,) = [j for name, j in plugin.jobs.items() if name.endswith("-cleanup")]
+    assert job.interval == 300  # s3db.js cleanupInterval: 300 000 ms
+    towns.get("p0")
+    towns.count()
+    files = lambda: [p for p in tmp_path.rglob("*") if p.is_file() and "resource=" in str(p)]  # noqa: E731
+    assert len(files()) == 2
+    clock.advance(61)
+    towns.get("p1")  # stored now: still fresh when the job runs
+    job.fn()
+    assert len(files()) == 1
+
+
+def test_cleanup_interval_and_enable_cleanup_follow_s3db_js(tmp_path):
+    db = s3db_nb.connect(f"memory://cache-{uuid4().hex[:10]}")
+    try:
+        fast = db.use_plugin(CachePlugin(driver="filesystem", config={"directory": str(tmp_path), "cleanupInterval_ms": 1000}))
+        assert [j.interval for n, j in fast.jobs.items() if n.endswith("-cleanup")] == [1.0]
+        off = db.use_plugin(CachePlugin(driver="filesystem", directory=str(tmp_path / "b"), enable_cleanup=False), name="cache2")
+        memory = db.use_plugin(CachePlugin(), name="cache3")
+        assert not any(n.endswith("-cleanup") for n in [*off.jobs, *memory.jobs])  # nothing to sweep in memory
+    finally:
+        db.disconnect()
+    with pytest.raises(PluginError, match="cleanup_interval is the seconds between sweeps"):
+        CachePlugin(cleanup_interval=0)
+    with pytest.raises(PluginError, match="enable_cleanup must be True or False"):
+        CachePlugin(enable_cleanup="yes")
+
+
+def test_usage_stats_file_is_saved_in_the_cache_folder_and_reloaded(tmp_path, clock):
+    def session():
+        db = s3db_nb.connect(f"file://{tmp_path}/db")
+        plugin = db.use_plugin(CachePlugin(driver="filesystem", directory=str(tmp_path / "cache"), clock=clock))
+        return db, plugin, make_people(db) if "people" not in db.resources else db.resource("people")
+
+    db, plugin, people = session()
+    people.insert_many(CITIES)
+    for _ in range(10):
+        people.list(**by_city("Rio"))
+    saved = json.loads((tmp_path / "cache" / "partition-usage.json").read_text())
+    assert saved["people/byCity/city=Rio"]["count"] == 10
+    assert set(saved["people/byCity/city=Rio"]) >= {"count", "firstAccess", "lastAccess"}  # s3db.js's shape
+    people.list(**by_city("SP"))
+    plugin.clear()  # entries go; the statistics file is not an entry
+    assert (tmp_path / "cache" / "partition-usage.json").exists() and plugin.get_stats()["entries"] == 0
+    db.disconnect()  # stopping saves what changed since the last save
+    db, plugin, people = session()
+    try:
+        usage = plugin.get_partition_cache_stats("people")["usage"]
+        assert usage["byCity/city=Rio"]["count"] == 10 and usage["byCity/city=SP"]["count"] == 1
+    finally:
+        db.disconnect()
+
+
+def test_usage_stats_file_reads_an_s3db_js_file_and_can_be_placed_or_turned_off(mem_db, towns, tmp_path, clock):
+    path = tmp_path / "usage.json"
+    day_ms = int(clock() * 1000)
+    path.write_text(json.dumps({"people/byCity/city=SP": {"count": 40, "firstAccess": day_ms, "lastAccess": day_ms}}))
+    plugin = mem_db.use_plugin(CachePlugin(usage_stats_file=str(path), clock=clock))
+    assert plugin.usage_stats_file == path
+    assert plugin.get_cache_recommendations("people")[0]["partition_values"] == {"city": "SP"}
+    assert plugin.warm_partition_cache("people") == 1  # read 40 times in the saved session: hot
+    off = CachePlugin(driver="filesystem", directory=str(tmp_path / "c"), usage_stats_file=False)
+    other = s3db_nb.connect(f"memory://cache-{uuid4().hex[:10]}")
+    try:
+        other.use_plugin(off)
+        assert off.usage_stats_file is None
+    finally:
+        other.disconnect()
+    with pytest.raises(PluginError, match="usage_stats_file keeps the track_usage counts"):
+        CachePlugin(usage_stats_file="u.json", track_usage=False)
+
+
+def test_redis_driver_and_settings_are_refused_naming_the_drivers_there_are():
+    with pytest.raises(PluginError, match=r"unknown driver 'redis'.*drivers are memory, filesystem, s3 and multi"):
+        CachePlugin(driver="redis")
+    with pytest.raises(PluginError, match=r"'host' is a setting of s3db.js's Redis cache driver.*driver='s3'"):
+        CachePlugin(config={"host": "localhost", "port": 6379})
+    with pytest.raises(PluginError, match="Redis"):
+        CachePlugin(driver="multi", drivers=["memory", {"driver": "memory", "password": "x"}])
+
+
+def test_the_s3_driver_takes_no_max_bytes_as_in_s3db_js():
+    with pytest.raises(PluginError, match="the s3 driver takes no max_bytes"):
+        CachePlugin(driver="s3", max_bytes=1000)
+    with pytest.raises(PluginError, match="the s3 driver takes no max_bytes"):
+        CachePlugin(driver="multi", drivers=["memory", {"driver": "s3", "max_bytes": 10}])
+    assert CachePlugin(driver="multi", drivers=["memory", "s3"], max_bytes=1000).options["max_bytes"] == 1000  # the memory tier's
+
+
+@pytest.mark.parametrize(("options", "message"), [({"max_cache_size": "lots"}, "max_cache_size is a number of bytes"),
+                                                  ({"max_cache_size": "1KB", "max_bytes": 10}, "give max_bytes or max_cache_size"),
+                                                  ({"eviction_policy": "random"}, "eviction_policy must be 'lru'")])  # fmt: skip
+def test_bad_size_and_policy_options_are_refused(options, message):
+    with pytest.raises(PluginError, match=message):
+        CachePlugin(**options)

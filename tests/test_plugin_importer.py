@@ -23,7 +23,15 @@ import pytest
 import s3db_nb
 from s3db_nb.clients.base import StorageClient
 from s3db_nb.errors import MissingDependencyError, PluginError
-from s3db_nb.plugins.importer import ImportAbortedError, ImporterPlugin, ImportResult, detect_format, read_rows, split
+from s3db_nb.plugins.importer import (
+    BinaryLayout,
+    ImportAbortedError,
+    ImporterPlugin,
+    ImportResult,
+    detect_format,
+    read_rows,
+    split,
+)
 from s3db_nb.widgets.importer import ImporterDashboard
 
 PEOPLE = [
@@ -172,6 +180,23 @@ def test_quoted_fields_keep_delimiters_and_newlines(tmp_path):
     path.write_text('name,note\n"Lovelace, Ada","line one\nline two"\nBob,plain\n')
     rows = list(read_rows(path))
     assert rows == [(2, {"name": "Lovelace, Ada", "note": "line one\nline two"}), (4, {"name": "Bob", "note": "plain"})]
+
+
+def test_binary_records_read_from_a_gzipped_bin_file_and_preview(mem_importer, mem, tmp_path):
+    import struct
+
+    schema = {"age": {"type": "uint8", "offset": 0}, "name": {"type": "string", "offset": 1, "length": 5},
+              "email": {"type": "string", "offset": 6, "length": 16}}  # fmt: skip
+    data = b"".join(struct.pack("<B5s16s", p["age"], p["name"].encode(), p["email"].encode()) for p in PEOPLE)
+    path = tmp_path / "people.bin.gz"
+    path.write_bytes(gzip.compress(data))
+    assert detect_format(path) == "binary"  # the extension; reading it still needs the schema
+    rows = list(read_rows(path, binary=BinaryLayout(schema, record_size=22)))
+    assert [(n, r["name"], r["age"]) for n, r in rows] == [(1, "Ada", 36), (2, "Bob", 41), (3, "Cy", 29)]
+    preview = mem_importer.preview("users", path, binary_schema=schema, record_size=22)
+    assert list(preview["email"]) == [p["email"] for p in PEOPLE] and set(preview["_error"]) == {""}
+    result = mem_importer.import_data("users", path, binary_schema=schema, record_size=22)
+    assert result.imported == 3 and stored(mem.resource("users")) == {p["email"]: p for p in PEOPLE}
 
 
 def test_gzip_is_detected_by_magic_bytes_without_extension(tmp_path):

@@ -420,6 +420,54 @@ def test_prometheus_endpoint_serves_on_loopback_until_stop(plugin_db):
         urllib.request.urlopen(url, timeout=5)
 
 
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_prometheus_endpoint_refuses_a_peer_outside_the_ip_allowlist(mem):
+    metrics = install(mem)
+    url = metrics.serve_prometheus(ip_allowlist=["10.0.0.0/8", "192.168.1.7"])  # 127.0.0.1 is not in it
+    assert _status(url) == 403
+    metrics.stop_prometheus()
+    url = metrics.serve_prometheus(ip_allowlist=["10.0.0.0/8", "127.0.0.0/8"])
+    assert _status(url) == 200
+    metrics.stop_prometheus()
+    url = metrics.serve_prometheus(ip_allowlist=["10.0.0.0/8"], enforce_ip_allowlist=False)
+    assert _status(url) == 200
+    metrics.stop_prometheus()
+
+
+def test_prometheus_option_passes_ip_allowlist_and_enforce_to_the_endpoint(mem):
+    metrics = mem.use_plugin(MetricsPlugin(flush_interval=None, prometheus={"enabled": True, "port": 0, "ip_allowlist": ["::1"]}))
+    assert _status(metrics.prometheus_url) == 403
+    metrics.stop()
+    other = s3db_nb.connect(f"memory://metrics-{uuid.uuid4().hex}")
+    try:
+        relaxed = other.use_plugin(
+            MetricsPlugin(flush_interval=None, prometheus={"port": 0, "ip_allowlist": ["::1"], "enforce_ip_allowlist": False})
+        )
+        assert _status(relaxed.prometheus_url) == 200
+    finally:
+        other.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("prometheus", "message"),
+    [
+        ({"ip_allowlist": ["10.0.0.0/8", "not-an-ip"]}, "'not-an-ip' is neither"),
+        ({"ip_allowlist": "127.0.0.1"}, "ip_allowlist must be a list"),
+        ({"enforce_ip_allowlist": "yes"}, "enforce_ip_allowlist must be True or False"),
+    ],
+)
+def test_a_bad_ip_allowlist_is_refused_at_construction(prometheus, message):
+    with pytest.raises(PluginError, match=message):
+        MetricsPlugin(prometheus={"enabled": True, **prometheus})
+
+
 # -- the dashboard ---------------------------------------------------------------------------
 
 

@@ -34,10 +34,11 @@ write may still store an old value: ``ttl`` bounds that too); ``multi`` combines
 (``drivers=["memory", "s3"]``: a fast private tier over a shared one). Filesystem and s3 entries
 also outlive the process, so a new session may find entries older than writes it never saw.
 
-Drivers (``driver=``): ``memory`` (LRU, ``max_size`` entries, ``max_bytes``), ``filesystem``
-(``directory``, atomic file writes), ``s3`` (gzip JSON in PluginStorage under
-``plugin=cache/cache/``), ``multi`` (``drivers=[...]`` tiers, ``promote_on_hit``), or any
-``CacheDriver`` instance.
+Drivers (``driver=``): ``memory`` (LRU or FIFO, ``max_size`` entries, ``max_bytes``), ``filesystem``
+(``directory``, atomic file writes, ``max_bytes`` with LRU/FIFO eviction, expired files swept
+every ``cleanup_interval``), ``s3`` (gzip JSON in PluginStorage under ``plugin=cache/cache/``),
+``multi`` (``drivers=[...]`` tiers, ``promote_on_hit``), or any ``CacheDriver`` instance. There is
+no ``redis`` driver: asking for one (or giving its settings) says what to use instead.
 
 Also: ``get_stats()`` (hits, misses, hit rate, stores, evictions, invalidations, entries and
 bytes, in total and per resource), ``warm(resource)``, ``invalidate(resource[, id])``,
@@ -51,14 +52,15 @@ options (``partition_strategy``, ``track_usage``, ``preload_related``…) are de
 
 from __future__ import annotations
 
-from .drivers import DRIVER_NAMES, CacheDriver, Entry, FilesystemCache, MemoryCache, MultiTierCache, S3Cache
+from .drivers import DRIVER_NAMES, EVICTION_POLICIES, CacheDriver, Entry, FilesystemCache, MemoryCache, MultiTierCache, S3Cache
 from .memory import process_memory, total_memory
 from .partitions import PARTITION_STRATEGIES, PartitionUsage
 from .plugin import CACHED_METHODS, WRITE_METHODS, CachePlugin
-from .values import SecretSealer, Uncacheable, dumps_value, loads_value
+from .values import PayloadCodec, SecretSealer, Uncacheable, dumps_value, loads_value
 
 __all__ = [
     "CachePlugin", "CacheDriver", "Entry", "MemoryCache", "FilesystemCache", "S3Cache", "MultiTierCache",
-    "CACHED_METHODS", "WRITE_METHODS", "DRIVER_NAMES", "Uncacheable", "SecretSealer", "dumps_value", "loads_value",
+    "CACHED_METHODS", "WRITE_METHODS", "DRIVER_NAMES", "EVICTION_POLICIES", "Uncacheable", "SecretSealer", "PayloadCodec",
+    "dumps_value", "loads_value",
     "PARTITION_STRATEGIES", "PartitionUsage", "process_memory", "total_memory",
 ]  # fmt: skip

@@ -8,6 +8,8 @@ the plugin's own options so the rest of the plugin sees one vocabulary.
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -26,7 +28,7 @@ CONFIG_ALIASES = {
     "key_prefix": "prefix",
 }
 #: config keys s3db.js documents that need no setting here (statistics are always kept)
-CONFIG_ACCEPTED = ("enable_stats", "eviction_policy", "create_directory", "strategy", "destinations")
+CONFIG_ACCEPTED = ("enable_stats", "create_directory", "strategy", "destinations")
 #: driver settings a ``config`` dict (or one multi-cache tier) may carry besides the core ones
 DRIVER_SETTINGS = (
     "compress",
@@ -34,7 +36,24 @@ DRIVER_SETTINGS = (
     "max_memory_percent",
     "heap_usage_threshold",
     "monitor_interval",
+    "eviction_policy",
 )
+#: s3db.js options that live in ``config`` too: filesystem cleanup, the usage file, the size limit, the codec
+PLUGIN_SETTINGS = (
+    "enable_cleanup", "cleanup_interval", "cleanup_interval_ms", "usage_stats_file", "max_cache_size", "serializer", "deserializer",
+)  # fmt: skip
+#: s3db.js's Redis driver settings (docs/plugins/cache/guides/configuration.md): recognised, so that
+#: giving one says what to use instead rather than "unknown option"
+REDIS_SETTINGS = (
+    "host", "port", "password", "db", "connect_timeout", "command_timeout", "retry_strategy", "redis_options",
+    "lazy_connect", "keep_alive", "keep_alive_initial_delay",
+)  # fmt: skip
+REDIS_UNAVAILABLE = (
+    "s3db_nb has no Redis cache driver; the drivers are memory, filesystem, s3 and multi (or a CacheDriver instance). "
+    "For a cache shared between processes use driver='s3' (entries in the bucket) or drivers=['memory', 's3']"
+)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 #: read methods under their s3db.js names
 METHOD_ALIASES = {"listIds": "list_ids", "getMany": "get_many", "getFromPartition": "get_from_partition"}
 _MULTI_STRATEGIES = ("write-through", "lazy-promotion")
@@ -58,8 +77,12 @@ def tier_from_destination(destination: Any) -> Any:
     tier: dict[str, Any] = {"driver": destination["driver"]}
     for key, value in (destination.get("config") or {}).items():
         name = CONFIG_ALIASES.get(snake(key), snake(key))
-        if name not in ("enable_stats", "eviction_policy", "create_directory"):
-            tier[name] = value
+        if name in REDIS_SETTINGS:
+            raise PluginError(redis_refusal(key))
+        if name not in ("enable_stats", "create_directory"):
+            tier[name] = parse_size(value, "max_cache_size") if name == "max_cache_size" else value
+    if "max_cache_size" in tier:  # the s3db.js name of the tier's byte limit
+        tier["max_bytes"] = tier.pop("max_cache_size")
     return tier
 
 
@@ -67,12 +90,10 @@ def normalize_config(opts: dict[str, Any], config: Mapping[str, Any], allowed: t
     """Move s3db.js ``config={...}`` keys into ``opts`` (the plugin's own option names)."""
     for key, value in config.items():
         name = CONFIG_ALIASES.get(snake(key), snake(key))
+        if name in REDIS_SETTINGS:
+            raise PluginError(redis_refusal(key))
         if name not in allowed and name not in CONFIG_ACCEPTED:
             raise PluginError(f"CachePlugin: unknown config key {key!r}; use {', '.join((*allowed, *CONFIG_ACCEPTED))}")
-        if name == "eviction_policy" and value != "lru":
-            raise PluginError(
-                f"CachePlugin: eviction_policy {value!r} is not offered; the memory driver evicts least recently used ('lru')"
-            )
         if name == "strategy" and value not in ("all", *_MULTI_STRATEGIES):
             raise PluginError(
                 f"CachePlugin: config['strategy'] must be 'all' / 'write-through' (store in every destination) or "
@@ -82,7 +103,7 @@ def normalize_config(opts: dict[str, Any], config: Mapping[str, Any], allowed: t
             opts["drivers"] = [tier_from_destination(d) for d in value]
         elif name == "strategy":
             opts["strategy"] = "write-through" if value == "all" else value
-        elif name not in ("enable_stats", "create_directory", "eviction_policy"):
+        elif name not in ("enable_stats", "create_directory"):
             opts[name] = value
 
 
@@ -183,11 +204,12 @@ def normalize_memory_and_retry(opts: dict[str, Any]) -> None:
     """s3db.js's memory, compression, multi-tier and retry options checked and in one vocabulary:
     ``max_memory_bytes`` → ``max_bytes``, ``enable_compression`` → ``compress``, the durations
     (``monitor_interval``, ``retry_delay``) in seconds with their ``_ms`` forms."""
-    given_bytes = opts.pop("max_memory_bytes")
-    if given_bytes is not None:
-        if opts["max_bytes"] is not None and opts["max_bytes"] != given_bytes:
-            raise PluginError("CachePlugin: give max_bytes or max_memory_bytes (the same limit), not both")
-        opts["max_bytes"] = given_bytes
+    for alias in ("max_memory_bytes", "max_cache_size"):  # s3db.js names of the byte limit
+        given_bytes = parse_size(opts.pop(alias), alias)
+        if given_bytes is not None:
+            if opts["max_bytes"] is not None and opts["max_bytes"] != given_bytes:
+                raise PluginError(f"CachePlugin: give max_bytes or {alias} (the same limit), not both")
+            opts["max_bytes"] = given_bytes
     if opts["max_bytes"] is not None and opts["max_memory_percent"] is not None:
         raise PluginError("CachePlugin: give max_bytes (max_memory_bytes) or max_memory_percent, not both (s3db.js refuses both too)")
     enable = opts.pop("enable_compression")
@@ -205,3 +227,45 @@ def normalize_memory_and_retry(opts: dict[str, Any]) -> None:
         raise PluginError(f"CachePlugin: retry_attempts is how many times an invalidation is tried (≥ 1), got {attempts!r}")
     if opts["strategy"] not in _MULTI_STRATEGIES:
         raise PluginError(f"CachePlugin: strategy must be one of {', '.join(_MULTI_STRATEGIES)}, got {opts['strategy']!r}")
+
+
+def parse_size(value: Any, option: str) -> int | None:
+    """A byte count: an int, or s3db.js's size text (``"1GB"``, ``"512 MB"``, ``"64KiB"``; 1 KB = 1024 bytes)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise PluginError(f"CachePlugin: {option} is a number of bytes or a size such as '512MB' or '1GB', got {value!r}")
+    unit = (match.group(2) or "b").lower().replace("i", "")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def normalize_housekeeping(opts: dict[str, Any]) -> None:
+    """The filesystem cleanup job (``enable_cleanup``, ``cleanup_interval`` in seconds or
+    ``cleanup_interval_ms``), the eviction policy and the usage statistics file, checked."""
+    if not isinstance(opts["enable_cleanup"], bool):
+        raise PluginError(f"CachePlugin: enable_cleanup must be True or False, got {opts['enable_cleanup']!r}")
+    given = {"cleanup_interval": opts["cleanup_interval"], "cleanup_interval_ms": opts.pop("cleanup_interval_ms")}
+    if given["cleanup_interval_ms"] is not None:
+        given["cleanup_interval"] = None
+    interval = resolve_duration(given, "cleanup_interval", owner="CachePlugin", plausible_max=86_400.0, logger=_log)
+    if interval is None or interval <= 0:
+        raise PluginError(f"CachePlugin: cleanup_interval is the seconds between sweeps of expired files (> 0), got {interval!r}")
+    opts["cleanup_interval"] = interval
+    if opts["eviction_policy"] not in ("lru", "fifo"):
+        raise PluginError(
+            f"CachePlugin: eviction_policy must be 'lru' (drop the least recently read entry) or 'fifo' (the oldest stored), "
+            f"got {opts['eviction_policy']!r}"
+        )
+    stats_file = opts["usage_stats_file"]
+    if stats_file is not None and stats_file is not False and not isinstance(stats_file, (str, os.PathLike)):
+        raise PluginError(f"CachePlugin: usage_stats_file is a file name or path (or False: none), got {stats_file!r}")
+    if stats_file and not (opts["track_usage"] and opts["partition_aware"]):
+        raise PluginError("CachePlugin: usage_stats_file keeps the track_usage counts; it needs track_usage=True and partition_aware=True")
+
+
+def redis_refusal(setting: str | None = None) -> str:
+    """Why ``driver='redis'`` (or one of its settings) is refused, and what to use instead."""
+    if setting is None:
+        return f"CachePlugin: unknown driver 'redis': {REDIS_UNAVAILABLE}"
+    return f"CachePlugin: {setting!r} is a setting of s3db.js's Redis cache driver, but {REDIS_UNAVAILABLE}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import contextlib
 import gzip
 import json
 import os
@@ -37,6 +38,8 @@ from .memory import MemoryProbe, check_fraction, process_memory
 Clock = Callable[[], float]
 EvictListener = Callable[[str, int], None]
 DRIVER_NAMES = ("memory", "filesystem", "s3", "multi")
+#: which entry a full memory or filesystem cache drops first: least recently read, or oldest stored
+EVICTION_POLICIES = ("lru", "fifo")
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,14 @@ def gzip_if_large(payload: bytes, threshold: int) -> tuple[bytes, bool]:
     return (packed, True) if len(packed) < len(payload) else (payload, False)
 
 
+def _check_policy(value: Any, owner: str) -> str:
+    if value not in EVICTION_POLICIES:
+        raise PluginError(
+            f"{owner}: eviction_policy must be 'lru' (drop the least recently read entry) or 'fifo' (the oldest stored), got {value!r}"
+        )
+    return value
+
+
 def _check_threshold(value: Any, owner: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise PluginError(
@@ -142,9 +153,10 @@ def _check_threshold(value: Any, owner: str) -> int:
 
 
 class MemoryCache(CacheDriver):
-    """In-process LRU: at most ``max_size`` entries and ``max_bytes`` stored bytes (None: no byte
+    """In-process cache: at most ``max_size`` entries and ``max_bytes`` stored bytes (None: no byte
     limit) — or ``max_memory_percent`` of the machine's memory (its cgroup limit in a container)
-    instead of ``max_bytes``. The least recently read entry goes first; an entry larger than the
+    instead of ``max_bytes``. ``eviction_policy``: ``"lru"`` drops the least recently read entry
+    first, ``"fifo"`` the one stored first (reads do not keep an entry); an entry larger than the
     byte limit alone is not stored. Lives and dies with the process (each kernel has its own).
 
     ``compress``: payloads of at least ``compression_threshold`` bytes are kept gzipped (and
@@ -167,9 +179,11 @@ class MemoryCache(CacheDriver):
         heap_usage_threshold: float = 0.6,
         monitor_interval: float = 15.0,
         memory_probe: MemoryProbe | None = None,
+        eviction_policy: str = "lru",
         clock: Clock = time.time,
     ) -> None:
         super().__init__(clock=clock)
+        self.eviction_policy = _check_policy(eviction_policy, "memory cache")
         if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
             raise PluginError(f"memory cache: max_size must be a positive number of entries, got {max_size!r}")
         if max_bytes is not None and (not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1):
@@ -200,7 +214,8 @@ class MemoryCache(CacheDriver):
 
     def __repr__(self) -> str:
         limit = f", max_bytes={self.max_bytes}" if self.max_bytes else ""
-        return f"<MemoryCache {len(self._entries)} entries, max_size={self.max_size}{limit}{', gzip' if self.compress else ''}>"
+        policy = ", fifo" if self.eviction_policy == "fifo" else ""
+        return f"<MemoryCache {len(self._entries)} entries, max_size={self.max_size}{limit}{policy}{', gzip' if self.compress else ''}>"
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -229,7 +244,8 @@ class MemoryCache(CacheDriver):
             if self._expired(slot.expires_at):
                 self._remove(key)
                 return None
-            self._entries.move_to_end(key)
+            if self.eviction_policy == "lru":
+                self._entries.move_to_end(key)
         return Entry(gzip.decompress(slot.data) if slot.compressed else slot.data, slot.expires_at)
 
     def set(self, key: str, payload: bytes, *, expires_at: float | None = None) -> None:
@@ -358,7 +374,13 @@ class MemoryCache(CacheDriver):
 class FilesystemCache(CacheDriver):
     """One file per entry under ``directory``, one folder per key segment, so invalidating a
     prefix removes one folder. Writes go to a temporary file renamed into place: a reader never
-    sees half an entry, even from another process sharing the folder."""
+    sees half an entry, even from another process sharing the folder. Only the ``resource=…``
+    folders are the cache's: other files in ``directory`` (the usage statistics) are left alone.
+
+    ``max_bytes`` caps the bytes on disk (s3db.js ``maxBytes``): an index of entry sizes, built
+    from the folder on first use, drops entries by ``eviction_policy`` (``"lru"``: least recently
+    read by this process; ``"fifo"``: oldest stored) until a new entry fits; an entry larger than
+    the cap alone is not stored. Other processes' writes count once the index is rebuilt."""
 
     name = "filesystem"
     _HEADER_END = b"\n"
@@ -369,18 +391,55 @@ class FilesystemCache(CacheDriver):
         *,
         compress: bool = True,
         compression_threshold: int = 1024,
+        max_bytes: int | None = None,
+        eviction_policy: str = "lru",
         clock: Clock = time.time,
     ) -> None:
         super().__init__(clock=clock)
         if not directory:
             raise PluginError("filesystem cache: directory is required, e.g. CachePlugin(driver='filesystem', directory='./cache')")
+        if max_bytes is not None and (not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1):
+            raise PluginError(f"filesystem cache: max_bytes must be a positive number of bytes or None, got {max_bytes!r}")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.compress = bool(compress)
         self.compression_threshold = _check_threshold(compression_threshold, "filesystem cache")
+        self.max_bytes = max_bytes
+        self.eviction_policy = _check_policy(eviction_policy, "filesystem cache")
+        self.evicted_due_to_size = 0
+        self._sizes: OrderedDict[Path, int] | None = None  # file → bytes, first = next to evict (max_bytes only)
+        self._total = 0
+        self._size_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<FilesystemCache {str(self.directory)!r}{' gzip' if self.compress else ''}>"
+        limit = f" max_bytes={self.max_bytes} {self.eviction_policy}" if self.max_bytes else ""
+        return f"<FilesystemCache {str(self.directory)!r}{limit}{' gzip' if self.compress else ''}>"
+
+    def _key_of(self, path: Path) -> str:
+        return "/".join(unquote(p) for p in path.relative_to(self.directory).parts)
+
+    def _index(self) -> OrderedDict[Path, int]:
+        """The size index (call with ``_size_lock`` held), built from the folder, oldest file first."""
+        if self._sizes is None:
+            found = []
+            for path in self._files(self.directory):
+                with contextlib.suppress(OSError):
+                    info = path.stat()
+                    found.append((info.st_mtime, str(path), path, info.st_size))
+            self._sizes = OrderedDict((path, size) for _, _, path, size in sorted(found))
+            self._total = sum(self._sizes.values())
+        return self._sizes
+
+    def _forget(self, paths: Iterable[Path]) -> None:
+        if self._sizes is None:
+            return
+        with self._size_lock:
+            for path in paths:
+                self._total -= self._sizes.pop(path, 0)
+
+    def _forget_under(self, root: Path) -> None:
+        if self._sizes is not None:
+            self._forget([p for p in list(self._sizes) if p == root or root in p.parents])
 
     def _path(self, key: str) -> Path:
         # keys are built from quoted segments already; quoting again keeps any custom key safe
@@ -402,7 +461,12 @@ class FilesystemCache(CacheDriver):
             return None  # not one of ours (or truncated by hand): a miss
         if self._expired(expires_at):
             path.unlink(missing_ok=True)
+            self._forget([path])
             return None
+        if self.max_bytes is not None and self.eviction_policy == "lru":
+            with self._size_lock:
+                if path in self._index():
+                    self._index().move_to_end(path)
         return Entry(payload, expires_at)
 
     def set(self, key: str, payload: bytes, *, expires_at: float | None = None) -> None:
@@ -410,24 +474,52 @@ class FilesystemCache(CacheDriver):
         path.parent.mkdir(parents=True, exist_ok=True)
         payload, packed = gzip_if_large(bytes(payload), self.compression_threshold) if self.compress else (payload, False)
         meta: dict[str, Any] = {"expires_at": expires_at, **({"encoding": "gzip"} if packed else {})}
-        header = json.dumps(meta).encode() + self._HEADER_END
+        data = json.dumps(meta).encode() + self._HEADER_END + payload
+        if self.max_bytes is not None and len(data) > self.max_bytes:
+            self.evicted_due_to_size += 1
+            self._evicted(key, len(data))  # larger than the whole cache: not stored
+            return
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(header + payload)
+                handle.write(data)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if self.max_bytes is not None:
+            self._account(path, len(data))
+
+    def _account(self, path: Path, size: int) -> None:
+        """Add a stored file to the size index and drop the entries ``eviction_policy`` picks until it fits."""
+        evicted: list[tuple[str, int]] = []
+        with self._size_lock:
+            index = self._index()
+            self._total += size - index.pop(path, 0)
+            index[path] = size
+            while self._total > self.max_bytes and len(index) > 1:  # type: ignore[operator]
+                victim, victim_size = next(iter(index.items()))
+                del index[victim]
+                self._total -= victim_size
+                victim.unlink(missing_ok=True)
+                self.evicted_due_to_size += 1
+                evicted.append((self._key_of(victim), victim_size))
+        for old_key, old_size in evicted:  # outside the lock: listeners may take their own locks
+            self._evicted(old_key, old_size)
+
+    def _roots(self) -> list[Path]:
+        """The folders holding entries (``resource=…``): nothing else in ``directory`` is the cache's."""
+        return [child for child in self.directory.iterdir() if child.name.startswith("resource=")]
 
     def _files(self, root: Path) -> Iterable[Path]:
         if root.is_file():
             yield root
             return
-        for folder, _, names in os.walk(root):
-            for name in names:
-                if not name.startswith(".tmp-"):
-                    yield Path(folder, name)
+        for top in self._roots() if root == self.directory else [root]:
+            for folder, _, names in os.walk(top):
+                for name in names:
+                    if not name.startswith(".tmp-"):
+                        yield Path(folder, name)
 
     def delete_prefixes(self, prefixes: Sequence[str]) -> int:
         removed = 0
@@ -437,12 +529,12 @@ class FilesystemCache(CacheDriver):
             if not root.exists():
                 continue
             removed += sum(1 for _ in self._files(root))
-            targets = [root] if prefix else list(root.iterdir())
-            for target in targets:
+            for target in [root] if prefix else self._roots():
                 if target.is_dir():
                     shutil.rmtree(target, ignore_errors=True)
                 else:
                     target.unlink(missing_ok=True)
+                self._forget_under(target)
         return removed
 
     def entries(self, prefix: str = "") -> list[tuple[str, int]]:
@@ -455,7 +547,7 @@ class FilesystemCache(CacheDriver):
                 size = path.stat().st_size
             except OSError:
                 continue
-            out.append(("/".join(unquote(p) for p in path.relative_to(self.directory).parts), size))
+            out.append((self._key_of(path), size))
         return sorted(out)
 
     def usage(self) -> dict[str, dict[str, int]]:
@@ -476,6 +568,7 @@ class FilesystemCache(CacheDriver):
                 continue
             if self._expired(expires_at):
                 path.unlink(missing_ok=True)
+                self._forget([path])
                 removed += 1
         return removed
 

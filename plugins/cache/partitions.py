@@ -5,15 +5,20 @@ s3db.js's partition-aware driver files partition reads by ``partition_strategy``
 alone), ``flat`` (one ``partitions`` folder per resource: fewer folders, any partition write
 clears them all) or ``temporal`` (date partitions by ``temporal/<yyyy>/<mm>/<dd>``, so a month or
 a year can be cleared at once). With ``track_usage`` it counts reads per partition value and
-turns the counts into recommendations (``preload`` / ``keep`` / ``reduce_ttl`` / ``archive``).
+turns the counts into recommendations (``preload`` / ``keep`` / ``reduce_ttl`` / ``archive``),
+and keeps them across sessions in a JSON file shaped as s3db.js's ``usageStatsFile``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import re
+import tempfile
 import threading
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 PARTITION_STRATEGIES = ("hierarchical", "flat", "temporal")
@@ -51,6 +56,7 @@ class PartitionUsage:
     def __init__(self) -> None:
         self._rows: dict[UsageKey, dict[str, Any]] = {}  # count, first_access, last_access, values (as given)
         self._lock = threading.Lock()
+        self.changes = 0  # tracks and forgets so far: a saved file is stale when this moved
 
     @staticmethod
     def key(resource: str, partition: str, values: Mapping[str, Any]) -> UsageKey:
@@ -64,6 +70,7 @@ class PartitionUsage:
             )
             row["count"] += 1
             row["last_access"] = now
+            self.changes += 1
             return int(row["count"])
 
     def count(self, resource: str, partition: str, values: Mapping[str, Any]) -> int:
@@ -82,6 +89,52 @@ class PartitionUsage:
             for key in [k for k in self._rows if k[0] == resource and (partition is None or k[1] == partition)]:
                 if wanted <= set(key[2]):
                     del self._rows[key]
+                    self.changes += 1
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write every count to ``path`` atomically, as s3db.js's ``usageStatsFile``:
+        ``{"<resource>/<partition>/<f>=<v>|…": {"count", "firstAccess", "lastAccess" (epoch ms)}}``;
+        ``values`` keeps the partition values with their types (s3db.js ignores it)."""
+        with self._lock:
+            data = {
+                f"{key[0]}/{key[1]}/{'|'.join(f'{f}={v}' for f, v in key[2])}": {
+                    "count": row["count"], "firstAccess": round(row["first_access"] * 1000),
+                    "lastAccess": round(row["last_access"] * 1000), "values": row["values"],
+                }
+                for key, row in sorted(self._rows.items())
+            }  # fmt: skip
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2, default=str)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load(self, path: str | os.PathLike[str]) -> int:
+        """Add the counts saved in ``path`` (ours or s3db.js's; a missing or unreadable file adds
+        nothing, as in s3db.js). Returns how many partition values were read."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return 0
+        loaded = 0
+        for text, saved in data.items() if isinstance(data, dict) else ():
+            resource, _, rest = str(text).partition("/")
+            partition, _, pairs = rest.partition("/")
+            try:
+                values = saved.get("values") or dict(pair.split("=", 1) for pair in pairs.split("|") if pair)
+                row = {"count": int(saved["count"]), "first_access": saved["firstAccess"] / 1000,
+                       "last_access": saved["lastAccess"] / 1000, "values": dict(values)}  # fmt: skip
+            except (AttributeError, KeyError, TypeError, ValueError):
+                continue  # not a usage row: skip it rather than lose the others
+            with self._lock:
+                self._rows[self.key(resource, partition, row["values"])] = row
+            loaded += 1
+        return loaded
 
     @staticmethod
     def label(key: UsageKey) -> str:

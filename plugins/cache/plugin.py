@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -24,15 +25,19 @@ from s3db_nb.plugin_api import (
 from .compat import (
     DRIVER_SETTINGS,
     METHOD_ALIASES,
+    PLUGIN_SETTINGS,
+    REDIS_SETTINGS,
     ResourceCache,
     normalize_config,
+    normalize_housekeeping,
     normalize_memory_and_retry,
     normalize_policies,
     normalize_ttl,
+    redis_refusal,
 )
 from .drivers import DRIVER_NAMES, CacheDriver, Entry, FilesystemCache, MemoryCache, MultiTierCache, S3Cache, resource_of
 from .partitions import PARTITION_STRATEGIES, PartitionUsage, temporal_path
-from .values import SecretSealer, Uncacheable, dumps_value, loads_value
+from .values import PayloadCodec, SecretSealer, Uncacheable, dumps_value, loads_value
 
 # -- the plugin: keys, middleware, invalidation, stats ----------------------------------------
 
@@ -66,6 +71,9 @@ _PARTITION_PARAMS = {m: ("partition", "partition_values") for m in ("list", "lis
 _PARTITION_PARAMS["get_from_partition"] = ("partition", "values")
 #: compression on unless said otherwise, per driver (s3db.js: memory off, filesystem and s3 on)
 _COMPRESS_BY_DEFAULT = {"memory": False, "filesystem": True, "s3": True}
+#: the usage statistics file of a filesystem cache when ``usage_stats_file`` is not given (s3db.js's name)
+_USAGE_FILE = "partition-usage.json"
+_SAVE_USAGE_EVERY = 10  # reads of one partition value between saves of the usage file, as s3db.js
 
 
 def _seg(text: Any) -> str:
@@ -127,6 +135,17 @@ class CachePlugin(Plugin):
     ``preload_related`` (after a partition-read miss, the same read of the partition's other
     values read at least ``preload_threshold`` times; off by default — s3db.js turns it on but
     its driver does nothing with it) and ``analyze_cache_usage()``.
+
+    More s3db.js options: ``eviction_policy`` (``"lru"`` or ``"fifo"``, memory and filesystem),
+    ``max_cache_size`` (= ``max_bytes``; also ``"512MB"``/``"1GB"``; the filesystem driver honours
+    it too), ``serializer`` / ``deserializer`` (instead of JSON for the stored bytes of every
+    driver, see ``PayloadCodec``), ``enable_cleanup`` (True) and ``cleanup_interval`` (300 s, or
+    ``cleanup_interval_ms``): while started, a job removes expired files of a filesystem tier;
+    ``usage_stats_file`` (the ``track_usage`` counts saved every 10 reads of a value, on
+    ``clear_partition_cache`` and on stop, reloaded at install; default ``partition-usage.json``
+    in a filesystem cache's folder, none otherwise; a relative name is placed in that folder;
+    False: no file). ``driver="redis"`` and the Redis settings are refused: there is no Redis
+    driver.
     """
 
     defaults: ClassVar[dict[str, Any]] = {
@@ -166,7 +185,9 @@ class CachePlugin(Plugin):
         "exclude": [],
         "methods": list(CACHED_METHODS),
         "clock": None,
-    }
+        "eviction_policy": "lru", "max_cache_size": None, "serializer": None, "deserializer": None,
+        "enable_cleanup": True, "cleanup_interval": 300, "cleanup_interval_ms": None, "usage_stats_file": None,
+    }  # fmt: skip
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -178,10 +199,14 @@ class CachePlugin(Plugin):
         normalize_config(
             opts,
             config,
-            ("ttl", "max_size", "max_bytes", "directory", "drivers", "promote_on_hit", "prefix", *DRIVER_SETTINGS, "monitor_interval_ms"),
-        )
+            ("ttl", "max_size", "max_bytes", "directory", "drivers", "promote_on_hit", "prefix", *DRIVER_SETTINGS, "monitor_interval_ms",
+             *PLUGIN_SETTINGS),
+        )  # fmt: skip
         normalize_memory_and_retry(opts)
         self._check_partition_options(opts)
+        normalize_housekeeping(opts)
+        codec_given = opts["serializer"] is not None or opts["deserializer"] is not None
+        self.codec = PayloadCodec(opts["serializer"], opts["deserializer"]) if codec_given else None
         if opts["cache_dir"] is not None:
             opts["directory"] = opts["cache_dir"]
         normalize_ttl(opts)
@@ -222,6 +247,8 @@ class CachePlugin(Plugin):
         self._versions: dict[str, str] = {}
         self._sealers: dict[str, SecretSealer] = {}  # by passphrase, never shown
         self.usage = PartitionUsage()  # partition reads per value (track_usage)
+        self.usage_stats_file: Path | None = None  # where self.usage is kept between sessions (set at install)
+        self._saved_changes = 0  # usage.changes when the file was last written or read
 
     @staticmethod
     def _check_partition_options(opts: dict[str, Any]) -> None:
@@ -243,6 +270,13 @@ class CachePlugin(Plugin):
         if isinstance(spec, CacheDriver):
             return
         name = spec.get("driver") if isinstance(spec, Mapping) else spec
+        if name == "redis" or (isinstance(spec, Mapping) and set(spec) & set(REDIS_SETTINGS)):
+            raise PluginError(redis_refusal(None if name == "redis" else sorted(set(spec) & set(REDIS_SETTINGS))[0]))
+        given_bytes = spec.get("max_bytes") if isinstance(spec, Mapping) else self.options["max_bytes"] if top else None
+        if name == "s3" and given_bytes is not None:
+            raise PluginError(
+                "CachePlugin: the s3 driver takes no max_bytes (as in s3db.js): expire its entries with ttl or an S3 lifecycle rule"
+            )
         if isinstance(spec, Mapping):
             unknown = sorted(set(spec) - {"driver", *_TIER_SETTINGS})
             if unknown:
@@ -287,12 +321,15 @@ class CachePlugin(Plugin):
                 heap_usage_threshold=value("heap_usage_threshold"),
                 monitor_interval=value("monitor_interval"),
                 memory_probe=self.options["memory_probe"],
+                eviction_policy=value("eviction_policy"),
                 clock=self.clock,
                 **packing,
             )
         if name == "filesystem":
             directory = value("directory")
-            return FilesystemCache(f"{directory}/{prefix}" if prefix else directory, clock=self.clock, **packing)
+            folder = f"{directory}/{prefix}" if prefix else directory
+            limits = {"max_bytes": value("max_bytes"), "eviction_policy": value("eviction_policy")}
+            return FilesystemCache(folder, clock=self.clock, **limits, **packing)
         if name == "s3":
             db = self._db()
             storage = PluginStorage(db.client, self.slug, namespace=self.namespace, clock=self.clock, pool=db.pool)
@@ -316,16 +353,45 @@ class CachePlugin(Plugin):
     def on_install(self) -> None:
         self.driver = self._build_driver(self.options["driver"])
         self.driver.on_evict = self._on_evict
-        for tier in self.driver.tiers if isinstance(self.driver, MultiTierCache) else [self.driver]:
+        tiers = self.driver.tiers if isinstance(self.driver, MultiTierCache) else [self.driver]
+        for tier in tiers:
             if isinstance(tier, MemoryCache):
                 tier.on_pressure = self._on_memory_pressure
+        folders = [tier.directory for tier in tiers if isinstance(tier, FilesystemCache)]
+        if folders and self.options["enable_cleanup"]:  # s3db.js enableCleanup: expired files go on an interval
+            self.schedule_interval(self.options["cleanup_interval"], self.prune, name="cleanup")
+        stats_file = self.options["usage_stats_file"]
+        if stats_file is None and folders and self._tracking and self.options["driver"] == "filesystem":
+            stats_file = _USAGE_FILE
+        if stats_file:
+            self.usage_stats_file = Path(stats_file) if Path(stats_file).is_absolute() or not folders else folders[0] / stats_file
+            self.usage.load(self.usage_stats_file)
+            self._saved_changes = self.usage.changes
         db = self._db()
         for resource in db.resources.values():
             self._attach(resource)
         self.add_database_hook("after_create_resource", self._on_resource_created)
         self._listen(db.events, "resource-deleted", self._on_resource_deleted)
 
+    def save_usage_stats(self) -> bool:
+        """Write the ``track_usage`` counts to ``usage_stats_file`` if they changed since it was last
+        written or read (False when there is no file, nothing changed, or writing failed)."""
+        changes = self.usage.changes
+        if self.usage_stats_file is None or changes == self._saved_changes:
+            return False
+        try:
+            self.usage.save(self.usage_stats_file)
+        except OSError:  # statistics must never break a read
+            self.log.warning("could not save the cache usage statistics to %s", self.usage_stats_file, exc_info=True)
+            return False
+        self._saved_changes = changes
+        return True
+
+    def on_stop(self) -> None:
+        self.save_usage_stats()
+
     def on_uninstall(self, purge_data: bool = False) -> None:
+        self.save_usage_stats()
         for emitter, event, fn in self._subscriptions:
             emitter.off(event, fn)
         self._subscriptions = []
@@ -415,11 +481,12 @@ class CachePlugin(Plugin):
                 self._count(name, "skipped")
                 return call_next(*args, **kwargs)
             if partition is not None and self._tracking and not getattr(self._local, "preloading", False):
-                self.usage.track(name, partition, values, self.clock())
+                if self.usage.track(name, partition, values, self.clock()) % _SAVE_USAGE_EVERY == 0:
+                    self.save_usage_stats()
             entry = self._lookup(name, key)
             if entry is not None:
                 try:
-                    value = loads_value(entry.payload, sealer=self._sealer(name))
+                    value = loads_value(entry.payload, sealer=self._sealer(name), codec=self.codec)
                 except (Uncacheable, ValueError, KeyError, TypeError):
                     self._count(name, "errors")  # unreadable entry: recompute it
                 else:
@@ -503,7 +570,7 @@ class CachePlugin(Plugin):
 
     def _store(self, name: str, key: str, value: Any, generation: int, *, ttl: float | None | object = _PLUGIN_TTL) -> bool:
         try:
-            payload = dumps_value(value, sealer=self._sealer(name))
+            payload = dumps_value(value, sealer=self._sealer(name), codec=self.codec)
         except Uncacheable:
             self._count(name, "skipped")
             return False
@@ -807,6 +874,7 @@ class CachePlugin(Plugin):
         target = self.resource(resource)
         removed = self._invalidate(target.name, self._partition_prefix(target, partition, partition_values))
         self.usage.forget(target.name, None if self._flat else partition, None if self._flat else partition_values)
+        self.save_usage_stats()
         return removed
 
     def get_partition_cache_stats(self, resource: Resource | str, partition: str | None = None) -> dict[str, Any]:
@@ -915,7 +983,7 @@ class CachePlugin(Plugin):
         """The value ``resource.cache.set`` stored under ``key`` (None when absent or expired)."""
         entry = self._lookup(name, key + "value")
         self._count(name, "hits" if entry is not None else "misses")
-        return None if entry is None else loads_value(entry.payload, sealer=self._sealer(name))
+        return None if entry is None else loads_value(entry.payload, sealer=self._sealer(name), codec=self.codec)
 
     def manual_set(self, name: str, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (None: the plugin's ttl)."""

@@ -10,10 +10,12 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from s3db_nb.plugin_api import (
     Page,
+    PluginError,
     Record,
     S3DBError,
     decrypt_secret,
@@ -84,16 +86,69 @@ class SecretSealer:
             raise Uncacheable("a sealed secret in a cache entry does not open with this passphrase") from None
 
 
-def dumps_value(value: Any, *, sealer: SecretSealer | None = None) -> bytes:
-    """``value`` as UTF-8 JSON bytes, the secret fields of its records sealed by ``sealer``;
-    ``Uncacheable`` when it holds a type with no exact form, or a secret and no sealer."""
-    return json.dumps({"v": FORMAT_VERSION, "value": _pack(value, sealer)}, separators=(",", ":"), ensure_ascii=False).encode()
+class PayloadCodec:
+    """s3db.js's ``serializer`` / ``deserializer``: what turns the cache's JSON-ready form of a value
+    into stored bytes and back, instead of ``json.dumps`` / ``json.loads``.
+
+    The serializer receives plain dicts, lists, strings, numbers, booleans and None (records,
+    pages, dates and bytes are already tagged, secrets sealed) and returns ``str`` (stored as
+    UTF-8; the deserializer gets the ``str`` back, as in s3db.js) or ``bytes`` (the deserializer
+    gets ``bytes``). Either may be given alone (the other stays JSON). Both are tried on a sample
+    value at construction, so a pair that does not round-trip fails there, naming the option; at
+    run time a failure skips the store or makes the entry a miss, never the read."""
+
+    _SAMPLE = {"v": FORMAT_VERSION, "value": {"$record": {"data": {"name": "Ana", "n": [1, 2.5, True, None]}}, "id": "a"}}
+
+    def __init__(self, serializer: Callable[[Any], Any] | None = None, deserializer: Callable[[Any], Any] | None = None) -> None:
+        for option, fn in (("serializer", serializer), ("deserializer", deserializer)):
+            if fn is not None and not callable(fn):
+                raise PluginError(f"CachePlugin: {option} must be a callable (like json.dumps / json.loads), got {type(fn).__name__}")
+        self.serializer = serializer or (lambda obj: json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+        self.deserializer = deserializer or json.loads
+        try:
+            sample = self.serializer(self._SAMPLE)
+        except Exception as exc:
+            raise PluginError(f"CachePlugin: serializer failed on a sample value ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(sample, (str, bytes, bytearray)):
+            raise PluginError(f"CachePlugin: serializer must return str or bytes, got {type(sample).__name__}")
+        self.text = isinstance(sample, str)
+        try:
+            back = self.deserializer(sample)
+        except Exception as exc:
+            raise PluginError(f"CachePlugin: deserializer cannot read what serializer wrote ({type(exc).__name__}: {exc})") from exc
+        if back != self._SAMPLE:
+            raise PluginError(f"CachePlugin: deserializer(serializer(x)) must give x back; a sample came back as {back!r}")
+
+    def __repr__(self) -> str:
+        return f"<PayloadCodec {'text' if self.text else 'bytes'}>"
+
+    def dumps(self, envelope: Any) -> bytes:
+        try:
+            out = self.serializer(envelope)
+            return out.encode("utf-8") if self.text else bytes(out)
+        except Exception as exc:
+            raise Uncacheable(f"the serializer failed ({type(exc).__name__}: {exc})") from None
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return self.deserializer(data.decode("utf-8") if self.text else data)
+        except Exception as exc:
+            raise Uncacheable(f"the deserializer failed ({type(exc).__name__}: {exc})") from None
 
 
-def loads_value(data: bytes, *, sealer: SecretSealer | None = None) -> Any:
+def dumps_value(value: Any, *, sealer: SecretSealer | None = None, codec: PayloadCodec | None = None) -> bytes:
+    """``value`` as UTF-8 JSON bytes (or ``codec``'s bytes), the secret fields of its records sealed
+    by ``sealer``; ``Uncacheable`` when it holds a type with no exact form, or a secret and no sealer."""
+    envelope = {"v": FORMAT_VERSION, "value": _pack(value, sealer)}
+    if codec is not None:
+        return codec.dumps(envelope)
+    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def loads_value(data: bytes, *, sealer: SecretSealer | None = None, codec: PayloadCodec | None = None) -> Any:
     """The value ``dumps_value`` encoded, secrets unsealed (fresh objects on every call:
     callers may mutate them)."""
-    envelope = json.loads(data)
+    envelope = json.loads(data) if codec is None else codec.loads(data)
     if not isinstance(envelope, dict) or envelope.get("v") != FORMAT_VERSION:
         raise Uncacheable(f"cache entry has an unknown format {envelope.get('v') if isinstance(envelope, dict) else None!r}")
     return _unpack(envelope["value"], sealer)

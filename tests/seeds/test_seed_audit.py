@@ -189,3 +189,58 @@ def test_without_debug_no_entry_is_logged_even_with_debug_logging_on(db, caplog)
 def test_debug_must_be_a_boolean():
     with pytest.raises(PluginError, match="debug must be True or False"):
         AuditPlugin(debug="yes")
+
+
+# -- s3db.js 21.x: should_audit(ctx) and get_metadata() ----------------------------------------
+
+
+def test_should_audit_with_one_argument_gets_the_s3db_js_context(db):
+    # docs/plugins/audit/guides/configuration.md, Example 5:
+    # shouldAudit: ({ resourceName, operation, data }) => { if (operation === 'deleted') return true; ... }
+    seen = []
+
+    def should_audit(ctx):
+        seen.append(dict(ctx))
+        return ctx["operation"] == "delete" or (ctx["operation"] == "update" and "plan" in ctx["data"])
+
+    audit, users = _audited(db, driver="memory", should_audit=should_audit)
+    users.insert({"id": "u1", "name": "Ana"})
+    users.update("u1", {"plan": "pro"})
+    users.delete("u1")
+    assert sorted(audit.get_logs()["operation"]) == ["delete", "update"]  # the insert was filtered out
+    assert set(seen[0]) == {"resource_name", "operation", "data"}
+    assert seen[0]["resource_name"] == "users" and seen[0]["data"]["name"] == "Ana"
+
+
+def test_get_metadata_without_arguments_is_called_as_s3db_js_calls_it(db):
+    # getMetadata: () => ({ ip: req.ip, apiVersion: 'v2' })
+    audit, users = _audited(db, driver="memory", get_metadata=lambda: {"ip": "10.0.0.7", "api_version": "v2"})
+    users.insert({"id": "u1", "name": "Ana"})
+    metadata = audit.get_logs().iloc[0]["metadata"]
+    assert metadata["ip"] == "10.0.0.7" and metadata["api_version"] == "v2"
+
+
+def test_get_metadata_with_one_argument_gets_the_context(db):
+    audit, users = _audited(db, driver="memory", get_metadata=lambda ctx: {"about": f"{ctx['resource_name']}/{ctx['data']['id']}"})
+    users.insert({"id": "u1", "name": "Ana"})
+    assert audit.get_logs().iloc[0]["metadata"]["about"] == "users/u1"
+
+
+def test_three_argument_callables_keep_working_with_defaults_and_bound_methods(db):
+    class Rules:
+        def should_audit(self, resource_name, operation, record, extra=None):
+            return record["name"] != "bot"
+
+    audit, users = _audited(db, driver="memory", should_audit=Rules().should_audit)
+    users.insert({"id": "u1", "name": "bot"})
+    users.insert({"id": "u2", "name": "Ana"})
+    assert list(audit.get_logs()["recordId"]) == ["u2"]
+
+
+@pytest.mark.parametrize(
+    ("option", "fn"),
+    [("should_audit", lambda a, b: True), ("get_metadata", lambda a, b: {}), ("should_audit", lambda ctx, *, flag: True)],
+)
+def test_a_callable_taking_no_known_form_is_refused_naming_the_forms(option, fn):
+    with pytest.raises(PluginError, match=rf"{option} must take \(resource_name, operation, record\) or \(ctx\)"):
+        AuditPlugin(**{option: fn})

@@ -190,9 +190,10 @@ def test_memory_limits_config_level_2(database):
     plugin = database.use_plugin(
         CachePlugin(driver="memory", config={"max_memory_bytes": 512 * 1024 * 1024, "eviction_policy": "lru", "enable_stats": True})
     )
-    assert plugin.driver.max_bytes == 512 * 1024 * 1024
-    with pytest.raises(s3db_nb.PluginError, match="eviction_policy"):
-        CachePlugin(driver="memory", config={"eviction_policy": "fifo"})
+    assert plugin.driver.max_bytes == 512 * 1024 * 1024 and plugin.driver.eviction_policy == "lru"
+    assert CachePlugin(driver="memory", config={"evictionPolicy": "fifo"}).options["eviction_policy"] == "fifo"
+    with pytest.raises(s3db_nb.PluginError, match="eviction_policy must be 'lru'.*or 'fifo'"):
+        CachePlugin(driver="memory", config={"eviction_policy": "mru"})
 
 
 def test_s3_driver_key_prefix_level_6(database):
@@ -203,3 +204,70 @@ def test_s3_driver_key_prefix_level_6(database):
     make_users(database).get("u1")
     database.client.remove_listener(calls.append)
     assert cache.ttl == 3600 and any("/app-cache/resource=users/" in c.key for c in calls)
+
+
+def test_persistent_filesystem_cache_with_cleanup_level_5(database, tmp_path):
+    """cache.md Level 5: driver 'filesystem', ttl 1800000 (→ ttl_ms), config { directory, enableCompression, enableCleanup: true }."""
+    clock = FakeClock()
+    cache = database.use_plugin(
+        CachePlugin(
+            driver="filesystem",
+            ttl_ms=1_800_000,
+            clock=clock,
+            config={"directory": str(tmp_path / "cache"), "enable_compression": True, "enable_cleanup": True},
+        )
+    )
+    make_users(database).get("u1")
+    assert cache.get_stats()["entries"] == 1
+    clock.advance(1801)
+    cleanup = next(job for name, job in cache.jobs.items() if name.endswith("-cleanup"))
+    cleanup.fn()  # "Auto-delete expired files", as the job does every cleanup_interval
+    assert cache.get_stats()["entries"] == 0
+
+
+def test_filesystem_max_bytes_with_lru_eviction_configuration_guide(database, tmp_path):
+    """guides/configuration.md: config { directory: './cache', maxBytes: 200 * 1024 * 1024, evictionPolicy: 'lru' }."""
+    cache = database.use_plugin(
+        CachePlugin(
+            driver="filesystem", config={"directory": str(tmp_path / "cache"), "max_bytes": 200 * 1024 * 1024, "eviction_policy": "lru"}
+        )
+    )
+    assert (cache.driver.max_bytes, cache.driver.eviction_policy) == (200 * 1024 * 1024, "lru")
+
+
+def test_memory_driver_serializer_and_deserializer_configuration_guide(database):
+    """guides/configuration.md, Memory Driver Config: serializer (JSON.stringify), deserializer (JSON.parse)."""
+    import json
+
+    seen = []
+    cache = database.use_plugin(
+        CachePlugin(driver="memory", config={"serializer": lambda v: seen.append("out") or json.dumps(v), "deserializer": json.loads})
+    )
+    users = make_users(database)
+    users.get("u1")
+    assert users.get("u1")["email"] == "user@example.com"
+    assert cache.get_stats()["hits"] == 1 and "out" in seen
+
+
+def test_partition_aware_filesystem_cache_max_cache_size_and_usage_stats_file(database, tmp_path):
+    """PartitionAwareFilesystemCache: { directory, partitionStrategy, trackUsage, preloadThreshold: 10, maxCacheSize: '1GB',
+    usageStatsFile: 'partition-usage.json' }."""
+    cache = database.use_plugin(
+        CachePlugin(
+            driver="filesystem",
+            directory=str(tmp_path / "cache"),
+            partition_strategy="hierarchical",
+            track_usage=True,
+            preload_threshold=10,
+            max_cache_size="1GB",
+            usage_stats_file="partition-usage.json",
+        )
+    )
+    assert cache.driver.max_bytes == 1024**3
+    assert cache.usage_stats_file == tmp_path / "cache" / "partition-usage.json"
+
+
+def test_redis_driver_is_refused_naming_the_drivers_to_use(database):
+    """guides/configuration.md, Redis Driver Config: { host, port, password, db, keyPrefix } — not built here."""
+    with pytest.raises(s3db_nb.PluginError, match="no Redis cache driver; the drivers are memory, filesystem, s3 and multi"):
+        CachePlugin(driver="redis", config={"host": "localhost", "port": 6379, "db": 0, "key_prefix": "cache"})

@@ -197,3 +197,78 @@ def test_bad_header_row_and_streaming_are_refused():
         ImporterPlugin(header_row=-1)
     with pytest.raises(s3db_nb.PluginError, match="streaming must be True or False"):
         ImporterPlugin(streaming="yes")
+
+
+# -- binary_schema / record_size (fixed-size binary records) ---------------------------------------
+
+SENSOR_SCHEMA = {
+    "sensor": {"type": "uint16", "offset": 0},
+    "reading": {"type": "float64", "offset": 2},
+    "delta": {"type": "int32", "offset": 10, "endian": "big"},
+    "label": {"type": "string", "offset": 14, "length": 6},
+}
+
+
+def _sensor_record(sensor: int, reading: float, delta: int, label: str) -> bytes:
+    import struct
+
+    return struct.pack("<Hd", sensor, reading) + struct.pack(">i", delta) + label.encode().ljust(6, b"\0") + b"\xff\xff"
+
+
+def test_binary_schema_and_record_size_import_fixed_size_records(database, tmp_path):
+    """binarySchema: {field: {type, offset}}, recordSize: bytes of one record."""
+    readings = database.create_resource(
+        "readings", attributes={"sensor": "number", "reading": "number", "delta": "number", "label": "string"}
+    )
+    path = tmp_path / "sensors.bin"
+    path.write_bytes(_sensor_record(7, 21.5, -3, "north") + _sensor_record(9, -0.25, 70000, "süd"))
+    importer = database.use_plugin(ImporterPlugin(resource="readings", binary_schema=SENSOR_SCHEMA, record_size=22))
+    result = importer.import_(path)
+    assert (result["processed"], result["inserted"], result.format) == (2, 2, "binary")
+    rows = sorted((r["sensor"], r["reading"], r["delta"], r["label"]) for r in readings.get_all())
+    assert rows == [(7, 21.5, -3, "north"), (9, -0.25, 70000, "süd")]
+
+
+def test_a_trailing_partial_record_is_a_reject_with_the_byte_count(database):
+    database.create_resource("readings", attributes={"sensor": "number", "reading": "number", "delta": "number", "label": "string"})
+    importer = database.use_plugin(ImporterPlugin())
+    data = _sensor_record(1, 1.0, 1, "a") + b"\x01\x02\x03"
+    result = importer.import_data("readings", io.BytesIO(data), "binary", binary_schema=SENSOR_SCHEMA, record_size=22)
+    assert (result.imported, result.rejected) == (1, 1)
+    reject = result.rejects.iloc[0]
+    assert (reject["row"], reject["rule"]) == (2, "record_size") and "last 3 byte(s)" in reject["reason"]
+
+
+def test_binary_records_with_bad_text_are_rejected_by_field(database):
+    database.create_resource("readings", attributes={"sensor": "number", "label": "string"})
+    importer = database.use_plugin(ImporterPlugin())
+    schema = {"sensor": {"type": "uint8", "offset": 0}, "label": {"type": "string", "offset": 1, "length": 3}}
+    result = importer.import_data("readings", b"\x01abc\x02\xff\xfe\xfd", binary_schema=schema)  # record_size: 4, from the schema
+    assert (result.imported, result.rejected) == (1, 1)
+    assert result.rejects.iloc[0]["field"] == "label"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"binary_schema": {"a": {"type": "uint128", "offset": 0}}}, r"binary_schema\['a'\]: type must be one of uint8"),
+        ({"binary_schema": {"a": {"type": "uint8", "offset": -1}}}, "offset must be a whole number"),
+        ({"binary_schema": {"a": {"type": "string", "offset": 0}}}, "a string field needs its length"),
+        ({"binary_schema": {"a": {"type": "int32", "offset": 0, "length": 2}}}, "a int32 is 4 byte"),
+        ({"binary_schema": {"a": {"type": "int32", "offset": 2}}, "record_size": 4}, "at least 6"),
+        ({"binary_schema": {"a": {"type": "int32", "offset": 0, "endian": "middle"}}}, "endian must be 'little' or 'big'"),
+        ({"binary_schema": {"a": {"type": "string", "offset": 0, "length": 2, "encoding": "klingon"}}}, "encoding 'klingon'"),
+        ({"binary_schema": ["a"]}, "binary_schema must be a dict"),
+        ({"record_size": 16}, "give binary_schema"),
+    ],
+)
+def test_bad_binary_schema_is_refused_naming_the_field(options, message):
+    with pytest.raises(s3db_nb.PluginError, match=message):
+        ImporterPlugin(**options)
+
+
+def test_format_binary_without_a_schema_says_what_to_give(database):
+    make_users(database)
+    importer = database.use_plugin(ImporterPlugin())
+    with pytest.raises(s3db_nb.PluginError, match="give binary_schema"):
+        importer.import_data("users", b"\x00" * 8, "binary")

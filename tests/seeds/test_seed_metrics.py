@@ -219,3 +219,64 @@ def test_on_threshold_exceeded_and_on_high_error_rate_get_the_crossing(db):
     with pytest.raises(s3db_nb.NotFoundError):
         users.get("missing")
     assert crossed == [("error_rate", 1.0, 0.5)] and high == [("users", 1.0)]
+
+
+# -- alert_thresholds.memory_usage (docs/plugins/metrics/guides/configuration.md) ------------------
+
+
+class _Probe:
+    """A settable memory reading (the plugin's ``memory_probe``)."""
+
+    def __init__(self, rss: int, total: int = 1000) -> None:
+        self.rss, self.total, self.calls = rss, total, 0
+
+    def __call__(self) -> dict:
+        self.calls += 1
+        return {"rss": self.rss, "total": self.total}
+
+
+def test_memory_usage_alerts_once_when_the_process_passes_the_share(db):
+    import datetime as dt
+
+    now = [dt.datetime(2025, 3, 4, 12, 0, tzinfo=dt.UTC)]
+    probe, alerts, crossed = _Probe(rss=500), [], []
+    metrics, users = _users(
+        db,
+        alert_thresholds={"error_rate": 0.05, "avg_response_time_ms": 1000, "memory_usage": 0.9},
+        memory_probe=probe,
+        clock=lambda: now[0],
+        on_threshold_exceeded=lambda *a: crossed.append(a),
+    )
+    metrics.on("alert", alerts.append)
+    users.insert({"id": "u1", "name": "Ana"})
+    assert alerts == [] and probe.calls == 1
+    probe.rss = 950
+    users.get("u1")  # the same second: not read again
+    assert alerts == [] and probe.calls == 1
+    now[0] += dt.timedelta(seconds=1)
+    users.get("u1")
+    now[0] += dt.timedelta(seconds=1)
+    users.get("u1")  # still over: no second alert for the same crossing
+    assert [(a["type"], a["value"], a["threshold"], a["rss_bytes"]) for a in alerts] == [("memory_usage", 0.95, 0.9, 950)]
+    assert crossed == [("memory_usage", 0.95, 0.9)]
+    probe.rss = 100
+    now[0] += dt.timedelta(seconds=1)
+    metrics.flush()  # flushes check too; back under re-arms the alert
+    probe.rss = 990
+    now[0] += dt.timedelta(seconds=1)
+    users.get("u1")
+    assert [a["value"] for a in alerts] == [0.95, 0.99]
+
+
+def test_memory_usage_reads_the_real_process_by_default(db):
+    metrics, users = _users(db, alert_thresholds={"memory_usage": 1e-9})  # any process holds more than that
+    alerts = []
+    metrics.on("alert", alerts.append)
+    users.insert({"name": "Ana"})
+    assert alerts[0]["type"] == "memory_usage" and 0 < alerts[0]["rss_bytes"] <= alerts[0]["total_bytes"]
+
+
+@pytest.mark.parametrize("value", [0, 1.5, "90%", True])
+def test_memory_usage_is_a_share_between_0_and_1(value):
+    with pytest.raises(PluginError, match="memory_usage is a share of memory in"):
+        MetricsPlugin(alert_thresholds={"memory_usage": value})
