@@ -23,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "backup": "s3db_nb.plugins.backup:BackupPlugin",
     "cache": "s3db_nb.plugins.cache:CachePlugin",
     "costs": "s3db_nb.plugins.costs:CostsPlugin",
+    "eventualconsistency": "s3db_nb.plugins.eventual_consistency:EventualConsistencyPlugin",
     "fulltext": "s3db_nb.plugins.fulltext:FullTextPlugin",
     "geo": "s3db_nb.plugins.geo:GeoPlugin",
     "graph": "s3db_nb.plugins.graph:GraphPlugin",

@@ -20,6 +20,7 @@ VIEWS: dict[str, str] = {
     "s3db_nb.plugins.backup:BackupPlugin": "s3db_nb.widgets.backup:BackupDashboard",
     "s3db_nb.plugins.cache.plugin:CachePlugin": "s3db_nb.widgets.cache:CacheDashboard",
     "s3db_nb.plugins.costs:CostsPlugin": "s3db_nb.widgets.costs:CostsDashboard",
+    "s3db_nb.plugins.eventual_consistency:EventualConsistencyPlugin": "s3db_nb.widgets.eventual_consistency:EventualConsistencyDashboard",
     "s3db_nb.plugins.fulltext:FullTextPlugin": "s3db_nb.widgets.fulltext:FullTextDashboard",
     "s3db_nb.plugins.geo:GeoPlugin": "s3db_nb.widgets.geo:GeoDashboard",
     "s3db_nb.plugins.graph:GraphPlugin": "s3db_nb.widgets.graph:GraphDashboard",

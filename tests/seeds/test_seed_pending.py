@@ -40,8 +40,6 @@ PENDING: list[tuple[str, str, int, tuple[str, ...]]] = [
     (_GUIDE_21, "Basic Plugin Usage", 1, ("BackupPlugin",)),
     (_GUIDE_21, "Plugin Quick Reference", 1, ("BackupPlugin", "EventualConsistencyPlugin", "QueueConsumerPlugin", "ReplicatorPlugin",
                                               "S3QueuePlugin", "SchedulerPlugin", "StateMachinePlugin")),
-    (_GUIDE_21, "Adding Plugins BEFORE Resource Creation", 1, ("EventualConsistencyPlugin",)),
-    (_GUIDE_21, "Adding Plugins AFTER Resource Creation", 1, ("EventualConsistencyPlugin",)),
     (_GUIDE_21, "Production Stack", 1, ("BackupPlugin", "SchedulerPlugin")),
     (_GUIDE_21, "Analytics Platform", 1, ("QueueConsumerPlugin", "ReplicatorPlugin")),
     (_GUIDE_21, "E-commerce Workflow", 1, ("EventualConsistencyPlugin", "ReplicatorPlugin", "SchedulerPlugin", "StateMachinePlugin")),
@@ -51,17 +49,10 @@ PENDING: list[tuple[str, str, int, tuple[str, ...]]] = [
     (_GUIDE, "`warnNamespaceUsage(pluginName, currentNamespace, existingNamespaces)`", 1, ("ReconPlugin",)),
     (_GUIDE, "`detectAndWarnNamespaces(storage, pluginName, pluginPrefix, currentNamespace)`", 1, ("ReconPlugin",)),
     (_GUIDE, "Basic Plugin Usage", 1, ("BackupPlugin",)),
-    (_GUIDE, "Adding Plugins BEFORE Resource Creation", 1, ("EventualConsistencyPlugin",)),
-    (_GUIDE, "Adding Plugins AFTER Resource Creation", 1, ("EventualConsistencyPlugin",)),
-    (_GUIDE, "Pattern 1: Transaction Log with TTL (EventualConsistency)", 1, ("EventualConsistencyPlugin",)),
     (_GUIDE, "Production Stack", 1, ("BackupPlugin", "SchedulerPlugin")),
     (_GUIDE, "Analytics Platform", 1, ("QueueConsumerPlugin", "ReplicatorPlugin")),
     (_GUIDE, "E-commerce Workflow", 1, ("EventualConsistencyPlugin", "ReplicatorPlugin", "SchedulerPlugin", "StateMachinePlugin")),
     (_GUIDE, "Development Environment", 1, ("BackupPlugin",)),
-    (_GUIDE, "Plugin Initialization Order", 1, ("EventualConsistencyPlugin",)),
-    (_GUIDE, "Plugin Initialization Order", 2, ("EventualConsistencyPlugin",)),
-    (_GUIDE, "Testing Plugins with Partial Schemas", 1, ("EventualConsistencyPlugin",)),
-    (_GUIDE, '"Analytics not enabled for {resource}.{field}"', 1, ("EventualConsistencyPlugin",)),
 ]  # fmt: skip
 
 
