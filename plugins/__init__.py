@@ -31,6 +31,7 @@ BUILTIN: dict[str, str] = {
     "metrics": "s3db_nb.plugins.metrics:MetricsPlugin",
     "ml": "s3db_nb.plugins.ml:MLPlugin",
     "relation": "s3db_nb.plugins.relation:RelationPlugin",
+    "replicator": "s3db_nb.plugins.replicator:ReplicatorPlugin",
     "scheduler": "s3db_nb.plugins.scheduler:SchedulerPlugin",
     "s3queue": "s3db_nb.plugins.s3_queue:S3QueuePlugin",
     "statemachine": "s3db_nb.plugins.state_machine:StateMachinePlugin",
