@@ -411,9 +411,13 @@ class RelationPlugin(Plugin):
         self.add_database_hook("after_create_resource", self._attach)
         db.on("connected", self._attach_all)  # resources restored by connect() fire no create hook
         db.on("resource-deleted", self._forget)
+        for name, query in self.views.items():  # plain db.sql reads them too
+            db.create_view(name, query)
 
     def on_uninstall(self, purge_data: bool = False) -> None:
         db = self._db()
+        for name in self.views:
+            db.drop_view(name)
         db.events.off("connected", self._attach_all)
         db.events.off("resource-deleted", self._forget)
         self._release()
@@ -1081,18 +1085,11 @@ class RelationPlugin(Plugin):
         return f"SELECT s.*, {fields} FROM {_quote(rel.source)} AS s {join}{one}"
 
     def sql(self, query: str, **tables: Any) -> Any:
-        """``db.sql(query)`` where the relation views (``views``) can be named like tables; they
-        are added to the query as CTEs, so the resources they join are read fresh, as ``db.sql`` does."""
+        """``db.sql(query)``: the relation views (``views``) are views of the database's SQL
+        engine (``db.create_view`` at install), so plain ``db.sql`` names them as well."""
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgumentError("RelationPlugin.sql() needs a SQL string")
-        views = self.views
-        used = [n for n in views if re.search(rf"(?<![\w$]){re.escape(n)}(?![\w$])", query, re.IGNORECASE)]
-        if not used:
-            return self._db().sql(query, **tables)
-        ctes = ", ".join(f"{_quote(n)} AS ({views[n]})" for n in used)
-        head = re.match(r"\s*WITH\s+(RECURSIVE\s+)?", query, re.IGNORECASE)
-        expanded = f"WITH {head.group(1) or ''}{ctes}, {query[head.end() :]}" if head else f"WITH {ctes} {query}"
-        return self._db().sql(expanded, **tables)
+        return self._db().sql(query, **tables)
 
     # -- display -------------------------------------------------------------------------------------
 

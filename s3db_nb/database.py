@@ -188,6 +188,20 @@ class Database:
         re-read after writes made through this Database."""
         return extensions.function("sql")(self, query, **tables)
 
+    def create_view(self, name: str, query: str) -> None:
+        """Make ``name`` a DuckDB view every ``db.sql`` query can read (``SELECT ... FROM name``);
+        the resources it reads are read fresh, as for any query. Plugins declare theirs here."""
+        extensions.function("create_view")(self, name, query)
+
+    def drop_view(self, name: str) -> bool:
+        """Remove a view made by ``create_view``; True when there was one."""
+        return extensions.function("drop_view")(self, name)
+
+    @property
+    def views(self) -> dict[str, str]:
+        """Every view made by ``create_view``: name → its SELECT."""
+        return extensions.function("views")(self)
+
     def export(self, path: str, format: str = "parquet", resources: Iterable[str] | None = None, **kw: Any) -> dict[str, Any]:
         """Export resources to a folder or ``s3://``/endpoint URL, Hive-partitioned, with a
         ``manifest.json`` (counts, schema, sha256 per file), streaming batch by batch. Returns the

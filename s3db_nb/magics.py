@@ -255,6 +255,16 @@ class S3DBMagics(Magics, Configurable):
 
     # -- SQL ----------------------------------------------------------------------------------
 
+    def _bind_parameters(self, query: str) -> tuple[str, dict[str, Any] | None]:
+        """``:name`` → DuckDB's ``$name``, bound to the Python variable ``name`` (never pasted in)."""
+        names = _parameter_names(query)
+        if not names:
+            return query, None
+        missing = [name for name in dict.fromkeys(names) if name not in self.shell.user_ns]
+        if missing:
+            raise UsageError(f"no Python variable named {missing[0]!r} for :{missing[0]} in the query; set it first ({missing[0]} = ...)")
+        return _replace_parameters(query), {name: self.shell.user_ns[name] for name in names}
+
     def _sql(self, rest: str, cell: str | None) -> Any:
         """``%%s3db sql [-c NAME] [-o VAR] [--refresh] [VAR <<]`` then the query in the cell, or
         ``%s3db sql [options] QUERY`` on one line."""
@@ -284,8 +294,9 @@ class S3DBMagics(Magics, Configurable):
         if not query:
             raise UsageError("%%s3db sql needs a query in the cell body (or %s3db sql QUERY on one line)")
         database = self._database(connection)
+        query, params = self._bind_parameters(query)
         try:
-            result = database.sql(query, refresh=refresh)
+            result = database.sql(query, refresh=refresh, params=params)
         except UsageError:
             raise
         except Exception as exc:  # DuckDB errors and ours: one line, no traceback
@@ -309,6 +320,20 @@ def install_load_hint(shell: Any) -> None:
         raise UsageError(LOAD_HINT)
 
     shell.register_magic_function(s3db, "line_cell", "s3db")
+
+
+_QUOTED = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\")")
+_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def _parameter_names(query: str) -> list[str]:
+    """The ``:name`` placeholders outside quoted text (``::`` casts are not placeholders)."""
+    return [m.group(1) for i, part in enumerate(_QUOTED.split(query)) if i % 2 == 0 for m in _PARAMETER.finditer(part)]
+
+
+def _replace_parameters(query: str) -> str:
+    parts = _QUOTED.split(query)
+    return "".join(part if i % 2 else _PARAMETER.sub(r"$\1", part) for i, part in enumerate(parts))
 
 
 def load_ipython_extension(ipython: Any) -> None:

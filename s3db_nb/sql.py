@@ -23,6 +23,7 @@ import hashlib
 import html
 import io
 import json
+import re
 import threading
 import urllib.parse
 import weakref
@@ -35,7 +36,7 @@ import pyarrow.compute as pc
 
 from . import frames, snapshots
 from .engine import extensions
-from .errors import ConnectionStringError, NotFoundError, S3DBError
+from .errors import ConnectionStringError, InvalidArgumentError, NotFoundError, S3DBError
 from .snapshots import listing as snapshot_listing
 from .version import __version__
 
@@ -157,6 +158,10 @@ class SQLEngine:
         # (query, resource) → (its schema, partition pushdown, whether secrets are read): the walks of the tree
         self._plans: OrderedDict[tuple[str, str], tuple[Any, tuple[str, dict[str, str]] | None, bool]] = OrderedDict()
         self.reads: list[tuple[Any, ...]] = []  # (resource, partition filter) of every read or snapshot use, for tests
+        #: db.create_view: name → its SELECT, and the names that SELECT reads; made on the connection when first used
+        self.views: dict[str, str] = {}
+        self._view_reads: dict[str, frozenset[str]] = {}
+        self._made_views: dict[str, str] = {}
         db.events.on("resource-changed", self._invalidate)
 
     def _invalidate(self, name: str) -> None:
@@ -170,8 +175,9 @@ class SQLEngine:
             self._served.clear()
             self.con.close()
 
-    def sql(self, query: str, *, refresh: bool = False, snapshot: bool | None = None, **tables: Any) -> SQLResult:
-        """Run ``query``; see the module docstring for what it reads."""
+    def sql(self, query: str, *, refresh: bool = False, snapshot: bool | None = None, params: Any = None, **tables: Any) -> SQLResult:
+        """Run ``query``; see the module docstring for what it reads. ``params`` binds ``$name``
+        (a mapping) or ``?`` (a sequence) placeholders: values are never pasted into the text."""
         if not isinstance(query, str) or not query.strip():
             raise S3DBError("db.sql() needs a SQL string")
         with self._lock:
@@ -180,23 +186,73 @@ class SQLEngine:
             tree, referenced = self._parse(query)
             by_lower = {name.lower(): name for name in self.db.resources}
             tables_lower = {k.lower() for k in tables}
+            views = self._views_read(referenced)
             for ref in referenced:
                 name = by_lower.get(ref.lower())
                 if name is None or ref.lower() in tables_lower:
                     continue
                 pushed, secrets = self._plan(query, tree, name)
                 self._register_resource(name, pushed, secrets, snapshot)
+            for view in views:  # what a view reads, whole and with its secrets: the outer query does not say
+                for ref in self._view_reads[view]:
+                    name = by_lower.get(ref.lower())
+                    if name is not None and name not in referenced and ref.lower() not in tables_lower:
+                        self._register_resource(name, None, True, snapshot)
             for key, value in tables.items():
                 self.con.register(key, value)
                 self._registered.pop(key, None)
                 self._served.pop(key, None)
             try:
-                relation = self.con.sql(query)
+                for view in views:
+                    if self._made_views.get(view) != self.views[view]:
+                        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {_quoted(view)} AS {self.views[view]}")
+                        self._made_views[view] = self.views[view]
+                relation = self.con.sql(query) if params is None else self.con.sql(query, params=params)
                 table = relation.to_arrow_table() if relation is not None else pa.table({})
+            except Exception as exc:
+                raise _with_table_hint(exc, [*self.db.resources, *self.views, *tables]) from None
             finally:
                 for key in tables:
                     self.con.unregister(key)
             return SQLResult(table, query)
+
+    # -- views ------------------------------------------------------------------------------
+
+    def create_view(self, name: str, query: str) -> None:
+        """Make ``name`` a view every ``db.sql`` query can read; the resources it reads are
+        registered (fresh, as for any query) whenever a query uses it."""
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidArgumentError("create_view(name, query): name must be a non-empty string")
+        if name.lower() in {r.lower() for r in self.db.resources}:
+            raise InvalidArgumentError(f"create_view: {name!r} is a resource's name; choose another view name")
+        with self._lock:
+            tree = _parse(self.con, query)
+            if tree is None or len(tree.get("statements", [])) != 1:
+                raise InvalidArgumentError(f"create_view({name!r}): the query must be one SELECT that DuckDB can parse")
+            self.views[name] = query
+            self._view_reads[name] = frozenset(_referenced(tree, query))
+
+    def drop_view(self, name: str) -> bool:
+        """Remove a view made by ``create_view``; True when there was one."""
+        with self._lock:
+            found = self.views.pop(name, None) is not None
+            self._view_reads.pop(name, None)
+            if self._made_views.pop(name, None) is not None:
+                self.con.execute(f"DROP VIEW IF EXISTS {_quoted(name)}")
+            return found
+
+    def _views_read(self, referenced: Iterable[str]) -> list[str]:
+        """The views a query reads, directly or through other views (those first)."""
+        by_lower = {v.lower(): v for v in self.views}
+        found: list[str] = []
+        todo = [by_lower[r.lower()] for r in referenced if r.lower() in by_lower]
+        while todo:
+            view = todo.pop()
+            if view in found:
+                continue
+            found.insert(0, view)
+            todo.extend(by_lower[r.lower()] for r in self._view_reads[view] if r.lower() in by_lower)
+        return found
 
     def _parse(self, query: str) -> tuple[dict[str, Any] | None, frozenset[str]]:
         """The parse tree of ``query`` and the tables it reads, from the last 256 queries seen."""
@@ -337,6 +393,26 @@ def _conjuncts(where: Any) -> Iterator[Mapping[str, Any]]:
             yield from _conjuncts(child)
     else:
         yield where
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist")
+
+
+def _with_table_hint(exc: Exception, names: list[str]) -> Exception:
+    """A DuckDB "no such table" error whose hint names our resources, not DuckDB's own catalog
+    (resources are registered per query, so DuckDB would suggest ``pg_sequence``)."""
+    found = _MISSING_TABLE.search(str(exc)) if type(exc).__name__ == "CatalogException" else None
+    if found is None:
+        return exc
+    import difflib
+
+    close = difflib.get_close_matches(found.group(1), names, n=1, cutoff=0.5)
+    hint = f'Did you mean "{close[0]}"?' if close else "Hint:"
+    return type(exc)(f"{str(exc).splitlines()[0]}\n{hint} (tables: {', '.join(sorted(names)) or 'none yet'})")
 
 
 def _parse(con: Any, query: str) -> dict[str, Any] | None:
@@ -1068,8 +1144,20 @@ def database_sql(db: Database, query: str, **tables: Any) -> SQLResult:
     return engine_for(db).sql(query, **tables)
 
 
-# the bodies of Resource.to_parquet, db.sql and db.export (see engine.extensions)
-extensions.register(to_parquet=resource_to_parquet, sql=database_sql, export=export)
+def database_views(db: Database) -> dict[str, str]:
+    """``db.views``: name → SELECT of every view made by ``db.create_view``."""
+    return dict(engine_for(db).views)
+
+
+# the bodies of Resource.to_parquet, db.sql, db.export and the views (see engine.extensions)
+extensions.register(
+    to_parquet=resource_to_parquet,
+    sql=database_sql,
+    export=export,
+    create_view=lambda db, name, query: engine_for(db).create_view(name, query),
+    drop_view=lambda db, name: engine_for(db).drop_view(name),
+    views=database_views,
+)
 
 __all__ = [
     "SQLEngine",

@@ -216,3 +216,22 @@ def test_load_ext_replaces_the_hint(ip):
         ip.run_line_magic("s3db", "connections")
     ip.run_line_magic("load_ext", "s3db_nb")
     assert ip.run_line_magic("s3db", "connections") is not None
+
+
+def test_colon_names_are_bound_from_python_variables_never_pasted(connected):
+    connected.user_ns["country"] = "BR' OR '1'='1"  # pasted, this would match every row
+    assert connected.run_cell_magic("s3db", "sql", "SELECT count(*) AS n FROM users WHERE country = :country").df()["n"][0] == 0
+    connected.user_ns["country"] = "BR"
+    assert connected.run_line_magic("s3db", "sql SELECT count(*) AS n FROM users WHERE country = :country").df()["n"][0] == 2
+    assert connected.run_cell_magic("s3db", "sql", "SELECT ':country' AS text, 1::INTEGER AS one").df()["text"][0] == ":country"
+
+
+def test_an_unset_parameter_names_the_variable(connected):
+    with pytest.raises(UsageError, match="no Python variable named 'nope_xyz'"):
+        connected.run_cell_magic("s3db", "sql", "SELECT * FROM users WHERE name = :nope_xyz")
+
+
+def test_duckdb_hints_survive_the_one_line_error(connected):
+    with pytest.raises(UsageError) as info:
+        connected.run_cell_magic("s3db", "sql", "SELECT * FROM userz")
+    assert 'did you mean "users"' in str(info.value).lower() and "\n" not in str(info.value)

@@ -639,3 +639,10 @@ def test_dashboard_escapes_names_and_shows_an_empty_plugin(mem):
     odd = RelationPlugin(relations={"a<b": {"rel": {"type": "hasMany", "resource": "c&d", "foreign_key": "x"}}})
     svg = er_diagram(odd)
     assert "a&lt;b" in svg and "c&amp;d" in svg and "a<b" not in svg
+
+
+def test_plain_db_sql_reads_the_relation_views_until_uninstall(plugin_db, shop):
+    assert plugin_db.sql("SELECT count(*) FROM orders__customer").fetchall() == shop.sql("SELECT count(*) FROM orders__customer").fetchall()
+    assert set(shop.views) <= set(plugin_db.views)
+    plugin_db.uninstall_plugin(shop)
+    assert not set(shop.views) & set(plugin_db.views)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pandas as pd
 import pyarrow as pa
 import pytest
 
+import s3db_nb
+from s3db_nb.errors import InvalidArgumentError
 from s3db_nb.sql import SQLResult, engine_for
 
 
@@ -103,3 +107,51 @@ def test_disconnect_closes_the_connection(tmp_path):
     with pytest.raises(Exception):
         engine.con.sql("select 1")
     assert engine_for(db) is not engine  # a later query gets a fresh engine
+
+
+# -- parameters, hints and views (issues #19, #22) -------------------------------------------------
+
+
+@pytest.fixture
+def shop():
+    db = s3db_nb.connect(f"memory://views-{uuid.uuid4().hex[:8]}")
+    users = db.create_resource("users", attributes={"name": "string", "token": "secret|optional"})
+    users.insert_many([{"id": "u1", "name": "ana", "token": "t1"}, {"id": "u2", "name": "bob"}])
+    orders = db.create_resource("orders", attributes={"user": "string", "total": "number"})
+    orders.insert_many([{"id": "o1", "user": "u1", "total": 10}, {"id": "o2", "user": "u1", "total": 5}])
+    return db
+
+
+def test_params_bind_values_never_pasted(shop):
+    assert shop.sql("select count(*) from users where name = $name", params={"name": "ana' or '1'='1"}).fetchall() == [(0,)]
+    assert shop.sql("select count(*) from users where name = ?", params=["ana"]).fetchall() == [(1,)]
+
+
+def test_a_missing_table_suggests_the_resource_not_duckdbs_catalog(shop):
+    with pytest.raises(Exception, match='Did you mean "users"') as info:
+        shop.sql("select * from userz")
+    assert "pg_sequence" not in str(info.value)
+
+
+def test_a_view_joins_resources_and_sees_later_writes(shop):
+    shop.create_view("orders_with_users", "select o.id, o.total, u.name, u.token from orders o join users u on u.id = o.user")
+    assert shop.sql("select name, sum(total) from orders_with_users group by 1").fetchall() == [("ana", 15.0)]
+    shop.resource("orders").insert({"id": "o3", "user": "u2", "total": 1})
+    assert sorted(shop.sql("select name, token from orders_with_users where id = 'o3' or id = 'o1'").fetchall()) == [
+        ("ana", "t1"),  # the secret column decrypted: the view reads whole rows
+        ("bob", None),
+    ]
+    assert shop.views == {"orders_with_users": shop.views["orders_with_users"]}
+    assert shop.drop_view("orders_with_users") and not shop.views
+
+
+def test_views_built_on_views(shop):
+    shop.create_view("big_orders", "select * from orders where total > 6")
+    shop.create_view("big_buyers", "select distinct u.name from big_orders b join users u on u.id = b.user")
+    assert shop.sql("select * from big_buyers").fetchall() == [("ana",)]
+
+
+@pytest.mark.parametrize("name, query, fragment", [("users", "select 1", "resource's name"), ("v", "selec oops", "one SELECT")])
+def test_bad_views_are_refused(shop, name, query, fragment):
+    with pytest.raises(InvalidArgumentError, match=fragment):
+        shop.create_view(name, query)

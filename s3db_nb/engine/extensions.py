@@ -28,6 +28,9 @@ class Extensions:
     create_resource_from_frame: Callable[..., Any] | None = None  # (db, name, data, **kw)
     sql: Callable[..., Any] | None = None  # (db, query, **tables)
     export: Callable[..., Any] | None = None  # (db, path, format=..., resources=..., **kw)
+    create_view: Callable[..., Any] | None = None  # (db, name, query)
+    drop_view: Callable[..., Any] | None = None  # (db, name) -> whether there was one
+    views: Callable[..., Any] | None = None  # (db) -> {name: query}
     plugin_registry: Callable[..., Any] | None = None  # (db) -> the db.plugins registry
     snapshot_registry: Callable[..., Any] | None = None  # (db) -> the db.snapshots registry
     refresh_snapshot: Callable[..., Any] | None = None  # (resource) -> its db.snapshots row
@@ -41,6 +44,9 @@ _PROVIDERS = {
     "sql": "s3db_nb.sql",
     "export": "s3db_nb.sql",
     "to_parquet": "s3db_nb.sql",
+    "create_view": "s3db_nb.sql",
+    "drop_view": "s3db_nb.sql",
+    "views": "s3db_nb.sql",
     "plugin_registry": "s3db_nb.plugin",
     "snapshot_registry": "s3db_nb.snapshots",
     "refresh_snapshot": "s3db_nb.snapshots",
