@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "importer": "s3db_nb.plugins.importer:ImporterPlugin",
     "metrics": "s3db_nb.plugins.metrics:MetricsPlugin",
     "ml": "s3db_nb.plugins.ml:MLPlugin",
+    "queueconsumer": "s3db_nb.plugins.queue_consumer:QueueConsumerPlugin",
     "relation": "s3db_nb.plugins.relation:RelationPlugin",
     "replicator": "s3db_nb.plugins.replicator:ReplicatorPlugin",
     "scheduler": "s3db_nb.plugins.scheduler:SchedulerPlugin",

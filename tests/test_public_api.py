@@ -51,6 +51,7 @@ BUILTIN_PLUGIN_CLASSES = [
     "ImporterPlugin",
     "MetricsPlugin",
     "MLPlugin",
+    "QueueConsumerPlugin",
     "RelationPlugin",
     "ReplicatorPlugin",
     "S3QueuePlugin",

@@ -27,6 +27,7 @@ VIEWS: dict[str, str] = {
     "s3db_nb.plugins.importer:ImporterPlugin": "s3db_nb.widgets.importer:ImporterDashboard",
     "s3db_nb.plugins.metrics:MetricsPlugin": "s3db_nb.widgets.metrics:MetricsDashboard",
     "s3db_nb.plugins.ml:MLPlugin": "s3db_nb.widgets.ml:MLDashboard",
+    "s3db_nb.plugins.queue_consumer:QueueConsumerPlugin": "s3db_nb.widgets.queue_consumer:QueueConsumerDashboard",
     "s3db_nb.plugins.relation:RelationPlugin": "s3db_nb.widgets.relation:RelationDashboard",
     "s3db_nb.plugins.replicator:ReplicatorPlugin": "s3db_nb.widgets.replicator:ReplicatorDashboard",
     "s3db_nb.plugins.s3_queue:S3QueuePlugin": "s3db_nb.widgets.s3_queue:S3QueueDashboard",
