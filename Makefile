@@ -1,9 +1,11 @@
 # Two entry points: `make demo` (the main job, on the embedded file:// store) and `make test`.
-# Both create .venv and install the project with its dev extra on first use.
+# Both create .venv on first use: the demo installs only the demo extra (notebooks, JupyterLab,
+# plots), the tests the dev extra (which includes it).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 NODE_COMPAT := tests/compat/node
 NODE_STAMP := $(NODE_COMPAT)/node_modules/.installed
@@ -11,13 +13,25 @@ NODE_STAMP := $(NODE_COMPAT)/node_modules/.installed
 .PHONY: demo test clean compat-docs bench
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# pip's own progress is shown: a first install downloads for a minute or two
+$(DEMO_STAMP): pyproject.toml
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then \
+		echo "the dev extra is installed; it includes the demo's"; \
+	else \
+		test -x $(PY) || $(PYTHON) -m venv $(VENV); \
+		$(PY) -m pip install --upgrade pip; \
+		$(PY) -m pip install --progress-bar on -e '.[demo]'; \
+	fi
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(PY) -m s3db_nb.demo
+	@echo "open the tutorials in JupyterLab: $(VENV)/bin/jupyter lab notebooks/"
 
 # The real s3db.js for tests/compat (live round trips). Without npm the live tests skip;
 # CI sets S3DB_REQUIRE_NODE=1 so they fail instead.

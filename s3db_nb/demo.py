@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,12 +51,17 @@ def run_notebook(source: Path, workdir: Path, out: Path, timeout: int = 600) -> 
     """Execute ``source`` with ``workdir`` as its current folder and write ``out/<name>.html``.
     Returns (ok, one-line summary)."""
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
     from nbconvert import HTMLExporter
 
     notebook = nbformat.read(source, as_version=4)
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
+    sockets = tempfile.mkdtemp(prefix="s3db-demo-kernel-")
+    # the kernel talks over local sockets, not TCP: no port, and no "running over TCP without
+    # encryption" warning in the demo's output
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+    client = NotebookClient(notebook, km=km, timeout=timeout, resources={"metadata": {"path": str(workdir)}})
     started = time.perf_counter()
     ok, detail = True, ""
     try:
@@ -62,6 +69,10 @@ def run_notebook(source: Path, workdir: Path, out: Path, timeout: int = 600) -> 
     except CellExecutionError as exc:
         ok = False
         detail = str(exc).strip().splitlines()[-1][:200]
+    finally:
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
+        shutil.rmtree(sockets, ignore_errors=True)
     html_body, _ = HTMLExporter(template_name="lab").from_notebook_node(static_outputs(notebook))
     target = out / (source.stem + ".html")
     target.write_text(html_body, encoding="utf-8")
