@@ -327,6 +327,31 @@ def test_two_kernels_refreshing_a_shared_snapshot_do_not_corrupt_it(seaweed_serv
     assert any(k.endswith("manifest.json") for k in keys)
 
 
+@pytest.mark.s3
+def test_a_dead_refreshs_files_in_the_bucket_are_removed_once_old(seaweed_server):
+    prefix = unique_name("snap")
+    client = s3_client_for(seaweed_server.endpoint, seaweed_server.bucket, prefix)
+    db = Database(ConnectionConfig(scheme="http", bucket=seaweed_server.bucket, prefix=prefix), client, parallelism=4).connect()
+    db.snapshots.configure(shared=True)
+    people = db.create_resource("people", attributes=ATTRIBUTES)
+    people.insert({"id": "p1", "name": "x", "country": "BR"})
+    people.refresh_snapshot()
+    folder = "plugin=snapshots/resource=people/"
+    for name in ("base-00000009-dead0001.parquet", "index-00000009-dead0001.parquet"):  # a refresh killed before publishing
+        client.put(folder + name, b"PAR1 half-written")
+    snap = db.snapshots.snapshot(people)
+    people.insert({"id": "p2", "name": "y", "country": "PT"})
+    people.refresh_snapshot()  # the orphans are minutes old at most: maybe a refresh in flight, kept
+    assert {"base-00000009-dead0001.parquet"} <= {k[len(folder) :] for k in client.list(folder)}
+    db.snapshots.clock = snap.clock = lambda: time.time() + 2 * 3600  # two hours later
+    people.insert({"id": "p3", "name": "z", "country": "PT"})
+    people.refresh_snapshot()
+    left = {k[len(folder) :] for k in client.list(folder)}
+    assert not {n for n in left if "dead0001" in n} and snap.orphans_removed == 2
+    assert left == snap.manifest.names | {"manifest.json"}
+    assert db.sql(QUERY).fetchall() == _full_read(db)
+
+
 def test_shared_needs_an_s3_store(tmp_path):
     db = _file_db(tmp_path / "store")
     with pytest.raises(InvalidArgumentError, match="shared=True"):

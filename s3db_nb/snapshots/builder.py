@@ -44,6 +44,8 @@ COMPACT_RATIO = 0.2
 #: past this many files a refresh compacts inline (the background compactions kept losing or failing)
 COMPACT_FILES_MAX = 4 * COMPACT_FILES
 PUBLISH_ATTEMPTS = 8
+#: an unnamed file in a shared snapshot's prefix older than this is a dead refresh's, and removed
+ORPHAN_AGE_S = 3600.0
 #: after a lost publish, wait a random time up to this × 2**attempt (kernels in step keep colliding)
 PUBLISH_BACKOFF_S = 0.01
 INDEX_SCHEMA = pa.schema([("id", pa.string()), ("version", pa.string()), ("file", pa.int32())])
@@ -117,6 +119,7 @@ class Snapshot:
         self.last: RefreshStats | None = None
         self.rebuilds = 0  # full builds after a damaged or outdated snapshot
         self.compactions = 0
+        self.orphans_removed = 0  # shared snapshots: files of refreshes that died, removed later
         #: compact in a thread of its own, so the query that found too many delta files does not
         #: wait for the rewrite of the whole table (off: compact inline, as tests want)
         self.background_compaction = True
@@ -388,11 +391,15 @@ class Snapshot:
 
     def _collect(self, previous: Manifest | None) -> None:
         """Remove files no longer named: locally every stray one (the folder is locked); in the
-        bucket only those of the replaced manifest (another kernel may be writing its own)."""
+        bucket those of the replaced manifest, and orphans of refreshes that died more than
+        ``ORPHAN_AGE_S`` ago (a younger unnamed file may be another kernel's refresh in flight)."""
         assert self.manifest is not None
         live = self.manifest.names | {"manifest.json"}
         if self.store.shared:
             stale = sorted(previous.names - live) if previous is not None else []
+            orphans = self.store.orphans(live | set(stale), older_than=ORPHAN_AGE_S, now=self.clock())  # type: ignore[attr-defined]
+            stale += orphans
+            self.orphans_removed += len(orphans)
         else:
             stale = [n for n in self.store.names() if n not in live]
         self.store.delete(stale)

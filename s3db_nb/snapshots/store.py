@@ -10,6 +10,7 @@ one publishes and the other gets ``ConflictError``, reloads and retries.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import os
 import secrets as _random
@@ -199,6 +200,29 @@ class BucketStore(SnapshotStore):
 
     def names(self) -> list[str]:
         return [key[len(self.prefix) :] for key in self.client.list(self.prefix)]
+
+    def orphans(self, live: set[str], *, older_than: float, now: float) -> list[str]:
+        """Files no manifest names that were written more than ``older_than`` seconds before
+        ``now``: left by a kernel that died mid-refresh (a younger one may be a refresh in flight).
+        One LIST per 1 000 files; the age is the listing's LastModified."""
+        found: list[str] = []
+        token: str | None = None
+        while True:
+            page = self.client.list_page(self.prefix, token=token)
+            for key, version in zip(page.keys, page.versions or [""] * len(page.keys)):
+                name = key[len(self.prefix) :]
+                stamp = version.rpartition("/")[2]
+                if name in live or not stamp:
+                    continue
+                try:
+                    written = datetime.datetime.fromisoformat(stamp).timestamp()
+                except ValueError:
+                    continue
+                if now - written > older_than:
+                    found.append(name)
+            if not page.next_token:
+                return found
+            token = page.next_token
 
     def delete(self, names: list[str]) -> None:
         if names:
