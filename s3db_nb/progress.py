@@ -1,15 +1,15 @@
 """``progress=`` for long operations: a widget bar in a kernel, one text line elsewhere, or a callback.
 
-Accepted values: ``False`` (silent), ``True`` (IntProgress widget inside a Jupyter kernel, a
-line on stderr elsewhere), ``None`` (the default: the widget inside a kernel, silent
-elsewhere, so scripts and tests stay quiet) or a callable ``fn(done, total, desc)`` where
-``total`` is ``None`` while it is unknown (streamed listings count, they do not estimate).
+Accepted values: ``False`` (silent), ``True`` (a ``tqdm.auto`` bar: the notebook widget inside
+Jupyter, a text bar with rate and ETA on stderr elsewhere), ``None`` (the default: the bar inside
+a kernel, silent elsewhere, so scripts and tests stay quiet) or a callable ``fn(done, total,
+desc)`` where ``total`` is ``None`` while it is unknown (streamed listings count, they do not
+estimate).
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -64,51 +64,30 @@ class _Callback(Progress):
         self.fn(self.done, self.total, self.desc)
 
 
-class _Text(Progress):
-    """One rewritten stderr line, at most every 0.2 s."""
+class _Bar(Progress):
+    """A ``tqdm.auto`` bar: the notebook widget inside Jupyter, a text bar with rate and ETA on a
+    terminal. The label is shown whole; a bar whose total was unknown ends full when closed."""
 
     def __init__(self, total: int | None, desc: str) -> None:
         super().__init__(total, desc)
-        self._last = 0.0
+        from tqdm.auto import tqdm
 
-    def _show(self, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self._last < 0.2:
-            return
-        self._last = now
-        of = f"/{self.total}" if self.total is not None else ""
-        sys.stderr.write(f"\r{self.desc}: {self.done}{of}" + ("\n" if final else ""))
-        sys.stderr.flush()
+        self._bar = tqdm(total=total, desc=desc, dynamic_ncols=True, leave=True, mininterval=0.1, file=sys.stderr)
 
+    def set_total(self, total: int | None) -> None:
+        self.total = total
+        self._bar.total = total
+        self._bar.refresh()
 
-class _Widget(Progress):
-    """ipywidgets IntProgress + label; an unknown total shows a count, not a percentage."""
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self._bar.update(n)
 
-    def __init__(self, total: int | None, desc: str) -> None:
-        super().__init__(total, desc)
-        import ipywidgets
-        from IPython.display import display
-
-        self._bar = ipywidgets.IntProgress(value=0, min=0, max=max(total or 1, 1), description=desc[:20])
-        self._label = ipywidgets.Label("")
-        self._box = ipywidgets.HBox([self._bar, self._label])
-        self._last = 0.0
-        display(self._box)
-
-    def _show(self, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self._last < 0.1:
-            return
-        self._last = now
-        if self.total is not None:
-            self._bar.max = max(self.total, 1)
-            self._bar.value = min(self.done, self._bar.max)
-            self._label.value = f"{self.done}/{self.total}"
-        else:
-            self._bar.bar_style = "info"
-            self._label.value = f"{self.done}"
-        if final:
-            self._bar.bar_style = "success"
+    def close(self) -> None:
+        if self._bar.total is None or self._bar.total < self.done:
+            self._bar.total = self.done  # finished: shown as a full bar, not an open count
+        self._bar.refresh()
+        self._bar.close()
 
 
 def make_progress(progress: ProgressArg, total: int | None, desc: str) -> Progress:
@@ -117,11 +96,6 @@ def make_progress(progress: ProgressArg, total: int | None, desc: str) -> Progre
         return Progress(total, desc)
     if callable(progress) and progress is not True:
         return _Callback(total, desc, progress)
-    if in_kernel():
-        try:
-            return _Widget(total, desc)
-        except ImportError:
-            pass
-    if progress is True:
-        return _Text(total, desc)
+    if progress is True or in_kernel():
+        return _Bar(total, desc)
     return Progress(total, desc)

@@ -1,0 +1,50 @@
+"""``progress=`` bars (issue #19, item 7): tqdm.auto, a text bar with rate and ETA on a terminal,
+the label whole, a finished bar shown finished, and callbacks."""
+
+from __future__ import annotations
+
+import s3db_nb
+from s3db_nb.progress import make_progress
+
+LABEL = "reading users from file:///a/rather/long/folder/name/for/the/data"
+
+
+def test_a_terminal_bar_shows_the_whole_label_the_rate_and_the_eta(capsys):
+    with make_progress(True, 400, LABEL) as bar:
+        for _ in range(4):
+            bar.update(100)
+    err = capsys.readouterr().err
+    assert LABEL in err and "400/400" in err and "it/s" in err and "<" in err  # elapsed<remaining
+
+
+def test_a_bar_whose_total_was_unknown_ends_full(capsys):
+    with make_progress(True, None, "listing") as bar:
+        bar.update(7)
+        bar.update(5)
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "100%" in last and "12/12" in last
+
+
+def test_the_default_is_silent_outside_a_kernel(capsys):
+    with make_progress(None, 3, "quiet") as bar:
+        bar.update(3)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_callback_sees_every_step_and_the_total():
+    seen = []
+    with make_progress(lambda done, total, desc: seen.append((done, total, desc)), None, "count") as bar:
+        bar.update(2)
+        bar.set_total(5)
+        bar.update(3)
+    assert seen[-1] == (5, 5, "count") and (2, None, "count") in seen
+
+
+def test_a_real_read_reports_through_the_bar(tmp_path, capsys):
+    db = s3db_nb.connect(f"file://{tmp_path / 'data'}")
+    users = db.create_resource("users", attributes={"name": "string"})
+    users.insert_many([{"id": f"u{i}", "name": "x"} for i in range(30)])
+    capsys.readouterr()
+    users.to_pandas(progress=True)
+    err = capsys.readouterr().err
+    assert "30/30" in err and "100%" in err
