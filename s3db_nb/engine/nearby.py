@@ -2,7 +2,7 @@
 
 Connecting to a folder, bucket or prefix without ``s3db.json`` is how a new database starts, and
 also what a typo looks like (``file://./dta`` for ``./data``). ``nearby_databases`` looks one
-level around the path it was given, its siblings and its children, for an ``s3db.json``. Cost:
+level around the path it was given, its children and then its siblings, for an ``s3db.json``. Cost:
 on ``file://`` two folder listings; on S3 one LIST per level plus one HEAD per candidate prefix
 (at most ``limit``).
 """
@@ -30,7 +30,7 @@ def nearby_databases(config: ConnectionConfig, client: StorageClient, limit: int
 def _nearby_folders(root: str, limit: int) -> list[str]:
     found: list[str] = []
     parent = os.path.dirname(root.rstrip(os.sep)) or os.sep
-    for folder in (parent, root):
+    for folder in (root, parent):  # below first: a folder of databases names them, a typo its siblings
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
