@@ -405,14 +405,54 @@ class CostsPlugin(Plugin):
         if window is not None and observed_window is not None:
             raise PluginError("CostsPlugin.estimate: give window or observed_window (the s3db.js name), not both")
         window_s = self._window({"window": observed_window if window is None else window, "window_ms": observed_window_ms}, "window")
-        if isinstance(days, bool) or not isinstance(days, (int, float)) or not days > 0:
-            raise PluginError(f"CostsPlugin.estimate: days must be a positive number, got {days!r}")
-        if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or multiplier < 0:
-            raise PluginError(f"CostsPlugin.estimate: multiplier must be a number >= 0, got {multiplier!r}")
         observed_s = max(60.0, min(window_s, self._clock() - self._since))
+        return self._project(self._window_cells(window_s), observed_s, days, multiplier, include_plugin_estimates, "estimate")
+
+    def projection(
+        self, window: float | dt.timedelta, days: float = 30, *, multiplier: float = 1.0, include_plugin_estimates: bool = True
+    ) -> dict[str, Any]:
+        """What the last ``window`` (seconds or timedelta) cost, as a rate per second of the
+        window's actual length, carried over ``days`` — the dashboard's projected bill.
+
+        Unlike :meth:`estimate`, the window is neither shortened to when counting began nor
+        given a minimum: a short burst seen in the last hour is spread over the hour, as the
+        hour's bill. The window covers whole minutes (its first minute counts whole), so its
+        actual length is from the start of that minute to now: ``window_seconds``.
+        ``counted_seconds`` is how much of it requests were counted for. Storage is added for
+        ``days`` at the last measurement, and other plugins' ``estimate_usage(days)``. No S3 request."""
+        window_s = _seconds(window, "window")
+        now = self._clock()
+        first = int((now - window_s) // 60)
+        actual_s = now - first * 60
+        with self._lock:
+            since = self._since
+        cells = self._window_cells(window_s)
+        observed = self._summarize(cells, storage_months=0.0, free_tier=False)["totals"]
+        out = self._project(cells, actual_s, days, multiplier, include_plugin_estimates, "projection")
+        out["window_seconds"] = actual_s
+        out["counted_seconds"] = max(0.0, min(actual_s, now - since))
+        out["observed_cost"] = observed["requests"] + observed["egress"]  # at list price: the free tier is monthly
+        out["cost_per_second"] = out["observed_cost"] / actual_s
+        return out
+
+    def _project(
+        self,
+        cells: Mapping[_Cell, tuple[int, int, int]],
+        observed_s: float,
+        days: float,
+        multiplier: float,
+        include_plugin_estimates: bool,
+        caller: str,
+    ) -> dict[str, Any]:
+        """Scale ``cells``, seen over ``observed_s`` seconds, to a month, add other plugins'
+        estimates and the measured storage, and price it for ``days``."""
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not days > 0:
+            raise PluginError(f"CostsPlugin.{caller}: days must be a positive number, got {days!r}")
+        if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or multiplier < 0:
+            raise PluginError(f"CostsPlugin.{caller}: multiplier must be a number >= 0, got {multiplier!r}")
         per_month = SECONDS_PER_MONTH / observed_s * multiplier
         monthly: dict[_Cell, tuple[float, float, float]] = {
-            cell: (n * per_month, b_in * per_month, b_out * per_month) for cell, (n, b_in, b_out) in self._window_cells(window_s).items()
+            cell: (n * per_month, b_in * per_month, b_out * per_month) for cell, (n, b_in, b_out) in cells.items()
         }
         plugin_requests: dict[str, float] = {}
         if include_plugin_estimates and self.database is not None:
@@ -482,14 +522,16 @@ class CostsPlugin(Plugin):
                     acc[2] += b_out
         return {cell: (v[0], v[1], v[2]) for cell, v in cells.items()}
 
-    def _summarize(self, cells: Mapping[_Cell, tuple[float, float, float]], storage_months: float) -> dict[str, Any]:
+    def _summarize(
+        self, cells: Mapping[_Cell, tuple[float, float, float]], storage_months: float, free_tier: bool | None = None
+    ) -> dict[str, Any]:
         """Price ``cells`` (requests, bytes in, bytes out per operation/resource/plugin).
 
         Each group row has ``requests``, ``bytes_in``, ``bytes_out``, ``request_cost``,
         ``egress_cost`` (the egress bill shared by bytes read) and ``cost``; resource and plugin
         rows also split requests and cost ``by_operation`` / ``cost_by_operation``."""
         prices = self.prices
-        free = self.options["consider_free_tier"]
+        free = self.options["consider_free_tier"] if free_tier is None else free_tier
         by_class = {"put": 0.0, "get": 0.0, "delete": 0.0}
         for (operation, _, _), (n, _, _) in cells.items():
             by_class[operation_class(operation)] += n

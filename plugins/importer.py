@@ -659,6 +659,7 @@ class ImporterPlugin(Plugin):
         self.current: ImportResult | None = None
         self.last_preview: pd.DataFrame | None = None
         self.last_preview_source: str | None = None
+        self.import_options: dict[str, dict[str, Any]] = {}  # resource → mapping/transforms/unknown of its last import (dashboard preview)
 
     @property
     def last(self) -> ImportResult | None:
@@ -763,6 +764,7 @@ class ImporterPlugin(Plugin):
         if dedupe_existing and not dedupe:
             raise PluginError("dedupe_existing=True needs dedupe_on=[...] naming the key field(s)")
         plan = _make_plan(target, mapping, transforms, validate, dedupe, unknown)
+        self.import_options[target.name] = {"mapping": mapping, "transforms": transforms, "unknown": unknown}
         fmt, _ = _static_format(source, format or ("binary" if binary is not None else None))
         result = ImportResult(target.name, _source_name(source), fmt or "?", atomic=atomic)
         rows = read_rows(

@@ -568,6 +568,7 @@ class MetricsPlugin(Plugin):
         self._error_log: deque[dict[str, Any]] = deque(maxlen=self.options["max_log_entries"])
         self._timeline: OrderedDict[int, Counter[str]] = OrderedDict()
         self._requests: dict[str, _OpStats] = {}
+        self._resource_requests: dict[tuple[str, str], _OpStats] = {}  # (resource, S3 operation): bulk reads too
         self._pending: dict[str, list[dict[str, Any]]] = {kind: [] for kind in RESOURCE_NAMES}
         self._seen: Counter[tuple[str, str]] = Counter()  # calls offered to record(), for sample_rate
         self._alerting: set[tuple[str, str, str]] = set()  # (resource, operation, kind) over a threshold
@@ -784,8 +785,10 @@ class MetricsPlugin(Plugin):
     def _on_request(self, event: RequestEvent) -> None:
         if self.state != "started":
             return
+        resource = event.key.split("/", 1)[0].removeprefix("resource=") if event.key.startswith("resource=") else "(database)"
         with self._lock:
             self._requests.setdefault(event.operation, _OpStats()).add(event.duration_s * 1000, event.error, False)
+            self._resource_requests.setdefault((resource, event.operation), _OpStats()).add(event.duration_s * 1000, event.error, False)
 
     def reset(self) -> None:
         """Forget everything measured and not yet flushed (pending retry rows too)."""
@@ -950,21 +953,17 @@ class MetricsPlugin(Plugin):
                         "max_ms": hist.max_ms,
                     }
                 )
-        columns = [
-            "resource_name",
-            "operation",
-            "count",
-            "errors",
-            "error_rate",
-            "slow",
-            "avg_ms",
-            "p50_ms",
-            "p95_ms",
-            "p99_ms",
-            "min_ms",
-            "max_ms",
-        ]
+        columns = ["resource_name", "operation", "count", "errors", "error_rate", "slow", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "min_ms",
+                   "max_ms"]  # fmt: skip
         return pd.DataFrame(rows, columns=columns)
+
+    def get_requests(self) -> pd.DataFrame:
+        """S3 requests per resource (``(database)`` outside any) and S3 operation, from the client's events, so bulk reads
+        (``to_pandas``, SQL loads) count their real LISTs and GETs: count, errors, avg/p50/p95/max ms. No S3 request."""
+        with self._lock:
+            items = sorted((key, st.histogram, sum(st.errors.values())) for key, st in self._resource_requests.items())
+        rows = [(r, o, h.count, e, h.mean_ms, h.percentile(50), h.percentile(95), h.max_ms) for (r, o), h, e in items]
+        return pd.DataFrame(rows, columns=["resource_name", "operation", "count", "errors", "avg_ms", "p50_ms", "p95_ms", "max_ms"])
 
     def get_histogram(self, resource_name: str | None = None, operation: str | None = None) -> LatencyHistogram:
         """The live latency histogram of one resource/operation, or merged over those that match."""

@@ -9,6 +9,7 @@ the fields it touched highlighted. Statically (GitHub, nbval) it shows the newes
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
 from s3db_nb.plugins.audit import AuditPlugin, diff, to_json
@@ -118,7 +119,24 @@ class AuditDashboard(Dashboard):
         entries = history.tail(self.history).to_dict(orient="records")
         skipped = len(history) - len(entries)
         head = f"<p style='color:#777'>last {len(entries)} of {len(history)} changes</p>" if skipped else ""
-        return section(title, head + "".join(entry_html(e) for e in entries))
+        plugin_fields = self._plugin_fields(self.resource_name)
+        hidden = sorted(
+            {
+                row["field"]
+                for e in entries
+                for row in diff(_data(e, "oldData"), _data(e, "newData"))
+                if internal(row["field"], plugin_fields)
+            }
+        )
+        note = f"<p style='color:#777'>other plugins' internal fields are not shown: {esc(', '.join(hidden))}</p>" if hidden else ""
+        return section(title, head + "".join(entry_html(e, plugin_fields) for e in entries) + note)
+
+    def _plugin_fields(self, resource: str) -> frozenset[str]:
+        """Attributes plugins added to ``resource`` (``_geohash``, ...): theirs, not the user's data."""
+        db = self.plugin.database
+        if db is None or resource not in db.resources:
+            return frozenset()
+        return frozenset(db.resource(resource).schema.plugin_attributes)
 
     # -- live controls ---------------------------------------------------------------------------
 
@@ -204,18 +222,32 @@ def _value(value: Any) -> str:
     return value if isinstance(value, str) else to_json(value)
 
 
-def entry_html(entry: dict[str, Any]) -> str:
-    """One audit entry: when, what and who, then its fields before and after, changes highlighted."""
+def _data(entry: dict[str, Any], column: str) -> dict[str, Any] | None:
+    value = entry.get(column)
+    return value if isinstance(value, dict) else None
+
+
+def internal(field: str, plugin_fields: Collection[str] = ()) -> bool:
+    """Whether a (dotted) field belongs to a plugin rather than the user's record: a name
+    starting with ``_`` (``_geohash``) or an attribute a plugin added to the resource."""
+    top = field.split(".", 1)[0]
+    return top.startswith("_") or top in plugin_fields
+
+
+def entry_html(entry: dict[str, Any], plugin_fields: Collection[str] = ()) -> str:
+    """One audit entry: when, what and who, then its fields before and after, changes
+    highlighted; plugins' internal fields (see :func:`internal`) are left out."""
     moment = entry["timestamp"]
     when = moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if hasattr(moment, "strftime") else str(moment)
-    old = entry.get("oldData") if isinstance(entry.get("oldData"), dict) else None
-    new = entry.get("newData") if isinstance(entry.get("newData"), dict) else None
+    old, new = _data(entry, "oldData"), _data(entry, "newData")
     flags = " · <b>truncated</b> (max_data_size)" if entry.get("truncated") else ""
     head = f"<div style='margin-top:6px'><b>{esc(when)}</b> · {esc(entry.get('operation'))} · by {esc(entry.get('userId'))}{flags}</div>"
     if old is None and new is None:
         return head + "<p><i>no data stored (include_data=False)</i></p>"
     rows = []
     for row in diff(old, new):
+        if internal(row["field"], plugin_fields):
+            continue
         style = _STATUS_STYLE[row["status"]]
         rows.append(
             f"<tr class='audit-{row['status']}' style='{style}'><td>{esc(row['field'])}</td>"
@@ -225,4 +257,4 @@ def entry_html(entry: dict[str, Any]) -> str:
     return head + table
 
 
-__all__ = ["AuditDashboard", "timeline", "entry_html"]
+__all__ = ["AuditDashboard", "timeline", "entry_html", "internal"]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 _STYLE = (
-    "<style>.s3db-dash{font-family:sans-serif;font-size:12px}.s3db-dash h4{margin:6px 0}"
+    "<style>.s3db-dash{font-family:sans-serif;font-size:12px;max-width:100%;overflow-x:auto}.s3db-dash h4{margin:6px 0}"
     ".s3db-dash table{border-collapse:collapse;margin:4px 0}.s3db-dash th,.s3db-dash td{padding:2px 8px;"
     "border-bottom:1px solid #eee;text-align:left}.s3db-dash td.num{text-align:right}"
     ".s3db-cards{display:flex;flex-wrap:wrap;gap:8px;margin:4px 0}.s3db-card{border:1px solid #ddd;"
@@ -197,8 +197,9 @@ class Dashboard:
             self._errors = w.HTML(value="")
             self._body = w.HTML(value=self.to_html())
             extra = self.controls()
-            toolbar = w.HBox([button, *extra])
-            self._widget = w.VBox([toolbar, self._errors, self._body])
+            # controls wrap onto more rows rather than run past the output's right edge
+            toolbar = w.HBox([button, *extra], layout=w.Layout(flex_flow="row wrap", max_width="100%"))
+            self._widget = w.VBox([toolbar, self._errors, self._body], layout=w.Layout(max_width="100%"))
         return self._widget
 
     def _repr_mimebundle_(self, include: Iterable[str] | None = None, exclude: Iterable[str] | None = None) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """``CostsDashboard``: the S3 bill of a database, as a notebook view of ``CostsPlugin``.
 
 Cost by resource × operation as stacked bars, the request counts table, requests over time and
-the projected monthly bill; a region dropdown re-prices, a button measures storage (one LIST pass).
+the projected bill: what the selected window cost per second, over the projection period. A
+region dropdown re-prices, a window dropdown picks the time span, a button measures storage (one
+LIST pass).
 
     >>> db.use_plugin(CostsPlugin)
     >>> db.costs.dashboard()
@@ -31,6 +33,19 @@ def _clock_label(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%m-%d %H:%M UTC")
 
 
+def span(seconds: float) -> str:
+    """A duration in the unit a reader expects: ``0.4 s``, ``45 s``, ``60 min``, ``24 h``, ``7 days``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:,.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:,.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:,.3g} h"
+    return f"{seconds / 86400:,.3g} days"
+
+
 class CostsDashboard(Dashboard):
     """The view of a ``CostsPlugin`` (``db.costs.dashboard()``)."""
 
@@ -48,7 +63,8 @@ class CostsDashboard(Dashboard):
     def render(self) -> str:
         plugin = self.plugin
         costs = plugin.get_costs()
-        estimate = plugin.estimate(days=self.days)
+        estimate = plugin.projection(WINDOWS[self.window][0], days=self.days)
+        basis = f"based on the last {span(estimate['window_seconds'])}"
         totals = costs["totals"]
         storage = costs["storage"]
         cards = stat_cards(
@@ -59,7 +75,7 @@ class CostsDashboard(Dashboard):
                 "egress": f"{_usd(totals['egress'])} · {costs['bytes_out']:,} B out",
                 "storage / month": f"{_usd(storage['cost'])} · {storage['bytes']:,} B" if storage["measured"] else "not measured",
                 "total so far": _usd(totals["total"]),
-                f"projected {self.days:g}-day bill": _usd(estimate["total"]),
+                f"projected {self.days:g}-day bill, {basis}": _usd(estimate["total"]),
             }
         )
         return (
@@ -67,7 +83,7 @@ class CostsDashboard(Dashboard):
             + section("Cost by resource and operation", self._cost_bars(costs))
             + section("Requests", self._requests_table(costs))
             + section(f"Requests over time ({self.window})", self._timeline())
-            + section(f"Projected {self.days:g}-day bill", self._projection(estimate))
+            + section(f"Projected {self.days:g}-day bill, {basis}", self._projection(estimate))
         )
 
     def _cost_bars(self, costs: dict[str, Any]) -> str:
@@ -115,12 +131,18 @@ class CostsDashboard(Dashboard):
             {"item": "storage" + ("" if estimate["storage_measured"] else " (not measured)"), "cost": _usd(costs["storage"])},
             {"item": "total", "cost": _usd(costs["total"])},
         ]
+        window = estimate["window_seconds"]
+        counted = estimate["counted_seconds"]
+        partial = f" (requests were counted for the last {span(counted)} of it)" if counted < window - 60 else ""
+        plugins = " plus other plugins' own estimates," if estimate["plugin_requests"] else ""
+        times = "" if estimate["multiplier"] == 1 else f" × {estimate['multiplier']:g}"
         note = (
-            f"<p style='color:#777'>The request rate of the last {estimate['observed_seconds'] / 60:,.0f} minute(s)"
-            f"{'' if estimate['multiplier'] == 1 else ' × ' + esc(estimate['multiplier'])}, carried over "
-            f"{esc(f'{self.days:g}')} days at {esc(estimate['region'])} prices.</p>"
+            f"Based on the last {span(window)}{partial}: its requests and egress cost {_usd(estimate['observed_cost'])}, "
+            f"{_usd(estimate['cost_per_second'])} per second, carried over {self.days:g} days ({self.days * 86400:,.0f} s)"
+            f"{times},{plugins} at {estimate['region']} prices"
+            f"{'; storage as last measured' if estimate['storage_measured'] else ''}. Pick another window to project from it."
         )
-        return html_table(rows, ["item", "cost"]) + note
+        return html_table(rows, ["item", "cost"]) + f"<p style='color:#777'>{esc(note)}</p>"
 
     # -- live controls ----------------------------------------------------------------------
 
@@ -149,4 +171,4 @@ class CostsDashboard(Dashboard):
         return [self.region_select, self.window_select, self.measure_button]
 
 
-__all__ = ["CostsDashboard", "WINDOWS"]
+__all__ = ["CostsDashboard", "WINDOWS", "span"]

@@ -1,8 +1,10 @@
 """``MetricsDashboard``: the notebook view of ``MetricsPlugin``.
 
 Totals as cards, the latency distribution of one operation (picked in a dropdown) with its
-p50/p95/p99, a percentile table per resource and operation, calls over time, and the latest
-errors and slow calls. Everything is read from the plugin's memory: a refresh costs no S3 request.
+p50/p95/p99, a percentile table per resource and operation, the S3 requests per resource (bulk
+reads such as ``to_pandas`` and SQL loads call no resource method, so they show here by their real
+LISTs and GETs), calls over time, and the latest errors and slow calls. Everything is read from
+the plugin's memory: a refresh costs no S3 request.
 """
 
 from __future__ import annotations
@@ -93,19 +95,21 @@ class MetricsDashboard(Dashboard):
         stats = plugin.get_stats()
         overall = plugin.get_histogram()
         calls, errors = int(stats["count"].sum()), int(stats["errors"].sum())
+        requests = plugin.get_requests()
         cards = stat_cards(
             {
                 "calls": calls,
                 "errors": errors,
                 "error rate": f"{errors / calls:.1%}" if calls else "—",
                 "slow calls": int(stats["slow"].sum()),
+                "S3 requests": int(requests["count"].sum()),
                 "p95 (all)": f"{_ms(overall.percentile(95))} ms" if calls else "—",
                 "resources measured": len(plugin.instrumented),
                 "flushes": plugin.flushes,
                 "rows awaiting retry": plugin.pending_rows,
             }
         )
-        return cards + self._latency() + self._percentiles(stats) + self._timeline() + self._logs()
+        return cards + self._latency() + self._percentiles(stats) + self._requests(requests) + self._timeline() + self._logs()
 
     def _latency(self) -> str:
         name = self.operation or "all operations"
@@ -125,6 +129,14 @@ class MetricsDashboard(Dashboard):
         columns = ["resource_name", "operation", "count", "errors", "slow", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
         table = html_table(stats, columns, limit=30, number_format="{:,.4g}", empty="no calls measured yet")
         return section("Percentiles per resource and operation (ms)", table)
+
+    def _requests(self, requests: Any) -> str:
+        ranked = requests.sort_values(["count", "resource_name", "operation"], ascending=[False, True, True])
+        ranked = ranked.round({"p50_ms": 3, "p95_ms": 3, "max_ms": 3})  # counts stay exact, times to the microsecond
+        columns = ["resource_name", "operation", "count", "errors", "p50_ms", "p95_ms", "max_ms"]
+        table = html_table(ranked, columns, limit=20, empty="no S3 request yet")
+        note = "<p style='color:#777'>every request the storage client made, by the resource its key belongs to</p>"
+        return section("S3 requests per resource", note + table)
 
     def _timeline(self) -> str:
         coarse = self.plugin.get_timeline("1s")

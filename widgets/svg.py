@@ -171,10 +171,14 @@ def line_chart(
     empty: str = "no data",
 ) -> str:
     """Lines of ``(x, y)`` points, one per series, with a legend. ``x_labels`` (first, last)
-    replace the numeric x-axis ends (e.g. times)."""
+    replace the numeric x-axis ends (e.g. times). When every point has the same x (one time
+    bucket), the series are drawn as bars, labelled with the last of ``x_labels``."""
     points = [p for pts in series.values() for p in pts]
     if not points:
         return _empty(width, height, title, empty)
+    if len({float(x) for x, _ in points}) == 1:  # one bucket: a line of one point is invisible
+        label = str(x_labels[-1]) if x_labels else _fmt(float(points[0][0]))
+        return _bucket_bars({name: sum(float(y) for _, y in pts) for name, pts in series.items()}, label, title, width, height)
     left, bottom = 48, 20
     legend_h = 16 * math.ceil(len(series) / 4)
     top = 4 + legend_h
@@ -211,6 +215,46 @@ def line_chart(
         if len(pts) == 1:
             ((x, y),) = pts
             out.append(f"<circle cx='{_n(px(float(x)))}' cy='{_n(py(float(y)))}' r='3' fill='{color(i)}'/>")
+    return _svg(width, height, "".join(out), title)
+
+
+def _legend_row(names: Sequence[str], width: int) -> str:
+    out = []
+    for i, name in enumerate(names):
+        lx = 4 + (i % 4) * (width // 4)
+        ly = 4 + 16 * (i // 4)
+        out.append(
+            f"<rect x='{lx}' y='{ly}' width='10' height='10' fill='{color(i)}'/><text x='{lx + 14}' y='{ly + 9}' {_FONT}>{html.escape(str(name))}</text>"
+        )
+    return "".join(out)
+
+
+def _bucket_bars(values: Mapping[str, float], x_label: str, title: str | None, width: int, height: int) -> str:
+    """One time bucket of a line chart: a vertical bar per series (with its value), side by side
+    above the bucket's label, with the legend and colours the lines would have had."""
+    left, bottom = 48, 20
+    top = 4 + 16 * math.ceil(len(values) / 4)
+    plot_w, plot_h = width - left - 8, height - bottom - top
+    lo, hi = min([0.0, *values.values()]), max([0.0, *values.values()])
+    if hi == lo:
+        hi = lo + 1
+
+    def py(y: float) -> float:
+        return top + plot_h * (1 - (y - lo) / (hi - lo))
+
+    out = [_axes(width, height, left, bottom, (0.0, 1.0), (lo, hi), x_labels=False, top=top), _legend_row(list(values), width)]
+    bar_w = min(48.0, plot_w / (len(values) + 1))
+    x = left + (plot_w - bar_w * len(values)) / 2
+    for i, (name, value) in enumerate(values.items()):
+        y0, y1 = py(max(value, 0.0)), py(min(value, 0.0))
+        text = html.escape(_fmt(value))
+        out.append(
+            f"<rect class='s3db-bucket' x='{_n(x)}' y='{_n(y0)}' width='{_n(bar_w - 2)}' height='{_n(max(y1 - y0, 0.5))}' fill='{color(i)}'>"
+            f"<title>{html.escape(str(name))}: {text}</title></rect>"
+            f"<text x='{_n(x + bar_w / 2 - 1)}' y='{_n(max(y0 - 3, top + 9))}' text-anchor='middle' {_FONT}>{text}</text>"
+        )
+        x += bar_w
+    out.append(f"<text x='{_n(left + plot_w / 2)}' y='{height - 6}' text-anchor='middle' {_FONT}>{html.escape(x_label)}</text>")
     return _svg(width, height, "".join(out), title)
 
 
@@ -266,12 +310,17 @@ def scatter(
     height: int = 360,
     bounds: tuple[float, float, float, float] | None = None,
     equal_aspect: bool = True,
+    x_label: str | None = None,
+    y_label: str | None = None,
+    legend: Sequence[tuple[str, str, str]] = (),
     empty: str = "no points",
 ) -> str:
     """Points in data coordinates (x right, y up). ``groups`` colours points by index,
     ``labels`` become hover titles, ``highlight`` points are drawn as large stars (a query),
     ``circles`` are ``(x, y, radius)`` outlines and ``rects`` ``(x0, y0, x1, y1)`` outlines
-    (geohash cells, search bounds), all in data units. ``bounds`` = ``(x0, y0, x1, y1)``."""
+    (geohash cells, search bounds), all in data units. ``bounds`` = ``(x0, y0, x1, y1)``.
+    ``x_label`` / ``y_label`` name the axes; ``legend`` is ``(label, shape, colour)`` items
+    drawn above the plot, shape one of ``dot``, ``star``, ``ring``, ``box``."""
     pts = [(float(x), float(y)) for x, y in points]
     marks = [(float(x), float(y)) for x, y in highlight]
     circ = [(float(x), float(y), float(r)) for x, y, r in circles]
@@ -296,19 +345,32 @@ def scatter(
         bounds = (min(xs), min(ys), max(xs), max(ys))
     x0, y0, x1, y1 = bounds
     pad = 10
+    key, legend_h = _legend_items(legend, width)
+    left = pad + (14 if y_label else 0)
+    top = pad + legend_h
+    bottom = pad + (14 if x_label else 0)
     sx = (x1 - x0) or 1.0
     sy = (y1 - y0) or 1.0
-    kx, ky = (width - 2 * pad) / sx, (height - 2 * pad) / sy
+    kx, ky = (width - left - pad) / sx, (height - top - bottom) / sy
     if equal_aspect:
         kx = ky = min(kx, ky)
 
     def px(x: float) -> float:
-        return pad + (x - x0) * kx
+        return left + (x - x0) * kx
 
     def py(y: float) -> float:
-        return height - pad - (y - y0) * ky
+        return height - bottom - (y - y0) * ky
 
-    out = [f"<rect x='0' y='0' width='{width}' height='{height}' fill='#fafafa' stroke='#ddd'/>"]
+    out = [f"<rect x='0' y='0' width='{width}' height='{height}' fill='#fafafa' stroke='#ddd'/>", key]
+    if x_label:
+        out.append(
+            f"<text x='{_n(left + (width - left - pad) / 2)}' y='{height - 5}' text-anchor='middle' {_FONT}>{html.escape(x_label)}</text>"
+        )
+    if y_label:
+        middle = _n(top + (height - top - bottom) / 2)
+        out.append(
+            f"<text x='13' y='{middle}' transform='rotate(-90 13 {middle})' text-anchor='middle' {_FONT}>{html.escape(y_label)}</text>"
+        )
     for bx0, by0, bx1, by1 in boxes:
         out.append(
             f"<rect x='{_n(px(min(bx0, bx1)))}' y='{_n(py(max(by0, by1)))}' width='{_n(abs(bx1 - bx0) * kx)}' "
@@ -326,6 +388,30 @@ def scatter(
     for x, y in marks:
         out.append(f"<text x='{_n(px(x))}' y='{_n(py(y) + 5)}' text-anchor='middle' font-size='16' fill='{color(3)}'>★</text>")
     return _svg(width, height, "".join(out), title)
+
+
+def _legend_items(items: Sequence[tuple[str, str, str]], width: int) -> tuple[str, int]:
+    """Legend entries ``(label, shape, colour)`` laid out left to right, wrapping at ``width``;
+    returns the SVG and the height it takes (0 without entries)."""
+    if not items:
+        return "", 0
+    out, x, y = [], 6.0, 6.0
+    for label, shape, fill in items:
+        size = 14 + 6.5 * len(label) + 12
+        if x + size > width and x > 6:
+            x, y = 6.0, y + 16
+        cx, cy = x + 5, y + 5
+        if shape == "star":
+            mark = f"<text x='{_n(cx)}' y='{_n(cy + 5)}' text-anchor='middle' font-size='13' fill='{fill}'>★</text>"
+        elif shape == "ring":
+            mark = f"<circle cx='{_n(cx)}' cy='{_n(cy)}' r='4.5' fill='none' stroke='{fill}'/>"
+        elif shape == "box":
+            mark = f"<rect x='{_n(x)}' y='{_n(y)}' width='10' height='10' fill='none' stroke='{fill}' stroke-dasharray='2,2'/>"
+        else:
+            mark = f"<circle cx='{_n(cx)}' cy='{_n(cy)}' r='3.5' fill='{fill}'/>"
+        out.append(f"{mark}<text x='{_n(x + 14)}' y='{_n(y + 9)}' {_FONT}>{html.escape(label)}</text>")
+        x += size
+    return "".join(out), int(y + 16)
 
 
 __all__ = ["PALETTE", "color", "bar_chart", "stacked_bar_chart", "line_chart", "histogram", "scatter"]

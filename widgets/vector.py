@@ -116,6 +116,12 @@ class VectorDashboard(Dashboard):
         if self.field in found.columns and len(found):  # nested fields: no circles
             near = projection.transform(np.array([np.asarray(v, dtype=np.float64) for v in found[self.field]]))
         spread = float(np.ptp(projection.points, axis=0).max()) or 1.0
+        total = float(((points - points.mean(axis=0)) ** 2).sum())
+        share = [float((projection.points[:, i] ** 2).sum()) / total if total else 0.0 for i in (0, 1)]
+        legend = [(f"cluster {g + 1}", "dot", svg.color(g)) for g in sorted(set(groups))] if groups else [("vector", "dot", svg.color(0))]
+        legend.append(("query", "star", svg.color(3)))
+        if len(near):
+            legend.append((f"{len(near)} nearest", "ring", svg.color(1)))
         return svg.scatter(
             [tuple(p) for p in projection.points],
             groups=groups,
@@ -123,6 +129,11 @@ class VectorDashboard(Dashboard):
             highlight=[tuple(projection.transform(query)[0])],
             circles=[(x, y, spread * 0.02) for x, y in near],
             title=f"{len(rows)} of {len(ids)} vectors" + (f", {self.clusters} k-means clusters" if groups else ""),
+            x_label=f"PC1 ({share[0]:.0%} of variance)",
+            y_label=f"PC2 ({share[1]:.0%} of variance)",
+            legend=legend,
+            width=420,
+            height=400,
         )
 
     # -- live controls ---------------------------------------------------------------------------
@@ -133,13 +144,18 @@ class VectorDashboard(Dashboard):
         from s3db_nb.plugins.vector import METRICS
 
         names = sorted({f.resource for f in self.plugin.fields()})
-        self.resource_box = w.Dropdown(options=names, value=self.resource, description="resource")
-        self.field_box = w.Dropdown(options=self._field_options(), value=self.field, description="field")
-        self.k_box = w.BoundedIntText(value=self.k, min=1, max=100, description="k")
-        self.metric_box = w.Dropdown(options=list(METRICS), value=self.metric, description="metric")
-        self.clusters_box = w.BoundedIntText(value=self.clusters, min=0, max=20, description="clusters")
-        self._query_box = w.Text(value=self.query_id or "", placeholder="record id (blank: first)", description="query")
-        self.search_button = w.Button(description="Search", icon="search")
+
+        def fit(basis: str) -> dict[str, Any]:
+            # no fixed widths: each control starts at ``basis`` and the toolbar wraps them
+            return {"layout": w.Layout(flex=f"0 1 {basis}", width="auto", max_width="100%"), "style": {"description_width": "initial"}}
+
+        self.resource_box = w.Dropdown(options=names, value=self.resource, description="resource", **fit("12em"))
+        self.field_box = w.Dropdown(options=self._field_options(), value=self.field, description="field", **fit("12em"))
+        self.k_box = w.BoundedIntText(value=self.k, min=1, max=100, description="k", **fit("6em"))
+        self.metric_box = w.Dropdown(options=list(METRICS), value=self.metric, description="metric", **fit("11em"))
+        self.clusters_box = w.BoundedIntText(value=self.clusters, min=0, max=20, description="clusters", **fit("8em"))
+        self._query_box = w.Text(value=self.query_id or "", placeholder="record id (blank: first)", description="query", **fit("16em"))
+        self.search_button = w.Button(description="Search", icon="search", layout=w.Layout(width="auto"))
 
         def on_resource(change: dict[str, Any]) -> None:
             self.resource = change["new"]

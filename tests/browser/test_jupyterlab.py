@@ -2,12 +2,15 @@
 
 Opens the quickstart notebook, runs every cell, and checks that the plugin dashboard widget
 rendered and reacts to a click; runs the SQL tutorial to check ``%load_ext s3db_nb`` and
-``%%s3db sql`` in a real front end. A screenshot is saved under ``build/browser/`` (CI keeps it).
-Skipped when chromium or playwright is missing, unless ``S3DB_REQUIRE_BROWSER=1`` (CI sets it).
+``%%s3db sql`` in a real front end; runs a notebook drawing every plugin's dashboard
+(``dashboards.py``) in a narrow window, saves one screenshot per dashboard and checks that each
+one's controls stay within the output's width. Screenshots go to ``build/browser/`` (CI keeps
+them). Skipped when chromium or playwright is missing, unless ``S3DB_REQUIRE_BROWSER=1`` (CI sets it).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import re
@@ -23,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dashboards  # noqa: E402 - the notebook of every dashboard, beside this file
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "browser"
@@ -165,15 +171,15 @@ def _run_all_cells(page, url: str, token: str, notebook: str):
 
 
 @contextlib.contextmanager
-def _page(screenshot: str) -> Iterator[Any]:
-    """A chromium page; a full-page screenshot goes to ``build/browser/<screenshot>`` at the end,
-    whether the test passed or not."""
+def _page(screenshot: str, width: int = 1400, height: int = 1000) -> Iterator[Any]:
+    """A chromium page of ``width`` × ``height`` pixels; a full-page screenshot goes to
+    ``build/browser/<screenshot>`` at the end, whether the test passed or not."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": width, "height": height})
         try:
             yield page
         finally:
@@ -213,3 +219,55 @@ def test_sql_magic_runs_in_jupyterlab(lab):
         outputs = page.locator(".jp-OutputArea-output")
         expect(outputs.filter(has_text="connected tutorial")).to_have_count(1)
         expect(outputs.filter(has_text=re.compile(r"country\s+orders\s+total"))).to_have_count(1)
+
+
+def test_dashboard_cells_render_headless():
+    """The dashboards notebook's cells, run in this process: each view renders without an error
+    (a broken cell fails here, not as a mystery in the browser)."""
+    namespace: dict[str, Any] = {}
+    exec(dashboards.SETUP, namespace)
+    try:
+        for name, source in dashboards.DASHBOARDS:
+            tree = ast.parse(source)
+            last = tree.body.pop()
+            assert isinstance(last, ast.Expr), f"the {name} cell must end with the view"
+            exec(compile(tree, f"<{name}>", "exec"), namespace)
+            view = eval(compile(ast.Expression(last.value), f"<{name}>", "eval"), namespace)
+            page = view.to_html()
+            views = getattr(view, "dashboards", {name: view})
+            assert "s3db-dash" in page and not [v.last_error for v in views.values() if v.last_error], name
+    finally:
+        exec(dashboards.TEARDOWN, namespace)
+
+
+def test_every_dashboard_renders_and_fits_the_output(lab):
+    from playwright.sync_api import expect
+
+    url, token, root = lab
+    dashboards.write(root / "dashboards.ipynb")
+    # narrow: with the file browser open the outputs are ~650 px wide, less than the controls in a row;
+    # tall: the notebook scrolls inside the page, so an output is photographed whole only if it fits
+    with _page("dashboards-jupyterlab.png", width=1100, height=2600) as page:
+        _run_all_cells(page, url, token, "dashboards.ipynb")
+        cells = page.locator(".jp-Notebook .jp-CodeCell")
+        overflow = {}
+        for index, (name, _) in enumerate(dashboards.DASHBOARDS, start=1):
+            output = cells.nth(index).locator(".jp-OutputArea-output").filter(has=page.locator(".s3db-dash")).last
+            expect(output.locator(".s3db-dash").first).to_be_visible(timeout=60_000)
+            output.scroll_into_view_if_needed()
+            output.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"))
+            errors = [text for text in output.locator(".s3db-error").all_inner_texts() if text.strip()]
+            assert not errors, f"{name}: {errors}"
+            edge = output.bounding_box()
+            right = edge["x"] + edge["width"] + 1
+            controls = output.locator(".widget-hbox").first.locator(":scope > *")
+            boxes = [controls.nth(i).bounding_box() for i in range(controls.count())]
+            past = [round(b["x"] + b["width"] - right) for b in boxes if b and b["x"] + b["width"] > right]
+            if past:
+                overflow[name] = past
+            if name == "vector":
+                assert len(boxes) == 8 and all(boxes), boxes  # Refresh + seven controls, all laid out
+                assert len({round(b["y"]) for b in boxes}) > 1, "the vector controls did not wrap onto a second row"
+                chart = output.locator("svg.s3db-chart").first.bounding_box()
+                assert chart["x"] + chart["width"] <= right
+        assert not overflow, f"controls past the output's right edge (px) per dashboard: {overflow}"
