@@ -37,22 +37,10 @@ _GUIDE = "001_e7a9f11c49042cc7.txt"  # the plugin guide with namespaces, plugin 
 
 #: (seed file, heading above the example, n-th ```javascript block under that heading, the unbuilt plugins it names)
 PENDING: list[tuple[str, str, int, tuple[str, ...]]] = [
-    (_GUIDE_21, "Basic Plugin Usage", 1, ("BackupPlugin",)),
-    (_GUIDE_21, "Plugin Quick Reference", 1, ("BackupPlugin", "EventualConsistencyPlugin", "QueueConsumerPlugin", "ReplicatorPlugin",
-                                              "S3QueuePlugin", "SchedulerPlugin", "StateMachinePlugin")),
-    (_GUIDE_21, "Production Stack", 1, ("BackupPlugin", "SchedulerPlugin")),
-    (_GUIDE_21, "Analytics Platform", 1, ("QueueConsumerPlugin", "ReplicatorPlugin")),
-    (_GUIDE_21, "E-commerce Workflow", 1, ("EventualConsistencyPlugin", "ReplicatorPlugin", "SchedulerPlugin", "StateMachinePlugin")),
-    (_GUIDE_21, "Development Environment", 1, ("BackupPlugin",)),
     (_GUIDE, "Automatic Namespace Detection", 1, ("ReconPlugin",)),
     (_GUIDE, "Common Use Cases", 3, ("ReconPlugin",)),
     (_GUIDE, "`warnNamespaceUsage(pluginName, currentNamespace, existingNamespaces)`", 1, ("ReconPlugin",)),
     (_GUIDE, "`detectAndWarnNamespaces(storage, pluginName, pluginPrefix, currentNamespace)`", 1, ("ReconPlugin",)),
-    (_GUIDE, "Basic Plugin Usage", 1, ("BackupPlugin",)),
-    (_GUIDE, "Production Stack", 1, ("BackupPlugin", "SchedulerPlugin")),
-    (_GUIDE, "Analytics Platform", 1, ("QueueConsumerPlugin", "ReplicatorPlugin")),
-    (_GUIDE, "E-commerce Workflow", 1, ("EventualConsistencyPlugin", "ReplicatorPlugin", "SchedulerPlugin", "StateMachinePlugin")),
-    (_GUIDE, "Development Environment", 1, ("BackupPlugin",)),
 ]  # fmt: skip
 
 
