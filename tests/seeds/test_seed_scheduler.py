@@ -2,7 +2,7 @@
 → ``X(...)``, ``await`` dropped, ``async (db) => {...}`` → ``async def action(db): ...``).
 
 The Scheduler halves of "Production Stack" and "E-commerce Workflow" (the same in both guides);
-the other plugins of those examples are still pending in ``test_seed_pending.py``.
+the whole examples, every plugin they name, are ported in ``test_seed_combinations.py``.
 """
 
 from __future__ import annotations
