@@ -30,6 +30,7 @@ from .errors import (
     MissingDependencyError,
     NotFoundError,
     PluginError,
+    ReadOnlyError,
     S3DBError,
     S3DBWarning,
     SchemaError,
@@ -37,6 +38,7 @@ from .errors import (
     UndecryptableSecretWarning,
     ValidationError,
 )
+from .encoding import UndecryptableSecret
 from .plugin import Plugin
 from .plugin_storage import PluginStorage
 from .record import Content, Page, Record
@@ -139,6 +141,8 @@ __all__ = [
     "S3DBWarning",
     "ListenerWarning",
     "UndecryptableSecretWarning",
+    "ReadOnlyError",
+    "UndecryptableSecret",
     "Plugin",
     "PluginStorage",
     "plugin_dependency_report",

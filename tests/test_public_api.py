@@ -34,6 +34,8 @@ PUBLIC = {
     "S3DBWarning",
     "ListenerWarning",
     "UndecryptableSecretWarning",
+    "ReadOnlyError",
+    "UndecryptableSecret",
     "Plugin",
     "PluginStorage",
     "plugin_dependency_report",
