@@ -21,6 +21,7 @@ from typing import Any
 from . import frames, sql  # noqa: E402, F401, I001
 from .connection import DEFAULT_URL, ConnectionConfig, make_client, parse_url
 from .database import Database
+from .encoding import UndecryptableSecret
 from .errors import (
     ConflictError,
     ConnectionStringError,
@@ -38,7 +39,6 @@ from .errors import (
     UndecryptableSecretWarning,
     ValidationError,
 )
-from .encoding import UndecryptableSecret
 from .plugin import Plugin
 from .plugin_storage import PluginStorage
 from .record import Content, Page, Record
