@@ -4,10 +4,8 @@ Each model names a resource, its features and a target; ``train`` reads the reco
 ``to_pandas``), fits a scikit-learn pipeline on a training split, measures it on the held-out
 rows and stores it as a new version::
 
-    db.use_plugin(MLPlugin(models={"price": {"type": "regression", "resource": "houses",
-                                             "features": ["area", "rooms"], "target": "price"}}))
-    db.ml.train("price")                      # version 1, with its metrics
-    db.ml.predict("price", {"area": 80, "rooms": 3})
+    db.use_plugin(MLPlugin(models={"price": {"type": "regression", "resource": "houses", "features": ["area", "rooms"], "target": "price"}}))
+    db.ml.train("price"); db.ml.predict("price", {"area": 80, "rooms": 3})  # version 1, then a prediction
     db.ml.list_model_versions("price"); db.ml.rollback("price", 1)
     houses.ml.learn("price")                  # problem type and features picked from the data
 
@@ -472,8 +470,10 @@ class MLPlugin(Plugin):
             )
         resource = db.resource(spec.resource)
         if spec.partition:
-            return resource.to_pandas(partition=spec.partition["name"], partition_values=spec.partition.get("values") or {}, progress=False)
-        return resource.to_pandas(progress=False)
+            return resource.to_pandas(
+                partition=spec.partition["name"], partition_values=spec.partition.get("values") or {}, progress=False, json="string"
+            )
+        return resource.to_pandas(progress=False, json="string")
 
     def _check_columns(self, spec: ModelSpec, df: pd.DataFrame, *, with_target: bool) -> None:
         needed = [*spec.features, *([spec.target] if with_target else [])]
@@ -1089,7 +1089,7 @@ class MLPlugin(Plugin):
     def learn(self, resource: Resource | str, target: str, *, name: str | None = None, **options: Any) -> dict[str, Any]:
         """Define a model for ``target`` from the data itself and train it (see ``ResourceML.learn``)."""
         res = self.resource(resource)
-        df = res.to_pandas(progress=False)
+        df = res.to_pandas(progress=False, json="string")
         if target not in df.columns:
             raise ModelInputError(
                 f"learn: resource {res.name!r} has no field {target!r}; fields: {', '.join(c for c in df.columns if c != 'id')}"

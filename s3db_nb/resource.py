@@ -62,6 +62,12 @@ def _deep_merge(base: Mapping[str, Any], changes: Mapping[str, Any], schema: Sch
     return out
 
 
+def merge_changes(base: Mapping[str, Any], changes: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
+    """What ``Resource.update`` validates and stores: ``changes`` merged into ``base`` (nested
+    objects field by field, ``"a.b"`` keys as paths); bulk updates check rows with it first."""
+    return _deep_merge(base, changes, schema)
+
+
 class Resource:
     """A named collection of records. Create one with ``db.create_resource(...)``."""
 
@@ -314,6 +320,16 @@ class Resource:
         """Insert a frame (pandas, polars, an Arrow table or stream, a DuckDB relation: anything with
         ``__arrow_c_stream__``); every row validated first. Returns the rejected rows."""
         return extensions.function("insert_frame")(self, df_or_table, id_column=id_column, progress=progress, on_error=on_error)
+
+    def upsert_frame(self, df_or_table: Any, id_column: str | None = None, progress: Any = None, on_error: str = "raise") -> pd.DataFrame:
+        """Insert the frame's new ids and replace the records whose id exists (as ``replace``);
+        every row checked first, as ``insert_frame``. Returns the rejected rows."""
+        return extensions.function("upsert_frame")(self, df_or_table, id_column=id_column, progress=progress, on_error=on_error)
+
+    def update_frame(self, df_or_table: Any, id_column: str | None = None, progress: Any = None, on_error: str = "raise") -> pd.DataFrame:
+        """Merge each row into the record with its id (as ``update``; empty cells leave fields as
+        they are); an id no record has is rejected. Every row checked first. Returns the rejected rows."""
+        return extensions.function("update_frame")(self, df_or_table, id_column=id_column, progress=progress, on_error=on_error)
 
     def to_parquet(self, path: str, partition_by: list[str] | None = None, **kw: Any) -> dict[str, Any]:
         """Write the records as Parquet (a file, or a Hive-partitioned folder); returns the manifest."""

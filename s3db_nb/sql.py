@@ -1,8 +1,9 @@
 """DuckDB SQL over resources, and exports to Parquet / JSON Lines / CSV.
 
 One DuckDB 2.x connection per Database (``SET enable_progress_bar=false``). A query sees every
-resource as a table under its name. On file:// and S3 the table comes from the resource's
-columnar snapshot (``s3db_nb.snapshots``): the first query creates it, every later one refreshes
+resource as a table under its name, JSON fields as a STRUCT where their values have one shape, else
+as JSON (``frames.json_columns``). On file:// and S3 the table comes from the resource's columnar
+snapshot (``s3db_nb.snapshots``): the first query creates it, every later one refreshes
 it first (one listing, then only the new and changed records are read), so each answer is exact
 when the query runs, whoever wrote. ``db.sql(q, snapshot=False)`` reads without it. Elsewhere
 (memory://, resources with get hooks, ``snapshot=False``) a resource is read into Arrow on first
@@ -279,9 +280,9 @@ class SQLEngine:
         return pushed, secrets
 
     def _serve(self, name: str, table: Any) -> None:
-        """Register ``table`` as ``name`` unless it already is (DuckDB scans it in place)."""
+        """Register resource ``name``'s ``table`` (JSON fields structured) unless it already is (DuckDB scans it in place)."""
         if self._served.get(name) is not table:
-            self.con.register(name, table)
+            self.con.register(name, frames.json_columns.structure_table(self.db.resource(name), table))
             self._served[name] = table
 
     def _register_resource(
@@ -611,7 +612,7 @@ def write_table(
         for i in range(1, len(keys) + 1):
             if i == len(keys) or keys[i] != keys[start]:
                 folder = "/".join(_hive_segment(c, v) for c, v in zip(partition_by, keys[start]))
-                groups.append((f"{folder}/{name}", table.slice(start, i - start).drop_columns(partition_by)))
+                groups.append((f"{folder}/{name}", frames.hive.file_rows(table.slice(start, i - start), partition_by)))
                 start = i
     else:
         groups = [(name, table)]
@@ -883,8 +884,7 @@ class _ExportJob:
         probe = frames.iter_batches(resource, batch_size, secrets=secrets, snapshot=False)  # the schema; nothing is read
         self.schema = probe.schema
         probe.close()
-        top = {path for path in self.partition_by if "." not in path}
-        self.file_schema = pa.schema([f for f in self.schema if f.name not in top])
+        self.file_schema = frames.hive.file_schema(self.schema, self.partition_by)  # partition fields live in folder names
         if fmt == "csv":  # CSV cannot hold nested values: structs and lists become JSON text
             self.file_schema = pa.schema([f.with_type(pa.string()) if pa.types.is_nested(f.type) else f for f in self.file_schema])
 
@@ -1016,7 +1016,6 @@ class _ExportJob:
         """Stream ``reader`` into files named ``<stem>.<ext>`` (``{i}``: 0, then 1, ... when a folder's
         file had to be closed early) in their Hive folders; returns their manifest entries (``ids``
         filled when ``want_ids``)."""
-        top = {path for path in self.partition_by if "." not in path}
         open_sinks: OrderedDict[str, _FileSink] = OrderedDict()
         done: list[_FileSink] = []
         counters: dict[str, int] = {}
@@ -1040,7 +1039,7 @@ class _ExportJob:
                 sink_for("")  # an empty resource still gets its (empty) file
             for batch in reader:
                 folders = _folders(batch, self.partition_by) if self.partition_by else None
-                columns = [batch.column(i) for i, f in enumerate(batch.schema) if f.name not in top]
+                columns = frames.hive.file_rows(batch, self.partition_by).columns
                 if self.fmt == "csv":
                     columns = [_json_texts(c) if pa.types.is_nested(c.type) else c for c in columns]
                 rows = pa.RecordBatch.from_arrays(columns, schema=self.file_schema)
@@ -1070,7 +1069,7 @@ class _ExportJob:
                     for batch in pq.ParquetFile(stream).iter_batches(batch_size=self.batch_size):
                         kept = batch.filter(pc.invert(pc.is_in(batch.column("id"), value_set=dropped)))
                         if kept.num_rows:
-                            sink.add(kept.cast(self.file_schema), want_ids=True)
+                            sink.add(frames.hive.file_rows(kept, self.partition_by).cast(self.file_schema), want_ids=True)
             else:  # jsonl: the kept lines are copied as they are
                 for line in _lines(self.fs, source):
                     record_id = json.loads(line).get("id")

@@ -24,6 +24,8 @@ class Extensions:
     to_pandas: Callable[..., Any] | None = None  # (resource, **kw)
     iter_batches: Callable[..., Any] | None = None  # (resource, batch_size, **kw)
     insert_frame: Callable[..., Any] | None = None  # (resource, data, id_column=, progress=, on_error=)
+    upsert_frame: Callable[..., Any] | None = None  # (resource, data, id_column=, progress=, on_error=)
+    update_frame: Callable[..., Any] | None = None  # (resource, data, id_column=, progress=, on_error=)
     to_parquet: Callable[..., Any] | None = None  # (resource, path, partition_by=, **kw)
     create_resource_from_frame: Callable[..., Any] | None = None  # (db, name, data, **kw)
     sql: Callable[..., Any] | None = None  # (db, query, **tables)

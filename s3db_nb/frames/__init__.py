@@ -1,11 +1,13 @@
 """Resources as Arrow tables and pandas DataFrames, and DataFrames as resources.
 
 Arrow is the primitive: ``to_arrow`` builds a typed table from the schema (the table below),
-``to_pandas`` converts it (``dtype_backend=`` as in pandas), ``iter_batches`` streams it (and
+``to_pandas`` converts it (integer columns as nullable ``Int64``, JSON fields as dicts and lists,
+``dtype_backend=`` as in pandas), ``iter_batches`` streams it (and
 ``Resource.__arrow_c_stream__`` hands that stream to polars, DuckDB, ``pa.table``).
 ``insert_frame`` goes the other way, from any frame or Arrow stream: every row is validated
 first, bad rows are reported together, then the good rows are written in parallel on the
-database's bounded pool.
+database's bounded pool. ``upsert_frame`` (new ids inserted, existing records replaced) and
+``update_frame`` (rows merged into existing records) write edited frames back the same way.
 
 Schema type → Arrow type (``ARROW_TYPES`` documents the same table in code):
 
@@ -27,8 +29,11 @@ array|items:boolean                                    list<bool>
 embedding:N                                            fixed_size_list<float32, N>
 geo:point                                              struct<lat: float64, lon: float64>
 nested object                                          struct<…> (children mapped the same way)
-json, any, object, secretAny, untyped array            string (JSON text); ``json="struct"``
-                                                       infers a nested Arrow type instead
+json, any, object, secretAny, untyped array            string (JSON text); ``json="auto"``: a
+                                                       struct when the values have one shape,
+                                                       else ``arrow.json`` (what ``db.sql``
+                                                       sees); ``json="struct"``: the nested type
+                                                       pyarrow infers
 buffer, bits                                           binary
 =====================================================  ========================================
 
@@ -43,8 +48,10 @@ fields; the read goes on, the column keeps its type, and ``get(id)`` returns the
 
 The package, by subject: ``arrow_types`` (the table above, column building), ``read``
 (``to_arrow``, ``to_pandas``, ``iter_batches``), ``rows`` (frames as records), ``write``
-(``insert_frame`` and the bulk validated writes), ``columnar`` (a frame of plain columns
-encoded a column at a time), ``infer`` (attribute definitions from a frame). Importing it
+(``insert_frame`` and the bulk validated writes), ``write_back`` (``upsert_frame``,
+``update_frame``), ``columnar`` (a frame of plain columns encoded a column at a time), ``infer``
+(attribute definitions from a frame), ``json_columns`` (JSON text as structs, JSON or Python
+values), ``hive`` (partition fields kept once in exported folders). Importing it
 registers the bulk functions behind ``Resource.to_arrow`` & co. (``engine.extensions``).
 """
 
@@ -53,7 +60,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine import extensions
-from . import columnar
+from . import columnar, hive, json_columns
 from .arrow_types import ARROW_TYPES, EXTRA_COLUMN, TIMESTAMP, arrow_leaf, arrow_schema, decimal_scale, plan_columns
 from .infer import INFERRED_TYPES, create_resource_from_frame, infer_attributes, infer_definition
 from .read import (
@@ -62,6 +69,7 @@ from .read import (
     UnreadableValueWarning,
     iter_batches,
     iter_record_chunks,
+    nullable_integers,
     table_to_pandas,
     to_arrow,
     to_pandas,
@@ -69,6 +77,7 @@ from .read import (
 )  # fmt: skip
 from .rows import EncodedRow, as_table, plain_types
 from .write import encode_validated, insert_frame, validate_rows, write_encoded, write_validated
+from .write_back import update_frame, upsert_frame
 
 
 def to_dask(resource: Any, **kw: Any) -> Any:
@@ -81,7 +90,8 @@ def to_dask(resource: Any, **kw: Any) -> Any:
 
 extensions.register(
     to_arrow=to_arrow, to_pandas=to_pandas, iter_batches=iter_batches, insert_frame=insert_frame,
-    create_resource_from_frame=create_resource_from_frame, to_dask=to_dask,
+    create_resource_from_frame=create_resource_from_frame, to_dask=to_dask, upsert_frame=upsert_frame,
+    update_frame=update_frame,
 )  # fmt: skip
 
 __all__ = [
@@ -89,5 +99,6 @@ __all__ = [
     "plan_columns", "to_arrow", "to_pandas", "iter_batches", "insert_frame", "infer_attributes", "infer_definition",
     "create_resource_from_frame", "iter_record_chunks", "validate_rows", "encode_validated", "write_encoded",
     "write_validated", "StoredRow", "EncodedRow", "UnreadableValueWarning", "columnar", "DTYPE_BACKENDS", "table_to_pandas",
-    "types_mapper", "as_table", "plain_types", "to_dask",
+    "types_mapper", "as_table", "plain_types", "to_dask", "upsert_frame", "update_frame", "hive", "json_columns",
+    "nullable_integers",
 ]  # fmt: skip

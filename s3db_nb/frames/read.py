@@ -24,6 +24,7 @@ from ..progress import ProgressArg, make_progress
 from ..resource import matches
 from ..schema import Attribute, decode_value
 from .arrow_types import EXTRA_COLUMN, TIMESTAMP, Leaf, Node, build_column, json_text, plan_columns, schema_of
+from .json_columns import PANDAS_JSON, parse_frame, structure_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -332,7 +333,17 @@ def to_arrow(
     """The resource as a typed Arrow table (1 LIST per 1 000 ids + 1 GET per record).
 
     With a snapshot (``s3db_nb.snapshots``) the records come from it, refreshed first (1 LIST +
-    1 GET per changed record); ``snapshot=True`` creates one, ``snapshot=False`` bypasses it."""
+    1 GET per changed record); ``snapshot=True`` creates one, ``snapshot=False`` bypasses it.
+    ``json``: JSON fields as their text (``"string"``, the default), as ``db.sql`` sees them
+    (``"auto"``: a struct when the values have one shape, else ``arrow.json`` text; see
+    ``frames.json_columns``), or as whatever nested type pyarrow infers (``"struct"``)."""
+    if json not in ("string", "struct", "auto"):
+        raise InvalidArgumentError(f"json must be 'string', 'struct' or 'auto', got {json!r}")
+    if json == "auto":  # the text (from the snapshot when there is one), then structured
+        table = to_arrow(
+            resource, columns, where, partition, limit, progress, secrets, partition_values=partition_values, snapshot=snapshot
+        )
+        return structure_table(resource, table)
     served = _from_snapshot(
         resource, snapshot, columns=columns, where=where, partition=partition, partition_values=partition_values, json=json, secrets=secrets
     )
@@ -372,15 +383,31 @@ def to_arrow(
 def to_pandas(resource: Resource, **kwargs: Any) -> pd.DataFrame:
     """``to_arrow(...)`` then ``Table.to_pandas``; keywords of either are accepted.
 
-    ``dtype_backend`` as in pandas: ``"numpy_nullable"`` (nullable ``Int64``, ``boolean``,
-    ``Float64``, ``string``: an integer column with nulls stays integer) or ``"pyarrow"``
-    (``pd.ArrowDtype`` everywhere: nested data, decimals and nullable ints lossless)."""
+    By default integer columns are pandas' nullable ``Int64`` (a missing value is ``pd.NA``, the
+    others stay integers) and JSON fields hold dicts and lists (``json="objects"``; ``"string"``,
+    ``"struct"``, ``"auto"`` as in ``to_arrow``). ``dtype_backend`` as in pandas:
+    ``"numpy_nullable"`` (nullable ``Int64``, ``boolean``, ``Float64``, ``string``) or
+    ``"pyarrow"`` (``pd.ArrowDtype`` everywhere: nested data, decimals and nullable ints lossless)."""
     own = {
         k: kwargs.pop(k)
         for k in ("columns", "where", "partition", "limit", "progress", "secrets", "partition_values", "json", "snapshot")
         if k in kwargs
     }
-    return table_to_pandas(to_arrow(resource, **own), **kwargs)
+    mode = own.pop("json", "objects")
+    if mode not in PANDAS_JSON:
+        raise InvalidArgumentError(f"json must be 'objects' (dicts and lists, the default), 'string', 'struct' or 'auto', got {mode!r}")
+    table = to_arrow(resource, json="string" if mode == "objects" else mode, **own)
+    if kwargs.get("dtype_backend") is None and "types_mapper" not in kwargs:
+        kwargs.pop("dtype_backend", None)
+        kwargs["types_mapper"] = nullable_integers
+    frame = table_to_pandas(table, **kwargs)
+    return parse_frame(resource, table, frame) if mode == "objects" else frame
+
+
+def nullable_integers(kind: pa.DataType) -> Any:
+    """``to_pandas``'s default ``types_mapper``: integers as pandas' nullable ``Int64`` & co. (numpy
+    would make a column with one null float64), everything else as pandas converts it."""
+    return types_mapper("numpy_nullable")(kind) if pa.types.is_integer(kind) else None
 
 
 #: the ``dtype_backend`` values pandas accepts (``pd.read_parquet`` & co.)

@@ -25,6 +25,7 @@ from ..errors import ConflictError, InvalidArgumentError, MetadataLimitError, S3
 from ..progress import ProgressArg, make_progress
 from . import columnar
 from .arrow_types import EXTRA_COLUMN
+from .json_columns import texts_for_json_fields
 from .rows import EncodedRow, as_table, from_json_text, is_na, row_converters, strip_nulls
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ def frame_rows(resource: Resource, table: pa.Table, id_column: str | None) -> li
             if isinstance(value, decimal.Decimal):
                 value = float(value)
             fn = converters.get(key)
-            record[key] = strip_nulls(fn(value) if fn else value)
+            # nulls of a struct are absent fields; inside JSON text they are data
+            record[key] = fn(value) if fn is from_json_text and isinstance(value, str) else strip_nulls(fn(value) if fn else value)
         out.append(record)
     return out
 
@@ -86,11 +88,9 @@ def insert_frame(
     the rejects come back as a DataFrame (the frame's columns plus ``_row`` and ``_error``).
     Returns the rejects (empty when every row was written).
     """
-    import pandas as pd
-
     if on_error not in ("raise", "skip"):
         raise InvalidArgumentError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    table = as_table(data)
+    table = as_table(texts_for_json_fields(resource, data))  # dicts of JSON fields stored as given
     fast = _bulk_fast(resource)
     # rows become Python dicts one slice at a time, so only the validated (or encoded) records
     # of the whole frame are alive together (checking every row before any write is the
@@ -107,7 +107,7 @@ def insert_frame(
             encoded.extend(done)
             rejected.update(bad)
             for index, exc in failed.items():
-                rejected[index] = [_failure_entry(exc, None)]
+                rejected[index] = [failure_entry(exc, None)]
             continue
         rows = frame_rows(resource, table.slice(start, VALIDATION_SLICE), id_column)
         valid, bad = validate_rows(resource, rows, numbers=range(start, start + len(rows)), seen_ids=seen)
@@ -117,7 +117,7 @@ def insert_frame(
             done, failed = encode_validated(resource, valid)
             encoded.extend(done)
             for index, exc in failed.items():
-                rejected[index] = [_failure_entry(exc, None)]
+                rejected[index] = [failure_entry(exc, None)]
         else:
             unique.extend(valid)
     if rejected and on_error == "raise":
@@ -131,10 +131,18 @@ def insert_frame(
         failures = write_validated(resource, unique, progress=progress)
         ids = {index: record_id for index, record_id, _ in unique} if failures else {}
     for index, exc in failures.items():
-        rejected[index] = [_failure_entry(exc, ids.get(index))]
+        rejected[index] = [failure_entry(exc, ids.get(index))]
     if failures and on_error == "raise":
         first = next(iter(failures.values()))
         raise first
+    return rejects_frame(table, rejected)
+
+
+def rejects_frame(table: pa.Table, rejected: Mapping[int, list[dict[str, Any]]]) -> pd.DataFrame:
+    """The rejected rows of ``table`` as the bulk writes return them: its columns plus ``_row``
+    (position in the frame) and ``_error`` (every failure of the row); empty when none was."""
+    import pandas as pd
+
     if not rejected:
         frame = table.slice(0, 0).to_pandas()
         frame["_row"] = pd.Series(dtype="int64")
@@ -147,7 +155,7 @@ def insert_frame(
     return frame
 
 
-def _failure_entry(exc: BaseException, record_id: str | None) -> dict[str, Any]:
+def failure_entry(exc: BaseException, record_id: str | None) -> dict[str, Any]:
     """A reject entry for a row that failed after validation (encoding or writing)."""
     if isinstance(exc, MetadataLimitError):
         return {"field": "<record>", "rule": "metadata-limit", "message": str(exc), "value": None}
@@ -251,10 +259,10 @@ def write_encoded(resource: Resource, rows: list[EncodedRow], *, progress: Progr
                     resource.engine.refs.release(row.record_id, row.record)
         return list(failed.items())
 
-    return _write_batches(resource, rows, chunk, write, progress)
+    return write_batches(resource, rows, chunk, write, progress)
 
 
-def _write_batches(
+def write_batches(
     resource: Resource, items: list[Any], chunk: int, write: Callable[[list[Any]], list[tuple[int, BaseException]]], progress: ProgressArg
 ) -> dict[int, BaseException]:
     """Run ``write`` over ``items`` in batches of ``chunk`` on the bounded pool, advancing one
@@ -302,4 +310,4 @@ def write_validated(
                 failed.append((index, exc))
         return failed
 
-    return _write_batches(resource, items, chunk, write, progress)
+    return write_batches(resource, items, chunk, write, progress)
