@@ -40,7 +40,7 @@ LOG_LEVELS = {
     "error": logging.ERROR,
     "silent": logging.CRITICAL + 1,
 }
-SHARED_OPTIONS = {"log_level": "info", "namespace": None, "slug": None}
+SHARED_OPTIONS = {"log_level": "info", "namespace": None, "slug": None, "verbose": False}
 SKIP_DEP_CHECK_ENV = "S3DB_SKIP_PLUGIN_DEP_CHECK"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -225,8 +225,9 @@ class Plugin(EventEmitter):
     ...     def on_install(self):
     ...         self.add_resource_method("users", "greet", lambda: self.options["greeting"])
 
-    Shared options: ``log_level`` (debug/info/warning/error/silent), ``namespace`` (run several
-    instances side by side with isolated data) and ``slug`` (the storage folder).
+    Shared options: ``log_level`` (debug/info/warning/error/silent; s3db.js's ``verbose=True`` is
+    ``"debug"``), ``namespace`` (run several instances side by side with isolated data) and
+    ``slug`` (the storage folder).
     """
 
     #: option name → default; when a class declares any, other keywords are rejected at construction
@@ -253,6 +254,8 @@ class Plugin(EventEmitter):
             _reject_unknown_options(cls, options)
         self.options: dict[str, Any] = {**SHARED_OPTIONS, **copy.deepcopy(cls.defaults), **options}
         level = self.options["log_level"]
+        if self.options["verbose"] and "log_level" not in options:  # s3db.js's ``verbose: true``
+            level = "debug"
         if level is True or level is False:
             level = "debug" if level else "silent"
         if level not in LOG_LEVELS:

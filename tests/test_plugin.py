@@ -137,7 +137,7 @@ def test_build_your_own_plugin(db):
 def test_unknown_options_are_named_with_the_valid_ones_and_a_suggestion():
     with pytest.raises(
         PluginError,
-        match=r"unknown option\(s\) 'resourse' \(did you mean 'resource'\?\); valid options: enabled, log_level, namespace, resource, slug\. A plugin declares its options as a class attribute: defaults =",
+        match=r"unknown option\(s\) 'resourse' \(did you mean 'resource'\?\); valid options: enabled, log_level, namespace, resource, slug, verbose\. A plugin declares its options as a class attribute: defaults =",
     ):
         VisitCounterPlugin(resourse="users")
 
@@ -151,6 +151,12 @@ def test_shared_options_are_validated():
         Recorder(namespace="invalid space")
     plugin = Recorder(log_level="debug", namespace="valid-name", slug="rec")
     assert (plugin.namespace, plugin.slug, plugin.options["log_level"]) == ("valid-name", "rec", "debug")
+
+
+def test_verbose_true_is_s3db_js_for_debug_logging_unless_log_level_says_otherwise():
+    assert Recorder(verbose=True).options["log_level"] == "debug"
+    assert Recorder(verbose=True, log_level="warning").options["log_level"] == "warning"
+    assert Recorder(verbose=False).options["log_level"] == "info"
 
 
 def test_slugs_and_registry_names_follow_s3db_js():

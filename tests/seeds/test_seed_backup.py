@@ -97,3 +97,10 @@ def test_development_environment_backs_up_locally_measures_prices_and_searches(d
     (listed,) = db.backup.list_backups(status="completed")
     assert listed["id"] == taken["id"] and (in_tmp / "dev-backups" / listed["createdAt"][:10] / f"{taken['id']}.tar").is_file()
     assert db.client.costs["total"] > 0
+
+
+def test_the_older_guides_verbose_true_means_debug_logging():
+    """000 writes the Development stack's Metrics and FullText with ``verbose: true``."""
+    metrics = MetricsPlugin(verbose=True, collect_performance=True)
+    fulltext = FullTextPlugin(fields=["title", "content"], verbose=True)
+    assert metrics.options["log_level"] == fulltext.options["log_level"] == "debug"
