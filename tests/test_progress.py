@@ -48,3 +48,15 @@ def test_a_real_read_reports_through_the_bar(tmp_path, capsys):
     users.to_pandas(progress=True)
     err = capsys.readouterr().err
     assert "30/30" in err and "100%" in err
+
+
+def test_insert_frame_reports_its_checking_phase_while_it_runs():
+    import pandas as pd
+
+    db = s3db_nb.connect("memory://progress-frames")
+    users = db.create_resource("users", attributes={"name": "string", "n": "number"})
+    seen: list[tuple[int, int | None, str]] = []
+    users.insert_frame(pd.DataFrame({"name": ["x"] * 25_000, "n": range(25_000)}), progress=lambda *step: seen.append(step))
+    checking = [done for done, _, desc in seen if desc == "checking users"]
+    assert checking[:3] == [10_000, 20_000, 25_000]  # one step per slice, during the work
+    assert [done for done, _, desc in seen if desc == "writing users"][-1] == 25_000

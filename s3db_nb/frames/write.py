@@ -101,25 +101,11 @@ def insert_frame(
     seen: dict[str, int] = {}
     # a frame of plain columns is validated and encoded a column at a time (columnar)
     by_column = columnar.plan(resource, table, id_column) if fast else None
-    for start in range(0, table.num_rows, VALIDATION_SLICE):
-        if by_column is not None:
-            done, bad, failed = by_column.encode(table.slice(start, VALIDATION_SLICE), start, seen)
-            encoded.extend(done)
-            rejected.update(bad)
-            for index, exc in failed.items():
-                rejected[index] = [failure_entry(exc, None)]
-            continue
-        rows = frame_rows(resource, table.slice(start, VALIDATION_SLICE), id_column)
-        valid, bad = validate_rows(resource, rows, numbers=range(start, start + len(rows)), seen_ids=seen)
-        del rows
-        rejected.update(bad)
-        if fast:
-            done, failed = encode_validated(resource, valid)
-            encoded.extend(done)
-            for index, exc in failed.items():
-                rejected[index] = [failure_entry(exc, None)]
-        else:
-            unique.extend(valid)
+    # the checking phase has a bar of its own: on a large frame it takes as long as the writes
+    with make_progress(progress, table.num_rows, f"checking {resource.name}") as checking:
+        for start in range(0, table.num_rows, VALIDATION_SLICE):
+            _check_slice(resource, table.slice(start, VALIDATION_SLICE), start, id_column, by_column, fast, seen, encoded, unique, rejected)
+            checking.update(min(VALIDATION_SLICE, table.num_rows - start))
     if rejected and on_error == "raise":
         errors = [{**e, "field": f"[{i}].{e['field']}"} for i in sorted(rejected) for e in rejected[i]]
         raise ValidationError(errors, resource.name)
@@ -223,6 +209,39 @@ def encode_validated(resource: Resource, items: Iterable[tuple[int, str, dict[st
             continue
         encoded.append(EncodedRow(index, record_id, record if keep else None, item, exceeded))
     return encoded, failed
+
+
+def _check_slice(
+    resource: Resource,
+    rows_table: pa.Table,
+    start: int,
+    id_column: str | None,
+    by_column: Any,
+    fast: bool,
+    seen: dict[str, int],
+    encoded: list[EncodedRow],
+    unique: list[tuple[int, str, dict[str, Any]]],
+    rejected: dict[int, list[dict[str, Any]]],
+) -> None:
+    """Validate (and, on the fast path, encode) one slice of ``insert_frame``'s rows."""
+    if by_column is not None:
+        done, bad, failed = by_column.encode(rows_table, start, seen)
+        encoded.extend(done)
+        rejected.update(bad)
+        for index, exc in failed.items():
+            rejected[index] = [failure_entry(exc, None)]
+        return
+    rows = frame_rows(resource, rows_table, id_column)
+    valid, bad = validate_rows(resource, rows, numbers=range(start, start + len(rows)), seen_ids=seen)
+    del rows
+    rejected.update(bad)
+    if fast:
+        done, failed = encode_validated(resource, valid)
+        encoded.extend(done)
+        for index, exc in failed.items():
+            rejected[index] = [failure_entry(exc, None)]
+    else:
+        unique.extend(valid)
 
 
 def write_encoded(resource: Resource, rows: list[EncodedRow], *, progress: ProgressArg = None) -> dict[int, BaseException]:
