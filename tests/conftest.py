@@ -459,3 +459,53 @@ def plugin_reconnect(plugin_backend: Backend) -> Iterator[Callable[..., Database
 def plugin_db(plugin_reconnect: Callable[..., Database]) -> Database:
     """A fresh, empty database on memory, file and the moto server."""
     return plugin_reconnect()
+
+
+# --------------------------------------------------------------------------------------
+# redis-server
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    host: str
+    port: int
+    url: str  # redis://127.0.0.1:<port>/0
+    process: subprocess.Popen = field(repr=False)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Debian's redis-server on 127.0.0.1 and a free port for the session (no persistence).
+    Skips when it is not installed, unless ``S3DB_REQUIRE_REDIS=1`` (then the test fails)."""
+    binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
+    if binary is None:
+        if os.environ.get("S3DB_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is not installed and S3DB_REQUIRE_REDIS=1 (apt-get install redis-server)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server; S3DB_REQUIRE_REDIS=1 makes this a failure)")
+    port = free_ports(1)[0]
+    folder = tmp_path_factory.mktemp("redis-server")
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # PING by hand: the fixture needs no redis-py
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(64).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start on port {port} (exit code {proc.poll()})")
+            time.sleep(0.05)
+        yield RedisServer("127.0.0.1", port, f"redis://127.0.0.1:{port}/0", proc)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -28,17 +28,19 @@ the next read in this process.
 Other processes: the ``memory`` and ``filesystem`` drivers live in (or next to) one process and
 only see that process's writes; a write by another kernel or a Node application stays invisible
 until the entry expires, so ``ttl`` bounds the staleness (``invalidate()`` drops entries by
-hand). The ``s3`` driver keeps entries in the bucket, shared by every process using this plugin
-on it, and each of them deletes what its writes affect (a read racing with another process's
-write may still store an old value: ``ttl`` bounds that too); ``multi`` combines them
-(``drivers=["memory", "s3"]``: a fast private tier over a shared one). Filesystem and s3 entries
-also outlive the process, so a new session may find entries older than writes it never saw.
+hand). The ``s3`` and ``redis`` drivers keep entries in the bucket / a Redis server, shared by
+every process using this plugin there, and each of them deletes what its writes affect (a read
+racing with another process's write may still store an old value: ``ttl`` bounds that too);
+``multi`` combines them (``drivers=["memory", "redis"]``: a fast private tier over a shared one).
+Filesystem, s3 and redis entries also outlive the process, so a new session may find entries
+older than writes it never saw.
 
 Drivers (``driver=``): ``memory`` (LRU or FIFO, ``max_size`` entries, ``max_bytes``), ``filesystem``
 (``directory``, atomic file writes, ``max_bytes`` with LRU/FIFO eviction, expired files swept
 every ``cleanup_interval``), ``s3`` (gzip JSON in PluginStorage under ``plugin=cache/cache/``),
-``multi`` (``drivers=[...]`` tiers, ``promote_on_hit``), or any ``CacheDriver`` instance. There is
-no ``redis`` driver: asking for one (or giving its settings) says what to use instead.
+``redis`` (``url`` or ``host``/``port``/``db``/``password``, ``key_prefix``; entries with Redis
+TTLs, invalidation by SCAN + UNLINK of prefixes; needs ``pip install 's3db-nb[redis]'``),
+``multi`` (``drivers=[...]`` tiers, ``promote_on_hit``), or any ``CacheDriver`` instance.
 
 Also: ``get_stats()`` (hits, misses, hit rate, stores, evictions, invalidations, entries and
 bytes, in total and per resource), ``warm(resource)``, ``invalidate(resource[, id])``,
@@ -56,10 +58,11 @@ from .drivers import DRIVER_NAMES, EVICTION_POLICIES, CacheDriver, Entry, Filesy
 from .memory import process_memory, total_memory
 from .partitions import PARTITION_STRATEGIES, PartitionUsage
 from .plugin import CACHED_METHODS, WRITE_METHODS, CachePlugin
+from .redis_driver import RedisCache
 from .values import PayloadCodec, SecretSealer, Uncacheable, dumps_value, loads_value
 
 __all__ = [
-    "CachePlugin", "CacheDriver", "Entry", "MemoryCache", "FilesystemCache", "S3Cache", "MultiTierCache",
+    "CachePlugin", "CacheDriver", "Entry", "MemoryCache", "FilesystemCache", "S3Cache", "RedisCache", "MultiTierCache",
     "CACHED_METHODS", "WRITE_METHODS", "DRIVER_NAMES", "EVICTION_POLICIES", "Uncacheable", "SecretSealer", "PayloadCodec",
     "dumps_value", "loads_value",
     "PARTITION_STRATEGIES", "PartitionUsage", "process_memory", "total_memory",

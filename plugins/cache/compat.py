@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 from s3db_nb.plugin_api import PluginError, resolve_duration
 
+from .redis_driver import REDIS_SETTINGS
+
 if TYPE_CHECKING:
     from .plugin import CachePlugin
 
@@ -37,21 +39,13 @@ DRIVER_SETTINGS = (
     "heap_usage_threshold",
     "monitor_interval",
     "eviction_policy",
+    *REDIS_SETTINGS,
 )
-#: s3db.js options that live in ``config`` too: filesystem cleanup, the usage file, the size limit, the codec
+#: s3db.js options that live in ``config`` too: filesystem cleanup, the usage file, the size limit, the codec, retries
 PLUGIN_SETTINGS = (
     "enable_cleanup", "cleanup_interval", "cleanup_interval_ms", "usage_stats_file", "max_cache_size", "serializer", "deserializer",
+    "retry_attempts", "retry_delay", "retry_delay_ms",
 )  # fmt: skip
-#: s3db.js's Redis driver settings (docs/plugins/cache/guides/configuration.md): recognised, so that
-#: giving one says what to use instead rather than "unknown option"
-REDIS_SETTINGS = (
-    "host", "port", "password", "db", "connect_timeout", "command_timeout", "retry_strategy", "redis_options",
-    "lazy_connect", "keep_alive", "keep_alive_initial_delay",
-)  # fmt: skip
-REDIS_UNAVAILABLE = (
-    "s3db_nb has no Redis cache driver; the drivers are memory, filesystem, s3 and multi (or a CacheDriver instance). "
-    "For a cache shared between processes use driver='s3' (entries in the bucket) or drivers=['memory', 's3']"
-)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
 #: read methods under their s3db.js names
@@ -77,8 +71,6 @@ def tier_from_destination(destination: Any) -> Any:
     tier: dict[str, Any] = {"driver": destination["driver"]}
     for key, value in (destination.get("config") or {}).items():
         name = CONFIG_ALIASES.get(snake(key), snake(key))
-        if name in REDIS_SETTINGS:
-            raise PluginError(redis_refusal(key))
         if name not in ("enable_stats", "create_directory"):
             tier[name] = parse_size(value, "max_cache_size") if name == "max_cache_size" else value
     if "max_cache_size" in tier:  # the s3db.js name of the tier's byte limit
@@ -90,8 +82,6 @@ def normalize_config(opts: dict[str, Any], config: Mapping[str, Any], allowed: t
     """Move s3db.js ``config={...}`` keys into ``opts`` (the plugin's own option names)."""
     for key, value in config.items():
         name = CONFIG_ALIASES.get(snake(key), snake(key))
-        if name in REDIS_SETTINGS:
-            raise PluginError(redis_refusal(key))
         if name not in allowed and name not in CONFIG_ACCEPTED:
             raise PluginError(f"CachePlugin: unknown config key {key!r}; use {', '.join((*allowed, *CONFIG_ACCEPTED))}")
         if name == "strategy" and value not in ("all", *_MULTI_STRATEGIES):
@@ -262,10 +252,3 @@ def normalize_housekeeping(opts: dict[str, Any]) -> None:
         raise PluginError(f"CachePlugin: usage_stats_file is a file name or path (or False: none), got {stats_file!r}")
     if stats_file and not (opts["track_usage"] and opts["partition_aware"]):
         raise PluginError("CachePlugin: usage_stats_file keeps the track_usage counts; it needs track_usage=True and partition_aware=True")
-
-
-def redis_refusal(setting: str | None = None) -> str:
-    """Why ``driver='redis'`` (or one of its settings) is refused, and what to use instead."""
-    if setting is None:
-        return f"CachePlugin: unknown driver 'redis': {REDIS_UNAVAILABLE}"
-    return f"CachePlugin: {setting!r} is a setting of s3db.js's Redis cache driver, but {REDIS_UNAVAILABLE}"

@@ -37,7 +37,7 @@ from .memory import MemoryProbe, check_fraction, process_memory
 
 Clock = Callable[[], float]
 EvictListener = Callable[[str, int], None]
-DRIVER_NAMES = ("memory", "filesystem", "s3", "multi")
+DRIVER_NAMES = ("memory", "filesystem", "s3", "redis", "multi")
 #: which entry a full memory or filesystem cache drops first: least recently read, or oldest stored
 EVICTION_POLICIES = ("lru", "fifo")
 

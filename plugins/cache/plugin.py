@@ -26,17 +26,16 @@ from .compat import (
     DRIVER_SETTINGS,
     METHOD_ALIASES,
     PLUGIN_SETTINGS,
-    REDIS_SETTINGS,
     ResourceCache,
     normalize_config,
     normalize_housekeeping,
     normalize_memory_and_retry,
     normalize_policies,
     normalize_ttl,
-    redis_refusal,
 )
 from .drivers import DRIVER_NAMES, CacheDriver, Entry, FilesystemCache, MemoryCache, MultiTierCache, S3Cache, resource_of
 from .partitions import PARTITION_STRATEGIES, PartitionUsage, temporal_path
+from .redis_driver import REDIS_DEFAULTS, REDIS_SETTINGS, build_redis_cache, default_key_prefix, normalize_redis_options
 from .values import PayloadCodec, SecretSealer, Uncacheable, dumps_value, loads_value
 
 # -- the plugin: keys, middleware, invalidation, stats ----------------------------------------
@@ -69,8 +68,8 @@ _TIER_SETTINGS = ("max_size", "max_bytes", "directory", "drivers", "promote_on_h
 #: read methods whose calls name a partition (and its values) by these parameters
 _PARTITION_PARAMS = {m: ("partition", "partition_values") for m in ("list", "list_ids", "count", "page", "query")}
 _PARTITION_PARAMS["get_from_partition"] = ("partition", "values")
-#: compression on unless said otherwise, per driver (s3db.js: memory off, filesystem and s3 on)
-_COMPRESS_BY_DEFAULT = {"memory": False, "filesystem": True, "s3": True}
+#: compression on unless said otherwise, per driver (s3db.js: memory off, filesystem, s3 and redis on)
+_COMPRESS_BY_DEFAULT = {"memory": False, "filesystem": True, "s3": True, "redis": True}
 #: the usage statistics file of a filesystem cache when ``usage_stats_file`` is not given (s3db.js's name)
 _USAGE_FILE = "partition-usage.json"
 _SAVE_USAGE_EVERY = 10  # reads of one partition value between saves of the usage file, as s3db.js
@@ -98,7 +97,7 @@ def _stable_json(value: Any) -> str:
 class CachePlugin(Plugin):
     """Read-through cache with write invalidation (see the module docstring).
 
-    Options: ``driver`` (``"memory"``, ``"filesystem"``, ``"s3"``, ``"multi"`` or a
+    Options: ``driver`` (``"memory"``, ``"filesystem"``, ``"s3"``, ``"redis"``, ``"multi"`` or a
     ``CacheDriver``), ``ttl`` (seconds, None = no expiry), ``max_size`` / ``max_bytes`` (memory),
     ``directory`` (filesystem), ``compress`` (s3), ``drivers`` + ``promote_on_hit`` (multi),
     ``config`` (driver options as a dict, s3db.js style: ``config={"max_size": 500}``),
@@ -144,8 +143,12 @@ class CachePlugin(Plugin):
     ``usage_stats_file`` (the ``track_usage`` counts saved every 10 reads of a value, on
     ``clear_partition_cache`` and on stop, reloaded at install; default ``partition-usage.json``
     in a filesystem cache's folder, none otherwise; a relative name is placed in that folder;
-    False: no file). ``driver="redis"`` and the Redis settings are refused: there is no Redis
-    driver.
+    False: no file).
+
+    Redis (``driver="redis"`` or a tier of ``drivers``; see ``redis_driver.py``): ``url`` or
+    ``host`` / ``port`` / ``db`` / ``username`` / ``password``, ``config["key_prefix"]`` (=
+    ``prefix``; default ``cache/<bucket>[/<db prefix>]/``), ``connect_timeout`` / ``command_timeout`` (s, or ``_ms``),
+    ``lazy_connect`` (False: a PING at install fails fast), ``redis_options``, ``client``.
     """
 
     defaults: ClassVar[dict[str, Any]] = {
@@ -187,6 +190,7 @@ class CachePlugin(Plugin):
         "clock": None,
         "eviction_policy": "lru", "max_cache_size": None, "serializer": None, "deserializer": None,
         "enable_cleanup": True, "cleanup_interval": 300, "cleanup_interval_ms": None, "usage_stats_file": None,
+        **REDIS_DEFAULTS,
     }  # fmt: skip
 
     def __init__(self, **options: Any) -> None:
@@ -235,6 +239,7 @@ class CachePlugin(Plugin):
         if opts["clock"] is not None and not callable(opts["clock"]):
             raise PluginError("CachePlugin: clock must be a callable returning seconds since the epoch (like time.time)")
         self.clock: Callable[[], float] = opts["clock"] or time.time
+        normalize_redis_options(opts)  # checked, secrets hidden, refused where no redis tier uses them
         self._check_driver_spec(opts["driver"], top=True)
         self.driver: CacheDriver | None = None
         self._counts: dict[str, dict[str, int]] = {}
@@ -270,8 +275,6 @@ class CachePlugin(Plugin):
         if isinstance(spec, CacheDriver):
             return
         name = spec.get("driver") if isinstance(spec, Mapping) else spec
-        if name == "redis" or (isinstance(spec, Mapping) and set(spec) & set(REDIS_SETTINGS)):
-            raise PluginError(redis_refusal(None if name == "redis" else sorted(set(spec) & set(REDIS_SETTINGS))[0]))
         given_bytes = spec.get("max_bytes") if isinstance(spec, Mapping) else self.options["max_bytes"] if top else None
         if name == "s3" and given_bytes is not None:
             raise PluginError(
@@ -334,6 +337,9 @@ class CachePlugin(Plugin):
             db = self._db()
             storage = PluginStorage(db.client, self.slug, namespace=self.namespace, clock=self.clock, pool=db.pool)
             return S3Cache(storage, clock=self.clock, folder=prefix or "cache", **packing)
+        if name == "redis":  # keys: <key_prefix>/<cache key>; by default one prefix per database and namespace
+            key_prefix = value("prefix") or default_key_prefix(self._db().config, self.namespace)
+            return build_redis_cache({k: value(k) for k in REDIS_SETTINGS}, key_prefix=key_prefix, clock=self.clock, **packing)
         tiers = [self._build_driver(t) for t in value("drivers")]
         return MultiTierCache(
             tiers,
@@ -389,6 +395,8 @@ class CachePlugin(Plugin):
 
     def on_stop(self) -> None:
         self.save_usage_stats()
+        if self.driver is not None:
+            self.driver.close()  # a redis tier drops its connections (reopened if the plugin starts again)
 
     def on_uninstall(self, purge_data: bool = False) -> None:
         self.save_usage_stats()

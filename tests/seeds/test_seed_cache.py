@@ -267,7 +267,8 @@ def test_partition_aware_filesystem_cache_max_cache_size_and_usage_stats_file(da
     assert cache.usage_stats_file == tmp_path / "cache" / "partition-usage.json"
 
 
-def test_redis_driver_is_refused_naming_the_drivers_to_use(database):
-    """guides/configuration.md, Redis Driver Config: { host, port, password, db, keyPrefix } — not built here."""
-    with pytest.raises(s3db_nb.PluginError, match="no Redis cache driver; the drivers are memory, filesystem, s3 and multi"):
-        CachePlugin(driver="redis", config={"host": "localhost", "port": 6379, "db": 0, "key_prefix": "cache"})
+def test_redis_driver_config_from_the_guide(database):
+    """guides/configuration.md, Redis Driver Config: { host, port, password, db, keyPrefix }."""
+    plugin = CachePlugin(driver="redis", config={"host": "localhost", "port": 6379, "db": 0, "key_prefix": "cache", "lazy_connect": True})
+    database.use_plugin(plugin)
+    assert plugin.driver.name == "redis" and plugin.driver.key_prefix == "cache/" and plugin.driver.target == "redis://localhost:6379/0"
