@@ -1,7 +1,7 @@
 """Vector search benchmark: ``resource.vector_search`` next to a plain numpy pass, in one run.
 
-    .venv/bin/python benchmarks/bench_vector.py                  # 100 000 × 384, top-10
-    .venv/bin/python benchmarks/bench_vector.py --n 20000 --repeat 10
+    .venv/bin/python benchmarks/bench_vector.py                  # 20 000 × 384, top-10
+    .venv/bin/python benchmarks/bench_vector.py --n 100000        # the size of issue #17.6
 
 The records live on ``memory://`` so the figures measure the search, not the network. The
 baseline is what a user would write with numpy over the same float32 matrix (the values as
@@ -9,7 +9,11 @@ stored: 6 decimals): one distance pass, ``argpartition`` for the k best, a sort 
 ``vector_search`` runs with the in-memory index and is timed end to end: ranking, the ``k`` GETs
 of the winning records, and the DataFrame. The first query's cost (loading the index from the
 resource: 1 GET and one decode per record) and a search without the index (a full scan) are
-measured separately. The ids of both top-10 lists are compared. Results also go to
+measured separately. The ids of both top-10 lists are compared.
+
+Issue #17.6 (``cold_warm``, on a ``file://`` store): the first query of a new kernel, which reads
+the persisted matrix (manifest + objects + a listing to verify it), against a warm query plus one
+GET of the matrix objects; the target is a ratio ≤ ``COLD_TARGET``. Results also go to
 ``benchmarks/results/``.
 """
 
@@ -46,6 +50,11 @@ def numpy_top_k(matrix: np.ndarray, query: np.ndarray, metric: str, k: int) -> n
     return best[np.argsort(d[best])]
 
 
+#: issue #17.6: first query of a cold kernel ≤ 3 × (warm query + reading the matrix objects)
+COLD_TARGET = 3.0
+MANIFEST = "resource=docs/plugin=vector/matrix/vector/manifest.json"
+
+
 def timed(fn, repeat: int) -> tuple[float, object]:
     times, result = [], None
     for _ in range(repeat):
@@ -56,13 +65,12 @@ def timed(fn, repeat: int) -> tuple[float, object]:
 
 
 def cold_warm(url: str, n: int = 10_000, dims: int = 384, k: int = 10, runs: int = 3, repeat: int = 5) -> dict[str, list[float] | float]:
-    """Issue #17 item 6 on ``url`` (a file:// store, written once here): per run, the first
-    ``vector_search`` through a new connection (a cold kernel: no index in memory) and the median
-    of ``repeat`` warm queries after it; and the time to GET one object as large as the (id,
-    vector) matrix in Arrow IPC, the single read a persisted index would cost. ``make bench``
-    imports it."""
+    """Issue #17 item 6 on ``url`` (a file:// store, written once here, its matrix persisted by a
+    first connection): per run, the first ``vector_search`` through a new connection (a cold
+    kernel: no index in memory), the median of ``repeat`` warm queries after it, and the time to
+    GET the manifest and the matrix objects it names. ``ratio`` is cold / (warm + read), to hold
+    ≤ ``COLD_TARGET``. ``make bench`` imports it."""
     import pandas as pd
-    import pyarrow as pa
 
     rng = np.random.default_rng(0)
     raw = rng.standard_normal((n, dims)).astype(np.float32)
@@ -74,36 +82,61 @@ def cold_warm(url: str, n: int = 10_000, dims: int = 384, k: int = 10, runs: int
     started = time.perf_counter()
     docs.insert_frame(pd.DataFrame({"id": ids, "n": np.arange(n), "vector": list(raw)}), id_column="id")
     insert_s = time.perf_counter() - started
-    # the object a persisted index would be: (id, vector) as one Arrow IPC stream
-    table = pa.table({"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(raw.ravel()), dims)})
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    db.client.put("bench/vector-index.arrow", sink.getvalue().to_pybytes())
+    started = time.perf_counter()
+    db.use_plugin(VectorPlugin(index=True)).build_index("docs")  # the first ever load: reads every record, persists the matrix
+    build_s = time.perf_counter() - started
     db.disconnect()
-    cold, warm, object_read = [], [], []
+    time.sleep(0.2)  # let the data folder settle, as it would between two kernels
+    cold, warm, object_read, sources = [], [], [], []
     for query in queries:
         fresh = s3db_nb.connect(url)
-        fresh.use_plugin(VectorPlugin())
+        plugin = fresh.use_plugin(VectorPlugin(index=True))
         res = fresh.resource("docs")
         started = time.perf_counter()
         res.vector_search(query, k=k)
         cold.append(time.perf_counter() - started)
+        report = plugin.last_load[("docs", "vector")]
+        sources.append(f"{report.source}/{report.verified}/repaired={report.repaired}")
         warm.append(timed(lambda res=res, query=query: res.vector_search(query, k=k), repeat)[0])
         started = time.perf_counter()
-        fresh.client.get("bench/vector-index.arrow")
+        manifest = json.loads(fresh.client.get(MANIFEST).body)
+        for entry in [manifest["base"], *manifest["segments"]]:
+            fresh.client.get(entry["key"])
         object_read.append(time.perf_counter() - started)
         fresh.disconnect()
-    return {"n": n, "dims": dims, "insert_s": insert_s, "cold_s": cold, "warm_s": warm, "object_read_s": object_read}
+    ratios = [c / (w + r) for c, w, r in zip(cold, warm, object_read)]
+    return {"n": n, "dims": dims, "insert_s": insert_s, "build_s": build_s, "cold_s": cold, "warm_s": warm,
+            "object_read_s": object_read, "ratio": ratios, "sources": sources}  # fmt: skip
+
+
+def cold_report(figures: dict) -> str:
+    """The cold-kernel lines of the report."""
+    ratio = statistics.median(figures["ratio"])
+    return "\n".join([
+        f"cold kernel (#17.6), file://, {figures['n']:,} × {figures['dims']}: first ever load (every record) {figures['build_s']:.1f} s",
+        f"  first query of a new kernel: {1000 * statistics.median(figures['cold_s']):.1f} ms ({', '.join(figures['sources'])})",
+        f"  warm query {1000 * statistics.median(figures['warm_s']):.1f} ms + matrix objects GET "
+        f"{1000 * statistics.median(figures['object_read_s']):.1f} ms",
+        f"  ratio cold / (warm + read) = {ratio:.2f} (target ≤ {COLD_TARGET:g}: {'met' if ratio <= COLD_TARGET else 'NOT met'})",
+    ])  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=100_000, help="records")
+    parser.add_argument("--n", type=int, default=20_000, help="records (issue #17.6 names 100 000)")
     parser.add_argument("--dims", type=int, default=384, help="dimensions")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=15, help="timed queries per metric (median reported)")
+    parser.add_argument("--cold-only", action="store_true", help="only the cold-kernel measure (#17.6)")
+    parser.add_argument("--runs", type=int, default=3, help="cold kernels started")
     args = parser.parse_args()
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-vector-") as folder:
+        cold = cold_warm(f"file://{folder}", args.n, args.dims, args.k, runs=args.runs)
+    print(cold_report(cold), flush=True)
+    if args.cold_only:
+        return
 
     rng = np.random.default_rng(0)
     raw = rng.standard_normal((args.n, args.dims)).astype(np.float32)
@@ -155,6 +188,7 @@ def main() -> None:
         f"search without the index (full scan, 1 GET + decode per record): {scan_s:.1f} s",
         f"first indexed query (loads the index the same way): {first_s:.1f} s; index holds {plugin.index_info()[0]['megabytes']} MB",
     ]
+    lines += ["", cold_report(cold)]
     text = "\n".join(lines)
     print(text)
     out = HERE / "results"
@@ -163,7 +197,16 @@ def main() -> None:
     (out / f"bench_vector-{stamp}.txt").write_text(text + "\n")
     (out / f"bench_vector-{stamp}.json").write_text(
         json.dumps(
-            {"n": args.n, "dims": args.dims, "k": args.k, "rows": rows, "insert_s": insert_s, "scan_s": scan_s, "first_query_s": first_s},
+            {
+                "n": args.n,
+                "dims": args.dims,
+                "k": args.k,
+                "rows": rows,
+                "insert_s": insert_s,
+                "scan_s": scan_s,
+                "first_query_s": first_s,
+                "cold": cold,
+            },
             indent=2,
         )
     )

@@ -181,9 +181,8 @@ class Bench:
         self.file_insert = t("17.5", "file:// insert / raw crash-safe write loop", fn, ">=", 0.8)
         self.file_read = t("17.5", "file:// to_pandas / raw read loop", fn, ">=", 0.9)
         self.file_rss = t("17.5", "to_pandas peak RSS / (2 × Arrow + base) (file://)", big, "<=", 1.0)
-        # no persisted (id, vector) object exists yet (#17.6): the cold query rebuilds from every
-        # record, so this is shown for reference and not judged against the target
-        self.vector = t("17.6", "cold vector_search, no persisted index yet / (3 × warm + 1 object GET)", vec, "", None)
+        # the first query of a new kernel reads the persisted (id, vector) matrix (#17.6)
+        self.vector = t("17.6", "cold vector_search / (warm query + matrix objects GET) (file://)", vec, "<=", 3.0)
         self.snapshots: dict[str, Target] = {}
         self.targets = [
             self.secret_read, self.secret_unasked, self.secret_sql, self.sql_time, self.sql_rss, self.s3_read, self.count,
@@ -289,8 +288,7 @@ class Bench:
             import bench_vector
 
             f = bench_vector.cold_warm(f"file://{root}/vector", self.args.vector_n, runs=self.args.runs)
-            for cold, warm, read in zip(f["cold_s"], f["warm_s"], f["object_read_s"]):  # type: ignore[arg-type]
-                self.vector.values.append(cold / (3 * warm + read))
+            self.vector.values.extend(f["ratio"])  # type: ignore[arg-type]
 
         self.attempt([self.vector], vector_cold_and_warm)
 
@@ -350,7 +348,7 @@ def main() -> None:
     parser.add_argument("--file-n", type=int, default=20_000, help="records for file:// against the raw loops")
     parser.add_argument("--big-n", type=int, default=100_000, help="records of the file:// resource read for memory and SQL")
     parser.add_argument("--secrets-n", type=int, default=10_000)
-    parser.add_argument("--vector-n", type=int, default=10_000, help="vectors of 384 dimensions")
+    parser.add_argument("--vector-n", type=int, default=20_000, help="vectors of 384 dimensions (#17.6 names 100 000)")
     parser.add_argument("--snapshot-n", type=int, default=20_000)
     parser.add_argument("--parallelism", type=int, default=16)
     parser.add_argument("--no-node", action="store_true", help="leave out s3db.js")

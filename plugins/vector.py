@@ -18,6 +18,12 @@ with one matrix product — no Python loop per record (the Node plugin's defect)
 insert/update/delete hooks, so a repeated query costs one numpy pass plus ``k`` GETs.
 Vectors written by another process are seen after ``refresh_index()``.
 
+With ``persist=True`` (the default) the index also lives in the bucket: each field's (id, vector)
+matrix is one Arrow object plus appended segments (``vector_matrix``), kept up to date by the
+same hooks, so a new kernel's first query reads a few objects and a listing instead of GETting
+every record. It never answers from a stale matrix: the listing's versions show which records
+another process (or s3db.js) wrote, and only those are read again (rules: ``vector_matrix``).
+
 An optional embedding field gets a plugin attribute ``_has<Field>`` and a partition
 ``byHas<Field>`` (the s3db.js names), so a search lists only records that have a vector.
 Fields that do not fit the 2 KB metadata budget raise a ``VectorStorageWarning`` naming the
@@ -47,6 +53,7 @@ from s3db_nb.plugin_api import (
     resolve_duration,
 )
 from s3db_nb.plugins.vector_math import KMeansResult, OptimalK, Projection, VectorError, find_optimal_k, kmeans, pca_2d, silhouette_score
+from s3db_nb.plugins.vector_matrix import LoadReport, MatrixStore, Rows, load_verified, written_version
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -473,6 +480,8 @@ class VectorPlugin(Plugin):
         "event_throttle": None,
         "event_throttle_ms": None,
         "clock": None,
+        "persist": True,
+        "persist_batch": 64,
     }
 
     def __init__(self, **options: Any) -> None:
@@ -481,13 +490,13 @@ class VectorPlugin(Plugin):
         names = self.options["resources"]
         if names is not None and (isinstance(names, str) or not all(isinstance(n, str) for n in names)):
             raise PluginError(f"VectorPlugin: resources must be a list of resource names, got {names!r}")
-        for option, low in (("storage_threshold", 1), ("batch_size", 1)):
+        for option, low in (("storage_threshold", 1), ("batch_size", 1), ("persist_batch", 1)):
             value = self.options[option]
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise PluginError(f"VectorPlugin: {option} must be an integer ≥ {low}, got {value!r}")
         if self.options["partition_policy"] not in ("auto", "none"):
             raise PluginError(f"VectorPlugin: partition_policy must be 'auto' or 'none', got {self.options['partition_policy']!r}")
-        for option in ("emit_events", "verbose_events"):
+        for option in ("emit_events", "verbose_events", "persist"):
             if not isinstance(self.options[option], bool):
                 raise PluginError(f"VectorPlugin: {option} must be True or False, got {self.options[option]!r}")
         throttle = resolve_duration(self.options, "event_throttle", owner="VectorPlugin", plausible_max=60, logger=self.log)
@@ -509,6 +518,9 @@ class VectorPlugin(Plugin):
         self._lock = threading.RLock()
         self.storage_warnings: list[dict[str, Any]] = []
         self.last_search: dict[str, Any] | None = None
+        self.last_load: dict[tuple[str, str], LoadReport] = {}  # how each index was loaded (persisted or rebuilt)
+        self._stores: dict[tuple[str, str], MatrixStore] = {}
+        self._pending: dict[tuple[str, str], tuple[Rows, float]] = {}  # writes not yet appended to the persisted matrix
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -522,7 +534,11 @@ class VectorPlugin(Plugin):
             self._setup(db.resource(name))
         self.add_database_hook("after_create_resource", self._setup)
 
+    def on_stop(self) -> None:
+        self.flush_matrix()
+
     def on_uninstall(self, purge_data: bool = False) -> None:
+        self.flush_matrix()
         self._uninstalling = True
         for events, event, listener in self._resource_listeners:
             events.off(event, listener)
@@ -632,20 +648,27 @@ class VectorPlugin(Plugin):
         def written(record: Mapping[str, Any]) -> None:
             for field in self._fields.get(name, []):
                 index = self._indexes.get((name, field.path))
+                vector = _stored_vector(get_path(record, field.path), field.dimensions)
                 if index is not None:
-                    index.put(record["id"], _stored_vector(get_path(record, field.path), field.dimensions))
+                    index.put(record["id"], vector)
+                self._queue(name, field, record["id"], written_version(getattr(record, "etag", None)), vector)
 
         def deleted(record: Mapping[str, Any]) -> None:
             for field in self._fields.get(name, []):
                 index = self._indexes.get((name, field.path))
                 if index is not None:
                     index.remove(record["id"])
+                self._queue(name, field, record["id"], None, None, deleted=True)
 
         def deleted_all(*_: Any) -> None:
             for field in self._fields.get(name, []):
                 index = self._indexes.get((name, field.path))
                 if index is not None:
                     index.clear()
+                if self.options["persist"]:
+                    with self._lock:
+                        self._pending.pop((name, field.path), None)
+                    self._store(name, field).reset()
 
         self.add_hook(resource, "before_insert", mark)
         self.add_hook(resource, "before_update", mark)
@@ -783,7 +806,13 @@ class VectorPlugin(Plugin):
         with self._lock:
             self._indexes[key] = index  # registered first: writes during the load are replayed
         try:
-            ids, matrix = self._scan_all(res, vf)
+            if self.options["persist"]:
+                self.flush_matrix(res.name)
+                extract = lambda record: _stored_vector(get_path(record, vf.path), vf.dimensions)  # noqa: E731
+                state, self.last_load[key] = load_verified(self._store(res.name, vf), res, extract, self.log)
+                ids, matrix = state.vectors()
+            else:
+                ids, matrix = self._scan_all(res, vf)
             index.load(ids, matrix)
         except BaseException:
             with self._lock:
@@ -793,6 +822,47 @@ class VectorPlugin(Plugin):
         return len(index)
 
     refresh_index = build_index
+
+    # -- the persisted matrix (vector_matrix) ----------------------------------------------------------
+
+    def _store(self, resource: str, field: VectorField) -> MatrixStore:
+        key = (resource, field.path)
+        with self._lock:
+            if key not in self._stores:
+                self._stores[key] = MatrixStore(self.get_storage(), self._db().pool, resource, field.path, field.dimensions)
+            return self._stores[key]
+
+    def _queue(self, resource: str, field: VectorField, record_id: str, version: str | None, vector: Any, *, deleted: bool = False) -> None:
+        """Note a write for the persisted matrix; appended every ``persist_batch`` rows, after a
+        second, at the next search and at stop (a write never appended is repaired by the next load)."""
+        if not self.options["persist"]:
+            return
+        key = (resource, field.path)
+        with self._lock:
+            rows, since = self._pending.setdefault(key, (Rows(), time.monotonic()))
+            rows.add(record_id, version, vector, deleted)
+            due = len(rows) >= self.options["persist_batch"] or time.monotonic() - since > 1.0
+        if due:
+            self.flush_matrix(resource, field.path)
+
+    def flush_matrix(self, resource: Resource | str | None = None, field: str | None = None) -> int:
+        """Append the writes noted since the last flush to the persisted matrices (1 PUT + 1 GET +
+        1 conditional PUT per field, more on conflict); returns how many rows were appended."""
+        name = None if resource is None else (resource if isinstance(resource, str) else resource.name)
+        with self._lock:
+            keys = [k for k in self._pending if (name is None or k[0] == name) and (field is None or k[1] == field)]
+            taken = [(k, self._pending.pop(k)[0]) for k in keys]
+        done = 0
+        for (res_name, path), rows in taken:
+            vf = next((f for f in self._fields.get(res_name, []) if f.path == path), None)
+            if vf is None:
+                continue
+            try:
+                if self._store(res_name, vf).append(rows):
+                    done += len(rows)
+            except Exception as exc:  # noqa: BLE001 - the next load repairs what an append missed
+                self.log.warning("%s.%s: could not append %d row(s) to the persisted vector matrix: %s", res_name, path, len(rows), exc)
+        return done
 
     def _scan_all(self, res: Resource, vf: VectorField, **filters: Any) -> tuple[list[str], np.ndarray]:
         id_parts, matrices = [], []
@@ -863,6 +933,8 @@ class VectorPlugin(Plugin):
             raise VectorError(f"k must be a positive integer, got {k!r}")
         if where is not None and not (callable(where) or isinstance(where, Mapping)):
             raise VectorError(f"where must be a dict of field → value (or predicate) or a callable, got {type(where).__name__}")
+        if self._pending:
+            self.flush_matrix(res.name)
         index = self._index_for(res, vf, use_index)
         if index is not None:
             ids, dists, scanned = self._rank_index(

@@ -423,3 +423,159 @@ def test_dashboard_controls_change_the_view(dashboard_db):
     assert f"nearest to {rid(9)}" in view._body.value
     view.metric_box.value = "manhattan"
     assert "manhattan" in view._body.value and view._errors.value == ""
+
+
+# -- the persisted matrix (issue #17.6) ------------------------------------------------------------------
+
+from s3db_nb.plugins import vector_matrix  # noqa: E402
+
+
+def top(resource, k: int = 5, **kw) -> list[tuple[str, float]]:
+    found = resource.vector_search(QUERY, k=k, **kw)
+    return list(zip(found["id"], np.round(found[DISTANCE_COLUMN], 5)))
+
+
+def persisted(db, plugin=None):
+    plugin = plugin or db.use_plugin(VectorPlugin(index=True))
+    plugin.build_index("docs")
+    return plugin
+
+
+def manifest(db):
+    key = "resource=docs/plugin=vector/matrix/vec/manifest.json"
+    import json
+
+    return json.loads(db.client.get(key).body), key
+
+
+def cold(plugin_reconnect, **options):
+    db = plugin_reconnect()
+    plugin = db.use_plugin(VectorPlugin(index=True, **options))
+    return db, db.resource("docs"), plugin
+
+
+def test_cold_kernel_reads_the_persisted_matrix_not_every_record(docs, plugin_reconnect):
+    resource, _ = docs
+    persisted(resource.database, docs[1])
+    db, fresh, plugin = cold(plugin_reconnect)
+    found, seen = gets(db, lambda: top(fresh))
+    assert [i for i, _ in found] == [i for i, _ in reference("cosine")[:5]]
+    assert found == top(fresh, use_index=False)  # the warm full read agrees, distances too
+    assert len(seen) == 5  # only the k winners were GET
+    report = plugin.last_load[("docs", "vec")]
+    assert (report.source, report.repaired, report.removed) == ("persisted", 0, 0)
+
+
+def test_writes_with_and_without_the_plugin_stay_exact(docs, plugin_reconnect):
+    resource, plugin = docs
+    persisted(resource.database, plugin)
+    resource.insert({"id": "mine", "title": "x", "group": "a", "vec": (QUERY * 2).tolist()})
+    resource.update(rid(1), {"vec": (-QUERY).tolist()})
+    resource.delete(rid(2))
+    assert top(resource, k=1)[0][0] == "mine" and plugin.flush_matrix() == 0  # the search appended the 3 writes
+    outsider = plugin_reconnect().resource("docs")  # a second Database without the plugin
+    outsider.update(rid(5), {"vec": (QUERY * 1.0001).tolist()})
+    outsider.insert({"id": "theirs", "title": "y", "group": "b", "vec": (QUERY + 0.01).tolist()})
+    outsider.delete(rid(6))
+    db, fresh, other = cold(plugin_reconnect)
+    found = top(fresh, k=8)
+    assert found == top(fresh, k=8, use_index=False)
+    assert {i for i, _ in found} >= {"mine", rid(5), "theirs"} and rid(1) not in {i for i, _ in found}
+    report = other.last_load[("docs", "vec")]
+    assert (report.repaired, report.removed) == (2, 1)  # only the outsider's records were read again
+    _, again, third = cold(plugin_reconnect)
+    assert top(again, k=8) == found and third.last_load[("docs", "vec")].repaired == 0  # the repair was persisted
+
+
+def test_compaction_keeps_results(mem_docs):
+    resource, plugin = mem_docs
+    plugin.options.update(index=True, persist_batch=1)
+    persisted(resource.database, plugin)
+    first_base = manifest(resource.database)[0]["base"]["key"]
+    for i in range(0, 40, 2):
+        resource.update(rid(i), {"vec": (VECTORS[i] * 0.5 + QUERY * 0.1).tolist()})
+    data, _ = manifest(resource.database)
+    # 20 one-row segments on a 60-row base: merged once they passed 12, so fewer remain
+    assert data["base"]["key"] != first_base and data["base"]["rows"] == N and len(data["segments"]) < 12
+    assert not resource.database.client.exists(first_base)
+    plugin.drop_index()
+    assert top(resource, k=10) == top(resource, k=10, use_index=False)
+    assert plugin.last_load[("docs", "vec")].repaired == 0
+
+
+def test_two_databases_appending_at_once_lose_nothing(plugin_db, plugin_reconnect):
+    import threading
+
+    plugin_db.create_resource("docs", ATTRIBUTES, partitions=PARTITIONS)
+    first = plugin_db.use_plugin(VectorPlugin(index=True, persist_batch=1))
+    plugin_db.resource("docs").insert_many(records()[:10])
+    first.build_index("docs")
+    second_db = plugin_reconnect()
+    second_db.use_plugin(VectorPlugin(persist_batch=1))
+    rng = np.random.default_rng(11)
+
+    def write(db, tag):
+        for i in range(15):
+            db.resource("docs").insert({"id": f"{tag}{i:02d}", "title": tag, "group": "a", "vec": rng.standard_normal(DIMS).tolist()})
+
+    threads = [threading.Thread(target=write, args=(db, tag)) for db, tag in ((plugin_db, "a"), (second_db, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    _, fresh, plugin = cold(plugin_reconnect)
+    assert top(fresh, k=10) == top(fresh, k=10, use_index=False)
+    report = plugin.last_load[("docs", "vec")]
+    assert (report.source, report.repaired, report.removed) == ("persisted", 0, 0)  # every append landed
+    assert plugin.index_info()[0]["vectors"] == 9 + 30
+
+
+@pytest.mark.parametrize("damage", ["poisoned", "undecodable", "missing", "manifest"])
+def test_damaged_matrix_is_rebuilt_never_used(mem_docs, damage):
+    resource, plugin = mem_docs
+    db = resource.database
+    plugin.options["index"] = True
+    persisted(db, plugin)
+    data, key = manifest(db)
+    base = data["base"]["key"]
+    if damage == "poisoned":  # a valid matrix object, but not the one the manifest hashed: every vector = the query
+        rows = vector_matrix.Rows()
+        for i in range(N):
+            rows.add(rid(i), "x", QUERY)
+        db.client.put(base, vector_matrix.encode(rows, DIMS))
+    elif damage == "undecodable":  # bytes whose hash the manifest holds, so only decoding can catch them
+        import hashlib
+        import json
+
+        db.client.put(base, b"not arrow")
+        data["base"]["sha256"] = hashlib.sha256(b"not arrow").hexdigest()
+        db.client.put(key, json.dumps(data).encode())
+    elif damage == "missing":
+        db.client.delete(base)
+    else:
+        db.client.put(key, b"{broken")
+    plugin.drop_index()
+    assert top(resource) == top(resource, use_index=False)
+    assert [i for i, _ in top(resource)] == [i for i, _ in reference("cosine")[:5]]
+    assert plugin.last_load[("docs", "vec")].source == "damaged"
+    plugin.drop_index()
+    top(resource)
+    assert plugin.last_load[("docs", "vec")].source == "persisted"  # the rebuild replaced it
+
+
+def test_delete_all_forgets_the_persisted_matrix(mem_docs):
+    resource, plugin = mem_docs
+    persisted(resource.database, plugin)
+    resource.delete_all(confirm=True)
+    assert not resource.database.client.exists("resource=docs/plugin=vector/matrix/vec/manifest.json")
+    plugin.drop_index()
+    assert resource.vector_search(QUERY, use_index=True).empty
+
+
+def test_version_rules():
+    same, written = vector_matrix.same_version, vector_matrix.written_version
+    assert same("e1/2024", "e1/2024") and not same("e1/2024", "e1/2025")
+    assert same("e1", "e1/2025") and not same("e2", "e1/2025")  # a plugin-written row: ETag only
+    assert not same(vector_matrix.EMPTY_MD5, f"{vector_matrix.EMPTY_MD5}/2025")  # every metadata-only object has it
+    assert not same(None, "e1/2025") and not same("e1", None)
+    assert written("e1") == "e1" and written("e1:token") is None and written(None) is None
