@@ -155,6 +155,13 @@ def is_nested_schema(definition: Any) -> bool:
     return True
 
 
+#: what JavaScript's ``String.prototype.trim`` removes (Python's ``str.strip()`` also takes the
+#: control characters U+001C-U+001F and U+0085, which s3db.js keeps)
+JS_WHITESPACE = (
+    "\t\n\v\f\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
 #: why a value read with the wrong passphrase is never written back
 UNDECRYPTABLE = (
     "holds a stored secret that this connection's passphrase cannot decrypt; writing it back would make it "
@@ -855,7 +862,7 @@ def _check_string_rules(value: str, rules: Mapping[str, Any]) -> str:
     if not value.isascii() and _LONE_SURROGATE.search(value):
         _fail("surrogate", "contains a lone UTF-16 surrogate (U+D800-U+DFFF), which UTF-8 cannot store; remove it")
     if rules.get("trim", True):
-        value = value.strip()
+        value = value.strip(JS_WHITESPACE)
     if rules.get("lowercase"):
         value = value.lower()
     if rules.get("uppercase"):

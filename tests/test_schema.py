@@ -2,6 +2,7 @@
 
 import pytest
 
+import s3db_nb
 from s3db_nb.errors import SchemaError, ValidationError
 from s3db_nb.schema import Schema, SchemaRegistry, mapped_names, parse_shorthand
 
@@ -212,3 +213,16 @@ def test_decode_returns_fields_in_schema_order_whatever_the_stored_order(attrs):
     assert list(decoded) == [*record, "zz_unknown"]
     if "profile" in record:
         assert list(decoded["profile"]) == ["bio", "site"]
+
+
+@pytest.mark.parametrize(
+    "given, stored",
+    [("  a  ", "a"), ("\u3000a\xa0", "a"), ("\ufeffa\u2028", "a"), ("\x1ca\x1f", "\x1ca\x1f"), ("a\x85", "a\x85")],
+)
+def test_strings_are_trimmed_as_javascript_trims_them(given, stored):
+    """s3db.js trims with String.prototype.trim: Python's strip() would also eat U+001C-U+001F and
+    U+0085 (and turn ['\\x1c'] into an array that reads back empty)."""
+    db = s3db_nb.connect(f"memory://trim-{abs(hash(given))}")
+    things = db.create_resource("things", attributes={"s": "string", "tags": "array|items:string|optional"})
+    assert things.insert({"id": "t", "s": given, "tags": [given]})["s"] == stored
+    assert things.get("t")["tags"] == [stored]
