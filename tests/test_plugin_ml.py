@@ -314,7 +314,8 @@ def test_learn_detects_the_problem_type_and_the_features():
     for i in range(90):
         size = float(rng.uniform(10, 100))
         kind = ["flat", "house", "loft"][i % 3]
-        rows.append({"name": f"listing {i}", "size": size, "kind": kind, "price": size * 2 + {"flat": 0, "house": 50, "loft": 20}[kind]})
+        price = size * 2 + {"flat": 0, "house": 50, "loft": 20}[kind]
+        rows.append({"id": f"h{i:03d}", "name": f"listing {i}", "size": size, "kind": kind, "price": price})  # fixed ids: one split
     for row in rows:
         row["band"] = "high" if row["price"] > 120 else "low"
     homes = db.create_resource(
