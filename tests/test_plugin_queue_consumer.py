@@ -9,10 +9,7 @@ Resources live in a memory database (the queues are what is under test); redis t
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -31,41 +28,10 @@ ITEM_ATTRIBUTES = {"name": "string|required", "qty": "number|optional"}
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    """A redis-server on 127.0.0.1 for the session (no persistence); yields its URL."""
-    binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
-    if binary is None:
-        if os.environ.get("S3DB_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is not installed and S3DB_REQUIRE_REDIS=1 (apt-get install redis-server)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server; S3DB_REQUIRE_REDIS=1 makes this a failure)")
+def redis_url(redis_server):
+    """The session's redis-server (``redis_server`` in tests/conftest.py) as a URL."""
     pytest.importorskip("redis")
-    import redis
-
-    port = free_ports(1)[0]
-    folder = tmp_path_factory.mktemp("redis")
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not start on port {port} (exit code {proc.poll()})")
-                time.sleep(0.05)
-        yield url
-    finally:
-        client.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return redis_server.url
 
 
 @pytest.fixture
