@@ -157,6 +157,7 @@ class AuditPlugin(Plugin):
     never a value, so no secret reaches a log; the plugin's logger is lowered to DEBUG).
     """
 
+    relocatable = True  # plugin_storage= keeps its data out of the observed bucket
     defaults = {
         "track_operations": list(OPERATIONS),
         "include_data": True,
@@ -248,7 +249,7 @@ class AuditPlugin(Plugin):
     def on_install(self) -> None:
         db = self._db()
         if not self.in_memory:
-            db.create_resource(
+            self.data_database.create_resource(
                 self.audit_resource_name,
                 AUDIT_ATTRIBUTES,
                 behavior="body-overflow",
@@ -274,8 +275,10 @@ class AuditPlugin(Plugin):
     @property
     def audit_resource(self) -> Resource | None:
         """The resource holding the log (None when the plugin is not installed)."""
-        db = self.database
-        return db.resource(self.audit_resource_name) if db is not None and self.audit_resource_name in db else None
+        if self.database is None:
+            return None
+        db = self.data_database
+        return db.resource(self.audit_resource_name) if self.audit_resource_name in db else None
 
     def is_audited(self, resource_name: str) -> bool:
         """True when writes to ``resource_name`` are logged (the log itself never is)."""

@@ -16,7 +16,21 @@ from the real object sizes, measured on request with one LIST pass (``measure_st
     db.costs.region = "sa-east-1"         # re-prices everything counted so far
 
 Unlike the Node version, DELETE requests are free (as on S3), storage is what is stored now (not
-every byte ever written), and ``region`` selects real regional prices. Counts live in memory only.
+every byte ever written), and ``region`` selects real regional prices.
+
+Counts live in memory unless ``persist=True`` (s3db.js's Costs writes nothing, hence the default):
+then each session's per-minute history is saved to the plugin's storage — every ``persist_interval``
+seconds, on stop and on uninstall — and loaded back at install, so a new kernel's summaries include
+earlier sessions' minutes (within ``history_retention``). With ``connect(url, plugin_storage=
+"file://./.s3db-local")`` that record stays on the analyst's disk, outside the observed bucket::
+
+    db = s3db_nb.connect("s3://prod-bucket", plugin_storage="file://./.s3db-local")
+    db.use_plugin(CostsPlugin(persist=True))
+    db.costs.get_costs()["history"]       # {"sessions": 3, "requests": ..., "since": ...}
+
+Storage layout: one object per (session, UTC day), ``plugin=costs/history/day=<YYYY-MM-DD>/<session
+id>.json``, written only by its session, so kernels saving at the same time never overwrite each
+other's minutes; whole days older than ``history_retention`` are deleted at install and daily.
 """
 
 from __future__ import annotations
@@ -24,13 +38,26 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, ClassVar
 
-from s3db_nb.plugin_api import Plugin, PluginError, RequestEvent, resolve_duration, slug_for
+from s3db_nb.plugin_api import (
+    Job,
+    Plugin,
+    PluginError,
+    PluginStorage,
+    ProgressArg,
+    RequestEvent,
+    S3DBError,
+    make_progress,
+    new_id,
+    resolve_duration,
+    slug_for,
+)
 
 # -- the price table ---------------------------------------------------------------------------
 
@@ -98,6 +125,15 @@ NO_RESOURCE = "(database)"
 NO_PLUGIN = "(none)"
 
 _Cell = tuple[str, str, str]  # (operation, resource, plugin)
+_Minutes = OrderedDict[int, dict[_Cell, list[int]]]  # minute → cell → [requests, bytes_in, bytes_out, errors]
+
+#: version of the persisted history objects (``persist=True``)
+HISTORY_FORMAT = 1
+#: folder of the persisted history in the plugin's storage: ``history/day=<YYYY-MM-DD>/<session>.json``
+HISTORY_FOLDER = "history"
+_HISTORY_KEY = re.compile(rf"/{HISTORY_FOLDER}/day=(\d{{4}}-\d{{2}}-\d{{2}})/[A-Za-z0-9_-]+\.json$")
+_MINUTES_PER_DAY = 1440
+_EPOCH_DAY = dt.date(1970, 1, 1)
 
 
 def operation_class(operation: str) -> str:
@@ -155,6 +191,26 @@ def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
 
 
+def _day_name(day: int) -> str:
+    """UTC day number (days since 1970-01-01) → ``"YYYY-MM-DD"``."""
+    return (_EPOCH_DAY + dt.timedelta(days=day)).isoformat()
+
+
+def _day_number(name: str) -> int:
+    return (dt.date.fromisoformat(name) - _EPOCH_DAY).days
+
+
+def _covered(intervals: Iterable[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of ``[start, end]`` inside at least one of ``intervals`` (overlaps counted once)."""
+    clipped = sorted((max(a, start), min(b, end)) for a, b in intervals if b > start and a < end)
+    total, reach = 0.0, start
+    for a, b in clipped:
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
+
+
 #: AWS operation → the request counter s3db.js keeps for it in ``client.costs.requests``
 _S3DBJS_COMMANDS = {
     "PutObject": "put",
@@ -200,8 +256,22 @@ class CostsPlugin(Plugin):
     monthly allowances), ``egress`` (price bytes read as data transfer out to the internet; set
     False when the notebook runs in the bucket's region, where it is free), ``history_retention``
     and ``estimate_default_window`` (seconds or timedelta), ``max_history_points`` (bound on the
-    per-minute history cells), ``price_table`` (region → prices, default ``PRICES``) and
-    ``clock`` (a ``time.time``-like callable, for tests).
+    per-minute history cells, loaded history included), ``price_table`` (region → prices, default
+    ``PRICES``), ``clock`` (a ``time.time``-like callable, for tests), ``persist`` (keep the history
+    in the plugin's storage across kernels; see the module docstring) and ``persist_interval``
+    (seconds or timedelta between saves, default 60; None saves only on stop, uninstall and
+    ``save_history()``).
+
+    With ``persist=True`` the summaries cover two parts: *this session* (what this instance counted
+    since install or ``reset()``) and *history* (the minutes earlier or other kernels' sessions
+    saved, as loaded at install or by ``load_history()``). ``get_costs()``, ``snapshot()``,
+    ``estimate()``, ``projection()``, ``timeline()``, ``to_pandas()`` and the dashboard include
+    both; ``get_costs()["session"]`` and ``get_costs()["history"]`` give each part's request count
+    and start, and ``get_costs(history=False)`` (like ``db.client.costs``) this session alone.
+    Estimates divide by the time the sessions were observing, not by the gaps between kernels.
+    The plugin's own saving and loading requests are counted as the plugin ``costs`` (as
+    ``measure_storage()``'s are), never as the application's; they reach the observed bucket only
+    when the plugin's storage is that bucket.
 
     Durations follow the unit rule of ``s3db_nb.durations``: seconds, or the s3db.js millisecond
     value under ``history_retention_ms`` / ``estimate_default_window_ms`` (and ``window_ms=`` /
@@ -221,7 +291,11 @@ class CostsPlugin(Plugin):
         "max_history_points": 200_000,
         "price_table": None,
         "clock": None,
+        "persist": False,
+        "persist_interval": 60.0,
     }
+    #: only observes: its saved history may live outside the observed bucket (``plugin_storage=``)
+    relocatable: ClassVar[bool] = True
 
     def __init__(self, config: Mapping[str, Any] | None = None, /, **options: Any) -> None:
         # s3db.js style too: Plugin({"option": value}) (how ``async`` can be spelled)
@@ -241,10 +315,32 @@ class CostsPlugin(Plugin):
         if clock is not None and not callable(clock):
             raise PluginError(f"CostsPlugin: clock must be a callable returning epoch seconds (like time.time), got {clock!r}")
         self._clock: Callable[[], float] = clock or time.time
+        persist = self.options["persist"]
+        if not isinstance(persist, bool):
+            raise PluginError(
+                f"CostsPlugin: persist must be True (save the per-minute history in the plugin's storage) "
+                f"or False (memory only), got {persist!r}"
+            )
+        self.persist: bool = persist
+        interval = self.options["persist_interval"]
+        self.persist_interval_s: float | None = None
+        if interval is not None:
+            seconds = interval.total_seconds() if isinstance(interval, dt.timedelta) else interval
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+                raise PluginError(
+                    f"CostsPlugin: persist_interval must be a positive number of seconds or a timedelta "
+                    f"(e.g. 60), or None to save only on stop and save_history(), got {interval!r}"
+                )
+            self.persist_interval_s = float(seconds)
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()  # one save at a time (the job thread, stop, save_history)
         self._local = threading.local()  # requests made by measure_storage() are this plugin's
         self._client: Any = None
-        self.reset()
+        self._history_root: str | None = None  # key prefix of the saved history, when persisting
+        self._persist_job: Job | None = None
+        self._store_pruned_day: int | None = None  # UTC day the saved history was last pruned
+        self.session_id = ""
+        self._clear()
 
     def _duration(self, name: str, default: float, plausible_max: float) -> float:
         """A positive duration option in seconds (or its ``_ms`` twin), stored back in seconds."""
@@ -261,8 +357,41 @@ class CostsPlugin(Plugin):
         self._client.costs = ClientCosts(self)
         with self._lock:
             self._since = self._clock()
+        if not self.persist:
+            return
+        try:
+            storage = self.get_storage()
+            if getattr(storage.client, "read_only", False):
+                raise PluginError(
+                    "CostsPlugin: persist=True needs a writable store for the history, and this one is read-only; "
+                    "connect(url, read_only=True, plugin_storage='file://./.s3db-local') keeps it elsewhere, or pass persist=False"
+                )
+            self._history_root = f"{storage.root}{HISTORY_FOLDER}/"
+            self.load_history()
+        except PluginError:
+            self._history_root = None
+            self.on_uninstall()  # install fails: take the listener back
+            raise
+        except S3DBError as exc:
+            self._history_root = None
+            self.on_uninstall()
+            raise PluginError(
+                f"CostsPlugin: could not read the saved cost history ({type(exc).__name__}: {exc}); "
+                "check the store plugin_storage= points at, or pass persist=False"
+            ) from exc
+        if self.persist_interval_s is not None:
+            self._persist_job = self.schedule_interval(self.persist_interval_s, self.save_history, name="persist")
+
+    def on_stop(self) -> None:
+        self._final_save()
 
     def on_uninstall(self, purge_data: bool = False) -> None:
+        if self._history_root is not None and not purge_data:
+            self._final_save()  # a plugin uninstalled without being started has not saved yet
+        if self._persist_job is not None:
+            self.unschedule(self._persist_job)
+            self._persist_job = None
+        self._history_root = None
         if self._client is not None:
             self._client.remove_listener(self._on_request)
             if isinstance(getattr(self._client, "costs", None), ClientCosts) and self._client.costs.plugin is self:
@@ -270,13 +399,155 @@ class CostsPlugin(Plugin):
             self._client = None
 
     def reset(self) -> None:
-        """Forget every request counted so far and the last storage measurement."""
+        """Forget every request counted so far (this session and the loaded history) and the last
+        storage measurement. With ``persist``, the session's unsaved minutes are saved first and a
+        new session begins: the store keeps everything (``load_history()`` reads it back)."""
+        if self._history_root is not None:
+            self._final_save()
+        self._clear()
+
+    def _clear(self) -> None:
         with self._lock:
+            self.session_id = new_id(12)  # names this session's objects in the saved history
             self._totals: dict[_Cell, list[int]] = {}  # cell → [requests, bytes_in, bytes_out, errors]
-            self._history: OrderedDict[int, dict[_Cell, list[int]]] = OrderedDict()  # minute → cell → [requests, bytes_in, bytes_out]
+            self._history: _Minutes = OrderedDict()  # this session's minutes
             self._history_points = 0
+            self._past: _Minutes = OrderedDict()  # minutes of earlier sessions, loaded from storage
+            self._past_points = 0
+            self._past_sessions: dict[str, tuple[float, float]] = {}  # session → (since, until) it observed
+            self._dirty_days: set[int] = set()  # UTC days with requests not saved yet
+            self._pruned_days: set[int] = set()  # days whose minutes memory dropped (merged with the store on save)
+            self._closed = True  # nothing counted since the last final save
             self._since = self._clock()
-            self._storage: dict[str, Any] | None = None
+            self._measured: dict[str, Any] | None = None
+
+    # -- the saved history -----------------------------------------------------------------------
+
+    def _storage_for_history(self, caller: str) -> PluginStorage:
+        if not self.persist:
+            raise PluginError(f"CostsPlugin.{caller}: persist is off; install CostsPlugin(persist=True) to keep the history")
+        if self._history_root is None:
+            raise PluginError(f"CostsPlugin.{caller}: the plugin is not installed; use db.use_plugin(CostsPlugin(persist=True)) first")
+        return self.get_storage()
+
+    def save_history(self) -> int:
+        """Save this session's minutes of every UTC day with requests not saved yet, one object per
+        day (1 PUT each; 1 GET more for a day whose oldest minutes memory dropped), and once a day
+        delete saved days older than ``history_retention`` (1 LIST + 1 DELETE per 1 000). Returns
+        how many objects were written. Runs every ``persist_interval`` and on stop."""
+        return self._save(final=False)
+
+    def _final_save(self) -> None:
+        """The save of stop/uninstall/reset: also records until when this session observed."""
+        if self._history_root is None or self._closed:
+            return
+        try:
+            self._save(final=True)
+        except Exception:  # stopping must finish; the minutes stay in memory for save_history()
+            self.log.exception("[CostsPlugin] saving the cost history failed")
+
+    def _save(self, final: bool) -> int:
+        storage = self._storage_for_history("save_history")
+        with self._save_lock:
+            with self._lock:
+                now = self._clock()
+                days = set(self._dirty_days)
+                if final and self._totals:
+                    days.add(int(now // 86400))  # the session's end, even when the day had no new request
+                self._dirty_days.clear()
+                payloads = {day: self._day_payload(day, now) for day in sorted(days)}
+                merge = days & self._pruned_days
+                if final:
+                    self._closed = True
+            written = 0
+            try:
+                for day, payload in payloads.items():
+                    key = self._history_key(day)
+                    if day in merge:
+                        payload["cells"] = self._merged_cells(storage.get(key), payload["cells"], now)
+                    storage.set(key, payload, behavior="body-only")
+                    written += 1
+            except BaseException:
+                with self._lock:  # not written: saved by the next save
+                    self._dirty_days.update(list(payloads)[written:])
+                    self._closed = False
+                raise
+            if self._store_pruned_day != int(now // 86400):
+                self._saved_days(storage, now)
+        return written
+
+    def _history_key(self, day: int) -> str:
+        return f"{HISTORY_FOLDER}/day={_day_name(day)}/{self.session_id}.json"
+
+    def _day_payload(self, day: int, now: float) -> dict[str, Any]:
+        """This session's object for one UTC day (call with the lock held)."""
+        first, last = day * _MINUTES_PER_DAY, (day + 1) * _MINUTES_PER_DAY
+        cells = [
+            [minute, *cell, *point]
+            for minute, bucket in self._history.items()
+            if first <= minute < last
+            for cell, point in sorted(bucket.items())
+        ]
+        return {
+            "format": HISTORY_FORMAT,
+            "plugin": "CostsPlugin",
+            "session": self.session_id,
+            "day": _day_name(day),
+            "since": self._since,
+            "until": now,
+            "cells": cells,
+        }
+
+    def _merged_cells(self, stored: Mapping[str, Any] | None, cells: list[list[Any]], now: float) -> list[list[Any]]:
+        """``cells`` plus the stored minutes memory no longer holds (dropped by ``max_history_points``)."""
+        held = {row[0] for row in cells}
+        oldest = int((now - self.retention_s) // 60)
+        kept = [row for row in _rows(stored) if row[0] not in held and row[0] >= oldest]
+        return sorted(kept, key=lambda row: row[0]) + cells
+
+    def _saved_days(self, storage: PluginStorage, now: float) -> list[str]:
+        """The saved history's keys, after deleting (any session's) days that ended before
+        ``history_retention``: 1 LIST per 1 000 + 1 DELETE per 1 000 old keys."""
+        first_day = int((now - self.retention_s) // 86400)
+        found = [(day, key) for key in storage.list(f"{HISTORY_FOLDER}/") if (day := _key_day(key)) is not None]
+        old = [key for day, key in found if day < first_day]
+        if old:
+            storage.client.delete_many(old)
+        self._store_pruned_day = int(now // 86400)
+        return [key for day, key in found if day >= first_day]
+
+    def load_history(self) -> int:
+        """Read the saved history of every other session (earlier kernels, and kernels running now
+        as far as they have saved) within ``history_retention``, replacing what was loaded before,
+        and delete saved days older than the retention. Returns how many sessions were loaded.
+        Costs 1 LIST per 1 000 objects + 1 GET per (session, day), in parallel; runs at install."""
+        storage = self._storage_for_history("load_history")
+        now = self._clock()
+        first_minute = int((now - self.retention_s) // 60)
+        keys = [key for key in self._saved_days(storage, now) if not key.endswith(f"/{self.session_id}.json")]
+        past: dict[int, dict[_Cell, list[int]]] = {}
+        sessions: dict[str, tuple[float, float]] = {}
+        for row in storage.batch_get(keys):
+            data = row.get("data")
+            if not row["ok"] or not isinstance(data, Mapping) or data.get("format") != HISTORY_FORMAT:
+                self.log.warning("[CostsPlugin] skipped saved history %s: %s", row["key"], row.get("error") or "not a history object")
+                continue
+            since, until = data.get("since"), data.get("until")
+            if isinstance(since, (int, float)) and isinstance(until, (int, float)) and until >= first_minute * 60:
+                since = max(float(since), first_minute * 60.0)  # observed before the retention: not loaded
+                known = sessions.get(str(data.get("session")), (since, until))
+                sessions[str(data.get("session"))] = (min(known[0], since), max(known[1], until))
+            for minute, operation, resource, plugin, *values in _rows(data):
+                if minute >= first_minute:
+                    point = past.setdefault(minute, {}).setdefault((operation, resource, plugin), [0, 0, 0, 0])
+                    for i, value in enumerate(values):
+                        point[i] += value
+        with self._lock:
+            self._past = OrderedDict(sorted(past.items()))
+            self._past_points = sum(len(bucket) for bucket in past.values())
+            self._past_sessions = sessions
+            self._prune(int(now // 60))
+        return len(sessions)
 
     # -- region and prices ---------------------------------------------------------------------
 
@@ -314,12 +585,11 @@ class CostsPlugin(Plugin):
         plugin = getattr(self._local, "plugin", None) or plugin or self._plugin_of(resource)
         cell = (event.operation, resource or NO_RESOURCE, plugin or NO_PLUGIN)
         minute = int(self._clock() // 60)
+        # saving/loading the history (same store as the observed bucket): the plugin's own requests,
+        # attributed to it by their keys; they alone never make a save due
+        own = self._history_root is not None and event.key.startswith(self._history_root)
         with self._lock:
             total = self._totals.setdefault(cell, [0, 0, 0, 0])
-            total[0] += 1
-            total[1] += event.bytes_sent
-            total[2] += event.bytes_received
-            total[3] += event.error is not None
             bucket = self._history.get(minute)
             if bucket is None:
                 latest = next(reversed(self._history), None)
@@ -328,11 +598,16 @@ class CostsPlugin(Plugin):
                     self._history = OrderedDict(sorted(self._history.items()))
             point = bucket.get(cell)
             if point is None:
-                point = bucket[cell] = [0, 0, 0]
+                point = bucket[cell] = [0, 0, 0, 0]
                 self._history_points += 1
-            point[0] += 1
-            point[1] += event.bytes_sent
-            point[2] += event.bytes_received
+            for values in (total, point):
+                values[0] += 1
+                values[1] += event.bytes_sent
+                values[2] += event.bytes_received
+                values[3] += event.error is not None
+            if self._history_root is not None and not own:
+                self._dirty_days.add(minute // _MINUTES_PER_DAY)
+                self._closed = False
             self._prune(minute)
 
     def _plugin_of(self, resource: str | None) -> str | None:
@@ -344,24 +619,59 @@ class CostsPlugin(Plugin):
         return None if created_by in (None, "", "user") else slug_for(str(created_by))
 
     def _prune(self, minute: int) -> None:
+        """Drop minutes older than the retention, then, while over ``max_history_points``, the
+        oldest minutes: loaded history first, then this session's (call with the lock held)."""
         oldest = minute - math.ceil(self.retention_s / 60)
+        while self._past and (next(iter(self._past)) < oldest or self._history_points + self._past_points > self.max_history_points):
+            _, bucket = self._past.popitem(last=False)
+            self._past_points -= len(bucket)
         while self._history and (
             next(iter(self._history)) < oldest or (self._history_points > self.max_history_points and len(self._history) > 1)
         ):
-            _, bucket = self._history.popitem(last=False)
+            dropped, bucket = self._history.popitem(last=False)
             self._history_points -= len(bucket)
+            if dropped >= oldest:  # still within the retention: a save must keep the stored copy
+                self._pruned_days.add(dropped // _MINUTES_PER_DAY)
+
+    def _buckets(self) -> Iterator[tuple[int, dict[_Cell, list[int]]]]:
+        """Every minute held, loaded history and this session (call with the lock held)."""
+        yield from self._past.items()
+        yield from self._history.items()
 
     # -- summaries -----------------------------------------------------------------------------
 
-    def get_costs(self) -> dict[str, Any]:
-        """Everything counted since install (or ``reset()``), priced; storage is per month of the
-        last ``measure_storage()``. No S3 request."""
+    def get_costs(self, *, history: bool = True) -> dict[str, Any]:
+        """Everything counted since install (or ``reset()``) plus, with ``history`` and
+        ``persist``, the loaded history's minutes, priced; storage is per month of the last
+        ``measure_storage()``. ``session`` and ``history`` give each part's requests and start;
+        ``since`` is the earliest counted. No S3 request."""
+        cells = self._cell_totals(history)
         with self._lock:
-            cells = {cell: (v[0], v[1], v[2]) for cell, v in self._totals.items()}
-            since = self._since
-        summary = self._summarize(cells, storage_months=1.0)
+            session = {"id": self.session_id, "since": _iso(self._since), "requests": sum(v[0] for v in self._totals.values())}
+            starts = [since for since, _ in self._past_sessions.values()] if history else []
+            past = {
+                "sessions": len(self._past_sessions) if history else 0,
+                "requests": sum(p[0] for _, bucket in self._past.items() for p in bucket.values()) if history else 0,
+                "since": _iso(min(starts)) if starts else None,
+            }
+            since = min([self._since, *starts])
+        summary = self._summarize({c: (v[0], v[1], v[2]) for c, v in cells.items()}, storage_months=1.0)
         summary["since"] = _iso(since)
+        summary["session"] = session
+        summary["history"] = past
         return summary
+
+    def _cell_totals(self, history: bool) -> dict[_Cell, list[int]]:
+        """Per cell: this session's totals, plus the loaded history's minutes with ``history``."""
+        with self._lock:
+            cells = {cell: list(v) for cell, v in self._totals.items()}
+            if history:
+                for _, bucket in self._past.items():
+                    for cell, point in bucket.items():
+                        acc = cells.setdefault(cell, [0, 0, 0, 0])
+                        for i in range(4):
+                            acc[i] += point[i]
+        return cells
 
     def snapshot(
         self,
@@ -395,17 +705,17 @@ class CostsPlugin(Plugin):
         observed_window_ms: float | None = None,
         request_multiplier: float | None = None,
     ) -> dict[str, Any]:
-        """Project the request rate seen in the last ``window`` (default ``estimate_default_window``,
-        or less when counting started more recently) over ``days``, plus storage for ``days`` at
-        the last measurement. Other plugins' ``estimate_usage(days)`` (operation → requests) are
-        added. ``observed_window`` / ``observed_window_ms`` and ``request_multiplier`` are the
+        """Project the request rate seen in the last ``window`` (default ``estimate_default_window``;
+        only the time some session was counting in it, at least a minute) over ``days``, plus
+        storage for ``days`` at the last measurement. Other plugins' ``estimate_usage(days)``
+        (operation → requests) are added. ``observed_window`` / ``observed_window_ms`` and ``request_multiplier`` are the
         s3db.js names of ``window`` and ``multiplier``. No S3 request."""
         if request_multiplier is not None:
             multiplier = request_multiplier
         if window is not None and observed_window is not None:
             raise PluginError("CostsPlugin.estimate: give window or observed_window (the s3db.js name), not both")
         window_s = self._window({"window": observed_window if window is None else window, "window_ms": observed_window_ms}, "window")
-        observed_s = max(60.0, min(window_s, self._clock() - self._since))
+        observed_s = max(60.0, self._observed_seconds(window_s, self._clock()))
         return self._project(self._window_cells(window_s), observed_s, days, multiplier, include_plugin_estimates, "estimate")
 
     def projection(
@@ -424,13 +734,11 @@ class CostsPlugin(Plugin):
         now = self._clock()
         first = int((now - window_s) // 60)
         actual_s = now - first * 60
-        with self._lock:
-            since = self._since
         cells = self._window_cells(window_s)
         observed = self._summarize(cells, storage_months=0.0, free_tier=False)["totals"]
         out = self._project(cells, actual_s, days, multiplier, include_plugin_estimates, "projection")
         out["window_seconds"] = actual_s
-        out["counted_seconds"] = max(0.0, min(actual_s, now - since))
+        out["counted_seconds"] = self._observed_seconds(actual_s, now)
         out["observed_cost"] = observed["requests"] + observed["egress"]  # at list price: the free tier is monthly
         out["cost_per_second"] = out["observed_cost"] / actual_s
         return out
@@ -484,6 +792,12 @@ class CostsPlugin(Plugin):
             "monthly_total": month["totals"]["total"],
         }
 
+    def _observed_seconds(self, window_s: float, now: float) -> float:
+        """Seconds of the last ``window_s`` during which this or a loaded session was counting."""
+        with self._lock:
+            intervals = [(self._since, now), *self._past_sessions.values()]
+        return _covered(intervals, now - window_s, now)
+
     def _window(self, given: Mapping[str, Any], name: str) -> float:
         """A window argument in seconds (``name`` or ``name_ms``), default ``estimate_default_window``."""
         seconds = resolve_duration(given, name, owner="CostsPlugin", plausible_max=366 * 86400, logger=self.log)
@@ -492,8 +806,9 @@ class CostsPlugin(Plugin):
     def client_costs(self) -> dict[str, Any]:
         """The s3db.js ``client.costs`` shape: ``total`` (USD), ``requests`` (``total``, ``counts``
         by s3db.js command class, ``events`` by AWS command, ``subtotal``), ``storage``,
-        ``data_transfer`` — what ``db.client.costs`` shows. No S3 request."""
-        costs = self.get_costs()
+        ``data_transfer`` — what ``db.client.costs`` shows: this session's requests, as the client
+        made them (no loaded history). No S3 request."""
+        costs = self.get_costs(history=False)
         counts = dict.fromkeys(("put", "copy", "list", "post", "get", "select", "delete", "head"), 0)
         events: dict[str, int] = {}
         for operation, n in costs["requests"]["by_operation"].items():
@@ -512,14 +827,13 @@ class CostsPlugin(Plugin):
         first = int((self._clock() - window_s) // 60)  # the minute where the window starts counts whole
         cells: dict[_Cell, list[int]] = {}
         with self._lock:
-            for minute, bucket in self._history.items():
+            for minute, bucket in self._buckets():
                 if minute < first:
                     continue
-                for cell, (n, b_in, b_out) in bucket.items():
+                for cell, point in bucket.items():
                     acc = cells.setdefault(cell, [0, 0, 0])
-                    acc[0] += n
-                    acc[1] += b_in
-                    acc[2] += b_out
+                    for i in range(3):
+                        acc[i] += point[i]
         return {cell: (v[0], v[1], v[2]) for cell, v in cells.items()}
 
     def _summarize(
@@ -598,9 +912,10 @@ class CostsPlugin(Plugin):
 
     # -- storage -------------------------------------------------------------------------------
 
-    def measure_storage(self, prefix: str = "") -> dict[str, Any]:
+    def measure_storage(self, prefix: str = "", *, progress: ProgressArg = None) -> dict[str, Any]:
         """Measure what is stored under the database (or ``prefix`` below it) from the real object
         sizes: one LIST pass (one LIST request per 1 000 keys), counted as this plugin's requests.
+        ``progress`` counts the objects listed (their number is known only at the end).
 
         Sizes are the object sizes a listing reports (the bodies); S3 also stores each object's
         key and user metadata (up to 2 KB for an s3db record), which no listing shows, so this is
@@ -610,19 +925,25 @@ class CostsPlugin(Plugin):
         by_resource: dict[str, int] = {}
         by_plugin: dict[str, int] = {}
         self._local.plugin = self.slug
+        label = f"measuring storage under {prefix}" if prefix else "measuring the database's storage"
         try:
-            for key, size in client.list_sizes(prefix):
-                resource, plugin = attribute(key)
-                plugin = plugin or self._plugin_of(resource)
-                total += size
-                objects += 1
-                by_resource[resource or NO_RESOURCE] = by_resource.get(resource or NO_RESOURCE, 0) + size
-                if plugin:
-                    by_plugin[plugin] = by_plugin.get(plugin, 0) + size
+            with make_progress(progress, None, label) as bar:
+                for key, size in client.list_sizes(prefix):
+                    resource, plugin = attribute(key)
+                    plugin = plugin or self._plugin_of(resource)
+                    total += size
+                    objects += 1
+                    by_resource[resource or NO_RESOURCE] = by_resource.get(resource or NO_RESOURCE, 0) + size
+                    if plugin:
+                        by_plugin[plugin] = by_plugin.get(plugin, 0) + size
+                    if objects % 1000 == 0:  # a LIST page
+                        bar.update(1000)
+                bar.update(objects % 1000)
+                bar.set_total(objects)
         finally:
             self._local.plugin = None
         with self._lock:
-            self._storage = {
+            self._measured = {
                 "bytes": total,
                 "objects": objects,
                 "by_resource": by_resource,
@@ -634,7 +955,7 @@ class CostsPlugin(Plugin):
 
     def _storage_summary(self, months: float) -> dict[str, Any]:
         with self._lock:
-            measured = dict(self._storage) if self._storage else None
+            measured = dict(self._measured) if self._measured else None
         if measured is None:
             return {
                 "measured": False,
@@ -679,38 +1000,39 @@ class CostsPlugin(Plugin):
         first = now_minute + 1 - math.ceil(window_s / step) * per  # the last step ends with the current minute
         counts: dict[str, dict[int, int]] = {}
         with self._lock:
-            for minute, bucket in self._history.items():
+            for minute, bucket in self._buckets():
                 if minute < first or minute > now_minute:
                     continue
                 slot = first + (minute - first) // per * per
-                for cell, (n, _, _) in bucket.items():
+                for cell, point in bucket.items():
                     name = operation_class(cell[0]) if by == "class" else cell[column]
                     series = counts.setdefault(name, {})
-                    series[slot] = series.get(slot, 0) + n
+                    series[slot] = series.get(slot, 0) + point[0]
         slots = range(first, now_minute + 1, per)
         return {name: [(slot * 60.0, series.get(slot, 0)) for slot in slots] for name, series in sorted(counts.items())}
 
-    def to_pandas(self) -> Any:
+    def to_pandas(self, *, history: bool = True) -> Any:
         """One row per (operation, resource, plugin): requests, bytes in/out, errors and request cost
-        at list price (before any free tier). No S3 request."""
+        at list price (before any free tier); the loaded history included unless ``history=False``.
+        No S3 request."""
         import pandas as pd
 
         prices = self.prices["requests_per_1000"]
-        with self._lock:
-            rows = [
-                {
-                    "operation": op,
-                    "class": operation_class(op),
-                    "resource": res,
-                    "plugin": plg,
-                    "requests": v[0],
-                    "bytes_in": v[1],
-                    "bytes_out": v[2],
-                    "errors": v[3],
-                    "request_cost": v[0] * prices[operation_class(op)] / 1000,
-                }
-                for (op, res, plg), v in sorted(self._totals.items())
-            ]
+        cells = self._cell_totals(history)
+        rows = [
+            {
+                "operation": op,
+                "class": operation_class(op),
+                "resource": res,
+                "plugin": plg,
+                "requests": v[0],
+                "bytes_in": v[1],
+                "bytes_out": v[2],
+                "errors": v[3],
+                "request_cost": v[0] * prices[operation_class(op)] / 1000,
+            }
+            for (op, res, plg), v in sorted(cells.items())
+        ]
         columns = ["operation", "class", "resource", "plugin", "requests", "bytes_in", "bytes_out", "errors", "request_cost"]
         return pd.DataFrame(rows, columns=columns)
 
@@ -740,6 +1062,31 @@ class CostsPlugin(Plugin):
             f"<div style='display:flex;gap:16px'>{_cost_table('operation', costs['by_operation'])}"
             f"{_cost_table('resource', costs['by_resource'])}</div></div>"
         )
+
+
+def _rows(data: Mapping[str, Any] | None) -> Iterator[list[Any]]:
+    """The well-formed ``[minute, operation, resource, plugin, requests, bytes_in, bytes_out,
+    errors]`` rows of a saved history object (anything else is skipped)."""
+    cells = data.get("cells") if isinstance(data, Mapping) else None
+    for row in cells if isinstance(cells, list) else ():
+        if (
+            isinstance(row, list)
+            and len(row) == 8
+            and all(isinstance(v, str) for v in row[1:4])
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in (row[0], *row[4:]))
+        ):
+            yield row
+
+
+def _key_day(key: str) -> int | None:
+    """The UTC day number of a saved history key (``…/history/day=<YYYY-MM-DD>/<session>.json``)."""
+    found = _HISTORY_KEY.search(key)
+    if found is None:
+        return None
+    try:
+        return _day_number(found.group(1))
+    except ValueError:
+        return None
 
 
 def _cost_table(label: str, groups: Mapping[str, Mapping[str, Any]], limit: int = 10) -> str:

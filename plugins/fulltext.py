@@ -42,12 +42,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from s3db_nb.plugin_api import MissingDependencyError, Plugin, PluginError
+from s3db_nb.plugin_api import MissingDependencyError, Plugin, PluginError, ProgressArg, make_progress
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from s3db_nb.plugin_api import Resource
+    from s3db_nb.plugin_api import Progress, Resource
 
 __all__ = ["FullTextPlugin", "Analyzer", "fold", "bm25_idf", "bm25_term_score", "ENGLISH_STOP_WORDS"]
 
@@ -690,17 +690,27 @@ class FullTextPlugin(Plugin):
             raise PluginError(f"FullTextPlugin does not index {name!r}; indexed resources: {', '.join(self.fields)} (add it to fields=)")
         return name
 
-    def rebuild_index(self, resource: Resource | str) -> int:
+    def rebuild_index(self, resource: Resource | str, *, progress: ProgressArg = None) -> int:
         """Index every record of ``resource`` again from scratch; returns how many were indexed.
 
         Reads every record (1 LIST per 1 000 + 1 GET each), then rewrites every shard with a
         compare-and-swap: a record inserted meanwhile keeps its postings (its existence is checked).
+        ``progress`` counts the records read (streamed: their number is known once all are read).
         """
         name = self._check_resource(resource)
         target = self.resource(name)
         if self._attached.get(name) is not target:
             self._attach(target)
-        docs = {r["id"]: self._analyze(name, r) for r in target.iter_records()}
+        with make_progress(progress, None, f"rebuilding full-text index of {name}") as bar:
+            return self._rebuild(name, target, bar)
+
+    def _rebuild(self, name: str, target: Resource, bar: Progress) -> int:
+        """``rebuild_index``'s work: read and analyze every record (``bar`` counts them), then rewrite the shards."""
+        docs: dict[str, _Doc] = {}
+        for record in target.iter_records():
+            docs[record["id"]] = self._analyze(name, record)
+            bar.update()
+        bar.set_total(len(docs))
         db = self._db()
         storage = self.get_storage()
         exists: dict[str, bool] = {}
@@ -759,10 +769,11 @@ class FullTextPlugin(Plugin):
         db = self._db()
         return {name: self.clear_index(name) for name in self.fields if name in db}
 
-    def rebuild_all_indexes(self) -> dict[str, int]:
-        """``rebuild_index`` for every indexed resource that exists; ``{resource: records indexed}``."""
+    def rebuild_all_indexes(self, *, progress: ProgressArg = None) -> dict[str, int]:
+        """``rebuild_index`` for every indexed resource that exists; ``{resource: records indexed}``.
+        ``progress`` reports each resource's rebuild in turn."""
         db = self._db()
-        return {name: self.rebuild_index(name) for name in self.fields if name in db}
+        return {name: self.rebuild_index(name, progress=progress) for name in self.fields if name in db}
 
     def reindex_resource(self, resource: Resource | str) -> int:
         """s3db.js ``reindexResource``: ``rebuild_index``."""

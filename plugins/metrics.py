@@ -422,6 +422,7 @@ class MetricsPlugin(Plugin):
     rule of ``s3db_nb.durations``.
     """
 
+    relocatable = True  # plugin_storage= keeps its data out of the observed bucket
     defaults = {
         "resources": None, "exclude": [], "operations": list(DEFAULT_OPERATIONS), "slow_threshold_ms": 1000.0, "flush_interval": 60.0,
         "max_samples_per_flush": 100, "max_log_entries": 100, "retention_days": 30, "collect_errors": True,
@@ -621,7 +622,7 @@ class MetricsPlugin(Plugin):
 
     def _target(self, kind: str) -> Resource:
         """The resource ``kind`` is flushed into, created (partitioned by date) when missing."""
-        db = self._db()
+        db = self.data_database
         name = self.resource_names[kind]
         if name not in db:
             db.create_resource(name, _SCHEMAS[kind], behavior="body-overflow", partitions=_BY_DATE, created_by=self.name)

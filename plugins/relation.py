@@ -57,6 +57,7 @@ from s3db_nb.plugin_api import (
     format_partition_value,
     get_path,
     iso_ms,
+    table_to_pandas,
 )
 
 if TYPE_CHECKING:
@@ -971,8 +972,9 @@ class RelationPlugin(Plugin):
 
         own = {k: kwargs.pop(k) for k in ARROW_OPTIONS if k in kwargs}
         table, tree = self._frame(resource, include, how, own)
-        df = table.to_pandas(**kwargs)
-        if how in (None, "nested") and "types_mapper" not in kwargs:
+        nested_as_python = how in (None, "nested") and "types_mapper" not in kwargs
+        df = table_to_pandas(table, **kwargs)  # integers nullable, as in the resource's own to_pandas
+        if nested_as_python:
             for name in tree:
                 df[name] = pd.Series(table.column(name).to_pylist(), index=df.index, dtype=object)
         return df

@@ -22,6 +22,7 @@ from . import frames, sql  # noqa: E402, F401, I001
 from .connection import DEFAULT_URL, ConnectionConfig, make_client, parse_url
 from .database import Database
 from .encoding import UndecryptableSecret
+from .engine import extensions
 from .errors import (
     ConflictError,
     ConnectionStringError,
@@ -59,6 +60,7 @@ _CONNECT_OPTIONS = {
     "shared_snapshots",
     "snapshots",
     "read_only",
+    "plugin_storage",
 }
 
 
@@ -75,7 +77,8 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
     ``read_only`` (every write refused with ``ReadOnlyError``, plugins' and ``s3db.json``'s
     included; also ``?read_only=1``), ``snapshot_dir`` (where SQL's columnar snapshots are
     cached), ``shared_snapshots`` (keep them in the bucket for every kernel), ``snapshots=False``
-    (never use them): see ``db.snapshots``.
+    (never use them): see ``db.snapshots``; ``plugin_storage`` (a URL or ``Database`` where the
+    observing plugins — Metrics, Audit, Costs, Cache — keep their data instead of this bucket).
     """
     unknown = sorted(set(options) - _CONNECT_OPTIONS)
     if unknown:
@@ -109,6 +112,8 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
             db.snapshots.configure(
                 snapshot_dir=options.get("snapshot_dir"), shared=options.get("shared_snapshots"), enabled=options.get("snapshots")
             )
+        if options.get("plugin_storage") is not None:
+            db.use_plugin_database(options["plugin_storage"])
         for plugin in options.get("plugins") or ():
             db.use_plugin(plugin)
     except BaseException:
@@ -116,6 +121,8 @@ def connect(url: str = DEFAULT_URL, **options: Any) -> Database:
         raise
     return db
 
+
+extensions.register(connect=connect)  # plugin_storage= URLs of plugins are opened through it
 
 __all__ = [
     "connect",

@@ -85,6 +85,10 @@ class Database:
         self.connected = False
         #: installed plugins by name (``db.plugins.cache``); made by the plugin system
         self.plugins: PluginRegistry = extensions.function("plugin_registry")(self)
+        #: where plugins that observe (Metrics, Audit, Costs, Cache) keep their data: this
+        #: database, or another store given as ``connect(..., plugin_storage=...)``
+        self.plugin_database: Database = self
+        self._owns_plugin_database = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -116,6 +120,8 @@ class Database:
         self._run_hooks("before_disconnect")
         self.events.emit("disconnecting", self)
         self.plugins.stop_all()  # plugins and their job thread stop before storage closes
+        if self._owns_plugin_database:
+            self.plugin_database.disconnect()
         self.pool.shutdown()
         self.client.close()
         self.connected = False
@@ -127,6 +133,27 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.disconnect()
+
+    def open_plugin_database(self, target: str | Database) -> Database:
+        """A database for plugin data: ``target`` itself, or its URL opened with this database's
+        passphrase (``plugin_storage=`` of ``connect`` and of the observing plugins)."""
+        if isinstance(target, Database):
+            return target
+        if not isinstance(target, str) or not target:
+            raise InvalidArgumentError(
+                f"plugin_storage must be a URL (e.g. 'file://./.s3db-local') or a Database, got {type(target).__name__}"
+            )
+        return extensions.function("connect")(target, passphrase=self._passphrase)
+
+    def use_plugin_database(self, target: str | Database) -> Database:
+        """Keep the observing plugins' data (Metrics, Audit, Costs, Cache) in ``target``, so that
+        watching a production bucket adds nothing to it; a URL is opened here and closed with this
+        database. Call before installing those plugins."""
+        other = self.open_plugin_database(target)
+        if self._owns_plugin_database and self.plugin_database is not other:
+            self.plugin_database.disconnect()
+        self.plugin_database, self._owns_plugin_database = other, other is not target
+        return other
 
     @property
     def read_only(self) -> bool:
@@ -185,7 +212,8 @@ class Database:
     def sql(self, query: str, **tables: Any) -> SQLResult:
         """Run DuckDB SQL with every resource visible as a table under its name; ``tables``
         adds more (DataFrames, Arrow tables, datasets). Resources are read on first use and
-        re-read after writes made through this Database."""
+        re-read after writes made through this Database. Keywords ``params``, ``refresh``,
+        ``snapshot`` and ``progress`` are described in ``s3db_nb.sql``."""
         return extensions.function("sql")(self, query, **tables)
 
     def create_view(self, name: str, query: str) -> None:

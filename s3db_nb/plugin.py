@@ -40,7 +40,7 @@ LOG_LEVELS = {
     "error": logging.ERROR,
     "silent": logging.CRITICAL + 1,
 }
-SHARED_OPTIONS = {"log_level": "info", "namespace": None, "slug": None, "verbose": False}
+SHARED_OPTIONS = {"log_level": "info", "namespace": None, "slug": None, "verbose": False, "plugin_storage": None}
 SKIP_DEP_CHECK_ENV = "S3DB_SKIP_PLUGIN_DEP_CHECK"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -202,7 +202,8 @@ def _now() -> dt.datetime:
 
 def _reject_unknown_options(cls: type, options: Mapping[str, Any]) -> None:
     """PluginError naming each unknown option, the closest valid one, and how to declare more."""
-    valid = sorted(set(SHARED_OPTIONS) | set(cls.defaults))  # type: ignore[attr-defined]
+    shared = set(SHARED_OPTIONS) - (set() if cls.relocatable else {"plugin_storage"})  # type: ignore[attr-defined]
+    valid = sorted(shared | set(cls.defaults))  # type: ignore[attr-defined]
     unknown = sorted(set(options) - set(valid))
     if not unknown:
         return
@@ -240,6 +241,10 @@ class Plugin(EventEmitter):
     name: str = ""
     #: storage slug (default: derived from the class name, ``MyCachePlugin`` → ``my-cache``)
     slug: str = ""
+    #: True for plugins that only observe (metrics, audit log, costs, cache): their data may live in
+    #: another store (``plugin_storage=``), since no other process needs it in the app's bucket.
+    #: Plugins whose data the app shares or coordinates through stay with the bucket.
+    relocatable: ClassVar[bool] = False
 
     def __init__(self, options: Mapping[str, Any] | None = None, /, **more: Any) -> None:
         """Options as keywords, or as one dict the way s3db.js plugins pass them
@@ -250,6 +255,11 @@ class Plugin(EventEmitter):
         if options is not None and not isinstance(options, Mapping):
             raise PluginError(f"{cls.__name__}: options must be a dict or keywords, got {type(options).__name__}")
         options = {**(options or {}), **more}
+        if options.get("plugin_storage") is not None and not cls.relocatable:
+            raise PluginError(
+                f"{cls.__name__}: plugin_storage is not supported: its data is shared with the application "
+                "(or coordinates processes) through the bucket, so it stays there; remove the option"
+            )
         if cls.defaults:
             _reject_unknown_options(cls, options)
         self.options: dict[str, Any] = {**SHARED_OPTIONS, **copy.deepcopy(cls.defaults), **options}
@@ -271,6 +281,7 @@ class Plugin(EventEmitter):
         self.log = logging.getLogger(f"s3db_nb.plugins.{self.slug}")
         self.log.setLevel(LOG_LEVELS[level])
         require_dependencies(cls)
+        self._own_data_database: Database | None = None  # opened from this plugin's plugin_storage URL
         self.database: Database | None = None
         self.registry_name: str | None = None
         self.state = "created"
@@ -384,15 +395,18 @@ class Plugin(EventEmitter):
         self.emit("plugin.beforeUninstall", _now())
         self.on_uninstall(purge_data=purge_data)
         self._detach()
+        self._jobs.clear()  # stop() took them off the scheduler; a reinstall schedules them afresh
         deleted = 0
         if purge_data:
             deleted = self.get_storage().delete_all()
+            data = self.data_database
             for name in self._owned:
-                if name in self.database:
-                    deleted += self.database.delete_resource(name, confirm=True)
+                if name in data:
+                    deleted += data.delete_resource(name, confirm=True)
                 else:
-                    deleted += self.database.client.delete_prefix(f"resource={name}/")
+                    deleted += data.client.delete_prefix(f"resource={name}/")
             self.emit("plugin.dataPurged", {"deleted": deleted})
+        self.release_data_database()
         self.database.plugins._unregister(self)
         self.state = "uninstalled"
         self.emit("plugin.afterUninstall", _now())
@@ -426,13 +440,38 @@ class Plugin(EventEmitter):
         return self.database
 
     def resource(self, resource: Resource | str) -> Resource:
-        """The resource object for a name (or the resource itself)."""
-        return self._db().resource(resource) if isinstance(resource, str) else resource
+        """The resource object for a name (or the resource itself); this plugin's own resources
+        are looked up where its data lives (``data_database``)."""
+        if not isinstance(resource, str):
+            return resource
+        return (self.data_database if resource in self._owned else self._db()).resource(resource)
+
+    @property
+    def data_database(self) -> Database:
+        """Where this plugin's storage and resources live: the database it is installed in, or,
+        for a ``relocatable`` plugin, its ``plugin_storage`` option or the database's
+        ``plugin_storage`` (``connect(..., plugin_storage=...)``)."""
+        db = self._db()
+        if not self.relocatable:
+            return db
+        target = self.options["plugin_storage"]
+        if target is None:
+            return db.plugin_database
+        if self._own_data_database is None or not self._own_data_database.connected:
+            self._own_data_database = db.open_plugin_database(target)
+        return self._own_data_database
+
+    def release_data_database(self) -> None:
+        """Close the database this plugin opened from its ``plugin_storage`` URL (reopened on next use)."""
+        own, self._own_data_database = self._own_data_database, None
+        self._storage = None
+        if own is not None and own is not self.options["plugin_storage"]:
+            own.disconnect()
 
     def get_storage(self) -> PluginStorage:
-        """This plugin's ``PluginStorage`` (``plugin=<slug>/[<namespace>/]…``)."""
+        """This plugin's ``PluginStorage`` (``plugin=<slug>/[<namespace>/]…``), in ``data_database``."""
         if self._storage is None:
-            db = self._db()
+            db = self.data_database
             self._storage = PluginStorage(db.client, self.slug, namespace=self.namespace, pool=db.pool)
         return self._storage
 
@@ -443,7 +482,7 @@ class Plugin(EventEmitter):
     def create_resource(self, base: str, attributes: Mapping[str, Any], **options: Any) -> Resource:
         """Create (or reuse) ``resource_name(base)``, marked as created by this plugin and purged with it."""
         name = self.resource_name(base)
-        resource = self._db().create_resource(name, attributes, created_by=self.name, **options)
+        resource = self.data_database.create_resource(name, attributes, created_by=self.name, **options)
         if name not in self._owned:
             self._owned.append(name)
         return resource
@@ -698,6 +737,7 @@ class PluginRegistry(Mapping[str, Plugin]):
                 plugin.stop()
             except Exception:  # one failing plugin must not keep the others running
                 log.exception("plugin %r failed to stop", plugin.name)
+            plugin.release_data_database()
         if self._scheduler is not None:
             self._scheduler.stop()
 

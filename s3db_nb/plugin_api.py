@@ -28,7 +28,7 @@ from .errors import (
     ValidationError,
 )
 from .events import EventEmitter
-from .frames import validate_rows, write_validated
+from .frames import table_to_pandas, validate_rows, write_validated
 from .partitions import format_value as format_partition_value
 from .partitions import get_path
 from .plugin import (
@@ -82,6 +82,7 @@ __all__ = [
     # records in bulk
     "validate_rows",  # before_insert hooks + schema over many rows, writing nothing
     "write_validated",  # write validate_rows' output on the pool; {row: error} of the failures
+    "table_to_pandas",  # an Arrow table as to_pandas() gives it: nullable Int64 integers, dtype_backend=
     # values
     "new_id",  # a random nanoid id (s3db.js alphabet; 22 characters by default)
     "iso_ms",  # a datetime as JavaScript toISOString(): UTC, milliseconds, "Z"

@@ -27,6 +27,7 @@ from .engine.catalog import PluginKeys, VersionDefinition, now_iso
 from .engine.records import RecordEngine
 from .errors import ConflictError, InvalidArgumentError, NotFoundError, PluginError, S3DBError, SchemaError, ValidationError
 from .events import EventEmitter
+from .progress import ProgressArg, make_progress
 from .record import Content, Page, Record
 from .schema import NestedObject, Schema, iso_ms, parse_shorthand, unflatten
 
@@ -190,20 +191,26 @@ class Resource:
     def _insert(self, data: Mapping[str, Any]) -> Record:
         return self.engine.insert_prepared(*self.engine.prepare_insert(data))
 
-    def insert_many(self, items: Iterable[Mapping[str, Any]]) -> list[Record]:
+    def insert_many(self, items: Iterable[Mapping[str, Any]], *, progress: ProgressArg = None) -> list[Record]:
         """Insert many records in parallel. Every record is validated first: if any fails,
-        ``ValidationError`` lists them all (with their positions) and nothing is written."""
-        return self._dispatch("insert_many", self._insert_many, items)
+        ``ValidationError`` lists them all (with their positions) and nothing is written.
+        ``progress``: see ``s3db_nb.progress`` (a bar in a kernel by default)."""
+        return self._dispatch("insert_many", lambda items: self._insert_many(items, progress), items)
 
-    def _insert_many(self, items: Iterable[Mapping[str, Any]]) -> list[Record]:
-        prepared: list[tuple[str, dict[str, Any]]] = []
-        errors: list[dict[str, Any]] = []
-        for index, item in enumerate(items):
-            try:
-                prepared.append(self.engine.prepare_insert(item))
-            except ValidationError as exc:
-                for err in exc.errors:
-                    errors.append({**err, "field": f"[{index}].{err['field']}"})
+    def _insert_many(self, items: Iterable[Mapping[str, Any]], progress: ProgressArg = None) -> list[Record]:
+        items = items if isinstance(items, (list, tuple)) else list(items)
+        with make_progress(progress, len(items), f"checking {self.name}") as checking:
+            prepared: list[tuple[str, dict[str, Any]]] = []
+            errors: list[dict[str, Any]] = []
+            for index, item in enumerate(items):
+                try:
+                    prepared.append(self.engine.prepare_insert(item))
+                except ValidationError as exc:
+                    for err in exc.errors:
+                        errors.append({**err, "field": f"[{index}].{err['field']}"})
+                if index % 256 == 255:
+                    checking.update(256)
+            checking.update(len(items) - checking.done)
         if errors:
             raise ValidationError(errors, self.name)
         ids = [rid for rid, _ in prepared]
@@ -212,16 +219,18 @@ class Resource:
             raise ValidationError(
                 [{"field": "id", "rule": "unique", "message": "appears more than once in the batch", "value": d} for d in dupes], self.name
             )
-        if self.client.kind in ("memory", "file"):
-            # local stores write in one thread anyway: batches share lock stripes and requests
-            outcomes = [
-                outcome for start in range(0, len(prepared), 512) for outcome in self.engine.insert_batch(prepared[start : start + 512])
-            ]
-            failure = next((outcome for outcome in outcomes if isinstance(outcome, Exception)), None)
-            if failure is not None:
-                raise failure
-            return outcomes  # type: ignore[return-value] - no exception left in the list
-        return self.database.pool.map(lambda pair: self.engine.insert_prepared(*pair), prepared)
+        with make_progress(progress, len(prepared), f"writing {self.name}") as writing:
+            if self.client.kind in ("memory", "file"):
+                # local stores write in one thread anyway: batches share lock stripes and requests
+                outcomes: list[Any] = []
+                for start in range(0, len(prepared), 512):
+                    outcomes += self.engine.insert_batch(prepared[start : start + 512])
+                    writing.update(len(outcomes) - writing.done)
+                failure = next((outcome for outcome in outcomes if isinstance(outcome, Exception)), None)
+                if failure is not None:
+                    raise failure
+                return outcomes
+            return self.database.pool.map(lambda pair: self.engine.insert_prepared(*pair), prepared, on_each=writing.update)
 
     # -- read -----------------------------------------------------------------------------
 
@@ -274,9 +283,18 @@ class Resource:
             if record is not None:
                 yield record
 
-    def get_all(self) -> list[Record]:
-        """Every record (1 LIST per 1 000 ids + 1 GET each, in parallel)."""
-        return self._dispatch("get_all", lambda: list(self.iter_records()))
+    def get_all(self, *, progress: ProgressArg = None) -> list[Record]:
+        """Every record (1 LIST per 1 000 ids + 1 GET each, in parallel); ``progress`` counts them."""
+
+        def run() -> list[Record]:
+            with make_progress(progress, None, f"reading {self.name}") as bar:
+                records = []
+                for record in self.iter_records():
+                    records.append(record)
+                    bar.update()
+                return records
+
+        return self._dispatch("get_all", run)
 
     # -- frames and Parquet (implemented by s3db_nb.frames and s3db_nb.sql, see engine.extensions) --
 
@@ -691,7 +709,7 @@ class Resource:
         self._changed()
         return before
 
-    def delete_many(self, ids: Iterable[str]) -> int:
+    def delete_many(self, ids: Iterable[str], *, progress: ProgressArg = None) -> int:
         """Delete many records in parallel; missing ids are skipped. Returns how many were deleted."""
 
         def run(ids: Iterable[str]) -> int:
@@ -704,12 +722,13 @@ class Resource:
                 except NotFoundError:
                     return 0
 
-            return sum(self.database.pool.map(one, ids))
+            with make_progress(progress, len(ids), f"deleting from {self.name}") as bar:
+                return sum(self.database.pool.map(one, ids, on_each=bar.update))
 
         return self._dispatch("delete_many", run, ids)
 
-    def delete_all(self, *, confirm: bool = False) -> int:
-        """Delete every record and partition ref of this resource.
+    def delete_all(self, *, confirm: bool = False, progress: ProgressArg = None) -> int:
+        """Delete every record and partition ref of this resource; ``progress`` counts the records.
 
         Refused on a paranoid resource (the default) unless ``confirm=True``."""
 
@@ -719,7 +738,8 @@ class Resource:
                     f"delete_all() on paranoid resource {self.name!r} refused; call delete_all(confirm=True) "
                     "or create the resource with paranoid=False"
                 )
-            count = self.client.delete_prefix(self.engine.data_prefix())
+            with make_progress(progress, None, f"deleting {self.name}") as bar:
+                count = self.client.delete_prefix(self.engine.data_prefix(), on_batch=bar.update)
             self.client.delete_prefix(f"resource={self.name}/partition=")
             self.events.emit("deleted-all", {"count": count})
             self._changed()

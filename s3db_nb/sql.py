@@ -71,7 +71,8 @@ class SQLResult:
 
     def df(self, **kwargs: Any) -> pd.DataFrame:
         """As a pandas DataFrame; keywords go to ``Table.to_pandas`` (e.g. ``types_mapper=pd.ArrowDtype``),
-        and ``dtype_backend="numpy_nullable"``/``"pyarrow"`` as in pandas."""
+        and ``dtype_backend="numpy_nullable"``/``"pyarrow"`` as in pandas. Integer columns are
+        nullable ``Int64`` by default, as in ``to_pandas()``: a NULL is ``<NA>``, not a float NaN."""
         return frames.table_to_pandas(self._table, **kwargs)
 
     def pl(self) -> Any:
@@ -176,9 +177,12 @@ class SQLEngine:
             self._served.clear()
             self.con.close()
 
-    def sql(self, query: str, *, refresh: bool = False, snapshot: bool | None = None, params: Any = None, **tables: Any) -> SQLResult:
+    def sql(
+        self, query: str, *, refresh: bool = False, snapshot: bool | None = None, params: Any = None, progress: Any = None, **tables: Any
+    ) -> SQLResult:
         """Run ``query``; see the module docstring for what it reads. ``params`` binds ``$name``
-        (a mapping) or ``?`` (a sequence) placeholders: values are never pasted into the text."""
+        (a mapping) or ``?`` (a sequence) placeholders: values are never pasted into the text.
+        ``progress`` (``s3db_nb.progress``) shows the records each resource load reads."""
         if not isinstance(query, str) or not query.strip():
             raise S3DBError("db.sql() needs a SQL string")
         with self._lock:
@@ -193,12 +197,12 @@ class SQLEngine:
                 if name is None or ref.lower() in tables_lower:
                     continue
                 pushed, secrets = self._plan(query, tree, name)
-                self._register_resource(name, pushed, secrets, snapshot)
+                self._register_resource(name, pushed, secrets, snapshot, progress)
             for view in views:  # what a view reads, whole and with its secrets: the outer query does not say
                 for ref in self._view_reads[view]:
                     name = by_lower.get(ref.lower())
                     if name is not None and name not in referenced and ref.lower() not in tables_lower:
-                        self._register_resource(name, None, True, snapshot)
+                        self._register_resource(name, None, True, snapshot, progress)
             for key, value in tables.items():
                 self.con.register(key, value)
                 self._registered.pop(key, None)
@@ -286,7 +290,7 @@ class SQLEngine:
             self._served[name] = table
 
     def _register_resource(
-        self, name: str, pushed: tuple[str, dict[str, str]] | None, secrets: bool = True, snapshot: bool | None = None
+        self, name: str, pushed: tuple[str, dict[str, str]] | None, secrets: bool = True, snapshot: bool | None = None, progress: Any = None
     ) -> None:
         if snapshot is not False:
             resource = self.db.resource(name)
@@ -308,9 +312,11 @@ class SQLEngine:
             resource = self.db.resource(name)
             bypass = False if snapshot is False else None  # snapshot=False reads the records, never a snapshot
             if pushed is None:
-                table = resource.to_arrow(progress=False, secrets=secrets, snapshot=bypass)
+                table = resource.to_arrow(progress=progress, secrets=secrets, snapshot=bypass)
             else:
-                table = resource.to_arrow(partition=pushed[0], partition_values=pushed[1], progress=False, secrets=secrets, snapshot=bypass)
+                table = resource.to_arrow(
+                    partition=pushed[0], partition_values=pushed[1], progress=progress, secrets=secrets, snapshot=bypass
+                )
             self._cache[key] = table
             self.reads.append(key)
         self._serve(name, table)

@@ -135,6 +135,15 @@ def test_optional_integers_are_nullable_int64_by_default(fast_db):
     assert people.to_pandas(types_mapper=pd.ArrowDtype)["age"].dtype == pd.ArrowDtype(pa.int64())
 
 
+def test_sql_results_keep_optional_integers_as_int64(fast_db):
+    people = fast_db.create_resource("people", attributes={"name": "string", "age": "number|integer|optional"})
+    people.insert_many([{"id": "a", "name": "A", "age": 41}, {"id": "b", "name": "B"}])
+    frame = fast_db.sql("SELECT id, age, age * 2 AS twice FROM people ORDER BY id").df()
+    assert str(frame["age"].dtype) == "Int64" and str(frame["twice"].dtype) == "Int64"
+    assert frame["age"].tolist() == [41, pd.NA]
+    assert fast_db.sql("SELECT age FROM people").df(dtype_backend="pyarrow")["age"].dtype == pd.ArrowDtype(pa.int64())
+
+
 # -- 3. exports read back without repeated partition fields -------------------------------
 
 

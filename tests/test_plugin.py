@@ -202,6 +202,16 @@ def test_lifecycle_calls_and_events_in_order(mem):
     assert plugin.state == "uninstalled" and len(mem.plugins) == 0
 
 
+def test_a_plugin_that_schedules_a_job_on_install_can_be_reinstalled(mem):
+    from s3db_nb.plugins.metrics import MetricsPlugin
+
+    metrics = mem.use_plugin(MetricsPlugin(flush_interval=60))
+    metrics.uninstall()
+    assert metrics.jobs == {}
+    mem.use_plugin(metrics)
+    assert "flush" in "".join(metrics.jobs) and metrics.state == "started"
+
+
 def test_install_directly_then_start_and_stop(mem):
     plugin = Recorder().install(mem)
     assert plugin.state == "installed" and "recorder" in mem.plugins

@@ -3,6 +3,8 @@ the label whole, a finished bar shown finished, and callbacks."""
 
 from __future__ import annotations
 
+import pytest
+
 import s3db_nb
 from s3db_nb.progress import make_progress
 
@@ -60,3 +62,38 @@ def test_insert_frame_reports_its_checking_phase_while_it_runs():
     checking = [done for done, _, desc in seen if desc == "checking users"]
     assert checking[:3] == [10_000, 20_000, 25_000]  # one step per slice, during the work
     assert [done for done, _, desc in seen if desc == "writing users"][-1] == 25_000
+
+
+BULK_CALLS = {  # call → (what it runs, the label of the bar that counts its records)
+    "insert_many": (
+        lambda users, bar: users.insert_many([{"id": f"n{i:03d}", "name": "x"} for i in range(40)], progress=bar),
+        "writing users",
+    ),
+    "get_all": (lambda users, bar: users.get_all(progress=bar), "reading users"),
+    "delete_many": (lambda users, bar: users.delete_many([f"u{i:03d}" for i in range(40)], progress=bar), "deleting from users"),
+    "delete_all": (lambda users, bar: users.delete_all(confirm=True, progress=bar), "deleting users"),
+}
+
+
+@pytest.mark.parametrize("call", list(BULK_CALLS))
+def test_bulk_record_calls_count_every_record_through_progress(db, call):
+    users = db.create_resource("users", attributes={"name": "string"})
+    users.insert_many([{"id": f"u{i:03d}", "name": "x"} for i in range(40)], progress=False)
+    run, label = BULK_CALLS[call]
+    seen: list[tuple[int, int | None, str]] = []
+    run(users, lambda *step: seen.append(step))
+    counted = [done for done, _, desc in seen if desc == label]
+    assert counted[-1] == 40 and counted == sorted(counted)
+    assert all(total in (None, 40) for _, total, _ in seen)
+
+
+def test_a_sql_load_of_a_resource_counts_its_records():
+    db = s3db_nb.connect("memory://progress-sql")
+    users = db.create_resource("users", attributes={"name": "string"})
+    users.insert_many([{"id": f"u{i:03d}", "name": "x"} for i in range(40)], progress=False)
+    seen: list[tuple[int, int | None, str]] = []
+    assert db.sql("SELECT count(*) FROM users", progress=lambda *step: seen.append(step)).fetchall() == [(40,)]
+    assert seen[-1][0] == 40 and seen[-1][2] == "reading users"
+    seen.clear()
+    db.sql("SELECT count(*) FROM users", progress=lambda *step: seen.append(step))
+    assert seen == []  # nothing changed: nothing read, no bar

@@ -67,10 +67,17 @@ class CostsDashboard(Dashboard):
         basis = f"based on the last {span(estimate['window_seconds'])}"
         totals = costs["totals"]
         storage = costs["storage"]
+        history = costs.get("history") or {}
+        # with CostsPlugin(persist=True): how much of the counts earlier sessions saved
+        earlier = (
+            f" · {history['requests']:,} from {history['sessions']} earlier session{'s' if history['sessions'] != 1 else ''} since {history['since'][:10]}"
+            if history.get("sessions")
+            else ""
+        )
         cards = stat_cards(
             {
                 "region": costs["region"] + (" · free tier" if costs["free_tier"] else ""),
-                "requests": f"{costs['requests']['total']:,}",
+                "requests": f"{costs['requests']['total']:,}{earlier}",
                 "request cost": _usd(totals["requests"]),
                 "egress": f"{_usd(totals['egress'])} · {costs['bytes_out']:,} B out",
                 "storage / month": f"{_usd(storage['cost'])} · {storage['bytes']:,} B" if storage["measured"] else "not measured",
@@ -162,7 +169,7 @@ class CostsDashboard(Dashboard):
             self.refresh()
 
         def on_measure(_: Any) -> None:
-            self.plugin.measure_storage()
+            self.plugin.measure_storage(progress=False)  # the dashboard refreshes when done
             self.refresh()
 
         self.region_select.observe(self.callback(on_region), names="value")

@@ -16,10 +16,13 @@ from s3db_nb.plugin_api import (
     Plugin,
     PluginError,
     PluginStorage,
+    Progress,
+    ProgressArg,
     Resource,
     ValidationError,
     format_partition_value,
     get_path,
+    make_progress,
 )
 
 from .compat import (
@@ -59,6 +62,8 @@ WRITE_METHODS = (
 )
 #: what an in-place update (no partition moved) makes stale; list_ids and count hold ids only
 _CONTENT_METHODS = ("list", "page", "query")
+#: records read per get_many while warming: in parallel within a batch, progress between batches
+WARM_BATCH = 256
 _COUNTERS = ("operations", "hits", "misses", "stores", "skipped", "evictions", "invalidations", "errors")
 _SIGNATURES = {m: inspect.signature(getattr(Resource, m)) for m in CACHED_METHODS}
 _STABLE_VALUE = (str, int, float, bool)
@@ -151,6 +156,7 @@ class CachePlugin(Plugin):
     ``lazy_connect`` (False: a PING at install fails fast), ``redis_options``, ``client``.
     """
 
+    relocatable = True  # plugin_storage= keeps its data out of the observed bucket
     defaults: ClassVar[dict[str, Any]] = {
         "driver": "memory",
         "ttl": 300,
@@ -334,7 +340,7 @@ class CachePlugin(Plugin):
             limits = {"max_bytes": value("max_bytes"), "eviction_policy": value("eviction_policy")}
             return FilesystemCache(folder, clock=self.clock, **limits, **packing)
         if name == "s3":
-            db = self._db()
+            db = self.data_database
             storage = PluginStorage(db.client, self.slug, namespace=self.namespace, clock=self.clock, pool=db.pool)
             return S3Cache(storage, clock=self.clock, folder=prefix or "cache", **packing)
         if name == "redis":  # keys: <key_prefix>/<cache key>; by default one prefix per database and namespace
@@ -792,17 +798,26 @@ class CachePlugin(Plugin):
 
     # -- warming -----------------------------------------------------------------------------
 
-    def warm(self, resource: Resource | str, *, limit: int | None = None) -> int:
+    def warm(self, resource: Resource | str, *, limit: int | None = None, progress: ProgressArg = None) -> int:
         """Load ``resource``'s records (the first ``limit``) into the cache as ``get(id)`` entries,
         plus its ``list_ids`` and ``count``. Returns how many records were cached.
-        Costs 1 LIST per 1 000 ids + 1 GET per record."""
+        Costs 1 LIST per 1 000 ids + 1 GET per record; ``progress`` counts the records read."""
+        target = self._warmable(resource)
+        with make_progress(progress, None, f"warming the cache of {target.name}") as bar:
+            return self._warm(target, limit, bar)[0]
+
+    def _warmable(self, resource: Resource | str) -> Resource:
         target = self.resource(resource)
+        if target.name not in self._attached:
+            raise PluginError(f"CachePlugin does not cache {target.name!r} (see include=/exclude=); nothing to warm")
+        return target
+
+    def _warm(self, target: Resource, limit: int | None, bar: Progress) -> tuple[int, list[Mapping[str, Any]]]:
+        """``warm``'s work; returns how many records were cached and the records read."""
         name = target.name
-        if name not in self._attached:
-            raise PluginError(f"CachePlugin does not cache {name!r} (see include=/exclude=); nothing to warm")
         generation = self._generation.get(name, 0)
         ids = target.list_ids(limit=limit, skip_cache=True)
-        records = target.get_many(ids, skip_cache=True)
+        records = self._read_all(target, ids, bar)
         stored = 0
         if "get" in self.options["methods"]:
             for record in records:
@@ -811,37 +826,54 @@ class CachePlugin(Plugin):
             self._store(name, self._key(target, "list_ids", (), {"limit": limit}), ids, generation)
         if limit is None and "count" in self.options["methods"]:
             self._store(name, self._key(target, "count", (), {}), len(ids), generation)
-        return stored
+        return stored, records
 
-    def warm_cache(self, resource_name: Resource | str, *, include_partitions: bool | None = None) -> int:
+    @staticmethod
+    def _read_all(target: Resource, ids: list[str], bar: Progress) -> list[Mapping[str, Any]]:
+        """The records of ``ids``, read past the cache in batches of ``WARM_BATCH`` (in parallel
+        within each) so ``bar`` moves as they arrive."""
+        bar.set_total((bar.total or 0) + len(ids))
+        records: list[Mapping[str, Any]] = []
+        for start in range(0, len(ids), WARM_BATCH):
+            batch = ids[start : start + WARM_BATCH]
+            records.extend(target.get_many(batch, skip_cache=True))
+            bar.update(len(batch))
+        return records
+
+    def warm_cache(self, resource_name: Resource | str, *, include_partitions: bool | None = None, progress: ProgressArg = None) -> int:
         """s3db.js ``warmCache``: ``warm(resource)`` plus, with ``include_partitions`` (default: the
         plugin's option), the ``list`` of every partition value the records hold. Returns how many
-        records were cached."""
-        target = self.resource(resource_name)
-        stored = self.warm(target)
+        records were cached. ``progress`` counts the records read, then the lists warmed."""
+        target = self._warmable(resource_name)
         if include_partitions is None:
             include_partitions = self.options["include_partitions"]
-        if include_partitions and "list" in self.options["methods"]:
-            records = target.get_many(target.list_ids(skip_cache=True), skip_cache=True)
-            self._warm_lists(target, records, list(target.partitions))
+        with make_progress(progress, None, f"warming the cache of {target.name}") as bar:
+            stored, records = self._warm(target, None, bar)
+            if include_partitions and "list" in self.options["methods"]:
+                self._warm_lists(target, records, list(target.partitions), bar)
         return stored
 
-    def _warm_lists(self, target: Resource, records: Iterable[Mapping[str, Any]], partitions: Iterable[str]) -> int:
+    def _warm_lists(
+        self, target: Resource, records: Iterable[Mapping[str, Any]], partitions: Iterable[str], bar: Progress | None = None
+    ) -> int:
         """``list`` every value of ``partitions`` that ``records`` hold (not counted as usage); returns how many."""
         records = list(records)
-        warmed = 0
+        todo: list[tuple[str, dict[str, Any]]] = []
+        for partition in partitions:
+            fields = sorted(target.partitions[partition]["fields"])
+            seen = {tuple((f, get_path(r, f)) for f in fields) for r in records}
+            todo.extend((partition, dict(values)) for values in sorted(seen, key=repr) if all(v is not None for _, v in values))
+        if bar is not None:
+            bar.set_total((bar.total or 0) + len(todo))
         self._local.preloading = True
         try:
-            for partition in partitions:
-                fields = sorted(target.partitions[partition]["fields"])
-                seen = {tuple((f, get_path(r, f)) for f in fields) for r in records}
-                for values in sorted(seen, key=repr):
-                    if all(v is not None for _, v in values):
-                        target.list(partition=partition, partition_values=dict(values))
-                        warmed += 1
+            for partition, values in todo:
+                target.list(partition=partition, partition_values=values)
+                if bar is not None:
+                    bar.update()
         finally:
             self._local.preloading = False
-        return warmed
+        return len(todo)
 
     # -- partition-aware extras (s3db.js PartitionAwareFilesystemCache, on every driver here) ---------
 
@@ -922,32 +954,41 @@ class CachePlugin(Plugin):
         return self.usage.recommendations(self.resource(resource).name, self.clock())
 
     def warm_partition_cache(
-        self, resource: Resource | str, partitions: Iterable[str] | None = None, *, max_files: int = 1000, all_values: bool = False
+        self,
+        resource: Resource | str,
+        partitions: Iterable[str] | None = None,
+        *,
+        max_files: int = 1000,
+        all_values: bool = False,
+        progress: ProgressArg = None,
     ) -> int:
         """s3db.js ``warmPartitionCache``: cache the ``list`` of every hot value (read at least
         ``preload_threshold`` times) of ``partitions`` (default: all), at most ``max_files`` of
         them; ``all_values=True`` warms every value the records hold instead (reads them all).
-        Returns how many lists were warmed."""
+        Returns how many lists were warmed. ``progress`` counts the lists (and records read)."""
         self._require_partition_aware("warm_partition_cache")
         target = self.resource(resource)
         names = list(target.partitions) if partitions is None else [partitions] if isinstance(partitions, str) else list(partitions)
         for name in names:
             self._partition_prefix(target, name, None)  # checks the name
-        if all_values:
-            return self._warm_lists(target, target.get_many(target.list_ids(skip_cache=True), skip_cache=True), names)
-        warmed = 0
-        self._local.preloading = True
-        try:
-            for name in names:
-                for row in self.usage.rows(target.name, name).values():
-                    if warmed >= max_files:
-                        return warmed
-                    if row["count"] >= self.options["preload_threshold"]:
-                        target.list(partition=name, partition_values=row["values"])
-                        warmed += 1
-        finally:
-            self._local.preloading = False
-        return warmed
+        with make_progress(progress, None, f"warming the partition lists of {target.name}") as bar:
+            if all_values:
+                return self._warm_lists(target, self._read_all(target, target.list_ids(skip_cache=True), bar), names, bar)
+            hot = [
+                (name, row["values"])
+                for name in names
+                for row in self.usage.rows(target.name, name).values()
+                if row["count"] >= self.options["preload_threshold"]
+            ][:max_files]
+            bar.set_total(len(hot))
+            self._local.preloading = True
+            try:
+                for name, values in hot:
+                    target.list(partition=name, partition_values=values)
+                    bar.update()
+            finally:
+                self._local.preloading = False
+        return len(hot)
 
     def analyze_cache_usage(self) -> dict[str, Any]:
         """s3db.js ``analyzeCacheUsage``: partition stats and recommendations of every cached

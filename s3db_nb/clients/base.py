@@ -16,7 +16,7 @@ import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -280,17 +280,22 @@ class StorageClient(abc.ABC):
         except NotFoundError:
             return False
 
-    def delete_prefix(self, prefix: str) -> int:
-        """Delete every key under ``prefix``; returns how many were deleted."""
+    def delete_prefix(self, prefix: str, on_batch: Callable[[int], Any] | None = None) -> int:
+        """Delete every key under ``prefix``; returns how many were deleted. ``on_batch(n)`` is
+        told each batch's count as it goes (a progress bar)."""
         deleted = 0
         batch: list[str] = []
         for key in self.list(prefix):
             batch.append(key)
             if len(batch) == 1000:
                 deleted += self.delete_many(batch)
+                if on_batch is not None:
+                    on_batch(len(batch))
                 batch = []
         if batch:
             deleted += self.delete_many(batch)
+            if on_batch is not None:
+                on_batch(len(batch))
         return deleted
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ client's own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import ReadOnlyError
@@ -49,7 +49,7 @@ class ReadOnlyClient:
             return 0
         raise self._refuse("DELETE", keys[0])
 
-    def delete_prefix(self, prefix: str) -> int:
+    def delete_prefix(self, prefix: str, on_batch: Callable[[int], Any] | None = None) -> int:
         raise self._refuse("DELETE", prefix + "*")
 
     def ensure_bucket(self) -> None:

@@ -38,6 +38,7 @@ class Extensions:
     refresh_snapshot: Callable[..., Any] | None = None  # (resource) -> its db.snapshots row
     drop_snapshot: Callable[..., Any] | None = None  # (resource) -> whether there was one
     to_dask: Callable[..., Any] | None = None  # (resource, columns=, where=, partition=, **kw) -> dask DataFrame
+    connect: Callable[..., Any] | None = None  # (url, **options) -> Database: s3db_nb.connect, for plugin_storage=
 
 
 _REGISTERED = Extensions()
@@ -53,6 +54,7 @@ _PROVIDERS = {
     "snapshot_registry": "s3db_nb.snapshots",
     "refresh_snapshot": "s3db_nb.snapshots",
     "drop_snapshot": "s3db_nb.snapshots",
+    "connect": "s3db_nb",
 }
 
 

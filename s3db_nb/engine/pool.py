@@ -52,13 +52,20 @@ class WorkPool:
             return future
         return self._threads().submit(fn, *args)
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    def map(self, fn: Callable[[T], R], items: Iterable[T], on_each: Callable[[], Any] | None = None) -> list[R]:
         """``fn`` over ``items``, results in order; re-raises the first error once every task has
-        finished, so no write is left running unobserved."""
+        finished, so no write is left running unobserved. ``on_each()`` runs in the calling thread
+        after each item (a progress bar's tick)."""
         items = list(items)
         # inline: one item, already on a pool thread (nesting could deadlock), or a local store
         if len(items) <= 1 or self.inline or threading.current_thread().name.startswith(THREAD_PREFIX):
-            return [fn(item) for item in items]
+            if on_each is None:
+                return [fn(item) for item in items]
+            done = []
+            for item in items:
+                done.append(fn(item))
+                on_each()
+            return done
         futures = [self._threads().submit(fn, item) for item in items]
         results: list[R] = []
         error: BaseException | None = None
@@ -67,6 +74,8 @@ class WorkPool:
                 results.append(future.result())
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 error = error or exc
+            if on_each is not None:
+                on_each()
         if error is not None:
             raise error
         return results

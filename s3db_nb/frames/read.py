@@ -397,9 +397,6 @@ def to_pandas(resource: Resource, **kwargs: Any) -> pd.DataFrame:
     if mode not in PANDAS_JSON:
         raise InvalidArgumentError(f"json must be 'objects' (dicts and lists, the default), 'string', 'struct' or 'auto', got {mode!r}")
     table = to_arrow(resource, json="string" if mode == "objects" else mode, **own)
-    if kwargs.get("dtype_backend") is None and "types_mapper" not in kwargs:
-        kwargs.pop("dtype_backend", None)
-        kwargs["types_mapper"] = nullable_integers
     frame = table_to_pandas(table, **kwargs)
     return parse_frame(resource, table, frame) if mode == "objects" else frame
 
@@ -415,11 +412,14 @@ DTYPE_BACKENDS = ("numpy_nullable", "pyarrow")
 
 
 def table_to_pandas(table: pa.Table, *, dtype_backend: str | None = None, **kwargs: Any) -> pd.DataFrame:
-    """``table.to_pandas(**kwargs)``, with pandas' ``dtype_backend`` vocabulary on top."""
+    """``table.to_pandas(**kwargs)``, with pandas' ``dtype_backend`` vocabulary on top; without
+    either, integers are nullable ``Int64`` (every frame s3db_nb hands out: reads, SQL, Dask)."""
     if dtype_backend is not None:
         if "types_mapper" in kwargs:
             raise InvalidArgumentError("give dtype_backend or types_mapper, not both (dtype_backend picks the types_mapper)")
         kwargs["types_mapper"] = types_mapper(dtype_backend)
+    elif "types_mapper" not in kwargs:
+        kwargs["types_mapper"] = nullable_integers
     return table.to_pandas(**kwargs)
 
 
