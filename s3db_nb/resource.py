@@ -353,10 +353,10 @@ class Resource:
         """Write the records as Parquet (a file, or a Hive-partitioned folder); returns the manifest."""
         return extensions.function("to_parquet")(self, path, partition_by=partition_by, **kw)
 
-    def refresh_snapshot(self) -> dict[str, Any]:
+    def refresh_snapshot(self, *, progress: ProgressArg = None) -> dict[str, Any]:
         """Create or bring up to date this resource's columnar snapshot (1 LIST + 1 GET per changed record);
-        returns its ``db.snapshots`` row."""
-        return extensions.function("refresh_snapshot")(self)
+        returns its ``db.snapshots`` row. ``progress`` counts the records it reads."""
+        return extensions.function("refresh_snapshot")(self, progress=progress)
 
     def drop_snapshot(self) -> bool:
         """Delete this resource's snapshot and its files; True when there was one."""

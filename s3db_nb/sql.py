@@ -297,7 +297,7 @@ class SQLEngine:
             registry = snapshots.registry_for(self.db)
             if registry.usable(resource):
                 # a partition query does not build a snapshot: reading one partition is cheaper
-                served = registry.table(resource, create=pushed is None, secrets=secrets)
+                served = registry.table(resource, create=pushed is None, secrets=secrets, progress=progress)
                 if served is not None:
                     self.reads.append((name, None))
                     self._serve(name, served)

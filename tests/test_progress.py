@@ -3,6 +3,8 @@ the label whole, a finished bar shown finished, and callbacks."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import s3db_nb
@@ -97,3 +99,23 @@ def test_a_sql_load_of_a_resource_counts_its_records():
     seen.clear()
     db.sql("SELECT count(*) FROM users", progress=lambda *step: seen.append(step))
     assert seen == []  # nothing changed: nothing read, no bar
+
+
+def test_a_snapshot_build_and_refresh_count_only_the_records_they_read(tmp_path):
+    db = s3db_nb.connect(f"file://{tmp_path / 'data'}", snapshot_dir=str(tmp_path / "snapshots"))
+    db.snapshots.clock_ns = lambda: time.time_ns() + 10**10  # every write past the racy window: read once
+    users = db.create_resource("users", attributes={"name": "string"})
+    users.insert_many([{"id": f"u{i:03d}", "name": "x"} for i in range(40)], progress=False)
+    seen: list[tuple[int, int | None, str]] = []
+
+    def query() -> None:
+        seen.clear()
+        assert db.sql("SELECT count(*) FROM users", progress=lambda *step: seen.append(step)).fetchall()[0][0] >= 40
+
+    query()  # the first query builds the snapshot: every record read
+    assert seen[-1] == (40, 40, "reading users")
+    query()  # nothing changed: nothing read, no bar
+    assert seen == []
+    users.insert({"id": "new", "name": "y"})
+    query()  # one new record read
+    assert seen[-1] == (1, 1, "reading users")

@@ -141,6 +141,7 @@ def test_secrets_are_not_in_the_snapshot_files_in_clear(tmp_path):
     people = db.create_resource("people", attributes=ATTRIBUTES)
     people.insert({"id": "p1", "name": "x", "country": "BR", "key": "TOPSECRET-123"})
     assert db.sql("select key from people").fetchall() == [("TOPSECRET-123",)]
+    db.snapshots.snapshot(people).flush()  # the query's build is written in the background
     folder = tmp_path / "snapshots"
     blobs = b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
     assert blobs and b"TOPSECRET-123" not in blobs
@@ -375,8 +376,10 @@ def test_snapshot_views_equal_record_reads_with_nested_secrets(tmp_path):
 
 def test_connect_snapshot_dir_puts_the_snapshots_there(tmp_path):
     db = s3db_nb.connect(f"file://{tmp_path / 'data'}", snapshot_dir=tmp_path / "mine")
-    db.create_resource("people", attributes=ATTRIBUTES).insert({"id": "p1", "name": "a", "country": "BR"})
+    people = db.create_resource("people", attributes=ATTRIBUTES)
+    people.insert({"id": "p1", "name": "a", "country": "BR"})
     assert db.sql(QUERY).fetchall() == [("p1", "a", "BR", None)]
+    db.snapshots.snapshot(people).flush()  # the query's build is written in the background
     assert db.snapshots.location.startswith(str(tmp_path / "mine"))
     assert any(name.endswith(".parquet") for _, _, names in os.walk(tmp_path / "mine") for name in names)
     assert not (tmp_path / "snapshots").exists()  # the environment's folder was not used

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from ..resource import Resource
 
 
-def refresh_snapshot(resource: Resource) -> dict[str, Any]:
+def refresh_snapshot(resource: Resource, progress: Any = None) -> dict[str, Any]:
     """``resource.refresh_snapshot()``: create or refresh its snapshot; returns its ``db.snapshots`` row."""
-    return registry_for(resource.database).refresh(resource)
+    return registry_for(resource.database).refresh(resource, progress=progress)
 
 
 def drop_snapshot(resource: Resource) -> bool:

@@ -9,16 +9,23 @@ a read asks for them, with the plaintexts cached in memory, never on disk.
 
 The live table of a loaded snapshot is kept in memory, sorted by id as a listing returns records,
 so a query with nothing changed costs the check alone: on file:// one stat of the data folder.
+
+A full build in a local folder answers from that table at once and writes its files in a thread
+(``background_publish``): the manifest is still published last, so a build cut short leaves the
+old manifest (or none) and the next query rebuilds; until it is published, every refresh, drop or
+``db.snapshots`` row waits for it (``flush``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import io
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +36,7 @@ from .. import encoding
 from ..errors import ConflictError, NotFoundError
 from ..frames.arrow_types import EXTRA_COLUMN, Leaf, Node, build_column, plan_columns, schema_of
 from ..frames.read import BUILD_ROWS, ColumnDecoder, StoredRow, iter_record_chunks, records_to_table
+from ..progress import ProgressArg, make_progress
 from ..schema import decode_value
 from . import listing
 from .manifest import DamagedSnapshotError, FileEntry, Manifest, fingerprint
@@ -46,6 +54,8 @@ COMPACT_FILES_MAX = 4 * COMPACT_FILES
 PUBLISH_ATTEMPTS = 8
 #: an unnamed file in a shared snapshot's prefix older than this is a dead refresh's, and removed
 ORPHAN_AGE_S = 3600.0
+#: rows a full build from a file:// folder turns into Arrow at a time
+FOLDER_BUILD_ROWS = 2048
 #: after a lost publish, wait a random time up to this × 2**attempt (kernels in step keep colliding)
 PUBLISH_BACKOFF_S = 0.01
 INDEX_SCHEMA = pa.schema([("id", pa.string()), ("version", pa.string()), ("file", pa.int32())])
@@ -84,6 +94,20 @@ def stored_plan(resource: Resource) -> Node:
     return convert(plan_columns(resource, columns=None, secrets=True, json_as="string"))
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: a build makes no cycles, but collections in the
+    middle of it walk every record decoded so far, and promote them, so a later full pass walks
+    them again (about a tenth of a cold build). Reference counting frees everything as before."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _parquet_bytes(table: pa.Table) -> bytes:
     import pyarrow.parquet as pq
 
@@ -110,6 +134,7 @@ class Snapshot:
         self.clock_ns = clock_ns
         self.source = source
         self.lock = threading.RLock()
+        self.progress: ProgressArg = False  # of the refresh running (under lock)
         self.manifest: Manifest | None = None
         self.token: str | None = None
         self.table: pa.Table | None = None  # live rows, stored form, sorted by id
@@ -124,6 +149,11 @@ class Snapshot:
         #: wait for the rewrite of the whole table (off: compact inline, as tests want)
         self.background_compaction = True
         self.compactor: threading.Thread | None = None
+        #: with ``refresh(wait=False)`` (queries), write a full build's files in a thread of its own
+        #: (local folders only): the query is answered from memory at once (off: publish inline)
+        self.background_publish = True
+        self.publisher: threading.Thread | None = None
+        self._pending: _Publication | None = None
         self._plain: dict[tuple[str, str], Any] = {}  # (path, ciphertext) → value, memory only
         self._views: dict[tuple[Any, ...], pa.Table] = {}
 
@@ -131,7 +161,12 @@ class Snapshot:
 
     def exists(self) -> bool:
         """Whether a snapshot is loaded here or published in the store."""
-        return self.manifest is not None or self.store.read_manifest() is not None
+        return self.manifest is not None or self._pending is not None or self.store.read_manifest() is not None
+
+    @property
+    def publishing(self) -> bool:
+        """Whether a full build's files are still being written (``flush`` waits for them)."""
+        return self._pending is not None
 
     def _reset(self) -> None:
         self.manifest, self.token, self.table = None, None, None
@@ -177,12 +212,27 @@ class Snapshot:
 
     # -- refresh --------------------------------------------------------------------------
 
-    def refresh(self, resource: Resource, *, create: bool = True) -> bool:
+    def refresh(self, resource: Resource, *, create: bool = True, wait: bool = True, progress: ProgressArg = False) -> bool:
         """Bring the snapshot up to date with the bucket; False when there is none and ``create`` is off.
+        ``wait=False``: the files of a full build may still be written when it returns (``flush``).
+        ``progress`` (``s3db_nb.progress``) counts the records read; nothing read, no bar.
 
         Cost: on S3 one LIST per 1 000 records, on file:// one stat per record (or of the data
         folder alone when it has not changed), plus one GET per new or changed record."""
         with self.lock:
+            self.progress = progress  # read by _fetch and _read_folder, under this lock
+            try:
+                done = self._refresh(resource, create, defer=not wait)
+            finally:
+                self.progress = False
+        if self._pending is not None:  # after the locks are released: the thread takes them
+            self.publisher = threading.Thread(target=self.flush, name=f"snapshot-publish-{self.name}")
+            self.publisher.start()  # not a daemon: an exiting kernel finishes writing first
+        return done
+
+    def _refresh(self, resource: Resource, create: bool, *, defer: bool) -> bool:
+        with self.lock:
+            self.flush()
             if self.manifest is None and not create and self.store.read_manifest() is None:
                 return False  # checked before locking: no folder is made for a snapshot nobody asked for
             plan = stored_plan(resource)
@@ -198,12 +248,12 @@ class Snapshot:
             with self.store.lock():
                 for attempt in range(PUBLISH_ATTEMPTS):
                     try:
-                        return self._refresh_locked(resource, plan, schema, want, create)
+                        return self._refresh_locked(resource, plan, schema, want, create, defer)
                     except ConflictError:  # another kernel published first: start again from its manifest
                         time.sleep(random.uniform(0, PUBLISH_BACKOFF_S * 2**attempt))
                 raise ConflictError(f"snapshot of {self.name!r}: {PUBLISH_ATTEMPTS} refreshes in a row lost to other kernels")
 
-    def _refresh_locked(self, resource: Resource, plan: Node, schema: pa.Schema, want: str, create: bool) -> bool:
+    def _refresh_locked(self, resource: Resource, plan: Node, schema: pa.Schema, want: str, create: bool, defer: bool) -> bool:
         started = time.perf_counter()
         current = self.store.read_manifest()
         if current is None:
@@ -221,7 +271,7 @@ class Snapshot:
         if self.manifest is None or self.manifest.fingerprint != want:
             if self.manifest is not None:
                 self.rebuilds += 1
-            self._build(resource, plan, schema, want, started)
+            self._build(resource, plan, schema, want, started, defer=defer and self.background_publish)
             return True
         self._update(resource, plan, schema, started)
         return True
@@ -234,29 +284,90 @@ class Snapshot:
         parts: list[pa.Table] = []
         records: list[Any] = []
         volatile: set[str] = set()
-        for chunk in iter_record_chunks(resource, ids=ids, decrypt=False, decoder=decoder, progress=False):
-            for record in chunk:
-                if type(record) is not StoredRow and getattr(record, "has_content", False):
-                    volatile.add(record["id"])
-            records.extend(chunk)
-            if len(records) >= BUILD_ROWS:
-                parts.append(records_to_table(plan, records, extra=True, schema_fields=fields, decoder=decoder).cast(schema))
-                records = []
+        with make_progress(self.progress if ids else False, len(ids), f"reading {resource.name}") as bar:
+            for chunk in iter_record_chunks(resource, ids=ids, decrypt=False, decoder=decoder, progress=False):
+                for record in chunk:
+                    if type(record) is not StoredRow and getattr(record, "has_content", False):
+                        volatile.add(record["id"])
+                records.extend(chunk)
+                bar.update(len(chunk))
+                if len(records) >= BUILD_ROWS:
+                    parts.append(records_to_table(plan, records, extra=True, schema_fields=fields, decoder=decoder).cast(schema))
+                    records = []
         if records or not parts:
             parts.append(records_to_table(plan, records, extra=True, schema_fields=fields, decoder=decoder).cast(schema))
         return pa.concat_tables(parts).combine_chunks(), volatile
 
-    def _build(self, resource: Resource, plan: Node, schema: pa.Schema, want: str, started: float) -> None:
-        found = listing.list_versions(resource, self.clock_ns)
-        ids = sorted(found.versions)
-        table, volatile = self._fetch(resource, plan, schema, ids)
-        table = table.sort_by("id")
-        present = table.column("id").to_pylist()
-        versions = {i: (listing.UNSETTLED if i in volatile else found.versions[i]) for i in present}
+    def _read_folder(self, resource: Resource, plan: Node, schema: pa.Schema) -> tuple[listing.Listing, pa.Table]:
+        """A full build's rows on file://, sorted by id: each sidecar read once (``listing.FolderRead``),
+        records it does not hold whole through the client; the versions are of the rows read."""
+        reader = listing.FolderRead(resource, self.clock_ns)
+        decoder = ColumnDecoder(resource, decrypt=False)
+        is_plain = decoder.is_plain
+        versions: dict[str, str] = {}
+        parts: list[pa.Table] = []
+        records: list[Any] = []  # StoredRow, or the id of a record the client reads
+        others: list[str] = []
+        with _gc_paused(), make_progress(self.progress if reader.ids else False, len(reader.ids), f"reading {resource.name}") as bar:
+            for record_id, version, metadata, body in reader:
+                versions[record_id] = version
+                if metadata is not None and is_plain(metadata, body):
+                    records.append(StoredRow(record_id, metadata))
+                else:
+                    records.append(record_id)
+                    others.append(record_id)
+                if len(records) >= FOLDER_BUILD_ROWS:
+                    parts.append(self._folder_part(resource, plan, schema, decoder, records, others, versions))
+                    bar.update(len(records))
+                    records, others = [], []
+            if records or not parts:
+                parts.append(self._folder_part(resource, plan, schema, decoder, records, others, versions))
+                bar.update(len(records))
+        return listing.Listing(versions, reader.folder), pa.concat_tables(parts).combine_chunks()
+
+    def _folder_part(
+        self,
+        resource: Resource,
+        plan: Node,
+        schema: pa.Schema,
+        decoder: ColumnDecoder,
+        records: list[Any],
+        others: list[str],
+        versions: dict[str, str],
+    ) -> pa.Table:
+        """``records`` as stored rows, those given by id (``others``) read through the client first."""
+        if others:
+            fetched: dict[str, Any] = {}
+            for chunk in iter_record_chunks(resource, ids=others, decrypt=False, decoder=decoder, progress=False):
+                for record in chunk:
+                    record_id = record.id if type(record) is StoredRow else record["id"]
+                    fetched[record_id] = record
+                    if type(record) is not StoredRow and getattr(record, "has_content", False):
+                        versions[record_id] = listing.UNSETTLED  # see _fetch
+            for record_id in others:
+                if record_id not in fetched:
+                    del versions[record_id]  # deleted since its sidecar was read
+            records = [r for r in (fetched.get(r) if type(r) is str else r for r in records) if r is not None]
+        table = records_to_table(plan, records, extra=True, schema_fields=resource.schema.root.children, decoder=decoder)
+        return table.cast(schema)
+
+    def _build(self, resource: Resource, plan: Node, schema: pa.Schema, want: str, started: float, *, defer: bool = False) -> None:
+        if resource.client.kind == "file" and not resource.engine.has_hooks("before_get", "after_get"):
+            found, table = self._read_folder(resource, plan, schema)
+            versions = found.versions
+        else:
+            found = listing.list_versions(resource, self.clock_ns)
+            table, volatile = self._fetch(resource, plan, schema, sorted(found.versions))
+            table = table.sort_by("id")
+            versions = {i: (listing.UNSETTLED if i in volatile else found.versions[i]) for i in table.column("id").to_pylist()}
         base = FileEntry(unique_name("base", self._next_generation()), table.num_rows, 0)
-        self._publish(resource, want, [(base, table)], [], versions, dict.fromkeys(present, 0), started, found)
+        publication = _Publication(resource, want, [(base, table)], versions, started, found)
+        if defer and not self.store.shared:
+            self._pending = publication  # written once the locks are released (``refresh``)
+        else:
+            self._publish(*publication.arguments())
         self.table = table
-        self.last = RefreshStats(self.clock(), time.perf_counter() - started, len(present), 0, True, True, False)
+        self.last = RefreshStats(self.clock(), time.perf_counter() - started, len(versions), 0, True, True, False)
 
     def _update(self, resource: Resource, plan: Node, schema: pa.Schema, started: float) -> None:
         assert self.manifest is not None and self.table is not None
@@ -297,6 +408,27 @@ class Snapshot:
         self.last = RefreshStats(self.clock(), time.perf_counter() - started, len(present), len(deleted) + len(gone), True, False, inline)
         if due and not inline:
             self._compact_soon(resource)
+
+    def flush(self) -> None:
+        """Write and publish a full build's files if they are still pending (see ``background_publish``).
+
+        A publish that fails leaves no manifest loaded: the next refresh rebuilds, or loads the
+        snapshot another kernel published meanwhile."""
+        with self.lock:
+            publication = self._pending
+            if publication is None:
+                return
+            try:
+                with self.store.lock():
+                    self._publish(*publication.arguments())
+            except BaseException as exc:
+                self.manifest, self.versions, self.file_of, self.folder = None, {}, {}, None
+                self._views.clear()
+                if not isinstance(exc, Exception):
+                    raise
+                log.warning("writing the snapshot of %r failed: %s", self.name, exc)  # the query was answered
+            finally:
+                self._pending = None
 
     # -- compaction -----------------------------------------------------------------------
 
@@ -455,10 +587,28 @@ class Snapshot:
         return build_column(leaf, [None if t is None else self._plain[(path, t)] for t in texts], [])
 
     def forget(self) -> None:
-        """Drop the in-memory state (the files stay)."""
+        """Drop the in-memory state (the files stay; a build not yet written is dropped: ``flush`` first to keep it)."""
         with self.lock:
+            self._pending = None
             self._reset()
             self._plain.clear()
+
+
+@dataclass(frozen=True)
+class _Publication:
+    """A full build waiting to be written: its one base file and its index (``Snapshot.flush``)."""
+
+    resource: Resource
+    fingerprint: str
+    files: list[tuple[FileEntry, pa.Table | bytes]]
+    versions: dict[str, str]
+    started: float
+    found: listing.Listing
+
+    def arguments(self) -> tuple[Any, ...]:
+        """``Snapshot._publish``'s arguments."""
+        file_of = dict.fromkeys(self.versions, 0)
+        return self.resource, self.fingerprint, self.files, [], self.versions, file_of, self.started, self.found
 
 
 def _has_secret(node: Node) -> bool:

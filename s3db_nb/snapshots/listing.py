@@ -9,17 +9,25 @@ size. A sidecar modified less than ``RACY_NS`` before the listing began could be
 the same time-stamp tick and keep its stat, so its version is ``UNSETTLED`` and the record is
 fetched again by the next refresh ("racy git"). The same rule lets an unchanged data folder skip
 the listing altogether (``FolderSignature``).
+
+A full build on ``file://`` reads the folder in one pass (``FolderRead``): each sidecar is opened
+once and its version is the ``fstat`` of the descriptor its content was read from, so the two
+always agree, with no separate stat per record. A record held whole by its sidecar (the usual
+case: empty body, or a small one copied into the sidecar) is taken from there, as ``FileClient``
+itself would; any other is left to the client. Like the listing, these reads send no request
+events.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..clients.base import join_key
+from ..clients.sidecar import EMPTY_MD5, embedded_body, parse_sidecar
 from ..errors import S3DBError
 
 if TYPE_CHECKING:
@@ -31,6 +39,11 @@ SIDECAR = ".meta.json"
 ID_SEGMENT = "id="
 RACY_NS = 100_000_000
 RACY_COARSE_NS = 2_500_000_000  # file systems with whole-second time stamps
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+_READ_CHUNK = 64 * 1024
+#: one sidecar read by ``FolderRead``: id, version, and metadata + body when the sidecar holds
+#: the whole object (else None and b"": the client reads it)
+SidecarRow = tuple[str, str, Mapping[str, str] | None, bytes]
 
 
 def _racy_margin(mtime_ns: int) -> int:
@@ -129,3 +142,84 @@ def _s3_versions(resource: Resource) -> dict[str, str]:
         if not page.next_token:
             return versions
         token = page.next_token
+
+
+class FolderRead:
+    """A full build's one pass over a ``file://`` data folder (see the module docstring).
+
+    ``folder`` is the folder's signature taken before it is read; iterating yields a ``SidecarRow``
+    per record in id order (records deleted since the folder was read are left out)."""
+
+    def __init__(self, resource: Resource, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.folder = folder_signature(resource, clock_ns)  # before the scan: a later write changes it
+        self.start = clock_ns()
+        self.path = _data_folder(resource)
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            names = []
+        skip, cut = len(ID_SEGMENT), -len(SIDECAR)
+        self.ids = sorted(n[skip:cut] for n in names if n.endswith(SIDECAR) and n.startswith(ID_SEGMENT))
+
+    def __iter__(self) -> Iterator[SidecarRow]:
+        try:
+            dir_fd = os.open(self.path, os.O_RDONLY) if self.ids and os.open in os.supports_dir_fd else None
+        except FileNotFoundError:
+            return  # removed since it was read: every record with it
+        try:
+            for record_id in self.ids:
+                row = self._read(record_id, dir_fd)
+                if row is not None:
+                    yield row
+        finally:
+            if dir_fd is not None:
+                os.close(dir_fd)
+
+    def _read(self, record_id: str, dir_fd: int | None) -> SidecarRow | None:
+        name = ID_SEGMENT + record_id + SIDECAR
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd) if dir_fd is not None else os.open(os.path.join(self.path, name), _READ_FLAGS)
+        except FileNotFoundError:
+            return None  # deleted since the folder was read
+        except OSError:
+            return record_id, UNSETTLED, None, b""  # the client reads it (and reports what is wrong)
+        try:
+            st = os.fstat(fd)
+            raw = os.read(fd, _READ_CHUNK)  # a regular file's read is short only at its end
+            if len(raw) == _READ_CHUNK:
+                parts = [raw]
+                while more := os.read(fd, _READ_CHUNK):
+                    parts.append(more)
+                raw = b"".join(parts)
+        except OSError:
+            return record_id, UNSETTLED, None, b""
+        finally:
+            os.close(fd)
+        changed = max(st.st_mtime_ns, st.st_ctime_ns)
+        settled = changed < self.start - _racy_margin(changed)
+        version = f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}" if settled else UNSETTLED
+        whole = _whole_object(parse_sidecar(raw))
+        if whole is None:
+            return record_id, version, None, b""
+        return record_id, version, whole[0], whole[1]
+
+
+def _whole_object(meta: dict[str, Any] | None) -> tuple[Mapping[str, str], bytes] | None:
+    """Metadata and body of an object its sidecar holds whole, as ``FileClient.get`` returns
+    them; None when the client must read it (a body in its own file, compressed, stale copy)."""
+    if meta is None or meta.get("compressed"):
+        return None
+    if "body" in meta:
+        body = embedded_body(meta)
+        if body is None:
+            return None
+    elif meta.get("size") == 0 and meta.get("etag") == EMPTY_MD5:
+        body = b""
+    else:
+        return None
+    metadata = meta.get("metadata") or {}
+    if type(metadata) is not dict:
+        return None
+    if not all(type(v) is str for v in metadata.values()):
+        metadata = {str(k): str(v) for k, v in metadata.items()}
+    return metadata, body

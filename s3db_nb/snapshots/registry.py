@@ -108,6 +108,7 @@ class SnapshotRegistry:
             if enabled is not None:
                 self.enabled = bool(enabled)
             for snapshot in self._snapshots.values():
+                snapshot.flush()  # a build still being written is kept
                 snapshot.forget()
             self._snapshots.clear()
         return self
@@ -140,26 +141,26 @@ class SnapshotRegistry:
                 self._snapshots[resource.name] = snap
             return snap
 
-    def table(self, resource: Resource, *, create: bool, columns: Any = None, secrets: bool = True) -> Any:
+    def table(self, resource: Resource, *, create: bool, columns: Any = None, secrets: bool = True, progress: Any = None) -> Any:
         """The resource as ``to_arrow`` returns it, from its snapshot refreshed now; None when it
-        has no snapshot and ``create`` is off."""
+        has no snapshot and ``create`` is off. ``progress`` counts the records the refresh reads."""
         snap = self.snapshot(resource)
-        if not snap.refresh(resource, create=create):
+        if not snap.refresh(resource, create=create, wait=False, progress=progress):  # the files of a first build are written meanwhile
             return None
         return snap.view(resource, columns=columns, secrets=secrets)
 
-    def refresh(self, resource: Resource) -> dict[str, Any]:
+    def refresh(self, resource: Resource, progress: Any = None) -> dict[str, Any]:
         """Create or refresh the snapshot of ``resource``; returns its row of ``info()``."""
-        self.snapshot(resource).refresh(resource, create=True)
+        self.snapshot(resource).refresh(resource, create=True, progress=progress)
         return self.info(resource.name)
 
     def drop(self, resource: Resource) -> bool:
         """Delete the snapshot of ``resource`` (its files too); True when there was one."""
         snap = self.snapshot(resource)
         with snap.lock, snap.store.lock():
-            existed = snap.store.read_manifest() is not None
+            existed = snap.publishing or snap.store.read_manifest() is not None
             snap.store.drop()
-            snap.forget()
+            snap.forget()  # a build not yet written is dropped with the rest
         return existed
 
     # -- what they hold -------------------------------------------------------------------
@@ -167,6 +168,8 @@ class SnapshotRegistry:
     def info(self, name: str) -> dict[str, Any]:
         """Rows, files, bytes, the last refresh (when and how long) of one open snapshot."""
         snap = self._snapshots.get(name)
+        if snap is not None and snap.publishing:
+            snap.flush()
         manifest = snap.manifest if snap is not None else None
         if snap is None or manifest is None:
             return {"resource": name, "rows": None, "files": 0, "bytes": 0, "last_refresh": None, "refresh_s": None}
