@@ -9,7 +9,9 @@ when the query runs, whoever wrote. ``db.sql(q, snapshot=False)`` reads without 
 (memory://, resources with get hooks, ``snapshot=False``) a resource is read into Arrow on first
 use and cached until a write made through this Database (the ``resource-changed`` event)
 invalidates it; writes by other processes are not seen until then; ``refresh=True`` re-reads.
-When a resource appears once in a query and the WHERE clause fixes every field of one of its
+Read without a snapshot, a resource is decoded only for the columns the query names
+(``sql_plan.projection``; ``*`` and whole-row references read them all, and a column the walk
+missed is read on a second try). When a resource appears once in a query and the WHERE clause fixes every field of one of its
 partitions (``country = 'BR'``) and it has no snapshot yet, only that partition is read (no
 snapshot is created for it); with a snapshot, DuckDB applies that WHERE to the snapshot.
 
@@ -39,6 +41,7 @@ from . import frames, snapshots
 from .engine import extensions
 from .errors import ConnectionStringError, InvalidArgumentError, NotFoundError, S3DBError
 from .snapshots import listing as snapshot_listing
+from .sql_plan import needs_secrets, parse_tree, projection, pushdown, tables_read
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -158,7 +161,7 @@ class SQLEngine:
         # asking DuckDB for the tree costs about as much as a small query over a snapshot
         self._parsed: OrderedDict[str, tuple[dict[str, Any] | None, frozenset[str]]] = OrderedDict()
         # (query, resource) → (its schema, partition pushdown, whether secrets are read): the walks of the tree
-        self._plans: OrderedDict[tuple[str, str], tuple[Any, tuple[str, dict[str, str]] | None, bool]] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, str], tuple[Any, Any]] = OrderedDict()
         self.reads: list[tuple[Any, ...]] = []  # (resource, partition filter) of every read or snapshot use, for tests
         #: db.create_view: name → its SELECT, and the names that SELECT reads; made on the connection when first used
         self.views: dict[str, str] = {}
@@ -192,12 +195,14 @@ class SQLEngine:
             by_lower = {name.lower(): name for name in self.db.resources}
             tables_lower = {k.lower() for k in tables}
             views = self._views_read(referenced)
+            projected = []  # resources read with only the columns the query names
             for ref in referenced:
                 name = by_lower.get(ref.lower())
                 if name is None or ref.lower() in tables_lower:
                     continue
-                pushed, secrets = self._plan(query, tree, name)
-                self._register_resource(name, pushed, secrets, snapshot, progress)
+                pushed, secrets, columns = self._plan(query, tree, name)
+                if self._register_resource(name, pushed, secrets, snapshot, progress, columns if not views else None):
+                    projected.append((name, pushed, secrets))
             for view in views:  # what a view reads, whole and with its secrets: the outer query does not say
                 for ref in self._view_reads[view]:
                     name = by_lower.get(ref.lower())
@@ -212,7 +217,15 @@ class SQLEngine:
                     if self._made_views.get(view) != self.views[view]:
                         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {_quoted(view)} AS {self.views[view]}")
                         self._made_views[view] = self.views[view]
-                relation = self.con.sql(query) if params is None else self.con.sql(query, params=params)
+                try:
+                    relation = self.con.sql(query) if params is None else self.con.sql(query, params=params)
+                except Exception as exc:
+                    if not projected or type(exc).__name__ != "BinderException":
+                        raise
+                    # a column the projection left out (a reference the walk did not see): every column, once more
+                    for name, pushed, secrets in projected:
+                        self._register_resource(name, pushed, secrets, snapshot, progress)
+                    relation = self.con.sql(query) if params is None else self.con.sql(query, params=params)
                 table = relation.to_arrow_table() if relation is not None else pa.table({})
             except Exception as exc:
                 raise _with_table_hint(exc, [*self.db.resources, *self.views, *tables]) from None
@@ -231,11 +244,11 @@ class SQLEngine:
         if name.lower() in {r.lower() for r in self.db.resources}:
             raise InvalidArgumentError(f"create_view: {name!r} is a resource's name; choose another view name")
         with self._lock:
-            tree = _parse(self.con, query)
+            tree = parse_tree(self.con, query)
             if tree is None or len(tree.get("statements", [])) != 1:
                 raise InvalidArgumentError(f"create_view({name!r}): the query must be one SELECT that DuckDB can parse")
             self.views[name] = query
-            self._view_reads[name] = frozenset(_referenced(tree, query))
+            self._view_reads[name] = frozenset(tables_read(tree, query))
 
     def drop_view(self, name: str) -> bool:
         """Remove a view made by ``create_view``; True when there was one."""
@@ -265,23 +278,24 @@ class SQLEngine:
         if hit is not None:
             self._parsed.move_to_end(query)
             return hit
-        tree = _parse(self.con, query)
-        hit = self._parsed[query] = (tree, frozenset(_referenced(tree, query)))
+        tree = parse_tree(self.con, query)
+        hit = self._parsed[query] = (tree, frozenset(tables_read(tree, query)))
         if len(self._parsed) > 256:
             self._parsed.popitem(last=False)
         return hit
 
-    def _plan(self, query: str, tree: dict[str, Any] | None, name: str) -> tuple[tuple[str, dict[str, str]] | None, bool]:
-        """The partition pushdown and secret need of ``name`` in ``query``, walked once per schema."""
+    def _plan(self, query: str, tree: dict[str, Any] | None, name: str) -> tuple[tuple[str, dict[str, str]] | None, bool, list[str] | None]:
+        """The partition pushdown, secret need and column projection of ``name`` in ``query``
+        (``s3db_nb.sql_plan``), walked once per schema."""
         resource = self.db.resource(name)
         hit = self._plans.get((query, name))
         if hit is not None and hit[0] is resource.schema:
-            return hit[1], hit[2]
-        pushed, secrets = _pushdown(tree, name, resource), _needs_secrets(tree, name, resource)
-        self._plans[(query, name)] = (resource.schema, pushed, secrets)
+            return hit[1]
+        plan = (pushdown(tree, name, resource), needs_secrets(tree, name, resource), projection(tree, name, resource))
+        self._plans[(query, name)] = (resource.schema, plan)
         if len(self._plans) > 512:
             self._plans.popitem(last=False)
-        return pushed, secrets
+        return plan
 
     def _serve(self, name: str, table: Any) -> None:
         """Register resource ``name``'s ``table`` (JSON fields structured) unless it already is (DuckDB scans it in place)."""
@@ -290,8 +304,17 @@ class SQLEngine:
             self._served[name] = table
 
     def _register_resource(
-        self, name: str, pushed: tuple[str, dict[str, str]] | None, secrets: bool = True, snapshot: bool | None = None, progress: Any = None
-    ) -> None:
+        self,
+        name: str,
+        pushed: tuple[str, dict[str, str]] | None,
+        secrets: bool = True,
+        snapshot: bool | None = None,
+        progress: Any = None,
+        columns: list[str] | None = None,
+    ) -> bool:
+        """Register resource ``name`` as a table: from its snapshot (DuckDB projects the columns
+        itself), else read into Arrow and cached; only ``columns`` are read when given and no
+        whole table is cached. True when the registered table holds only ``columns``."""
         if snapshot is not False:
             resource = self.db.resource(name)
             registry = snapshots.registry_for(self.db)
@@ -302,25 +325,25 @@ class SQLEngine:
                     self.reads.append((name, None))
                     self._serve(name, served)
                     self._registered[name] = (name, None, "snapshot")
-                    return
+                    return False
         key: tuple[Any, ...] = (name, None if pushed is None else (pushed[0], tuple(sorted(pushed[1].items()))))
         table = self._cache.get(key)
         if table is None and not secrets:
-            key = (*key, False)  # a table without its secret columns is cached apart
-            table = self._cache.get(key)
+            table = self._cache.get(key := (*key, False))  # a table without its secret columns is cached apart
+        if table is None and columns is not None:
+            table = self._cache.get(key := (*key, tuple(columns)))  # only the columns a query names
+        projected = table is not None and columns is not None and len(key) > 2 and key[-1] == tuple(columns)
         if table is None:
+            projected = columns is not None
             resource = self.db.resource(name)
             bypass = False if snapshot is False else None  # snapshot=False reads the records, never a snapshot
-            if pushed is None:
-                table = resource.to_arrow(progress=progress, secrets=secrets, snapshot=bypass)
-            else:
-                table = resource.to_arrow(
-                    partition=pushed[0], partition_values=pushed[1], progress=progress, secrets=secrets, snapshot=bypass
-                )
+            where = {} if pushed is None else {"partition": pushed[0], "partition_values": pushed[1]}
+            table = resource.to_arrow(columns=columns, progress=progress, secrets=secrets, snapshot=bypass, **where)
             self._cache[key] = table
             self.reads.append(key)
         self._serve(name, table)
         self._registered[name] = key
+        return projected
 
 
 #: each open Database's SQL engine (weak keys: a dropped Database takes its engine along)
@@ -345,63 +368,6 @@ def _close_engine(db: Database) -> None:
         engine.close()
 
 
-# -- secret columns -----------------------------------------------------------------------
-
-
-def _needs_secrets(tree: dict[str, Any] | None, name: str, resource: Resource) -> bool:
-    """False only when ``name`` has secret columns and the query surely reads none of them (not by
-    name, through ``*`` or as a whole row): then they are left out, since each costs a key
-    derivation to open. A resource without secrets keeps its one cached table."""
-    secret_columns = {path.split(".")[0].lower() for path in resource.schema.secret_paths()}
-    if not secret_columns or tree is None:
-        return True
-    lname = name.lower()
-    bases = [n for n in _walk(tree) if n.get("type") == "BASE_TABLE" and str(n.get("table_name", "")).lower() == lname]
-    row_names = {lname} | {str(b["alias"]).lower() for b in bases if b.get("alias")}  # ``to_json(u)`` reads the whole row
-    for node in _walk(tree):
-        if node.get("class") == "STAR" or node.get("type") == "STAR":
-            return True
-        if node.get("class") == "COLUMN_REF":
-            names = [str(n).lower() for n in node.get("column_names", [])]
-            if secret_columns.intersection(names) or (len(names) == 1 and names[0] in row_names):
-                return True
-    return False
-
-
-# -- partition pushdown -------------------------------------------------------------------
-
-
-def _walk(node: Any) -> Iterator[Mapping[str, Any]]:
-    if isinstance(node, Mapping):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
-def _from_tables(from_table: Any) -> Iterator[Mapping[str, Any]]:
-    """BASE_TABLE nodes directly in a FROM clause (through joins, not into subqueries)."""
-    if not isinstance(from_table, Mapping):
-        return
-    if from_table.get("type") == "BASE_TABLE":
-        yield from_table
-    elif from_table.get("type") == "JOIN":
-        yield from _from_tables(from_table.get("left"))
-        yield from _from_tables(from_table.get("right"))
-
-
-def _conjuncts(where: Any) -> Iterator[Mapping[str, Any]]:
-    if not isinstance(where, Mapping):
-        return
-    if where.get("type") == "CONJUNCTION_AND":
-        for child in where.get("children", []):
-            yield from _conjuncts(child)
-    else:
-        yield where
-
-
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -420,67 +386,6 @@ def _with_table_hint(exc: Exception, names: list[str]) -> Exception:
     close = difflib.get_close_matches(found.group(1), names, n=1, cutoff=0.5)
     hint = f'Did you mean "{close[0]}"?' if close else "Hint:"
     return type(exc)(f"{str(exc).splitlines()[0]}\n{hint} (tables: {', '.join(sorted(names)) or 'none yet'})")
-
-
-def _parse(con: Any, query: str) -> dict[str, Any] | None:
-    """DuckDB's own parse tree of ``query`` (``json_serialize_sql``); None when it cannot say."""
-    try:
-        tree = json.loads(con.sql("SELECT json_serialize_sql(?::VARCHAR)", params=[query]).fetchall()[0][0])
-    except Exception:  # noqa: BLE001 - DuckDB reports the real error when the query runs
-        return None
-    return None if tree.get("error") else tree
-
-
-def _referenced(tree: dict[str, Any] | None, query: str) -> set[str]:
-    """Table names the query reads; without a parse tree (DDL, PRAGMA…) every word is a candidate."""
-    if tree is None:
-        import re
-
-        return set(re.findall(r"[A-Za-z_][A-Za-z0-9_-]*", query))
-    return {str(n.get("table_name")) for n in _walk(tree) if n.get("type") == "BASE_TABLE"}
-
-
-def _pushdown(tree: dict[str, Any] | None, name: str, resource: Resource) -> tuple[str, dict[str, str]] | None:
-    """(partition, values) when the query only needs one partition of ``name``, else None.
-
-    Safe only when the table is referenced once and its SELECT's WHERE is an AND of
-    ``column = constant`` covering every field of a partition: rows of other partitions
-    would be filtered out by that same WHERE (for inner and outer joins alike)."""
-    if not resource.partitions or tree is None or len(tree.get("statements", [])) != 1:
-        return None
-    lname = name.lower()
-    bases = [n for n in _walk(tree) if n.get("type") == "BASE_TABLE" and str(n.get("table_name", "")).lower() == lname]
-    if len(bases) != 1:
-        return None
-    for node in _walk(tree):
-        if node.get("type") != "SELECT_NODE":
-            continue
-        base = next((b for b in _from_tables(node.get("from_table")) if str(b.get("table_name", "")).lower() == lname), None)
-        if base is None:
-            continue
-        alias = (base.get("alias") or base.get("table_name")).lower()
-        found: dict[str, str] = {}
-        for cond in _conjuncts(node.get("where_clause")):
-            if cond.get("type") != "COMPARE_EQUAL":
-                continue
-            left, right = cond.get("left") or {}, cond.get("right") or {}
-            if left.get("class") == "CONSTANT":
-                left, right = right, left
-            if left.get("class") != "COLUMN_REF" or right.get("class") != "CONSTANT":
-                continue
-            literal = right.get("value") or right.get("literal") or {}
-            if not isinstance(literal, Mapping) or literal.get("kind") not in ("STRING", "INTEGER", "VARCHAR") or "text" not in literal:
-                continue
-            names = [str(n).lower() for n in left.get("column_names", [])]
-            if len(names) > 1 and names[0] == alias:
-                names = names[1:]
-            found[".".join(names)] = str(literal["text"])
-        for partition, definition in resource.partitions.items():
-            fields = list(definition["fields"])
-            if fields and all(f.lower() in found for f in fields):
-                return partition, {f: found[f.lower()] for f in fields}
-        return None
-    return None
 
 
 # -- exports ------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def test_partition_filter_reads_only_that_partition(db):
     engine = engine_for(db)
     rows = db.sql("select name from users where country = 'BR' order by name").fetchall()
     assert rows == [("Ana",), ("Cy",)]
-    assert engine.reads[-1] == ("users", ("byCountry", (("country", "BR"),)))
+    assert engine.reads[-1][:2] == ("users", ("byCountry", (("country", "BR"),)))
 
 
 def test_no_pushdown_when_filter_is_not_a_plain_conjunction(db):
@@ -48,9 +48,9 @@ def test_no_pushdown_when_filter_is_not_a_plain_conjunction(db):
     engine = engine_for(db)
     rows = db.sql("select count(*) from users where country = 'BR' or name = 'Bo'").fetchall()
     assert rows == [(3,)]
-    assert engine.reads[-1] == ("users", None)
+    assert engine.reads[-1][:2] == ("users", None)
     assert db.sql("select count(*) from users a join users b on a.country = b.country where a.country = 'PT'").fetchall() == [(1,)]
-    assert engine.reads[-1] == ("users", None)
+    assert engine.reads[-1][:2] == ("users", None)
 
 
 def test_writes_through_the_database_refresh_tables(db):
