@@ -60,13 +60,15 @@ def measure(url: str, resource: str, what: str) -> dict[str, float]:
     import s3db_nb
     from s3db_nb.encoding import KEY_CACHE
 
-    db = s3db_nb.connect(url)
+    # SQL's snapshots live in the store's temporary folder, and the to_pandas cases read records
+    # (snapshot=False): a snapshot an earlier SQL case built would otherwise serve them
+    db = s3db_nb.connect(url, snapshot_dir=url.removeprefix("file://") + "-snapshots")
     res = db.resource(resource)
     t0 = time.perf_counter()
     if what == "all":
-        rows = len(res.to_pandas(progress=False))
+        rows = len(res.to_pandas(progress=False, snapshot=False))
     elif what == "columns":
-        rows = len(res.to_pandas(columns=COLUMNS, progress=False))
+        rows = len(res.to_pandas(columns=COLUMNS, progress=False, snapshot=False))
     else:
         rows = sum(n for _, n in db.sql(f"SELECT plan, count(*) FROM {resource} GROUP BY plan").fetchall())
     seconds = time.perf_counter() - t0

@@ -5,12 +5,14 @@ Opening a token costs one PBKDF2 of 100 000 iterations for its salt. ``KEY_CACHE
 derived keys (bounded, keyed by a per-process fingerprint of the passphrase, never the
 passphrase), values this process writes share one random salt per passphrase (each with its
 own IV), and ``prefetch_secret_keys`` derives a bulk read's missing keys on a few threads
-(hashlib releases the GIL).
+(hashlib releases the GIL). ``decrypt_secrets`` opens a whole column in one pass: one key
+lookup and one AES-GCM object per salt instead of one per value.
 """
 
 from __future__ import annotations
 
 import binascii
+import enum
 import functools
 import hashlib
 import hmac
@@ -19,9 +21,9 @@ import re
 import secrets as _secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from ..errors import InvalidArgumentError, MissingDependencyError, SecretDecryptionError
 from .jstext import b64decode_lenient, b64encode, utf8_bytes
@@ -40,7 +42,7 @@ _FINGERPRINT_KEY = _secrets.token_bytes(32)
 
 
 def _fingerprint(passphrase: str) -> bytes:
-    return hmac.new(_FINGERPRINT_KEY, utf8_bytes(passphrase), hashlib.sha256).digest()
+    return hmac.digest(_FINGERPRINT_KEY, utf8_bytes(passphrase), "sha256")  # one C call (hmac.new's object costs more)
 
 
 class KeyCache:
@@ -144,12 +146,46 @@ def _write_salt(passphrase: str) -> bytes:
     return salt
 
 
+@functools.cache
+def _library() -> tuple[Any, type[Exception]]:
+    """``cryptography``'s AESGCM class and InvalidTag, imported on first use (~15 ms: only
+    processes that touch a secret pay it) and then looked up without an import statement."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM, InvalidTag
+
+
 @functools.lru_cache(maxsize=64)
 def _aesgcm(key: bytes) -> Any:
     """The AES-GCM cipher of ``key``, kept for the few keys in use (a bulk read opens thousands of values with one)."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    return _library()[0](key)
 
-    return AESGCM(key)
+
+def _derive_while_loading(passphrase: str, salts: Iterable[bytes]) -> int:
+    """``KEY_CACHE.prefetch`` of ``salts``, with ``cryptography`` imported meanwhile: the PBKDF2
+    runs on another thread (hashlib releases the GIL) while this one loads the library, so a
+    first decryption pays the longer of the two, not their sum. Returns the keys derived; a
+    derivation that fails is left for the caller's own ``KEY_CACHE.key`` to meet and raise."""
+    todo = KEY_CACHE.missing(passphrase, salts)
+    if not todo:
+        _library()
+        return 0
+    derived: list[int] = []
+
+    def derive() -> None:
+        try:
+            derived.append(KEY_CACHE.prefetch(passphrase, todo))
+        except Exception:  # noqa: BLE001, S110 - re-derived, and reported, by the caller
+            pass
+
+    thread = threading.Thread(target=derive, name="s3db-pbkdf2", daemon=True)
+    thread.start()
+    try:
+        _library()
+    finally:
+        thread.join()
+    return derived[0] if derived else 0
 
 
 def encrypt_secret(plaintext: str, passphrase: str) -> str:
@@ -165,12 +201,22 @@ def encrypt_secret(plaintext: str, passphrase: str) -> str:
     return b64encode(salt + iv + sealed)
 
 
+def _token_bytes(token: str) -> bytes:
+    """The bytes of a token's base64 text: strict (fast) for the standard padded form both
+    writers produce, else ``Buffer.from(s, 'base64')``'s lenient rules, which give the same
+    bytes for strict input; binascii.Error/ValueError when it is not base64."""
+    try:
+        return binascii.a2b_base64(token, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return b64decode_lenient(token)
+
+
 def _split_token(token: Any) -> tuple[bytes, bytes, bytes]:
     """(salt, iv, ciphertext‖tag) of a token; InvalidArgumentError when it cannot be one."""
     if not isinstance(token, str):
         raise InvalidArgumentError("secret token must be a string")
     try:
-        data = b64decode_lenient(token)
+        data = _token_bytes(token)
     except (binascii.Error, ValueError) as exc:
         raise InvalidArgumentError("secret token is not base64") from exc
     if len(data) < _SALT_LEN + _IV_LEN + _TAG_LEN:
@@ -184,12 +230,11 @@ def decrypt_secret(token: str, passphrase: str) -> str:
     Tokens too short to hold salt, IV and tag fail before any key derivation, so
     checking whether a plain value "is already encrypted" is cheap for typical input.
     """
-    from cryptography.exceptions import InvalidTag
-
     salt, iv, sealed = _split_token(token)
+    invalid_tag = _library()[1]
     try:
         plain = _aesgcm(KEY_CACHE.key(passphrase, salt)).decrypt(iv, sealed, None)
-    except InvalidTag as exc:
+    except invalid_tag as exc:
         raise SecretDecryptionError("secret does not decrypt with this passphrase") from exc
     return plain.decode("utf-8", errors="replace")
 
@@ -204,7 +249,109 @@ def prefetch_secret_keys(tokens: Iterable[Any], passphrase: str) -> int:
             salts.append(_split_token(token)[0])
         except ValueError:
             continue
-    return KEY_CACHE.prefetch(passphrase, salts)
+    return _derive_while_loading(passphrase, salts) if salts else 0
+
+
+def start_key_derivation(token: Any, passphrase: str) -> threading.Thread | None:
+    """Derive the key of ``token``'s salt and load its AES-GCM cipher on a daemon thread; the
+    thread, or None when ``token`` cannot be a token.
+
+    A bulk read calls this on the first secret it fetches, so the one PBKDF2 of a column
+    s3db_nb wrote (hashlib releases the GIL) runs beside the remaining reads instead of after
+    them; ``decrypt_secrets`` then finds the key cached, or waits for this derivation rather
+    than starting its own. A failure here is left for that later call to meet and handle."""
+    data = _token_or_none(token)
+    if data is None:
+        return None
+    salt = data[:_SALT_LEN]
+
+    def derive() -> None:
+        try:
+            _aesgcm(KEY_CACHE.key(passphrase, salt))
+        except Exception:  # noqa: BLE001, S110 - the decrypt that needs the key derives it again and reports
+            pass
+
+    thread = threading.Thread(target=derive, name="s3db-pbkdf2-early", daemon=True)
+    thread.start()
+    return thread
+
+
+class SecretFailure(enum.Enum):
+    """Why ``decrypt_secrets`` left a value unopened (what ``decrypt_secret`` would raise)."""
+
+    NOT_A_TOKEN = "not a token"  # not base64 or too short: InvalidArgumentError
+    WRONG_PASSPHRASE = "wrong passphrase"  # a token the key does not open: SecretDecryptionError
+
+
+def _token_or_none(token: Any) -> bytes | None:
+    """The bytes of a token, or None where ``decrypt_secret`` would reject it before any key."""
+    if not isinstance(token, str):
+        return None
+    try:
+        data = _token_bytes(token)
+    except (binascii.Error, ValueError):
+        return None
+    return data if len(data) >= _SALT_LEN + _IV_LEN + _TAG_LEN else None
+
+
+def _tokens_bytes(tokens: Sequence[Any]) -> list[bytes | None]:
+    """``_token_or_none`` of each token; the common column (every value a well-formed token in
+    the standard alphabet) in one comprehension."""
+    try:
+        if all(type(token) is str for token in tokens):
+            datas = [binascii.a2b_base64(token, strict_mode=True) for token in tokens]
+            if not datas or min(map(len, datas)) >= _SALT_LEN + _IV_LEN + _TAG_LEN:
+                return cast("list[bytes | None]", datas)
+    except (binascii.Error, ValueError):
+        pass
+    return [_token_or_none(token) for token in tokens]
+
+
+def _utf8_texts(plains: list[bytes]) -> list[str]:
+    """Decoded plaintexts, invalid UTF-8 replaced (as ``decrypt_secret`` does); strict first, as it is faster."""
+    try:
+        return [plain.decode("utf-8") for plain in plains]
+    except UnicodeDecodeError:
+        return [plain.decode("utf-8", errors="replace") for plain in plains]
+
+
+def decrypt_secrets(tokens: Sequence[Any], passphrase: str) -> list[str | SecretFailure]:
+    """``decrypt_secret`` of every token in one pass: the plaintext, or the ``SecretFailure``
+    that says why not.
+
+    A column holds thousands of tokens under a few salts (one per writing process for values
+    s3db_nb wrote, one per value for s3db.js's): the missing keys are derived in parallel
+    first, each salt's key and AES-GCM object are looked up once, and the tokens opened with
+    no per-value passphrase fingerprint, lock or cache lookup; a column under one salt (what
+    s3db_nb writes) in a single comprehension."""
+    datas = _tokens_bytes(tokens)
+    salts = {data[:_SALT_LEN] for data in datas if data is not None}
+    if not salts:
+        return [SecretFailure.NOT_A_TOKEN] * len(datas)
+    _derive_while_loading(passphrase, salts)
+    invalid_tag = _library()[1]
+    fp = _fingerprint(passphrase)
+    ciphers = {salt: _aesgcm(KEY_CACHE._key(fp, passphrase, salt)).decrypt for salt in salts}
+    iv_end = _SALT_LEN + _IV_LEN
+    if len(ciphers) == 1 and None not in datas:
+        (decrypt,) = ciphers.values()
+        try:
+            sealed = cast("list[bytes]", datas)
+            return list(_utf8_texts([decrypt(data[_SALT_LEN:iv_end], data[iv_end:], None) for data in sealed]))
+        except invalid_tag:
+            pass  # some value does not open with this key: the loop below says which
+    out: list[str | SecretFailure] = []
+    for data in datas:
+        if data is None:
+            out.append(SecretFailure.NOT_A_TOKEN)
+            continue
+        try:
+            plain = ciphers[data[:_SALT_LEN]](data[_SALT_LEN:iv_end], data[iv_end:], None)
+        except invalid_tag:
+            out.append(SecretFailure.WRONG_PASSPHRASE)
+            continue
+        out.append(plain.decode("utf-8", errors="replace"))
+    return out
 
 
 # ---------------------------------------------------------------------------------------

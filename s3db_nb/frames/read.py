@@ -4,7 +4,9 @@ Bulk reads call ``client.get`` in chunks on the pool (one future per chunk inste
 record, no per-record middleware dispatch). A plain object (empty body, only schema fields and
 system keys in its metadata) is kept undecoded as a ``StoredRow`` and ``ColumnDecoder`` decodes
 the whole column at once when the Arrow table is built, with the same rules as
-``engine.decode_object``, which decodes everything else.
+``engine.decode_object``, which decodes everything else. A planned secret column is decrypted
+in one pass too (``SecretCodec.decode_many``), its key derivation started on a background
+thread as soon as the first value is fetched, so the PBKDF2 overlaps the reads.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ class ColumnDecoder:
     datetimes go from the stored epoch ms to Arrow without ISO text.
     """
 
-    def __init__(self, resource: Resource, decrypt: bool) -> None:
+    def __init__(self, resource: Resource, decrypt: bool, plan: Node | None = None) -> None:
         schema = resource.schema
         leaves = schema.leaves_by_path()
         burned = resource.engine.burned_keys()
@@ -126,10 +128,28 @@ class ColumnDecoder:
         #: the metadata keys a StoredRow may have
         self.plain_keys = frozenset(self.key_of.values()) | (SYSTEM_KEYS - {"_map"})
         self.decrypt = decrypt
+        #: stored key → codec of the ``plan``'s secret columns whose key derivation is not started
+        #: yet; ``warm`` starts it on the first value fetched (see ``SecretCodec.prepare``)
+        self.unwarmed: dict[str, encoding.SecretCodec] = {}
+        if decrypt and plan is not None:
+            for leaf in _leaves(plan):
+                key = self.key_of.get(leaf.attr.path)
+                if key is not None and isinstance(leaf.attr.codec, encoding.SecretCodec):
+                    self.unwarmed[key] = leaf.attr.codec
 
     def is_plain(self, metadata: Mapping[str, str], body: bytes) -> bool:
         # a body holding only the record's write token (every write adds one) carries no data
         return (not body or is_token_body(body)) and self.plain_keys.issuperset(metadata)
+
+    def warm(self, metadata: Mapping[str, str]) -> None:
+        """Start deriving the key of each planned secret column as soon as a fetched record
+        holds a value of it: the PBKDF2 (GIL released) then overlaps the remaining reads, and
+        the column decrypt finds the key ready. Safe from the pool's threads (``dict.pop``)."""
+        for key in tuple(self.unwarmed):  # one C call: no other thread's pop lands mid-iteration
+            text = encoding.metadata_decode(metadata.get(key))
+            codec = self.unwarmed.pop(key, None) if text else None
+            if codec is not None:
+                codec.prepare(text)
 
     def values(self, column: Leaf | Node, metas: list[Mapping[str, str]], path: str = "") -> list[Any]:
         """Python values of one planned column for each row (as the record path builds them)."""
@@ -156,12 +176,21 @@ class ColumnDecoder:
         texts = self._texts(attr, metas)
         if texts is None:
             return [None] * len(metas)
-        distinct = {text for text in texts if text is not None}
         if self.decrypt and isinstance(attr.codec, encoding.SecretCodec):
-            # one PBKDF2 per distinct salt, run in parallel, instead of one after another below
-            attr.codec.prefetch(encoding.metadata_decode(text) for text in distinct if text != "undefined")
+            return self._secrets(attr, attr.codec, texts)
+        distinct = {text for text in texts if text is not None}
         decoded = {text: self._decode(attr, text) for text in distinct}
         return [decoded.get(text) for text in texts]  # each distinct text decoded once
+
+    def _secrets(self, attr: Attribute, codec: encoding.SecretCodec, texts: list[str | None]) -> list[Any]:
+        """A secret column opened in one pass (``SecretCodec.decode_many``: keys derived in
+        parallel, one key lookup and AES-GCM object per salt). No distinct-text memo: every
+        value has its own IV, so stored texts do not repeat."""
+        values = list(map(encoding.metadata_decode, texts))  # "undefined" and "null" → None
+        try:
+            return codec.decode_many(values)
+        except Exception:  # noqa: BLE001 - decode_value's tolerance: a value that does not decode reads as stored
+            return [None if value is None else decode_value(attr, value, decrypt=True) for value in values]
 
     def _decode(self, attr: Attribute, text: str) -> Any:
         value = None if text == "undefined" else encoding.metadata_decode(text)
@@ -194,6 +223,14 @@ class ColumnDecoder:
 
 
 # -- reading ------------------------------------------------------------------------------
+
+
+def _leaves(node: Node) -> Iterator[Leaf]:
+    for child in node.children:
+        if isinstance(child, Leaf):
+            yield child
+        else:
+            yield from _leaves(child)
 
 
 def _plans_secret(node: Node) -> bool:
@@ -269,6 +306,8 @@ def iter_record_chunks(
             except NotFoundError:  # deleted between LIST and GET, or a stale partition ref
                 continue
             if decoder is not None and decoder.is_plain(obj.metadata, obj.body):
+                if decoder.unwarmed:
+                    decoder.warm(obj.metadata)
                 out.append(StoredRow(record_id, obj.metadata))
             else:
                 out.append(resource.engine.decode_object(record_id, obj, decrypt=decrypt))
@@ -345,14 +384,22 @@ def to_arrow(
         )
         return structure_table(resource, table)
     served = _from_snapshot(
-        resource, snapshot, columns=columns, where=where, partition=partition, partition_values=partition_values, json=json, secrets=secrets
+        resource,
+        snapshot,
+        columns=columns,
+        where=where,
+        partition=partition,
+        partition_values=partition_values,
+        json=json,
+        secrets=secrets,
+        progress=progress,
     )
     if served is not None:
         return served if limit is None else served.slice(0, max(0, limit))
     plan = plan_columns(resource, columns=columns, secrets=secrets, json_as=json)
     want_extra = None if columns is None else (EXTRA_COLUMN in set(columns) or False)
     fields = resource.schema.root.children
-    decoder = ColumnDecoder(resource, decrypt=secrets)
+    decoder = ColumnDecoder(resource, decrypt=secrets, plan=plan)
     # Records are turned into Arrow every BUILD_ROWS rows, so at most that many Python dicts
     # are alive at once: peak memory follows the Arrow table, not the record count.
     parts: list[pa.Table] = []
@@ -475,7 +522,9 @@ def iter_batches(
     registry = _snapshot_registry(resource, snapshot, filtered=filtered, json=json)
 
     def generate() -> Iterator[pa.RecordBatch]:
-        served = None if registry is None else registry.table(resource, create=bool(snapshot), columns=columns, secrets=secrets)
+        served = None
+        if registry is not None:
+            served = registry.table(resource, create=bool(snapshot), columns=columns, secrets=secrets, progress=progress)
         if served is not None:
             if EXTRA_COLUMN not in served.column_names:
                 served = served.append_column(EXTRA_COLUMN, pa.nulls(served.num_rows, pa.string()))
@@ -484,7 +533,7 @@ def iter_batches(
                 served = served.slice(0, max(0, limit))
             yield from served.to_batches(max_chunksize=batch_size)
             return
-        decoder = ColumnDecoder(resource, decrypt=secrets)
+        decoder = ColumnDecoder(resource, decrypt=secrets, plan=plan)
         fields = resource.schema.root.children
         buffer: list[Any] = []
         chunks = iter_record_chunks(
@@ -519,6 +568,7 @@ def _from_snapshot(
     partition_values: Mapping[str, Any] | None,
     json: str,
     secrets: bool,
+    progress: ProgressArg = None,
 ) -> pa.Table | None:
     """The table from the resource's snapshot when one serves this read (see ``snapshots.registry``),
     else None. Filters (``where``, ``partition``) and ``json="struct"`` read records instead."""
@@ -526,7 +576,7 @@ def _from_snapshot(
     registry = _snapshot_registry(resource, snapshot, filtered=filtered, json=json)
     if registry is None:
         return None
-    return registry.table(resource, create=bool(snapshot), columns=columns, secrets=secrets)
+    return registry.table(resource, create=bool(snapshot), columns=columns, secrets=secrets, progress=progress)
 
 
 def _snapshot_registry(resource: Resource, snapshot: bool | None, *, filtered: bool, json: str) -> Any:

@@ -579,11 +579,13 @@ class Snapshot:
     def _open(self, leaf: Leaf, texts: list[str | None]) -> pa.Array:
         """Decrypt a secret column, each ciphertext once per process."""
         path = leaf.attr.path
-        todo = {t for t in texts if t is not None and (path, t) not in self._plain}
-        if todo and isinstance(leaf.attr.codec, encoding.SecretCodec):
-            leaf.attr.codec.prefetch(todo)
-        for text in todo:
-            self._plain[(path, text)] = decode_value(leaf.attr, text, decrypt=True)
+        todo = list({t for t in texts if t is not None and (path, t) not in self._plain})
+        codec = leaf.attr.codec
+        if todo and isinstance(codec, encoding.SecretCodec):  # one pass: keys in parallel, one AES-GCM object per salt
+            self._plain.update(zip([(path, text) for text in todo], codec.decode_many(todo)))
+        else:
+            for text in todo:
+                self._plain[(path, text)] = decode_value(leaf.attr, text, decrypt=True)
         return build_column(leaf, [None if t is None else self._plain[(path, t)] for t in texts], [])
 
     def forget(self) -> None:
