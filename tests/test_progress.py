@@ -119,3 +119,28 @@ def test_a_snapshot_build_and_refresh_count_only_the_records_they_read(tmp_path)
     users.insert({"id": "new", "name": "y"})
     query()  # one new record read
     assert seen[-1] == (1, 1, "reading users")
+
+
+@pytest.mark.parametrize(("total", "shown"), [(3, False), (499, False), (500, True)])
+def test_in_a_kernel_the_default_bar_skips_small_known_totals(monkeypatch, total, shown):
+    from s3db_nb import progress
+
+    monkeypatch.setattr(progress, "in_kernel", lambda: True)
+    bar = progress.make_progress(None, total, "reading users")
+    bar.close()
+    assert isinstance(bar, progress._Bar) is shown
+    asked = progress.make_progress(True, 3, "asked for")
+    asked.close()
+    assert isinstance(asked, progress._Bar)  # an explicit bar always shows
+
+
+@pytest.mark.parametrize(("counted", "shown"), [(499, False), (500, True)])
+def test_in_a_kernel_work_of_unknown_size_shows_its_bar_once_it_is_large(monkeypatch, capsys, counted, shown):
+    from s3db_nb import progress
+
+    monkeypatch.setattr(progress, "in_kernel", lambda: True)
+    with progress.make_progress(None, None, "reading users") as bar:
+        for _ in range(counted):
+            bar.update()
+    err = capsys.readouterr().err
+    assert (f"{counted}/{counted}" in err) is shown and ("reading users" in err) is shown
