@@ -24,6 +24,7 @@ creating a bucket there allocates volumes (slow).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import socket
@@ -509,3 +510,22 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _folder_fingerprint(root: Path | str) -> dict[str, str]:
+    """Every file under ``root`` (lock files aside) with the sha256 of its bytes."""
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            if ".s3db-locks" not in path:
+                with open(path, "rb") as handle:
+                    found[os.path.relpath(path, root)] = hashlib.sha256(handle.read()).hexdigest()
+    return found
+
+
+@pytest.fixture
+def folder_fingerprint() -> Callable[[Path | str], dict[str, str]]:
+    """``folder_fingerprint(root)``: each file under a file:// store → the sha256 of its bytes;
+    the same before and after means nothing there was written."""
+    return _folder_fingerprint

@@ -9,8 +9,6 @@ called through its job, never waited for.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import os
 import threading
 
 import pytest
@@ -176,22 +174,11 @@ def test_saving_is_counted_as_the_plugin_never_as_the_app(url, clock):
     db.disconnect()
 
 
-def _fingerprint(root) -> dict[str, str]:
-    found = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            if ".s3db-locks" not in path:
-                with open(path, "rb") as handle:
-                    found[os.path.relpath(path, root)] = hashlib.sha256(handle.read()).hexdigest()
-    return found
-
-
-def test_plugin_storage_keeps_the_history_out_of_the_observed_bucket(tmp_path, url, clock):
+def test_plugin_storage_keeps_the_history_out_of_the_observed_bucket(folder_fingerprint, tmp_path, url, clock):
     app = s3db_nb.connect(url)
     app.create_resource("users", attributes={"name": "string"}).insert({"id": "u1", "name": "a"})
     app.disconnect()
-    before = _fingerprint(tmp_path / "app")
+    before = folder_fingerprint(tmp_path / "app")
     local = f"file://{tmp_path / 'local'}"
 
     for _ in range(2):  # two analyst sessions
@@ -201,7 +188,7 @@ def test_plugin_storage_keeps_the_history_out_of_the_observed_bucket(tmp_path, u
         clock.advance(60)
         db.disconnect()
 
-    assert _fingerprint(tmp_path / "app") == before
+    assert folder_fingerprint(tmp_path / "app") == before
     costs = plugin.get_costs()
     assert costs["history"]["sessions"] == 1 and "costs" not in costs["by_plugin"]  # the local store is not observed
     assert costs["by_resource"]["users"]["by_operation"] == {"GetObject": 2}

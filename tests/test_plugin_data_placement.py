@@ -8,7 +8,6 @@ they were, read-only connection or not. Plugins whose data the application share
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pytest
@@ -19,18 +18,6 @@ from s3db_nb.plugins.audit import AuditPlugin
 from s3db_nb.plugins.cache import CachePlugin
 from s3db_nb.plugins.metrics import MetricsPlugin
 from s3db_nb.plugins.ttl import TTLPlugin
-
-
-def _fingerprint(root) -> dict[str, str]:
-    """Every file under ``root`` (lock files aside) with the sha256 of its bytes."""
-    found = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            if ".s3db-locks" not in path:
-                with open(path, "rb") as handle:
-                    found[os.path.relpath(path, root)] = hashlib.sha256(handle.read()).hexdigest()
-    return found
 
 
 @pytest.fixture
@@ -45,8 +32,8 @@ def app(tmp_path):
 
 
 @pytest.mark.parametrize("read_only", [False, True], ids=["writable", "read-only"])
-def test_metrics_leave_the_apps_bucket_untouched(app, tmp_path, read_only):
-    before = _fingerprint(app)
+def test_metrics_leave_the_apps_bucket_untouched(folder_fingerprint, app, tmp_path, read_only):
+    before = folder_fingerprint(app)
     local = f"file://{tmp_path / 'local'}"
     db = s3db_nb.connect(f"file://{app}", read_only=read_only, plugin_storage=local, plugins=[MetricsPlugin(flush_interval=None)])
     db.resource("users").to_pandas()
@@ -54,7 +41,7 @@ def test_metrics_leave_the_apps_bucket_untouched(app, tmp_path, read_only):
     db.plugins.metrics.flush()
     db.disconnect()
 
-    assert _fingerprint(app) == before
+    assert folder_fingerprint(app) == before
     kept = s3db_nb.connect(local)
     assert "plg_metrics" in kept.resources and kept.resource("plg_metrics").count() >= 1
     assert "plg_metrics" not in s3db_nb.connect(f"file://{app}").resources
@@ -84,8 +71,8 @@ def test_the_plugins_own_option_overrides_the_databases(app, tmp_path):
     assert "plg_audits" not in db.plugin_database.resources
 
 
-def test_cache_s3_driver_writes_its_entries_to_the_other_store(app, tmp_path):
-    before = _fingerprint(app)
+def test_cache_s3_driver_writes_its_entries_to_the_other_store(folder_fingerprint, app, tmp_path):
+    before = folder_fingerprint(app)
     local_root = tmp_path / "local"
     db = s3db_nb.connect(f"file://{app}", read_only=True, plugin_storage=f"file://{local_root}")
     db.use_plugin(CachePlugin(driver="s3"))
@@ -93,7 +80,7 @@ def test_cache_s3_driver_writes_its_entries_to_the_other_store(app, tmp_path):
     assert users.get("u1")["name"] == "ana"
     assert users.get("u1")["name"] == "ana"  # second read answered by the cache
 
-    assert _fingerprint(app) == before
+    assert folder_fingerprint(app) == before
     assert any(name.startswith("plugin=cache") for name in os.listdir(local_root))
 
 
