@@ -300,7 +300,7 @@ class SQLEngine:
     def _serve(self, name: str, table: Any) -> None:
         """Register resource ``name``'s ``table`` (JSON fields structured) unless it already is (DuckDB scans it in place)."""
         if self._served.get(name) is not table:
-            self.con.register(name, frames.json_columns.structure_table(self.db.resource(name), table))
+            self.con.register(name, dictionary_strings(frames.json_columns.structure_table(self.db.resource(name), table)))
             self._served[name] = table
 
     def _register_resource(
@@ -344,6 +344,19 @@ class SQLEngine:
         self._serve(name, table)
         self._registered[name] = key
         return projected
+
+
+def dictionary_strings(table: pa.Table) -> pa.Table:
+    """``table`` with each string column of few distinct values (at most half its rows)
+    dictionary-encoded, as Parquet stores them: DuckDB groups and filters those by code, about as
+    fast as over a Parquet file (a plain string column was ~1.6x slower), and still sees VARCHAR."""
+    for index, field in enumerate(table.schema):
+        if field.name == "id" or not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        encoded = pc.dictionary_encode(table.column(index))
+        if sum(len(chunk.dictionary) for chunk in encoded.chunks) <= table.num_rows // 2:
+            table = table.set_column(index, field.with_type(encoded.type), encoded)
+    return table
 
 
 #: each open Database's SQL engine (weak keys: a dropped Database takes its engine along)

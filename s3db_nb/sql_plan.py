@@ -76,8 +76,6 @@ def conjuncts(where: Any) -> Iterator[Mapping[str, Any]]:
         yield where
 
 
-
-
 def parse_tree(con: Any, query: str) -> dict[str, Any] | None:
     """DuckDB's own parse tree of ``query`` (``json_serialize_sql``); None when it cannot say."""
     try:

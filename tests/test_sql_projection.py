@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import pyarrow as pa
 import pytest
 
 import s3db_nb
@@ -18,7 +19,13 @@ def db():
     db = s3db_nb.connect(f"memory://projection-{uuid.uuid4().hex}")
     users = db.create_resource(
         "users",
-        attributes={"name": "string", "plan": "string", "age": "number|integer", "address": {"city": "string|optional"}, "api_key": "secret"},
+        attributes={
+            "name": "string",
+            "plan": "string",
+            "age": "number|integer",
+            "address": {"city": "string|optional"},
+            "api_key": "secret",
+        },
     )
     users.insert_many(
         [
@@ -54,7 +61,12 @@ def test_a_query_reads_only_the_columns_it_names(db, query, columns, rows):
 
 @pytest.mark.parametrize(
     "query",
-    ["SELECT * FROM users", "SELECT to_json(u) FROM users u", "SELECT count(*) FROM users NATURAL JOIN users AS b", "SELECT COLUMNS('a.*') FROM users"],
+    [
+        "SELECT * FROM users",
+        "SELECT to_json(u) FROM users u",
+        "SELECT count(*) FROM users NATURAL JOIN users AS b",
+        "SELECT COLUMNS('a.*') FROM users",
+    ],
     ids=["star", "whole-row", "natural-join", "columns-regex"],
 )
 def test_queries_that_may_read_any_column_read_them_all(db, query):
@@ -79,3 +91,28 @@ def test_a_whole_table_already_read_serves_later_narrow_queries(db):
 def test_a_narrow_query_does_not_decrypt_secrets(db):
     assert db.sql("SELECT name FROM users WHERE plan = 'free'").fetchall() == [("Bo",)]
     assert "api_key" not in _columns_read(db)
+
+
+def test_few_distinct_strings_reach_duckdb_dictionary_encoded_and_come_back_as_text():
+    import pyarrow as pa
+
+    from s3db_nb.sql import dictionary_strings
+
+    table = pa.table({"id": ["a", "b", "c", "d"], "plan": ["pro", "free", "pro", "pro"], "name": ["w", "x", "y", "z"]})
+    served = dictionary_strings(table)
+    assert pa.types.is_dictionary(served.schema.field("plan").type)
+    assert served.schema.field("id").type == pa.string() and served.schema.field("name").type == pa.string()
+    assert served.column("plan").to_pylist() == table.column("plan").to_pylist()
+
+
+def test_sql_over_dictionary_columns_answers_plain_strings(db):
+    extra = [{"id": f"x{i}", "name": f"X{i}", "plan": "team", "age": 50, "api_key": "k"} for i in range(7)]
+    db.resource("users").insert_many(extra, progress=False)  # 10 rows, 3 plans: encoded
+    result = db.sql("SELECT plan, typeof(plan) AS kind, count(*) AS n FROM users GROUP BY 1, 2 ORDER BY 1").arrow()
+    assert pa.types.is_dictionary(engine_for(db).con.sql("SELECT * FROM users").arrow().schema.field("plan").type) is False
+    assert result.schema.field("plan").type == pa.string()
+    assert result.to_pylist() == [
+        {"plan": "free", "kind": "VARCHAR", "n": 1},
+        {"plan": "pro", "kind": "VARCHAR", "n": 2},
+        {"plan": "team", "kind": "VARCHAR", "n": 7},
+    ]
