@@ -187,7 +187,8 @@ class Database:
         if self.is_new:
             return f"<Database {self.describe_state()}>"
         mode = " (read-only)" if self.read_only else ""
-        return f"<Database {self.config.masked_url}{mode} resources=[{names}]>"
+        elsewhere = "" if self.plugin_database is self else f" plugin_storage={self.plugin_database.config.masked_url}"
+        return f"<Database {self.config.masked_url}{mode} resources=[{names}]{elsewhere}>"
 
     def _repr_html_(self) -> str:
         import html
@@ -199,8 +200,11 @@ class Database:
         )
         if self.is_new:
             return f"<div class='s3db-database'><b>Database</b>: {html.escape(self.describe_state())}</div>"
+        elsewhere = ""
+        if self.plugin_database is not self:
+            elsewhere = f" · plugin data in <code>{html.escape(self.plugin_database.config.masked_url)}</code>"
         return (
-            f"<div class='s3db-database'><b>Database</b> <code>{html.escape(self.config.masked_url)}</code>"
+            f"<div class='s3db-database'><b>Database</b> <code>{html.escape(self.config.masked_url)}</code>{elsewhere}"
             f"<table><tr><th>resource</th><th>behavior</th><th>version</th><th>fields</th><th>partitions</th></tr>{rows}</table></div>"
         )
 

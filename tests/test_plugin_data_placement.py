@@ -93,6 +93,13 @@ def test_purging_a_plugin_deletes_its_data_where_it_lives(app, tmp_path):
     assert "plg_audits" not in db.plugin_database.resources
 
 
+def test_the_repr_says_where_plugin_data_goes(app, tmp_path):
+    db = s3db_nb.connect(f"file://{app}", plugin_storage=f"file://{tmp_path / 'local'}")
+    assert repr(db).endswith(f"plugin_storage=file://{tmp_path / 'local'}>")
+    assert "plugin data in" in db._repr_html_()
+    assert "plugin_storage" not in repr(s3db_nb.connect(f"file://{app}"))
+
+
 def test_a_store_opened_from_a_url_closes_with_the_database(app, tmp_path):
     db = s3db_nb.connect(f"file://{app}", plugin_storage=f"file://{tmp_path / 'local'}")
     other = db.plugin_database
