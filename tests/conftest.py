@@ -424,6 +424,14 @@ def _reconnecting(backend: Backend) -> Iterator[Callable[..., Database]]:
 
 
 @pytest.fixture
+def fast_db(fast_backend: Backend) -> Iterator[Database]:
+    """A fresh database on memory and file only, for tests that check logic rather than storage
+    (SQL over memory reads records; over file it goes through snapshots)."""
+    with _reconnecting(fast_backend) as connect:
+        yield connect()
+
+
+@pytest.fixture
 def reconnect(backend: Backend) -> Iterator[Callable[..., Database]]:
     """Open another ``Database`` on the test's store (as a second process would)."""
     with _reconnecting(backend) as connect_again:

@@ -17,21 +17,6 @@ from s3db_nb import ConflictError, ValidationError
 from s3db_nb.errors import InvalidArgumentError
 
 
-@pytest.fixture
-def fast_db(fast_backend):
-    """A fresh database on memory (tables cached by the SQL engine) and file (SQL through snapshots)."""
-    from conftest import _SCHEMES
-    from s3db_nb.connection import ConnectionConfig
-    from s3db_nb.database import Database
-
-    client = fast_backend.make()
-    database = Database(
-        ConnectionConfig(scheme=_SCHEMES[fast_backend.kind], bucket=getattr(client, "bucket", "s3db")), client, parallelism=4
-    ).connect()
-    yield database
-    database.disconnect()
-
-
 def _events(db):
     events = db.create_resource(
         "events",

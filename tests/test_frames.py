@@ -17,21 +17,6 @@ from s3db_nb.frames import EXTRA_COLUMN, arrow_schema, infer_attributes
 UTC = dt.UTC
 
 
-@pytest.fixture
-def fast_db(fast_backend):
-    """A fresh database on memory and file only (tests that check logic, not storage)."""
-    from conftest import _SCHEMES
-    from s3db_nb.connection import ConnectionConfig
-    from s3db_nb.database import Database
-
-    client = fast_backend.make()
-    database = Database(
-        ConnectionConfig(scheme=_SCHEMES[fast_backend.kind], bucket=getattr(client, "bucket", "s3db")), client, parallelism=4
-    ).connect()
-    yield database
-    database.disconnect()
-
-
 ALL_TYPES = {
     "name": "string|optional",
     "age": "number|integer|optional",

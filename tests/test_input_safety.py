@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import _SCHEMES, unique_name
+from conftest import unique_name
 from s3db_nb import behaviors, encoding
 from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.connection import ConnectionConfig
@@ -32,17 +32,6 @@ HYPOTHESIS = settings(max_examples=150, deadline=None, suppress_health_check=[He
 
 def _database(client) -> Database:
     return Database(ConnectionConfig(scheme="memory", bucket=getattr(client, "bucket", "s3db")), client, parallelism=4).connect()
-
-
-@pytest.fixture
-def fast_db(fast_backend):
-    """A fresh database on memory and file (the checks are logic, not storage)."""
-    client = fast_backend.make()
-    database = Database(
-        ConnectionConfig(scheme=_SCHEMES[fast_backend.kind], bucket=getattr(client, "bucket", "s3db")), client, parallelism=4
-    ).connect()
-    yield database
-    database.disconnect()
 
 
 @pytest.fixture

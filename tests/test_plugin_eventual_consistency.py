@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 import s3db_nb
-from conftest import FakeClock, _reconnecting
+from conftest import FakeClock
 from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.plugin_api import ConflictError, InvalidArgumentError, NotFoundError, PluginError
 from s3db_nb.plugins.eventual_consistency import (
@@ -43,13 +43,6 @@ START = dt.datetime(2025, 3, 28, 9, tzinfo=dt.UTC).timestamp()
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture
-def fast_db(fast_backend):
-    """A fresh database on memory and file only (the scenarios too heavy for a moto round trip each)."""
-    with _reconnecting(fast_backend) as connect:
-        yield connect()
 
 
 @pytest.fixture
