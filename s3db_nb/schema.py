@@ -980,7 +980,7 @@ def _check_array(attr: Attribute, value: Any, rules: Mapping[str, Any]) -> list[
 def _check_embedding(value: Any, rules: Mapping[str, Any]) -> list[Any] | None:
     """A valid plain embedding checked as one numpy array, or None to take the per-item path
     (which also words every error). Per item, a 384-value vector cost ~2 ms of Python."""
-    if set(rules) - {"items", "empty", "length", "min", "max"} or rules.get("items") != "number":
+    if set(rules) - {"items", "empty", "length", "min", "max", "_limit"} or rules.get("items") != "number":
         return None
     import numpy as np
 
@@ -992,6 +992,8 @@ def _check_embedding(value: Any, rules: Mapping[str, Any]) -> list[Any] | None:
         return None
     if array.ndim != 1 or array.dtype.kind not in "fiu" or array.size == 0 or not np.isfinite(array).all():
         return None
+    if float(np.abs(array).max()) >= rules["_limit"]:
+        return None  # the per-item path words the error
     size = array.size
     if size != rules.get("length", size) or size < rules.get("min", 0) or size > rules.get("max", size):
         return None
@@ -1136,10 +1138,17 @@ def check_value(attr: Attribute, value: Any) -> Any:
         return text
     if t in ("array", "embedding"):
         if t == "embedding":
-            rules = {"items": "number", "empty": False, **rules}
-            fast = _check_embedding(value, rules)
+            limit = 2.0**53 / 10 ** getattr(attr.codec, "precision", 6)
+            fast = _check_embedding(value, {"items": "number", "empty": False, **rules, "_limit": limit})
             if fast is not None:
                 return fast
+            checked = _check_array(attr, value, {"items": "number", "empty": False, **rules})
+            if any(isinstance(v, (int, float)) and abs(v) >= limit for v in checked):
+                _fail(
+                    "range",
+                    f"values must be within ±{limit:.4g}: the fixed-point text of embeddings (s3db.js's) stores no larger ones exactly",
+                )
+            return checked
         return _check_array(attr, value, rules)
     if t == "object":
         if not isinstance(value, Mapping):

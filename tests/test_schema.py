@@ -118,6 +118,14 @@ def test_embeddings_keep_their_values(value):
     assert Schema({"v": "embedding:3"}).validate({"v": value})["v"] == list(value)
 
 
+@pytest.mark.parametrize("value", [[0.0, 0.0, 6.4e143], [1e10, 0.5, 0.5]], ids=["huge", "past-2**53-scaled"])
+def test_embedding_values_the_fixed_point_text_cannot_hold_are_refused(value):
+    """Stored, 6.4e143 would read back as a different float, and again after a rewrite: refuse it."""
+    with pytest.raises(ValidationError) as info:
+        Schema({"v": "embedding:3"}).validate({"v": value})
+    assert [(e["field"], e["rule"]) for e in info.value.errors] == [("v", "range")]
+
+
 def test_numpy_embeddings_become_plain_lists():
     import numpy as np
 
