@@ -58,6 +58,12 @@ _SNAPSHOT_DIR = tempfile.mkdtemp(prefix="s3db-test-snapshots-")
 os.environ["S3DB_NB_SNAPSHOT_DIR"] = _SNAPSHOT_DIR
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    import nbval_guard  # the notebooks' kernels: fault logs, and dead kernels fail fast
+
+    config.pluginmanager.register(nbval_guard, "s3db-nbval-guard")
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_SNAPSHOT_DIR, ignore_errors=True)
 

@@ -1,4 +1,7 @@
-"""How the tutorials run under nbval (``make test``): a stuck or dead kernel fails fast and says why.
+"""A pytest plugin for the tutorials under nbval (``make test``): a dead kernel fails fast and says why.
+
+Registered by ``tests/conftest.py`` (a second ``conftest.py`` under ``notebooks/`` would shadow
+the module the tests import their helpers from).
 
 nbval waits for each cell's reply without checking that the kernel is still alive, so a kernel
 that dies mid-cell would hold every remaining cell for the whole cell timeout (``--nbval-cell-timeout``
