@@ -22,7 +22,7 @@ from s3db_nb.clients.base import PutItem, RequestEvent, StorageClient
 from s3db_nb.clients.file import FileClient
 from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.clients.s3 import S3Client
-from s3db_nb.clients.sidecar import EMBED_BODY_MAX, sidecar_json
+from s3db_nb.clients.sidecar import EMBED_BODY_MAX, decode_json, sidecar_json
 from s3db_nb.errors import ConflictError, NotFoundError, StorageError
 
 FAKE_REGION = "us-east-1"
@@ -129,6 +129,33 @@ def test_put_many_emits_one_event_per_object(storage_client: StorageClient):
     assert [(e.operation, e.key, e.bytes_sent, e.error) for e in events[1:]] == [
         ("PutObject", "many/a", 2, None),
         ("PutObject", "many/taken", 3, "ConflictError"),
+    ]
+
+
+def test_get_many_reads_like_get_in_order_with_none_for_missing_keys(storage_client: StorageClient):
+    storage_client.put("many/small", b'{"_rev":"abcdefghijkl"}', metadata={"a": "1"})
+    storage_client.put("many/large", b"x" * 5000, metadata={"b": "2"})  # past the sidecar's body copy on file://
+    storage_client.put("many/empty", b"")
+    keys = ["many/large", "many/gone", "many/small", "many/empty"]
+    got = storage_client.get_many(keys)
+    assert got[1] is None
+    for key, obj in zip(keys, got):
+        if obj is not None:
+            expected = storage_client.get(key)
+            assert (obj.body, obj.metadata, obj.etag, obj.info.size) == (expected.body, expected.metadata, expected.etag, expected.info.size)
+
+
+def test_get_many_emits_one_get_event_per_key(storage_client: StorageClient):
+    storage_client.put("many/a", b"12")
+    storage_client.put("many/b", b"y" * 5000)
+    events: list[RequestEvent] = []
+    storage_client.add_listener(events.append)
+    storage_client.get_many(["many/a", "many/missing", "many/b"])
+    storage_client.remove_listener(events.append)
+    assert [(e.operation, e.key, e.bytes_received, e.error) for e in events] == [
+        ("GetObject", "many/a", 2, None),
+        ("GetObject", "many/missing", 0, "NotFoundError"),
+        ("GetObject", "many/b", 5000, None),
     ]
 
 
@@ -706,6 +733,28 @@ def _node_sidecar(body: bytes, metadata: dict, *, compressed: bool = False, stor
     return json.dumps(meta, indent=2)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"metadata": {"a": "caf\xc3\xa9"}, "size": 3}',
+        b'\xef\xbb\xbf{"etag": "e"}',  # a byte order mark
+        b'{"metadata": {"a": "\\ud800"}}',  # a lone surrogate escape: orjson refuses, json takes it
+        b'{"size": NaN}',
+        b'{"a": 1, "a": 2}',
+    ],
+)
+def test_sidecar_json_parses_as_the_standard_library_does(raw):
+    expected = json.loads(raw.decode("utf-8-sig"))
+    parsed = decode_json(raw)
+    assert json.dumps(parsed) == json.dumps(expected)
+
+
+@pytest.mark.parametrize("raw", [b"{", b'{"a": }', b"\xff\xfe{}"])
+def test_a_torn_sidecar_is_a_value_error(raw):
+    with pytest.raises(ValueError):
+        decode_json(raw)
+
+
 def test_file_reads_objects_written_by_s3db_js(tmp_path):
     folder = tmp_path / "resource=users" / "data"
     folder.mkdir(parents=True)
@@ -727,6 +776,7 @@ def test_file_reads_objects_written_by_s3db_js(tmp_path):
     assert obj.body == body and obj.metadata == {"_v": "1", "name": "Bob"} and obj.etag == md5(body)
     assert obj.info.last_modified.year == 2025
     assert client.get("resource=users/data/id=n2").body == big
+    assert [o.body for o in client.get_many(["resource=users/data/id=n1", "resource=users/data/id=n2"])] == [body, big]
     with pytest.raises(NotFoundError):
         client.get("resource=users/data/orphan")
     # a copy of a Node object carries the body copy of the copied bytes

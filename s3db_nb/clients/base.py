@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from ..errors import NotFoundError
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -189,6 +191,18 @@ class StorageClient(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str) -> StoredObject:
         """Read a whole object; ``NotFoundError`` when missing."""
+
+    def get_many(self, keys: Iterable[str]) -> list[StoredObject | None]:
+        """``get`` of each key, in order, with None where an object is missing (deleted since
+        it was listed). Bulk reads call this; a client whose per-call overhead is a sizeable
+        part of a read (``file://``) reads the whole batch in one loop."""
+        out: list[StoredObject | None] = []
+        for key in keys:
+            try:
+                out.append(self.get(key))
+            except NotFoundError:
+                out.append(None)
+        return out
 
     @abc.abstractmethod
     def head(self, key: str) -> ObjectInfo:

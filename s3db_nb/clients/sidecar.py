@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from .listing import md5_hex
 
 SIDECAR_SUFFIX = ".meta.json"
@@ -26,8 +28,16 @@ _JSON_CONSTANTS = {None: "null", True: "true", False: "false"}
 def decode_json(raw: bytes) -> Any:
     """The JSON value in ``raw`` (a UTF-8 byte order mark is skipped); ValueError when it is not JSON.
 
-    The decoder object directly: ``json.loads(bytes)`` first sniffs the encoding."""
-    return _JSON_DECODER.decode((raw[3:] if raw[:3] == _UTF8_BOM else raw).decode("utf-8"))
+    orjson parses a sidecar in about a third of the standard library's time (a bulk read parses
+    one per record); text it refuses and ``json`` takes (a lone surrogate escape, ``NaN``) goes
+    to ``json``. One difference is kept: an integer beyond 64 bits reads as a float, which no
+    sidecar field holds (sizes are byte counts, metadata values are strings)."""
+    if raw[:3] == _UTF8_BOM:
+        raw = raw[3:]
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _JSON_DECODER.decode(raw.decode("utf-8"))
 
 
 def parse_sidecar(raw: bytes) -> dict[str, Any] | None:

@@ -296,14 +296,16 @@ def iter_record_chunks(
 
     def fetch(batch: list[str]) -> list[Any]:
         out: list[Any] = []
-        get, key_of = resource.client.get, resource.engine.key
-        for record_id in batch:
-            try:
-                if hooks:
+        if hooks:
+            for record_id in batch:
+                try:
                     out.append(resource.engine.get(record_id, decrypt=decrypt))
+                except NotFoundError:  # deleted between LIST and GET, or a stale partition ref
                     continue
-                obj = get(key_of(record_id))
-            except NotFoundError:  # deleted between LIST and GET, or a stale partition ref
+            return out
+        key_of = resource.engine.key
+        for record_id, obj in zip(batch, resource.client.get_many([key_of(i) for i in batch])):
+            if obj is None:  # deleted between LIST and GET, or a stale partition ref
                 continue
             if decoder is not None and decoder.is_plain(obj.metadata, obj.body):
                 if decoder.unwarmed:
