@@ -39,7 +39,9 @@ from s3db_nb.plugin_api import (
     get_namespaced_resource_name,
     iso_ms,
     make_client,
+    merge_resource_definition,
     new_id,
+    notify_records_changed,
     parse_url,
 )
 from s3db_nb.plugins.backup_archive import (
@@ -903,7 +905,7 @@ class BackupPlugin(Plugin):
             return
         stored = (db.metadata().get("resources") or {}).get(name) or {}
         if not set(entry.get("versions") or {}) <= set(stored.get("versions") or {}) or not stored:
-            db.catalog.save_entry(name, entry)
+            merge_resource_definition(db, name, entry)
         if name in db.resources:
             return
         version = entry.get("currentVersion") or "v1"
@@ -952,7 +954,7 @@ class BackupPlugin(Plugin):
                 f"restoring {name!r} failed ({type(exc).__name__}: {exc}); the objects it had changed were put back"
             ) from exc
         if name in db.resources:
-            db.resource(name).engine.notify_changed()
+            notify_records_changed(db.resource(name))
 
     def _get_or_none(self, key: str) -> Any:
         try:

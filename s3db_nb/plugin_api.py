@@ -6,6 +6,9 @@ it; those may move, these names stay. The database's thread pool is ``db.pool`` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from .clients.base import RequestEvent, StorageClient
 from .connection import ConnectionConfig, make_client, parse_url
 from .coordinator import Coordinator, Lease
@@ -49,6 +52,24 @@ from .resource import Resource
 from .scheduler import Job
 from .schema import NestedObject, iso_ms
 
+if TYPE_CHECKING:
+    from .database import Database
+
+
+def merge_resource_definition(db: Database, name: str, entry: Mapping[str, Any]) -> None:
+    """Merge one resource's ``s3db.json`` entry, as the catalog stores it (versions, field-key
+    registries, partitions), into the bucket's ``s3db.json``: a conditional write that keeps what
+    other writers stored meanwhile. For plugins that bring definitions back (BackupPlugin's
+    restore); ``db.create_resource`` then opens the resource under its archived field keys."""
+    db.catalog.save_entry(name, entry)
+
+
+def notify_records_changed(resource: Resource) -> None:
+    """Say that ``resource``'s records changed behind its back (objects written straight through
+    ``db.client``): SQL tables and snapshots read them again on the next query."""
+    resource.engine.notify_changed()
+
+
 __all__ = [
     # the plugin system
     "Plugin",  # base class: options, lifecycle, hooks/middleware/methods taken back on uninstall
@@ -83,6 +104,8 @@ __all__ = [
     "validate_rows",  # before_insert hooks + schema over many rows, writing nothing
     "write_validated",  # write validate_rows' output on the pool; {row: error} of the failures
     "table_to_pandas",  # an Arrow table as to_pandas() gives it: nullable Int64 integers, dtype_backend=
+    "merge_resource_definition",  # put an archived s3db.json entry back (field keys kept), merged with others'
+    "notify_records_changed",  # objects written through db.client: SQL tables and snapshots re-read them
     # values
     "new_id",  # a random nanoid id (s3db.js alphabet; 22 characters by default)
     "iso_ms",  # a datetime as JavaScript toISOString(): UTC, milliseconds, "Z"

@@ -142,7 +142,12 @@ def test_get_many_reads_like_get_in_order_with_none_for_missing_keys(storage_cli
     for key, obj in zip(keys, got):
         if obj is not None:
             expected = storage_client.get(key)
-            assert (obj.body, obj.metadata, obj.etag, obj.info.size) == (expected.body, expected.metadata, expected.etag, expected.info.size)
+            assert (obj.body, obj.metadata, obj.etag, obj.info.size) == (
+                expected.body,
+                expected.metadata,
+                expected.etag,
+                expected.info.size,
+            )
 
 
 def test_get_many_emits_one_get_event_per_key(storage_client: StorageClient):

@@ -85,3 +85,27 @@ def test_plugin_storage_without_a_database_has_a_pool_of_its_own():
     results = storage.batch_put([(f"k{i}", {"i": i}) for i in range(3)])
     assert [r["ok"] for r in results] == [True] * 3
     assert [r["data"] for r in storage.batch_get(["k0", "k2"])] == [{"i": 0}, {"i": 2}]
+
+
+def test_notify_records_changed_makes_sql_read_objects_written_through_the_client():
+    db = s3db_nb.connect("memory://surface-changed")
+    users = db.create_resource("users", {"name": "string"})
+    users.insert({"id": "u1", "name": "Ann"})
+    assert db.sql("SELECT count(*) FROM users").fetchall() == [(1,)]
+    written = db.client.get(users.engine.key("u1"))
+    db.client.put(users.engine.key("u2"), written.body, metadata=dict(written.metadata))  # behind the resource's back
+    api.notify_records_changed(users)
+    assert db.sql("SELECT count(*) FROM users").fetchall() == [(2,)]
+
+
+def test_merge_resource_definition_brings_back_a_definition_with_its_field_keys(tmp_path):
+    first = s3db_nb.connect(f"file://{tmp_path}")
+    first.create_resource("users", {"name": "string", "email": "string"})
+    entry = first.metadata()["resources"]["users"]
+    first.delete_resource("users", confirm=True)
+    first.disconnect()
+    db = s3db_nb.connect(f"file://{tmp_path}")
+    assert "users" not in (db.metadata().get("resources") or {})
+    api.merge_resource_definition(db, "users", entry)
+    assert db.metadata()["resources"]["users"] == entry
+    assert s3db_nb.connect(f"file://{tmp_path}").resource("users").schema.attributes.keys() >= {"name", "email"}
