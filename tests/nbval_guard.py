@@ -3,11 +3,12 @@
 Registered by ``tests/conftest.py`` (a second ``conftest.py`` under ``notebooks/`` would shadow
 the module the tests import their helpers from).
 
-nbval waits for each cell's reply without checking that the kernel is still alive, so a kernel
-that dies mid-cell would hold every remaining cell for the whole cell timeout (``--nbval-cell-timeout``
-in pyproject.toml). Here a cell whose notebook kernel is already dead fails at once, and the
-failure carries what the kernel's faulthandler wrote (kernels start with a startup file that turns
-it on, into a log of this session) instead of nbval's silent stderr.
+nbval waits for a cell's reply without checking that the kernel is alive: a kernel that dies
+mid-cell costs that cell the whole cell timeout (``--nbval-cell-timeout`` in pyproject.toml), and
+nbval then marks the cells after it "expected to fail", saying nothing of why (it starts kernels
+with stderr sent to /dev/null). Here a cell whose notebook kernel is already dead fails, quoting
+what the kernel's faulthandler wrote: kernels start with an IPython startup file that turns it on,
+into a log of this session.
 """
 
 from __future__ import annotations
