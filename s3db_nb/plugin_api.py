@@ -60,7 +60,15 @@ def merge_resource_definition(db: Database, name: str, entry: Mapping[str, Any])
     """Merge one resource's ``s3db.json`` entry, as the catalog stores it (versions, field-key
     registries, partitions), into the bucket's ``s3db.json``: a conditional write that keeps what
     other writers stored meanwhile. For plugins that bring definitions back (BackupPlugin's
-    restore); ``db.create_resource`` then opens the resource under its archived field keys."""
+    restore); ``db.create_resource`` then opens the resource under its archived field keys.
+    ``InvalidArgumentError`` for anything else: a missing entry would remove the definition."""
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"merge_resource_definition: name must be a resource name, got {name!r}")
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("versions"), Mapping) or not entry["versions"]:
+        raise InvalidArgumentError(
+            f"merge_resource_definition({name!r}): entry must be a resource's s3db.json entry with its "
+            "'versions' (as db.metadata()['resources'][name] gives it)"
+        )
     db.catalog.save_entry(name, entry)
 
 

@@ -108,4 +108,18 @@ def test_merge_resource_definition_brings_back_a_definition_with_its_field_keys(
     assert "users" not in (db.metadata().get("resources") or {})
     api.merge_resource_definition(db, "users", entry)
     assert db.metadata()["resources"]["users"] == entry
-    assert s3db_nb.connect(f"file://{tmp_path}").resource("users").schema.attributes.keys() >= {"name", "email"}
+    db.disconnect()
+    reopened = s3db_nb.connect(f"file://{tmp_path}")
+    assert reopened.resource("users").schema.attributes.keys() >= {"name", "email"}
+    reopened.disconnect()
+
+
+@pytest.mark.parametrize("entry", [None, {}, {"versions": {}}, "users"])
+def test_merge_resource_definition_refuses_what_is_not_an_entry_and_keeps_the_definition(tmp_path, entry):
+    db = s3db_nb.connect(f"file://{tmp_path}")
+    db.create_resource("users", {"name": "string"})
+    before = db.metadata()["resources"]["users"]
+    with pytest.raises(api.InvalidArgumentError, match="versions"):
+        api.merge_resource_definition(db, "users", entry)
+    assert db.metadata()["resources"]["users"] == before
+    db.disconnect()

@@ -194,8 +194,8 @@ class StorageClient(abc.ABC):
 
     def get_many(self, keys: Iterable[str]) -> list[StoredObject | None]:
         """``get`` of each key, in order, with None where an object is missing (deleted since
-        it was listed). Bulk reads call this; a client whose per-call overhead is a sizeable
-        part of a read (``file://``) reads the whole batch in one loop."""
+        it was listed). Bulk reads fetch their batches through this, so a client can answer a
+        batch in one call where its transport allows."""
         out: list[StoredObject | None] = []
         for key in keys:
             try:

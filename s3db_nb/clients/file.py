@@ -870,32 +870,6 @@ class FileClient(PrefixMixin, StorageClient):
         self._report("GetObject", key, started, received=len(raw))
         return StoredObject(info=self._info(key, meta), body=body)
 
-    def get_many(self, keys: Iterable[str]) -> list[StoredObject | None]:
-        """``get`` of each key in one loop. An object whose sidecar carries its whole body (a
-        record's write token, any body up to ``EMBED_BODY_MAX``) is one open, read and parse
-        without ``get``'s per-call setup, which is a third of a small object's read; anything
-        else (a missing or torn sidecar, a body in its own file, gzip) goes through ``get``."""
-        out: list[StoredObject | None] = []
-        listeners = bool(self._listeners)
-        for key in keys:
-            started = time.perf_counter() if listeners else 0.0
-            try:
-                meta = self._read_sidecar(self._path(self._full(key)))
-            except (S3DBError, OSError):
-                meta = None  # get meets it again and reports it
-            if meta is not None and "body" in meta and not meta.get("compressed"):
-                body = embedded_body(meta)
-                if body is not None:
-                    if listeners:
-                        self._report("GetObject", key, started, received=len(body))
-                    out.append(StoredObject(info=self._info(key, meta), body=body))
-                    continue
-            try:
-                out.append(self.get(key))
-            except NotFoundError:
-                out.append(None)
-        return out
-
     def head(self, key: str) -> ObjectInfo:
         started = time.perf_counter()
         try:
