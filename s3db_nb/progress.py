@@ -20,7 +20,12 @@ AUTO_MIN_TOTAL = 500
 
 
 def in_kernel() -> bool:
-    """True inside a Jupyter kernel (the tqdm.autonotebook test)."""
+    """True inside a Jupyter kernel (the tqdm.autonotebook test).
+
+    A kernel has IPython imported already; outside one, importing it only to ask would cost
+    a script ~10 MB and ~0.3 s."""
+    if "IPython" not in sys.modules:
+        return False
     try:
         from IPython import get_ipython
     except ImportError:

@@ -927,6 +927,26 @@ def test_file_paged_listing_scans_each_folder_once_and_stays_fresh(tmp_path, mon
     assert pages("") == []
 
 
+def test_file_list_right_after_writes_scans_each_folder_once(tmp_path, monkeypatch):
+    """``list()`` walks the folders once: right after a write (a scan too fresh to be cached)
+    paged listing would rescan the folder for every 1 000 keys. Listeners still see one
+    ``ListObjectsV2`` per 1 000 keys."""
+    client = FileClient(tmp_path)
+    keys = [f"resource=r/data/id={i:05d}" for i in range(2500)]
+    client.put_many([PutItem(key, b"{}") for key in keys])
+    client._clock_ns = lambda: 0  # every folder "just changed": no scan may be cached
+    scans: list[str] = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path=".": scans.append(str(path)) or real_scandir(path))
+    lists: list[str] = []
+    client.add_listener(lambda e: e.operation == "ListObjectsV2" and lists.append(e.key))
+
+    assert list(client.list("resource=r/")) == keys
+    assert len(scans) == 2, scans  # resource=r and its data folder
+    assert lists == ["resource=r/"] * 3
+    assert list(client.list("resource=r/", start_after=keys[1999], limit=400)) == keys[2000:2400]
+
+
 def test_memory_registry_shares_by_bucket():
     first = MemoryClient("shared-test-bkt")
     first.put("k", b"1")

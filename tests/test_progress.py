@@ -144,3 +144,12 @@ def test_in_a_kernel_work_of_unknown_size_shows_its_bar_once_it_is_large(monkeyp
             bar.update()
     err = capsys.readouterr().err
     assert (f"{counted}/{counted}" in err) is shown and ("reading users" in err) is shown
+
+
+def test_asking_whether_this_is_a_kernel_does_not_import_ipython():
+    """A script's read asks for the default bar; importing IPython to answer cost ~10 MB."""
+    import subprocess
+    import sys
+
+    code = "import sys, s3db_nb.progress as p; assert not p.in_kernel(); assert 'IPython' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

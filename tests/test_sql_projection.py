@@ -116,3 +116,23 @@ def test_sql_over_dictionary_columns_answers_plain_strings(db):
         {"plan": "pro", "kind": "VARCHAR", "n": 2},
         {"plan": "team", "kind": "VARCHAR", "n": 7},
     ]
+
+
+def test_a_projected_read_keeps_only_the_planned_columns_of_each_stored_record(db):
+    """Until it is decoded, a projected read holds each record's stored keys for the planned
+    columns only (an object's keys whole: any of them tells whether it exists)."""
+    from s3db_nb.frames.arrow_types import plan_columns
+    from s3db_nb.frames.read import ColumnDecoder, StoredRow, iter_record_chunks
+
+    users = db.resource("users")
+    plan = plan_columns(users, columns=["id", "plan", "address"], secrets=False, json_as="string")
+    decoder = ColumnDecoder(users, decrypt=False, plan=plan)
+    rows = [r for chunk in iter_record_chunks(users, decoder=decoder, decrypt=False) for r in chunk]
+    assert rows and all(type(r) is StoredRow for r in rows)
+    planned = {decoder.key_of["plan"], decoder.key_of["address.city"]}
+    assert {k for r in rows for k in r.metadata} == planned
+    assert users.to_arrow(columns=["plan", "address"]).to_pylist() == [
+        {"id": "u1", "plan": "pro", "address": {"city": "Rio"}},
+        {"id": "u2", "plan": "free", "address": {"city": "Porto"}},
+        {"id": "u3", "plan": "pro", "address": None},
+    ]

@@ -163,16 +163,26 @@ class RecordEngine:
         """Ids in key order, each once: of the data objects, or as a partition's refs list them
         (LIST only, so unverified: ``refs.iter_verified`` checks the records)."""
         if partition is None:
-            ids: Iterator[str | None] = (partitions.parse_ref(key)[1] for key in self.client.list(self.data_prefix()))
+            cut = len(self.data_prefix())
+
+            def id_of(key: str) -> str | None:
+                rest = key[cut:]  # "id=<id>" for every key this library or s3db.js writes
+                return rest[3:] if rest.startswith("id=") and "/" not in rest else partitions.parse_ref(key)[1]
+
+            ids: Iterator[str | None] = map(id_of, self.client.list(self.data_prefix()))
         else:
             ids = (record_id for _, record_id, _ in self.refs.iter_refs(partition, partition_values))
-        seen: set[str] = set()
+        # a record has one data key, so only a partition (one ref per record and value) repeats ids
+        seen: set[str] | None = None if partition is None else set()
         skipped = 0
         produced = 0
         for record_id in ids:
-            if record_id is None or record_id in seen:
+            if record_id is None:
                 continue
-            seen.add(record_id)
+            if seen is not None:
+                if record_id in seen:
+                    continue
+                seen.add(record_id)
             if skipped < offset:
                 skipped += 1
                 continue

@@ -136,6 +136,15 @@ class ColumnDecoder:
                 key = self.key_of.get(leaf.attr.path)
                 if key is not None and isinstance(leaf.attr.codec, encoding.SecretCodec):
                     self.unwarmed[key] = leaf.attr.codec
+        #: the stored keys the ``plan`` reads, when it leaves some out: a ``StoredRow`` keeps only
+        #: these, so a projected read holds a fraction of each record until it is decoded
+        self.keep: frozenset[str] | None = None
+        if plan is not None:
+            leaves = {c.attr.path for c in plan.children if isinstance(c, Leaf)}
+            nodes = tuple(c.name + "." for c in plan.children if isinstance(c, Node))  # all of an object's keys tell if it exists
+            keep = frozenset(k for p, k in self.key_of.items() if p in leaves or p.startswith(nodes))
+            if keep != frozenset(self.key_of.values()):
+                self.keep = keep
 
     def is_plain(self, metadata: Mapping[str, str], body: bytes) -> bool:
         # a body holding only the record's write token (every write adds one) carries no data
@@ -289,7 +298,8 @@ def iter_record_chunks(
     # local stores write in one thread, and FileClient.put_many takes each lock stripe once
     # per batch: big batches there; S3 batches stay small so the pool keeps every slot busy
     chunk = 4 if remote else 1024  # S3: latency-bound, keep many requests in flight
-    window = max(4, db.parallelism * 2) if remote else max(4, db.parallelism)
+    # an inline pool (local stores) has each batch done when submitted: holding more is only memory
+    window = max(4, db.parallelism * 2) if remote else (1 if db.pool.inline else max(4, db.parallelism))
     hooks = resource.engine.has_hooks("before_get", "after_get")
     if hooks or predicate is not None:
         decoder = None  # hooks and predicates see whole records
@@ -310,7 +320,8 @@ def iter_record_chunks(
             if decoder is not None and decoder.is_plain(obj.metadata, obj.body):
                 if decoder.unwarmed:
                     decoder.warm(obj.metadata)
-                out.append(StoredRow(record_id, obj.metadata))
+                keep = decoder.keep
+                out.append(StoredRow(record_id, obj.metadata if keep is None else {k: v for k, v in obj.metadata.items() if k in keep}))
             else:
                 out.append(resource.engine.decode_object(record_id, obj, decrypt=decrypt))
         return out
