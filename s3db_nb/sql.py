@@ -13,7 +13,9 @@ Read without a snapshot, a resource is decoded only for the columns the query na
 (``sql_plan.projection``; ``*`` and whole-row references read them all, and a column the walk
 missed is read on a second try). When a resource appears once in a query and the WHERE clause fixes every field of one of its
 partitions (``country = 'BR'``) and it has no snapshot yet, only that partition is read (no
-snapshot is created for it); with a snapshot, DuckDB applies that WHERE to the snapshot.
+snapshot is created for it); a WHERE that fixes ``id`` (``id = 'u1'``, ``id IN (...)``) reads
+only those records (``sql_plan.id_lookup``: a GET each, no listing); with a snapshot, DuckDB
+applies that WHERE to the snapshot.
 
 Exports go through ``pyarrow.fs`` (LocalFileSystem, or S3FileSystem for ``s3://`` and
 endpoint URLs) because DuckDB's ``httpfs`` extension cannot be installed offline.
@@ -41,7 +43,7 @@ from . import frames, snapshots
 from .engine import extensions
 from .errors import ConnectionStringError, InvalidArgumentError, NotFoundError, S3DBError
 from .snapshots import listing as snapshot_listing
-from .sql_plan import needs_secrets, parse_tree, projection, pushdown, tables_read
+from .sql_plan import id_lookup, needs_secrets, parse_tree, projection, pushdown, tables_read
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -53,6 +55,10 @@ if TYPE_CHECKING:
     from .resource import Resource
 
 REPR_ROWS = 20
+#: ``pushed[0]`` of an id lookup (``WHERE id = 'x'`` / ``id IN (...)``): no partition has this name
+ID_LOOKUP = "id="
+#: what a query lets a resource read: None (every record), (partition, {field: value}) or (ID_LOOKUP, ids)
+Pushed = tuple[str, dict[str, str]] | tuple[str, tuple[str, ...]] | None
 MANIFEST = "manifest.json"
 FORMATS = {"parquet": "parquet", "jsonl": "jsonl", "csv": "csv"}
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
@@ -284,14 +290,16 @@ class SQLEngine:
             self._parsed.popitem(last=False)
         return hit
 
-    def _plan(self, query: str, tree: dict[str, Any] | None, name: str) -> tuple[tuple[str, dict[str, str]] | None, bool, list[str] | None]:
-        """The partition pushdown, secret need and column projection of ``name`` in ``query``
-        (``s3db_nb.sql_plan``), walked once per schema."""
+    def _plan(self, query: str, tree: dict[str, Any] | None, name: str) -> tuple[Pushed, bool, list[str] | None]:
+        """The pushdown (the ids, else the partition), secret need and column projection of
+        ``name`` in ``query`` (``s3db_nb.sql_plan``), walked once per schema."""
         resource = self.db.resource(name)
         hit = self._plans.get((query, name))
         if hit is not None and hit[0] is resource.schema:
             return hit[1]
-        plan = (pushdown(tree, name, resource), needs_secrets(tree, name, resource), projection(tree, name, resource))
+        ids = id_lookup(tree, name)
+        pushed: Pushed = (ID_LOOKUP, ids) if ids is not None else pushdown(tree, name, resource)
+        plan = (pushed, needs_secrets(tree, name, resource), projection(tree, name, resource))
         self._plans[(query, name)] = (resource.schema, plan)
         if len(self._plans) > 512:
             self._plans.popitem(last=False)
@@ -306,7 +314,7 @@ class SQLEngine:
     def _register_resource(
         self,
         name: str,
-        pushed: tuple[str, dict[str, str]] | None,
+        pushed: Pushed,
         secrets: bool = True,
         snapshot: bool | None = None,
         progress: Any = None,
@@ -314,7 +322,8 @@ class SQLEngine:
     ) -> bool:
         """Register resource ``name`` as a table: from its snapshot (DuckDB projects the columns
         itself), else read into Arrow and cached; only ``columns`` are read when given and no
-        whole table is cached. True when the registered table holds only ``columns``."""
+        whole table is cached. ``pushed``: (partition, its values) reads one partition; (``ID_LOOKUP``,
+        ids) reads those records only. True when the registered table holds only ``columns``."""
         if snapshot is not False:
             resource = self.db.resource(name)
             registry = snapshots.registry_for(self.db)
@@ -326,7 +335,20 @@ class SQLEngine:
                     self._serve(name, served)
                     self._registered[name] = (name, None, "snapshot")
                     return False
-        key: tuple[Any, ...] = (name, None if pushed is None else (pushed[0], tuple(sorted(pushed[1].items()))))
+        if pushed is not None:
+            # the whole table, read already, answers a partition or id query without a request
+            for whole_key in ((name, None),) if secrets else ((name, None), (name, None, False)):
+                whole = self._cache.get(whole_key)
+                if whole is not None:
+                    self._serve(name, whole)
+                    self._registered[name] = whole_key
+                    return False
+        if pushed is None:
+            key: tuple[Any, ...] = (name, None)
+        elif pushed[0] == ID_LOOKUP:
+            key = (name, pushed)
+        else:
+            key = (name, (pushed[0], tuple(sorted(pushed[1].items()))))  # type: ignore[union-attr] - a partition's values
         table = self._cache.get(key)
         if table is None and not secrets:
             table = self._cache.get(key := (*key, False))  # a table without its secret columns is cached apart
@@ -337,7 +359,12 @@ class SQLEngine:
             projected = columns is not None
             resource = self.db.resource(name)
             bypass = False if snapshot is False else None  # snapshot=False reads the records, never a snapshot
-            where = {} if pushed is None else {"partition": pushed[0], "partition_values": pushed[1]}
+            if pushed is None:
+                where: dict[str, Any] = {}
+            elif pushed[0] == ID_LOOKUP:
+                where = {"ids": pushed[1]}
+            else:
+                where = {"partition": pushed[0], "partition_values": pushed[1]}
             table = resource.to_arrow(columns=columns, progress=progress, secrets=secrets, snapshot=bypass, **where)
             self._cache[key] = table
             self.reads.append(key)

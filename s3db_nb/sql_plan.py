@@ -1,5 +1,5 @@
 """What a SQL query reads, from DuckDB's own parse tree (``json_serialize_sql``): its tables,
-the partition a WHERE clause pins (``pushdown``), whether it touches secret columns
+the partition a WHERE clause pins (``pushdown``), the ids it pins (``id_lookup``), whether it touches secret columns
 (``needs_secrets``) and which columns of each table it can reference (``projection``).
 
 Each answer errs on the side of reading more: a query the walk does not understand reads the
@@ -92,13 +92,10 @@ def tables_read(tree: dict[str, Any] | None, query: str) -> set[str]:
     return {str(n.get("table_name")) for n in walk(tree) if n.get("type") == "BASE_TABLE"}
 
 
-def pushdown(tree: dict[str, Any] | None, name: str, resource: Resource) -> tuple[str, dict[str, str]] | None:
-    """(partition, values) when the query only needs one partition of ``name``, else None.
-
-    Safe only when the table is referenced once and its SELECT's WHERE is an AND of
-    ``column = constant`` covering every field of a partition: rows of other partitions
-    would be filtered out by that same WHERE (for inner and outer joins alike)."""
-    if not resource.partitions or tree is None or len(tree.get("statements", [])) != 1:
+def _where_of(tree: dict[str, Any] | None, name: str) -> tuple[str, list[Mapping[str, Any]]] | None:
+    """(alias, the AND-ed conditions of the WHERE) of the SELECT that reads ``name``, when the
+    query is one statement that references ``name`` once; None otherwise."""
+    if tree is None or len(tree.get("statements", [])) != 1:
         return None
     lname = name.lower()
     bases = [n for n in walk(tree) if n.get("type") == "BASE_TABLE" and str(n.get("table_name", "")).lower() == lname]
@@ -108,30 +105,83 @@ def pushdown(tree: dict[str, Any] | None, name: str, resource: Resource) -> tupl
         if node.get("type") != "SELECT_NODE":
             continue
         base = next((b for b in from_tables(node.get("from_table")) if str(b.get("table_name", "")).lower() == lname), None)
-        if base is None:
+        if base is not None:
+            return (base.get("alias") or base.get("table_name")).lower(), list(conjuncts(node.get("where_clause")))
+    return None
+
+
+def _column(ref: Mapping[str, Any], alias: str) -> str | None:
+    """The dotted column a COLUMN_REF names (its table alias dropped), None for another table's."""
+    if ref.get("class") != "COLUMN_REF":
+        return None
+    names = [str(n).lower() for n in ref.get("column_names", [])]
+    if len(names) > 1 and names[0] == alias:
+        names = names[1:]
+    return ".".join(names)
+
+
+def _text(constant: Mapping[str, Any], kinds: tuple[str, ...]) -> str | None:
+    """A CONSTANT's literal text when its kind is one of ``kinds``."""
+    if constant.get("class") != "CONSTANT":
+        return None
+    literal = constant.get("value") or constant.get("literal") or {}
+    if not isinstance(literal, Mapping) or literal.get("kind") not in kinds or "text" not in literal:
+        return None
+    return str(literal["text"])
+
+
+def pushdown(tree: dict[str, Any] | None, name: str, resource: Resource) -> tuple[str, dict[str, str]] | None:
+    """(partition, values) when the query only needs one partition of ``name``, else None.
+
+    Safe only when the table is referenced once and its SELECT's WHERE is an AND of
+    ``column = constant`` covering every field of a partition: rows of other partitions
+    would be filtered out by that same WHERE (for inner and outer joins alike)."""
+    if not resource.partitions:
+        return None
+    where = _where_of(tree, name)
+    if where is None:
+        return None
+    alias, conditions = where
+    found: dict[str, str] = {}
+    for cond in conditions:
+        if cond.get("type") != "COMPARE_EQUAL":
             continue
-        alias = (base.get("alias") or base.get("table_name")).lower()
-        found: dict[str, str] = {}
-        for cond in conjuncts(node.get("where_clause")):
-            if cond.get("type") != "COMPARE_EQUAL":
-                continue
+        left, right = cond.get("left") or {}, cond.get("right") or {}
+        if left.get("class") == "CONSTANT":
+            left, right = right, left
+        column, text = _column(left, alias), _text(right, ("STRING", "INTEGER", "VARCHAR"))
+        if column is not None and text is not None:
+            found[column] = text
+    for partition, definition in resource.partitions.items():
+        fields = list(definition["fields"])
+        if fields and all(f.lower() in found for f in fields):
+            return partition, {f: found[f.lower()] for f in fields}
+    return None
+
+
+def id_lookup(tree: dict[str, Any] | None, name: str) -> tuple[str, ...] | None:
+    """The ids, sorted, when the query can only need those records of ``name``: its SELECT's
+    WHERE is an AND with ``id = 'x'`` or ``id IN ('x', 'y', ...)`` (string constants) on that
+    table, referenced once. As with ``pushdown``, rows with other ids would be filtered out by
+    that same WHERE, so reading only these records (a GET each, no LIST) gives the same answer."""
+    where = _where_of(tree, name)
+    if where is None:
+        return None
+    alias, conditions = where
+    for cond in conditions:
+        texts: list[str | None]
+        if cond.get("type") == "COMPARE_EQUAL":
             left, right = cond.get("left") or {}, cond.get("right") or {}
             if left.get("class") == "CONSTANT":
                 left, right = right, left
-            if left.get("class") != "COLUMN_REF" or right.get("class") != "CONSTANT":
-                continue
-            literal = right.get("value") or right.get("literal") or {}
-            if not isinstance(literal, Mapping) or literal.get("kind") not in ("STRING", "INTEGER", "VARCHAR") or "text" not in literal:
-                continue
-            names = [str(n).lower() for n in left.get("column_names", [])]
-            if len(names) > 1 and names[0] == alias:
-                names = names[1:]
-            found[".".join(names)] = str(literal["text"])
-        for partition, definition in resource.partitions.items():
-            fields = list(definition["fields"])
-            if fields and all(f.lower() in found for f in fields):
-                return partition, {f: found[f.lower()] for f in fields}
-        return None
+            column, texts = _column(left, alias), [_text(right, ("STRING", "VARCHAR"))]
+        elif cond.get("type") == "COMPARE_IN":
+            first, *rest = cond.get("children") or [{}]
+            column, texts = _column(first, alias), [_text(c, ("STRING", "VARCHAR")) for c in rest]
+        else:
+            continue
+        if column == "id" and texts and None not in texts:
+            return tuple(sorted(set(texts)))  # type: ignore[arg-type] - no None left
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import uuid
 import warnings
 
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 
 import s3db_nb
 from s3db_nb import ConflictError, ValidationError, frames
+from s3db_nb.errors import InvalidArgumentError
 from s3db_nb.frames import EXTRA_COLUMN, arrow_schema, infer_attributes
 
 UTC = dt.UTC
@@ -358,3 +360,14 @@ def test_secret_number_reads_as_its_number(tmp_path, recwarn):
     assert table.schema.field("pin").type == pa.float64()
     assert table.column("pin").to_pylist() == [1234.5]
     assert not [w for w in recwarn if "could not be decoded" in str(w.message)]
+
+
+def test_to_arrow_of_given_ids_reads_those_records_in_that_order():
+    db = s3db_nb.connect(f"memory://ids-{uuid.uuid4().hex}")
+    users = db.create_resource("users", attributes={"name": "string"})
+    users.insert_many([{"id": f"u{i}", "name": f"n{i}"} for i in range(5)], progress=False)
+    table = users.to_arrow(ids=["u3", "u1", "missing", "u3"], columns=["name"])
+    assert table.to_pylist() == [{"id": "u3", "name": "n3"}, {"id": "u1", "name": "n1"}]
+    with pytest.raises(InvalidArgumentError, match=r"ids=\['u1'\]"):
+        users.to_arrow(ids="u1")
+    db.disconnect()

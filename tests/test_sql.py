@@ -53,6 +53,41 @@ def test_no_pushdown_when_filter_is_not_a_plain_conjunction(db):
     assert engine.reads[-1][:2] == ("users", None)
 
 
+@pytest.mark.parametrize(
+    ("where", "ids", "rows"),
+    [
+        ("id = 'u2'", ("u2",), [("Bo",)]),
+        ("'u2' = u.id", ("u2",), [("Bo",)]),
+        ("u.id IN ('u3', 'u1', 'u9', 'u1') AND country = 'BR'", ("u1", "u3", "u9"), [("Ana",), ("Cy",)]),
+    ],
+)
+def test_an_id_filter_reads_only_those_records(db, where, ids, rows):
+    _people(db)
+    engine = engine_for(db)
+    requests: list[str] = []
+    db.client.add_listener(lambda e: requests.append(e.operation))
+    assert db.sql(f"select name from users u where {where} order by name").fetchall() == rows
+    assert engine.reads[-1][:2] == ("users", ("id=", ids))
+    assert "ListObjectsV2" not in requests and requests.count("GetObject") == len(ids)
+
+
+@pytest.mark.parametrize(
+    ("query", "count"),
+    [
+        ("select count(*) from users where id = 'u1' or name = 'Bo'", 2),
+        ("select count(*) from users where id <> 'u1'", 2),
+        ("select count(*) from users where id in (select user from orders)", 2),
+        ("select count(*) from users u join orders o on o.user = u.id where o.id = 'o1'", 1),
+        ("select count(*) from users a join users b on a.country = b.country where a.id = 'u1'", 2),
+    ],
+)
+def test_no_id_lookup_when_other_records_may_count(db, query, count):
+    _people(db)
+    engine = engine_for(db)
+    assert db.sql(query, refresh=True).fetchall() == [(count,)]
+    assert [r[:2] for r in engine.reads if r[0] == "users"][-1] == ("users", None)
+
+
 def test_writes_through_the_database_refresh_tables(db):
     users, _ = _people(db)
     assert db.sql("select count(*) from users").fetchall() == [(3,)]

@@ -381,8 +381,12 @@ def to_arrow(
     partition_values: Mapping[str, Any] | None = None,
     json: str = "string",
     snapshot: bool | None = None,
+    ids: Iterable[str] | None = None,
 ) -> pa.Table:
     """The resource as a typed Arrow table (1 LIST per 1 000 ids + 1 GET per record).
+
+    ``ids``: only these records (1 GET each, no LIST, never a snapshot), in the order given;
+    ids with no record are left out.
 
     With a snapshot (``s3db_nb.snapshots``) the records come from it, refreshed first (1 LIST +
     1 GET per changed record); ``snapshot=True`` creates one, ``snapshot=False`` bypasses it.
@@ -393,9 +397,14 @@ def to_arrow(
         raise InvalidArgumentError(f"json must be 'string', 'struct' or 'auto', got {json!r}")
     if json == "auto":  # the text (from the snapshot when there is one), then structured
         table = to_arrow(
-            resource, columns, where, partition, limit, progress, secrets, partition_values=partition_values, snapshot=snapshot
+            resource, columns, where, partition, limit, progress, secrets, partition_values=partition_values, snapshot=snapshot, ids=ids
         )
         return structure_table(resource, table)
+    if ids is not None:
+        if isinstance(ids, str):
+            raise InvalidArgumentError(f"ids must be a list of record ids, got the string {ids!r}; wrap it: ids=[{ids!r}]")
+        ids = list(dict.fromkeys(ids))  # each record once
+        snapshot = False
     served = _from_snapshot(
         resource,
         snapshot,
@@ -426,6 +435,7 @@ def to_arrow(
         decrypt=needs_decrypt(resource, plan, secrets=secrets, where=where),
         progress=progress,
         decoder=decoder,
+        ids=ids,
     )
     for chunk in chunks:
         records.extend(chunk)
