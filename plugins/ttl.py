@@ -433,7 +433,9 @@ class TTLPlugin(Plugin):
                 return None
             thread = threading.Thread(target=self._sweep_logged, args=(granularity,), name=f"s3db-ttl-{granularity}", daemon=True)
             self._sweeps[granularity] = thread
-        thread.start()
+            # started under the guard: on_stop joins every thread it finds here, and joining one
+            # not started yet raises (a CI run met it between these two lines)
+            thread.start()
         return thread
 
     def _sweep_logged(self, granularity: str) -> None:
