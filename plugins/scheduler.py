@@ -566,23 +566,31 @@ class SchedulerPlugin(Plugin):
         )
         with self._guard:
             self._runners[execution_id] = thread
-        thread.start()
+            thread.start()  # under the guard, as TTL's sweeps: whoever finds it here may join it
         return future
 
     def _run_execution(self, job: JobState, context: dict[str, Any], start: float, future: Future[dict[str, Any]]) -> None:
         execution_id = context["execution_id"]
+        execution: dict[str, Any] | None = None
+        error: BaseException | None = None
+        failure: BaseException | None = None
         try:
             execution, error = self._execute(job, context, start)
-            future.job_error = error  # type: ignore[attr-defined] - run_job re-raises it
-            future.set_result(execution)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
-            future.set_exception(exc)
+            failure = exc
         finally:
+            # the job is marked done before the future resolves: a caller woken by it may run
+            # the job again at once
             with self._guard:
                 if job.running == execution_id:
                     job.running = None
                 self._runners.pop(execution_id, None)
                 self._contexts.pop(execution_id, None)
+        if failure is not None:
+            future.set_exception(failure)
+        else:
+            future.job_error = error  # type: ignore[attr-defined] - run_job re-raises it
+            future.set_result(execution)  # type: ignore[arg-type] - set when _execute returned
 
     def _execute(self, job: JobState, context: dict[str, Any], start: float) -> tuple[dict[str, Any], BaseException | None]:
         storage = self._require_storage()
