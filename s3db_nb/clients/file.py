@@ -66,7 +66,6 @@ import os
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -80,6 +79,7 @@ except ImportError:  # pragma: no cover - Windows: thread locks only
 
 from ..errors import ConflictError, NotFoundError, S3DBError, StorageError
 from .base import ListPage, ObjectInfo, PutItem, RequestEvent, StorageClient, StoredObject
+from .folder_scans import FolderScans
 from .listing import (
     DEFAULT_CONTENT_TYPE,
     MAX_LIST_KEYS,
@@ -115,34 +115,6 @@ _UNESCAPE = re.compile("%(25|2F)")
 _READ_CHUNK = 1 << 16
 LOCK_STRIPES = 256
 _READ_ATTEMPTS = 30
-
-# Listing cache (see ``FileClient._scan``): sorted folder scans kept for the next pages.
-_SCAN_CACHE_DIRS = 64  # folders kept (least recently used dropped first)
-_SCAN_CACHE_NAMES = 2_000_000  # names kept over all folders (the newest scan is always kept)
-_SCAN_CACHE_TTL_S = 30.0  # a scan unused for this long is dropped
-# A folder modified less than this long before it was scanned may be modified again within
-# the same time-stamp tick without its mtime changing, so such a scan is not reused ("racy
-# git"). Folders whose mtime is a whole second (1 s / 2 s file-system granularity) get the
-# longer margin.
-_RACY_NS = 100_000_000
-_RACY_COARSE_NS = 2_500_000_000
-
-
-class _DirScan:
-    """One folder's entries, sorted as S3 sorts keys (folders as ``name/``).
-
-    ``names`` holds the sort names (``name`` for objects, ``name + "/"`` for folders),
-    ``is_dir`` the matching flags. Only objects with a sidecar are kept.
-    """
-
-    __slots__ = ("signature", "names", "is_dir", "reusable", "used")
-
-    def __init__(self, signature: tuple[int, ...], names: list[str], is_dir: list[bool], reusable: bool) -> None:
-        self.signature = signature
-        self.names = names
-        self.is_dir = is_dir
-        self.reusable = reusable
-        self.used = time.monotonic()
 
 
 def _iso_now() -> str:
@@ -265,9 +237,8 @@ class FileClient(PrefixMixin, StorageClient):
         self._root_prefix = self._root_str.rstrip(os.sep) + os.sep
         self._lock_dir = self.root / LOCK_DIR
         self._thread_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
-        self._scans: OrderedDict[str, _DirScan] = OrderedDict()
-        self._scans_names = 0
-        self._scans_lock = threading.Lock()
+        # the clock is looked up per scan, so a test can move this client's clock on
+        self._scans = FolderScans(self._root_str, lambda: self._clock_ns(), hidden=LOCK_DIR, temp_suffix=TEMP_SUFFIX)
         self._journal_str = os.path.join(self._root_str, LOCK_DIR, JOURNAL_DIR)
         self._journal_prefix = self._journal_str + os.sep
         #: half-finished writes (of dead processes) this client finished or undid
@@ -1022,7 +993,7 @@ class FileClient(PrefixMixin, StorageClient):
     def list(self, prefix: str = "", *, limit: int | None = None, start_after: str | None = None) -> Iterator[str]:
         """Yield every key under ``prefix`` in order, in one walk over the folders.
 
-        Pages would stat each folder again and, within ``_RACY_NS`` of its last change (right
+        Pages would stat each folder again and, within ``folder_scans.RACY_NS`` of its last change (right
         after an insert), scan it again for every 1 000 keys; one walk scans each folder once,
         when it is reached. Keys written after that scan may be missed and keys deleted since
         may still be yielded, as with S3's pages (bulk reads skip what is gone). Listeners see
@@ -1080,11 +1051,11 @@ class FileClient(PrefixMixin, StorageClient):
     def _walk(self, directory: str, key_base: str, name_filter: str, resume: ResumePoint, collapse: bool) -> Iterator[tuple[bool, str]]:
         """Yield ``(is_prefix, full key)`` in S3 (code point) order under ``directory``.
 
-        The folder's sorted scan comes from ``_scan`` (reused across pages while the folder
+        The folder's sorted scan comes from ``FolderScans.scan`` (reused across pages while the folder
         is unchanged); the first candidate entry is found by bisection, so a page that
         resumes deep inside a large folder does not step over the entries before it.
         """
-        scan = self._scan(directory)
+        scan = self._scans.scan(directory)
         if scan is None:
             return
         names, flags = scan.names, scan.is_dir
@@ -1114,90 +1085,3 @@ class FileClient(PrefixMixin, StorageClient):
                 yield from self._walk(path, key, "", resume, False)
             elif resume.key_ok(key):
                 yield False, key
-
-    def _scan(self, directory: str) -> _DirScan | None:
-        """The sorted entries of ``directory`` (None when it is missing).
-
-        Listing ``N`` keys in pages would rescan and re-sort a folder for every page
-        (O(N^2 / page) work), so scans are kept in a small per-client cache and reused while
-        the folder is unchanged: every use stats the folder and compares its identity and
-        mtime (adding, removing or renaming an entry - including the sidecar rename that
-        commits a put, and the unlinks of a delete - changes the folder's mtime), so a
-        reused scan never misses a key added or serves a key removed before the call. A scan
-        taken shortly after the folder's last change is not reused (see ``_RACY_NS``); nor is
-        one of a folder without sub-second time stamps that changed in the last seconds. The
-        identity is (device, inode, mtime, ctime, size): ctime also catches a writer that sets
-        the mtime back.
-        """
-        now_ns = self._clock_ns()
-        try:
-            st = os.stat(directory)
-        except (FileNotFoundError, NotADirectoryError):
-            self._forget_scan(directory)
-            return None
-        signature = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
-        with self._scans_lock:
-            cached = self._scans.get(directory)
-            if cached is not None and cached.reusable and cached.signature == signature:
-                cached.used = time.monotonic()
-                self._scans.move_to_end(directory)
-                return cached
-        # One pass that keeps names, not DirEntry objects (each holds its full path: ~56 MB
-        # for a folder of 100 000 records and their sidecars).
-        files: list[str] = []
-        sidecars: set[str] = set()  # the names that have a sidecar
-        items: list[tuple[str, bool]] = []
-        at_root = directory == self._root_str
-        cut = len(SIDECAR_SUFFIX)
-        try:
-            with os.scandir(directory) as it:
-                for entry in it:
-                    name = entry.name
-                    try:
-                        is_dir = entry.is_dir(follow_symlinks=True)
-                    except OSError:
-                        continue
-                    if is_dir:
-                        if not (at_root and name == LOCK_DIR):
-                            # all keys below start with "name/": sort the folder as that string
-                            items.append((name + "/", True))
-                    elif name.endswith(SIDECAR_SUFFIX):
-                        sidecars.add(name[:-cut])
-                    elif not name.endswith(TEMP_SUFFIX):
-                        files.append(name)
-        except (FileNotFoundError, NotADirectoryError):
-            self._forget_scan(directory)
-            return None
-        # a file without a sidecar is not (or not yet) an object, as in s3db.js
-        items.extend((name, False) for name in files if name in sidecars)
-        del files, sidecars
-        items.sort()
-        # ctime too: it moves on every change and, unlike mtime, cannot be set back (tar, rsync)
-        changed = max(st.st_mtime_ns, st.st_ctime_ns)
-        margin = _RACY_COARSE_NS if st.st_ctime_ns % 1_000_000_000 == 0 else _RACY_NS
-        scan = _DirScan(signature, [n for n, _ in items], [d for _, d in items], reusable=changed < now_ns - margin)
-        self._remember_scan(directory, scan)
-        return scan
-
-    def _remember_scan(self, directory: str, scan: _DirScan) -> None:
-        with self._scans_lock:
-            old = self._scans.pop(directory, None)
-            if old is not None:
-                self._scans_names -= len(old.names)
-            if not scan.reusable:
-                return
-            self._scans[directory] = scan
-            self._scans_names += len(scan.names)
-            expired = time.monotonic() - _SCAN_CACHE_TTL_S
-            while len(self._scans) > 1:
-                oldest_dir, oldest = next(iter(self._scans.items()))
-                if len(self._scans) <= _SCAN_CACHE_DIRS and self._scans_names <= _SCAN_CACHE_NAMES and oldest.used >= expired:
-                    break
-                del self._scans[oldest_dir]
-                self._scans_names -= len(oldest.names)
-
-    def _forget_scan(self, directory: str) -> None:
-        with self._scans_lock:
-            old = self._scans.pop(directory, None)
-            if old is not None:
-                self._scans_names -= len(old.names)
