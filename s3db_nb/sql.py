@@ -55,7 +55,8 @@ if TYPE_CHECKING:
     from .resource import Resource
 
 REPR_ROWS = 20
-#: ``pushed[0]`` of an id lookup (``WHERE id = 'x'`` / ``id IN (...)``): no partition has this name
+#: ``pushed[0]`` of an id lookup (``WHERE id = 'x'`` / ``id IN (...)``); partition names cannot
+#: hold "=" (``partitions.check_segment``), so none is called this
 ID_LOOKUP = "id="
 #: what a query lets a resource read: None (every record), (partition, {field: value}) or (ID_LOOKUP, ids)
 Pushed = tuple[str, dict[str, str]] | tuple[str, tuple[str, ...]] | None

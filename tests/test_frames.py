@@ -370,4 +370,6 @@ def test_to_arrow_of_given_ids_reads_those_records_in_that_order():
     assert table.to_pylist() == [{"id": "u3", "name": "n3"}, {"id": "u1", "name": "n1"}]
     with pytest.raises(InvalidArgumentError, match=r"ids=\['u1'\]"):
         users.to_arrow(ids="u1")
+    with pytest.raises(InvalidArgumentError, match=r"got 3 \(int\); pass str\(3\)"):
+        users.to_arrow(ids=["u1", 3])
     db.disconnect()

@@ -135,7 +135,7 @@ def _parse_time(value: Any) -> datetime:
     return datetime.fromtimestamp(0, tz=UTC)
 
 
-_ONLY_STR = frozenset({str})
+_ONLY_STR = frozenset({str})  # the value types of a sidecar's metadata that need no conversion
 #: a write whose folder a concurrent delete pruned makes it again and retries; each lost race
 #: means that delete finished, yet on a loaded machine 10 tries ran out (4 threads putting and
 #: deleting in one folder, 3 CPU hogs beside them: 2 of 10 runs lost puts; with 200, 0 of 22).

@@ -405,6 +405,11 @@ def to_arrow(
         if isinstance(ids, str):
             raise InvalidArgumentError(f"ids must be a list of record ids, got the string {ids!r}; wrap it: ids=[{ids!r}]")
         ids = list(dict.fromkeys(ids))  # each record once
+        wrong = next((i for i in ids if not isinstance(i, str)), None)
+        if wrong is not None:
+            raise InvalidArgumentError(
+                f"ids must be record ids (strings), got {wrong!r} ({type(wrong).__name__}); pass str({wrong!r}) if that is the id"
+            )
         snapshot = False
     served = _from_snapshot(
         resource,
