@@ -148,6 +148,7 @@ def test_get_many_reads_like_get_in_order_with_none_for_missing_keys(storage_cli
                 expected.etag,
                 expected.info.size,
             )
+            assert obj == expected  # the whole info too (FileClient builds it on first use)
 
 
 def test_get_many_emits_one_get_event_per_key(storage_client: StorageClient):

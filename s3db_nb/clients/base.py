@@ -62,7 +62,7 @@ class PutItem(NamedTuple):
     content_type: str | None = None
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True, init=False, eq=False)
 class StoredObject:
     """A whole object: its info plus its body bytes."""
 
@@ -71,6 +71,14 @@ class StoredObject:
 
     def __init__(self, info: ObjectInfo, body: bytes) -> None:
         self.__dict__.update(info=info, body=body)  # as ObjectInfo: one per record of a bulk read
+
+    def __eq__(self, other: object) -> bool:
+        # a client may hand out a subclass (FileClient's bulk reads build the info on first use)
+        if not isinstance(other, StoredObject):
+            return NotImplemented
+        return self.info == other.info and self.body == other.body
+
+    __hash__ = None  # type: ignore[assignment]  # as before: the info's metadata dict is not hashable
 
     @property
     def metadata(self) -> dict[str, str]:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
 
 from .. import encoding
@@ -26,6 +26,7 @@ from ..progress import ProgressArg, make_progress
 from ..resource import matches
 from ..schema import Attribute, decode_value
 from .arrow_types import EXTRA_COLUMN, TIMESTAMP, Leaf, Node, build_column, json_text, plan_columns, schema_of
+from .fast_columns import b62_column, small_decimal_column
 from .json_columns import PANDAS_JSON, parse_frame, structure_table
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def records_to_table(
         if not stored:
             values = [r.get(column.name) for r in records]
         elif len(stored) == len(records):
-            array = decoder.timestamps(column, metas) if isinstance(column, Leaf) else None  # type: ignore[union-attr]
+            array = decoder.array(column, metas) if isinstance(column, Leaf) else None  # type: ignore[union-attr]
             if array is not None:
                 arrays.append(array)
                 continue
@@ -95,12 +96,12 @@ def records_to_table(
 # -- columnar decoding ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StoredRow:
+class StoredRow(NamedTuple):
     """A record exactly as stored: its id and raw metadata, decoded later a column at a time.
 
     Bulk reads hand these out for the plain case (empty body, every metadata key a schema
-    field or a system key); anything else arrives as a decoded ``Record``."""
+    field or a system key); anything else arrives as a decoded ``Record``. A named tuple: one
+    is built per record, at a third of a frozen dataclass's cost."""
 
     id: str
     metadata: Mapping[str, str]
@@ -114,7 +115,7 @@ class ColumnDecoder:
     stored text when it does not decode, raw text for secrets when ``decrypt`` is off), and a
     nested object exists when any of its fields is present. Decoding a column at a time skips
     the per-record dicts; repeated texts (countries, flags, small integers) decode once; and
-    datetimes go from the stored epoch ms to Arrow without ISO text.
+    datetimes and small numbers become whole Arrow columns at once (``fast_columns``).
     """
 
     def __init__(self, resource: Resource, decrypt: bool, plan: Node | None = None) -> None:
@@ -206,30 +207,37 @@ class ColumnDecoder:
         value = None if text == "undefined" else encoding.metadata_decode(text)
         return None if value is None else decode_value(attr, value, decrypt=self.decrypt)
 
-    def timestamps(self, leaf: Leaf, metas: list[Mapping[str, str]]) -> pa.Array | None:
+    def array(self, leaf: Leaf, metas: list[Mapping[str, str]]) -> pa.Array | None:
+        """A whole column straight to Arrow where its texts allow (see ``fast_columns``):
+        datetimes and plain numbers; None when the value-at-a-time path must build it."""
+        codec = leaf.attr.codec
+        if leaf.type == TIMESTAMP and isinstance(codec, encoding.DatetimeCodec):
+            return self._timestamps(leaf, metas)
+        if leaf.type == pa.float64() and leaf.fix is None and type(codec) is encoding.NumberCodec:
+            texts = self._texts(leaf.attr, metas)
+            if texts is None:
+                return None
+            return small_decimal_column([None if t is None or t == "undefined" or t == "null" else t for t in texts])
+        return None
+
+    def _timestamps(self, leaf: Leaf, metas: list[Mapping[str, str]]) -> pa.Array | None:
         """A datetime column straight from the stored base-62 epoch ms, skipping the ISO text
         the record path goes through; None when any value needs that path (ISO text written
         before 21.2, escapes, years outside 1-9999)."""
-        if leaf.type != TIMESTAMP or not isinstance(leaf.attr.codec, encoding.DatetimeCodec):
-            return None
         texts = self._texts(leaf.attr, metas)
         if texts is None:
             return None
-        millis: list[int | None] = []
-        try:
-            for text in texts:
-                if text is None or text == "null" or text == "undefined":
-                    millis.append(None)
-                    continue
-                if not text:
-                    return None  # "" is kept as text by the record path
-                ms = encoding.b62_decode(text)
-                if not encoding.ISO_FIRST_MS <= ms <= encoding.ISO_LAST_MS:
-                    return None
-                millis.append(ms)
-        except ValueError:
-            return None
-        return pa.array(millis, pa.int64()).cast(TIMESTAMP)
+        missing = [text is None or text == "null" or text == "undefined" for text in texts]
+        present = [text for text, gap in zip(texts, missing) if not gap]
+        millis = b62_column(present)  # type: ignore[arg-type]  # the gaps are left out
+        if millis is None or (len(millis) and not (encoding.ISO_FIRST_MS <= millis.min() and millis.max() <= encoding.ISO_LAST_MS)):
+            return None  # "" (kept as text), a sign, ISO text, years outside 1-9999
+        if len(present) == len(texts):
+            return pa.array(millis, pa.int64()).cast(TIMESTAMP)
+        gaps = np.array(missing)
+        column = np.zeros(len(texts), np.int64)
+        column[~gaps] = millis
+        return pa.array(column, pa.int64(), mask=gaps).cast(TIMESTAMP)
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -315,13 +323,15 @@ def iter_record_chunks(
                     continue
             return out
         key_of = resource.engine.key
+        is_plain = decoder.is_plain if decoder is not None else None
+        keep = decoder.keep if decoder is not None else None
         for record_id, obj in zip(batch, resource.client.get_many([key_of(i) for i in batch])):
             if obj is None:  # deleted between LIST and GET, or a stale partition ref
                 continue
-            if decoder is not None and decoder.is_plain(obj.metadata, obj.body):
-                if decoder.unwarmed:
-                    decoder.warm(obj.metadata)
-                keep, metadata = decoder.keep, obj.metadata
+            metadata = obj.metadata
+            if is_plain is not None and is_plain(metadata, obj.body):
+                if decoder.unwarmed:  # type: ignore[union-attr]
+                    decoder.warm(metadata)  # type: ignore[union-attr]
                 out.append(StoredRow(record_id, metadata if keep is None else {k: metadata[k] for k in keep if k in metadata}))
             else:
                 out.append(resource.engine.decode_object(record_id, obj, decrypt=decrypt))
