@@ -632,6 +632,15 @@ def test_file_large_body_stays_out_of_the_sidecar(tmp_path):
     assert client.get("k").body == body
 
 
+@pytest.mark.parametrize("size", [(1 << 16) - 1, 1 << 16, (1 << 16) + 1, 3 << 20])
+def test_file_bodies_around_and_past_the_first_read_come_back_whole(tmp_path, size: int):
+    """A body up to 64 KiB takes one read; a bigger one is read again in one call of its size."""
+    client = FileClient(tmp_path)
+    body = os.urandom(size)
+    client.put("k", body)
+    assert client.get("k").body == body and client.get_many(["k"])[0].body == body
+
+
 def test_file_stale_body_copy_in_a_sidecar_is_not_served(tmp_path):
     client = FileClient(tmp_path)
     client.put("k", b"new body")
