@@ -593,14 +593,15 @@ def test_top_k_ranks_equal_distances_by_id_whatever_the_row_order():
     assert [ids[shuffled][r] for r in vector_module.top_k(dist[shuffled], 2, ids=ids[shuffled])] == ["a", "b"]
 
 
-def test_a_cold_index_copies_the_loaded_matrix_on_its_first_write(docs, plugin_reconnect):
-    """The persisted matrix is searched in place (read-only); the first write copies it, and the
-    copy is what later searches see."""
-    resource, plugin = docs
-    persisted(resource.database, plugin)
+def test_a_cold_index_copies_the_loaded_matrix_on_its_first_write(plugin_db, plugin_reconnect):
+    """When every record has a vector, the persisted matrix is searched in place (read-only);
+    the first write copies it, and the copy is what later searches see."""
+    resource = plugin_db.create_resource("docs", ATTRIBUTES)
+    resource.insert_many([r for r in records() if r["vec"] is not None])
+    persisted(plugin_db)
     db, fresh, other = cold(plugin_reconnect)
-    top(fresh)  # the cold load
-    fresh.insert({"id": "late", "title": "z", "group": "a", "vec": (QUERY * 3).tolist()})
-    assert top(fresh, k=1)[0][0] == "late"
-    fresh.update("late", {"vec": (-QUERY).tolist()})
+    top(fresh)  # the cold load: the index holds the persisted object's buffer
+    fresh.update(rid(1), {"vec": (QUERY * 3).tolist()})  # a loaded row changes in place: the copy
+    assert top(fresh, k=1)[0][0] == rid(1)
+    fresh.insert({"id": "late", "title": "z", "group": "a", "vec": (-QUERY).tolist()})
     assert "late" not in {i for i, _ in top(fresh, k=3)} and top(fresh, k=3) == top(fresh, k=3, use_index=False)

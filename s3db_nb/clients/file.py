@@ -876,6 +876,7 @@ class FileClient(PrefixMixin, StorageClient):
         return StoredObject(info=_object_info(key, meta), body=body)
 
     def get_many(self, keys: Iterable[str]) -> list[StoredObject | None]:
+        """``get`` of each key (None where missing), each object's info built on first use."""
         out: list[StoredObject | None] = []
         for key in keys:
             try:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 
 BUILD_ROWS = 10_000  # records converted to Arrow at a time by to_arrow
+_NO_VALUE = frozenset({None, "null", "undefined"})  # stored texts (or their absence) that read as no value
 
 
 class UnreadableValueWarning(UserWarning):
@@ -217,7 +218,7 @@ class ColumnDecoder:
             texts = self._texts(leaf.attr, metas)
             if texts is None:
                 return None
-            return small_decimal_column([None if t is None or t == "undefined" or t == "null" else t for t in texts])
+            return small_decimal_column([None if t in _NO_VALUE else t for t in texts])
         return None
 
     def _timestamps(self, leaf: Leaf, metas: list[Mapping[str, str]]) -> pa.Array | None:
@@ -227,7 +228,7 @@ class ColumnDecoder:
         texts = self._texts(leaf.attr, metas)
         if texts is None:
             return None
-        missing = [text is None or text == "null" or text == "undefined" for text in texts]
+        missing = [text in _NO_VALUE for text in texts]
         present = [text for text, gap in zip(texts, missing) if not gap]
         millis = b62_column(present)  # type: ignore[arg-type]  # the gaps are left out
         if millis is None or (len(millis) and not (encoding.ISO_FIRST_MS <= millis.min() and millis.max() <= encoding.ISO_LAST_MS)):
