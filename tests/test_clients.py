@@ -706,6 +706,33 @@ def test_file_put_many_keeps_going_past_a_bad_key(tmp_path):
     assert list_all(client) == ["ok/1", "ok/2"]
 
 
+def test_file_get_many_reads_typed_metadata_as_text_like_get(tmp_path):
+    client = FileClient(tmp_path)
+    client.put("k", b'{"_rev":"abcdefghijkl"}', metadata={"n": "1"})
+    meta = json.loads((tmp_path / "k.meta.json").read_text())
+    meta["metadata"] = {"n": 1, "ok": True, "s": "text"}  # another writer left typed values
+    (tmp_path / "k.meta.json").write_text(json.dumps(meta, indent=2))
+    expected = {"n": "1", "ok": "True", "s": "text"}
+    assert client.get("k").metadata == expected and client.get_many(["k"])[0].metadata == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "sidecar", "error"),
+    [("k", "{ not json", StorageError), ("k", "[1, 2]", StorageError), ("bad/../escape", None, StorageError)],
+    ids=["sidecar not JSON", "sidecar not an object", "key escaping the folder"],
+)
+def test_file_get_many_refuses_what_get_refuses(tmp_path, key, sidecar, error):
+    client = FileClient(tmp_path)
+    if sidecar is not None:
+        (tmp_path / "k").write_bytes(b"")
+        (tmp_path / "k.meta.json").write_text(sidecar)
+    with pytest.raises(error) as from_get:
+        client.get(key)
+    with pytest.raises(error) as from_get_many:
+        client.get_many([key])
+    assert str(from_get_many.value) == str(from_get.value)
+
+
 def test_file_if_none_match_star_treats_any_sidecar_as_existing(tmp_path):
     client = FileClient(tmp_path)
     (tmp_path / "k.meta.json").write_text("{ not json")  # half an object left by another tool

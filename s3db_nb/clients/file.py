@@ -136,14 +136,15 @@ def _parse_time(value: Any) -> datetime:
     return datetime.fromtimestamp(0, tz=UTC)
 
 
-_ONLY_STR = frozenset({str})  # the value types of a sidecar's metadata that need no conversion
-
-
 def _metadata_of(meta: dict[str, Any]) -> dict[str, str]:
     """A sidecar's user metadata: the dict ``decode_json`` made (no copy), or its values as text
     when another writer left some typed."""
     metadata = meta.get("metadata") or {}
-    return metadata if {*map(type, metadata.values())} <= _ONLY_STR else {str(k): str(v) for k, v in metadata.items()}
+    try:
+        "".join(metadata.values())  # a TypeError at the first value that is not text, in one C call
+    except TypeError:
+        return {str(k): str(v) for k, v in metadata.items()}
+    return metadata
 
 
 def _object_info(key: str, meta: dict[str, Any], metadata: dict[str, str] | None = None) -> ObjectInfo:
@@ -876,9 +877,25 @@ class FileClient(PrefixMixin, StorageClient):
         return StoredObject(info=_object_info(key, meta), body=body)
 
     def get_many(self, keys: Iterable[str]) -> list[StoredObject | None]:
-        """``get`` of each key (None where missing), each object's info built on first use."""
+        """``get`` of each key (None where missing), each object's info built on first use.
+
+        Most records are one sidecar that holds the whole object (metadata and a copy of the
+        small body, see the module docstring): those are read here in one step, without
+        ``get``'s layers of calls; anything else (a body file, a compressed or stale copy, a
+        missing or unreadable sidecar, a bad key) goes through ``get``."""
         out: list[StoredObject | None] = []
+        timed = bool(self._listeners)
         for key in keys:
+            started = time.perf_counter() if timed else 0.0
+            try:
+                meta = decode_json(_read_file(self._path(self._full(key)) + SIDECAR_SUFFIX))
+            except (OSError, ValueError, S3DBError):
+                meta = None  # ``get`` tries again and says what is wrong
+            if type(meta) is dict and "body" in meta and not meta.get("compressed") and (body := embedded_body(meta)) is not None:
+                if timed:
+                    self._report("GetObject", key, started, received=len(body))
+                out.append(_ReadObject(key, meta, body))
+                continue
             try:
                 meta, body = self._get(key)
             except NotFoundError:

@@ -22,6 +22,7 @@ from .. import encoding
 from ..engine.records import SYSTEM_KEYS
 from ..engine.write_tokens import is_token_body
 from ..errors import InvalidArgumentError, InvalidTypeError, NotFoundError
+from ..gc_pause import gc_paused
 from ..progress import ProgressArg, make_progress
 from ..resource import matches
 from ..schema import Attribute, decode_value
@@ -454,13 +455,14 @@ def to_arrow(
         decoder=decoder,
         ids=ids,
     )
-    for chunk in chunks:
-        records.extend(chunk)
-        if len(records) >= BUILD_ROWS:
+    with gc_paused():  # the read makes no cycles: see gc_pause
+        for chunk in chunks:
+            records.extend(chunk)
+            if len(records) >= BUILD_ROWS:
+                parts.append(records_to_table(plan, records, extra=want_extra is not False, schema_fields=fields, decoder=decoder))
+                records = []
+        if records or not parts:
             parts.append(records_to_table(plan, records, extra=want_extra is not False, schema_fields=fields, decoder=decoder))
-            records = []
-    if records or not parts:
-        parts.append(records_to_table(plan, records, extra=want_extra is not False, schema_fields=fields, decoder=decoder))
     table = parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
     if want_extra is None and table.column(EXTRA_COLUMN).null_count == table.num_rows:
         table = table.drop_columns([EXTRA_COLUMN])

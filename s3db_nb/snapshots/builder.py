@@ -18,14 +18,12 @@ old manifest (or none) and the next query rebuilds; until it is published, every
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import io
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +34,7 @@ from .. import encoding
 from ..errors import ConflictError, NotFoundError
 from ..frames.arrow_types import EXTRA_COLUMN, Leaf, Node, build_column, plan_columns, schema_of
 from ..frames.read import BUILD_ROWS, ColumnDecoder, StoredRow, iter_record_chunks, records_to_table
+from ..gc_pause import gc_paused
 from ..progress import ProgressArg, make_progress
 from ..schema import decode_value
 from . import listing
@@ -92,20 +91,6 @@ def stored_plan(resource: Resource) -> Node:
         return Node(node.name, children)
 
     return convert(plan_columns(resource, columns=None, secrets=True, json_as="string"))
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection meanwhile: a build makes no cycles, but collections in the
-    middle of it walk every record decoded so far, and promote them, so a later full pass walks
-    them again (about a tenth of a cold build). Reference counting frees everything as before."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -308,7 +293,7 @@ class Snapshot:
         parts: list[pa.Table] = []
         records: list[Any] = []  # StoredRow, or the id of a record the client reads
         others: list[str] = []
-        with _gc_paused(), make_progress(self.progress if reader.ids else False, len(reader.ids), f"reading {resource.name}") as bar:
+        with gc_paused(), make_progress(self.progress if reader.ids else False, len(reader.ids), f"reading {resource.name}") as bar:
             for record_id, version, metadata, body in reader:
                 versions[record_id] = version
                 if metadata is not None and is_plain(metadata, body):
