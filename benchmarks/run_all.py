@@ -303,6 +303,7 @@ class Bench:
             if ours["count"] != args.big_n or whole["count"] != args.big_n:
                 raise RuntimeError(f"counted {ours['count']} and {whole['count']} of {args.big_n}")
             self.sql_whole.values.append(ours["seconds"] / whole["seconds"])
+            ours["whole_seconds"] = whole["seconds"]
             self.sql_rss.values.append(ours["peak_mb"] / (2 * ours["arrow_mb"] + ours["base_mb"]))
 
         def sql_against_the_issue_revision() -> None:
@@ -315,6 +316,10 @@ class Bench:
             if then["count"] != args.big_n:
                 raise RuntimeError(f"the {ISSUE_REVISION} query counted {then['count']} of {args.big_n}")
             self.sql_time.values.append(ours["seconds"] / then["seconds"])
+            self.notes.append(
+                f"17.2 run {run + 1}: the query took {ours['seconds']:.2f} s, {then['seconds']:.2f} s at {ISSUE_REVISION}; "
+                f"read-all + DuckDB {ours['whole_seconds']:.2f} s"
+            )
 
         self.attempt([self.file_insert, self.file_read], file_against_raw)
         self.attempt([self.file_rss], read_memory)
@@ -447,7 +452,8 @@ def main() -> None:
         f"make bench — issue #17 targets, {time.strftime('%Y-%m-%d %H:%M')}, {machine()}, "
         f"{args.runs} runs, {time.perf_counter() - started:.0f} s in all"
     )
-    text = "\n".join([header, "", table(bench.targets), "", "ratios: min and median over the runs; 'met' judges the median."])
+    footer = ["ratios: min and median over the runs; 'met' judges the median.", *bench.notes]
+    text = "\n".join([header, "", table(bench.targets), "", *footer])
     print(text)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
