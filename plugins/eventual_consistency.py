@@ -62,9 +62,11 @@ from s3db_nb.plugin_api import (
     Plugin,
     PluginError,
     S3DBError,
+    drop_stale_refs,
     get_namespaced_resource_name,
     get_path,
     iso_ms,
+    partition_refs,
 )
 from s3db_nb.plugins.eventual_consistency_analytics import (
     ANALYTICS_ATTRIBUTES,
@@ -689,12 +691,7 @@ class EventualConsistencyPlugin(AnalyticsMixin, Plugin):
         """A flag cut short between the transaction's PUT and the removal of its old partition
         references leaves ``applied=false`` refs of an applied transaction: remove them
         (1 HEAD; when one is there, 1 DELETE batch + 1 GET + 1 PUT per partition)."""
-        refs = tx.engine.refs
-        current = refs.keys(record["id"], record)
-        before = refs.keys(record["id"], {**record, "applied": False})
-        stale = [key for name, key in before.items() if current.get(name) != key]
-        if stale and tx.client.exists(before["byApplied"]):
-            refs.settle(record["id"], stale)
+        drop_stale_refs(tx, record, {**record, "applied": False}, probe="byApplied")
 
     def _settle(self, counter: Counter, batch_id: Any) -> set[str]:
         """Finish a batch whose record write landed: flag its transactions, delete its object.
@@ -819,9 +816,7 @@ class EventualConsistencyPlugin(AnalyticsMixin, Plugin):
             summary["skipped"] = True
             return summary
         try:
-            ids = sorted(
-                {values["originalId"] for _, _, values in self._tx(counter).engine.refs.iter_refs("byOriginalId", {"applied": False})}
-            )
+            ids = sorted({values["originalId"] for _, values in partition_refs(self._tx(counter), "byOriginalId", {"applied": False})})
 
             def one(record_id: str) -> tuple[str, int, BaseException | None]:
                 try:
@@ -911,7 +906,7 @@ class EventualConsistencyPlugin(AnalyticsMixin, Plugin):
             cutoff = now - int(days * 86_400_000)
             tx = self._tx(counter)
             old, unknown = [], []
-            for _, tx_id, _ in tx.engine.refs.iter_refs("byApplied", {"applied": True}):
+            for tx_id, _ in partition_refs(tx, "byApplied", {"applied": True}):
                 match = _TX_MS.match(tx_id)
                 if match is None:
                     unknown.append(tx_id)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from s3db_nb.plugin_api import InvalidArgumentError, NotFoundError, PluginError, iso_ms
+from s3db_nb.plugin_api import InvalidArgumentError, NotFoundError, PluginError, iso_ms, partition_refs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -424,7 +424,7 @@ class AnalyticsMixin:
                 window = [h for h in window if h > oldest]
             stored = {r["cohort"]: int(r.get("transactionCount") or 0) for r in an.get_many([row_id("hour", h) for h in window])}
             for hour in window:
-                refs = sum(1 for _ in tx.engine.refs.iter_refs("byCohortHour", {"cohortHour": hour, "applied": True}))
+                refs = sum(1 for _ in partition_refs(tx, "byCohortHour", {"cohortHour": hour, "applied": True}))
                 if refs != stored.get(hour, 0):
                     hours.add(hour)
         if not hours:
@@ -715,7 +715,7 @@ class AnalyticsMixin:
         references are listed (LIST only) and only the newest ones are read."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise InvalidArgumentError(f"limit must be an integer >= 0 or None, got {limit!r}")
-        ids = sorted({tx_id for s in states for _, tx_id, _ in tx.engine.refs.iter_refs("byApplied", {"applied": s})}, reverse=True)
+        ids = sorted({tx_id for s in states for tx_id, _ in partition_refs(tx, "byApplied", {"applied": s})}, reverse=True)
         out: list[Record] = []
         done = 0
         while done < len(ids) and len(out) < limit:
@@ -735,10 +735,10 @@ class AnalyticsMixin:
         hours = self._hours_back(counter, self.consolidation_window)  # type: ignore[attr-defined]
         wanted = set(hours)
         pending: dict[str, int] = {}
-        for _, _, values in tx.engine.refs.iter_refs("byCohortHour", {"applied": False}):
+        for _, values in partition_refs(tx, "byCohortHour", {"applied": False}):
             if values.get("cohortHour") in wanted:
                 pending[values["cohortHour"]] = pending.get(values["cohortHour"], 0) + 1
-        applied = {h: sum(1 for _ in tx.engine.refs.iter_refs("byCohortHour", {"cohortHour": h, "applied": True})) for h in hours}
+        applied = {h: sum(1 for _ in partition_refs(tx, "byCohortHour", {"cohortHour": h, "applied": True})) for h in hours}
         granularity = counter.granularity
         table: dict[str, list[int]] = {}
         for hour in hours:

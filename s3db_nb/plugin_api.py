@@ -6,7 +6,7 @@ it; those may move, these names stay. The database's thread pool is ``db.pool`` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .clients.base import RequestEvent, StorageClient
@@ -72,6 +72,34 @@ def merge_resource_definition(db: Database, name: str, entry: Mapping[str, Any])
     db.catalog.save_entry(name, entry)
 
 
+def partition_refs(resource: Resource, partition: str, values: Mapping[str, Any] | None = None) -> Iterator[tuple[str, dict[str, str]]]:
+    """``(record id, the reference's partition values as text)`` of each reference in
+    ``partition`` carrying ``values`` (all of them when None), in key order: LIST requests only.
+    References are not verified (a write cut short can leave a stale one): for plugins that
+    count or group by partition values without reading records."""
+    for _, record_id, ref_values in resource.engine.refs.iter_refs(partition, values):
+        yield record_id, ref_values
+
+
+def drop_stale_refs(resource: Resource, record: Mapping[str, Any], before: Mapping[str, Any], *, probe: str) -> int:
+    """Remove the references ``record`` (as just read) still has under the values of ``before``:
+    what a write cut short between the record's PUT and the removal of its old references leaves.
+    1 HEAD of the stale reference in partition ``probe``; when it is there, 1 DELETE batch of all
+    of them + 1 GET + 1 PUT per partition. Returns how many were deleted."""
+    if probe not in resource.partitions:
+        raise InvalidArgumentError(
+            f"drop_stale_refs: {resource.name!r} has no partition {probe!r}; probe one of {sorted(resource.partitions)}"
+        )
+    refs = resource.engine.refs
+    record_id = str(record["id"])
+    current = refs.keys(record_id, record)
+    old = refs.keys(record_id, before)
+    stale = [key for name, key in old.items() if current.get(name) != key]
+    if old.get(probe) not in stale or not resource.client.exists(old[probe]):
+        return 0
+    return refs.settle(record_id, stale)
+
+
 def notify_records_changed(resource: Resource) -> None:
     """Say that ``resource``'s records changed behind its back (objects written straight through
     ``db.client``): SQL tables and snapshots read them again on the next query."""
@@ -100,6 +128,8 @@ __all__ = [
     "Resource",  # the resource class (type hints; plugins get instances from the database)
     "Record",  # one record: a dict with content helpers
     "Page",  # one page of records with the token of the next
+    "partition_refs",  # (id, values) of a partition's references, LIST only: count and group without GETs
+    "drop_stale_refs",  # remove the references a write cut short left under a record's old values
     "WorkPool",  # type of db.pool: map(fn, items) and submit(fn, *args) on the bounded pool
     "StorageClient",  # type of db.client: put/get/head/list/delete/copy with conditional writes
     "parse_url",  # a connection URL → ConnectionConfig (a plugin's own target bucket, e.g. backups)

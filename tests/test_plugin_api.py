@@ -70,6 +70,71 @@ def test_builtin_plugins_and_widgets_import_no_underscore_name(path):
     assert not wrong
 
 
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_builtin_plugins_and_widgets_leave_a_resources_engine_alone(path):
+    lines = [n.lineno for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.Attribute) and n.attr == "engine"]
+    assert not lines, f"{path.name} uses .engine on lines {lines}: the record engine is under the public API; use the plugin surface"
+
+
+@pytest.fixture
+def orders(tmp_path):
+    db = s3db_nb.connect(f"file://{tmp_path}")
+    orders = db.create_resource("orders", {"status": "string"}, partitions={"byStatus": {"fields": {"status": "string"}}})
+    yield orders
+    db.disconnect()
+
+
+def _requests(resource, action):
+    seen: list[str] = []
+    resource.database.client.add_listener(lambda e: seen.append(e.operation))
+    action()
+    return seen
+
+
+def test_partition_refs_gives_ids_and_values_from_listings_alone(orders):
+    orders.insert_many([{"id": "o1", "status": "new"}, {"id": "o2", "status": "paid"}, {"id": "o3", "status": "new"}])
+    got: list = []
+    ops = _requests(orders, lambda: got.extend(api.partition_refs(orders, "byStatus", {"status": "new"})))
+    assert got == [("o1", {"status": "new"}), ("o3", {"status": "new"})]
+    assert set(ops) == {"ListObjectsV2"}
+    assert sorted(v["status"] for _, v in api.partition_refs(orders, "byStatus")) == ["new", "new", "paid"]
+
+
+def _leave_stale_ref(orders, record_id: str) -> None:
+    """Update ``record_id`` from "new" to "paid", then put its "new" reference back: what an
+    update cut short between the record's PUT and the removal of the old reference leaves."""
+    client = orders.database.client
+    old_ref = next(k for k in client.list("resource=orders/partition=byStatus/") if k.endswith(f"id={record_id}"))
+    kept = client.get(old_ref)
+    orders.update(record_id, {"status": "paid"})
+    client.put(old_ref, kept.body, metadata=dict(kept.metadata))
+
+
+def test_drop_stale_refs_removes_what_a_cut_short_update_left(orders):
+    orders.insert({"id": "o1", "status": "new"})
+    _leave_stale_ref(orders, "o1")
+    assert [i for i, _ in api.partition_refs(orders, "byStatus", {"status": "new"})] == ["o1"]  # stale
+    record = orders.get("o1")
+    assert api.drop_stale_refs(orders, record, {**record, "status": "new"}, probe="byStatus") == 1
+    assert list(api.partition_refs(orders, "byStatus", {"status": "new"})) == []
+    assert [i for i, _ in api.partition_refs(orders, "byStatus", {"status": "paid"})] == ["o1"]
+
+
+def test_drop_stale_refs_with_nothing_stale_costs_one_head(orders):
+    orders.insert({"id": "o1", "status": "new"})
+    orders.update("o1", {"status": "paid"})
+    record = orders.get("o1")
+    deleted: list[int] = []
+    ops = _requests(orders, lambda: deleted.append(api.drop_stale_refs(orders, record, {**record, "status": "new"}, probe="byStatus")))
+    assert deleted == [0] and ops == ["HeadObject"]
+
+
+def test_drop_stale_refs_names_the_partitions_when_the_probe_is_not_one(orders):
+    record = orders.insert({"id": "o1", "status": "new"})
+    with pytest.raises(api.InvalidArgumentError, match=r"no partition 'byState'.*byStatus"):
+        api.drop_stale_refs(orders, record, record, probe="byState")
+
+
 def test_plugin_storage_uses_the_database_pool():
     db = s3db_nb.connect("memory://plugin-api-pool")
     try:
