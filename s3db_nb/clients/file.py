@@ -92,6 +92,7 @@ from .listing import (
     resume_point,
     strip_quotes,
 )
+from .read_open import open_for_read
 from .sidecar import EMBED_BODY_MAX, EMPTY_MD5, SIDECAR_SUFFIX, decode_json, embedded_body, parse_sidecar, sidecar_json
 
 LOCK_DIR = ".s3db-locks"
@@ -184,7 +185,6 @@ class _ReadObject(StoredObject):
 #: ``_make_dirs``'s tries, which ended the write; that now counts as one more lost attempt.
 _FOLDER_ATTEMPTS = 200
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 def _make_dirs(path: str) -> None:
@@ -219,7 +219,7 @@ def _read_file(path: str) -> bytes:
 
     A regular file's ``read`` returns less than asked only at its end, so a small file
     takes one ``read``."""
-    fd = os.open(path, _READ_FLAGS)
+    fd = open_for_read(path)
     try:
         data = os.read(fd, _READ_CHUNK)
         if len(data) < _READ_CHUNK:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..clients.base import join_key
+from ..clients.read_open import open_for_read
 from ..clients.sidecar import EMPTY_MD5, embedded_body, parse_sidecar
 from ..errors import S3DBError
 
@@ -39,7 +40,6 @@ SIDECAR = ".meta.json"
 ID_SEGMENT = "id="
 RACY_NS = 100_000_000
 RACY_COARSE_NS = 2_500_000_000  # file systems with whole-second time stamps
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _READ_CHUNK = 64 * 1024
 #: one sidecar read by ``FolderRead``: id, version, and metadata + body when the sidecar holds
 #: the whole object (else None and b"": the client reads it)
@@ -178,7 +178,7 @@ class FolderRead:
     def _read(self, record_id: str, dir_fd: int | None) -> SidecarRow | None:
         name = ID_SEGMENT + record_id + SIDECAR
         try:
-            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd) if dir_fd is not None else os.open(os.path.join(self.path, name), _READ_FLAGS)
+            fd = open_for_read(name, dir_fd=dir_fd) if dir_fd is not None else open_for_read(os.path.join(self.path, name))
         except FileNotFoundError:
             return None  # deleted since the folder was read
         except OSError:
