@@ -20,6 +20,7 @@ from uuid import uuid4
 import pytest
 
 import s3db_nb
+from cache_cases import PEOPLE, READS, snapshot
 from conftest import FakeClock, make_backend
 from s3db_nb import Plugin, PluginError
 from s3db_nb.connection import ConnectionConfig
@@ -27,12 +28,6 @@ from s3db_nb.database import Database
 from s3db_nb.plugins.cache import CachePlugin, FilesystemCache, MemoryCache, MultiTierCache, Uncacheable, dumps_value, loads_value
 from s3db_nb.record import Page, Record
 from s3db_nb.widgets.cache import CacheDashboard
-
-PEOPLE = [
-    {"id": "a", "name": "Ana", "city": "Rio"},
-    {"id": "b", "name": "Bia", "city": "Recife"},
-    {"id": "c", "name": "Caio", "city": "Rio"},
-]
 
 
 def make_people(db):
@@ -75,36 +70,11 @@ def data_requests(calls, resource: str = "people") -> list:
     return [c for c in calls if c.key.startswith(f"resource={resource}/")]
 
 
-def snapshot(value):
-    """A value with the storage facts of its records spelled out, for exact comparisons."""
-    if isinstance(value, Record):
-        return (dict(value), value.etag, value.version, value.has_content, value.content_type, value.last_modified)
-    if isinstance(value, Page):
-        return ("page", [snapshot(v) for v in value.items], value.next_cursor, value.size)
-    if isinstance(value, list):
-        return [snapshot(v) for v in value]
-    return value
-
-
 def outcome(read, resource, **options):
     try:
         return ("ok", snapshot(read(resource, **options)))
     except s3db_nb.S3DBError as exc:
         return ("error", type(exc).__name__)
-
-
-READS = {
-    "get": lambda r, **o: r.get("a", **o),
-    "get_many": lambda r, **o: r.get_many(["a", "b", "d"], **o),
-    "list": lambda r, **o: r.list(**o),
-    "list_ids": lambda r, **o: r.list_ids(**o),
-    "count": lambda r, **o: r.count(**o),
-    "page": lambda r, **o: r.page(2, **o),
-    "query": lambda r, **o: r.query({"name": "Ana"}, **o),
-    "get_from_partition": lambda r, **o: r.get_from_partition("a", "byCity", {"city": "Rio"}, **o),
-    "list_partition": lambda r, **o: r.list(partition="byCity", partition_values={"city": "Rio"}, **o),
-    "count_partition": lambda r, **o: r.count(partition="byCity", partition_values={"city": "Recife"}, **o),
-}
 
 
 # -- hits -----------------------------------------------------------------------------------

@@ -17,29 +17,12 @@ from uuid import uuid4
 import pytest
 
 import s3db_nb
+from cache_cases import PEOPLE, READS, snapshot
 from conftest import FakeClock, free_ports
 from s3db_nb import MissingDependencyError, PluginError
 from s3db_nb.plugins.cache import CachePlugin, MemoryCache, MultiTierCache, RedisCache, loads_value
-from s3db_nb.record import Page, Record
 
 redis = pytest.importorskip("redis")
-
-PEOPLE = [
-    {"id": "a", "name": "Ana", "city": "Rio"},
-    {"id": "b", "name": "Bia", "city": "Recife"},
-    {"id": "c", "name": "Caio", "city": "Rio"},
-]
-READS = {
-    "get": lambda r, **o: r.get("a", **o),
-    "get_many": lambda r, **o: r.get_many(["a", "b", "d"], **o),
-    "list": lambda r, **o: r.list(**o),
-    "list_ids": lambda r, **o: r.list_ids(**o),
-    "count": lambda r, **o: r.count(**o),
-    "page": lambda r, **o: r.page(2, **o),
-    "query": lambda r, **o: r.query({"name": "Ana"}, **o),
-    "get_from_partition": lambda r, **o: r.get_from_partition("a", "byCity", {"city": "Rio"}, **o),
-    "list_partition": lambda r, **o: r.list(partition="byCity", partition_values={"city": "Rio"}, **o),
-}
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------------
@@ -94,16 +77,6 @@ def counting(db) -> list:
     seen: list = []
     db.client.add_listener(lambda event: seen.append(event) if event.key.startswith("resource=people/") else None)
     return seen
-
-
-def snapshot(value):
-    if isinstance(value, Record):
-        return (dict(value), value.etag, value.version, value.last_modified)
-    if isinstance(value, Page):
-        return ("page", [snapshot(v) for v in value.items], value.next_cursor, value.size)
-    if isinstance(value, list):
-        return [snapshot(v) for v in value]
-    return value
 
 
 def keys(rds, prefix: str) -> list[str]:
