@@ -83,11 +83,12 @@ def run_case(url: str, resource: str, what: str) -> dict[str, float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(n: int = 10_000, runs: int = 3) -> dict[str, Any]:
-    """Populate a temporary file:// store, then time every case ``runs`` times (interleaved, so
-    load drifts hit every case alike), each read in a fresh process. Returns seconds per run for
-    each case (``times``), PBKDF2 derivations of each case's last run (``derivations``) and the
-    write time; ``make bench`` imports it."""
+def run(n: int = 10_000, runs: int = 3, best_of: int = 3) -> dict[str, Any]:
+    """Populate a temporary file:// store, then time every case ``runs`` times, each time as the
+    best of ``best_of`` reads (interleaved, so load drifts hit every case alike; one read of
+    ~0.35 s moved by ±10 % here, as much as the 1.05 target allows), each read in a fresh
+    process. Returns seconds per run for each case (``times``), PBKDF2 derivations of each
+    case's last read (``derivations``) and the write time; ``make bench`` imports it."""
     with tempfile.TemporaryDirectory(prefix="bench-secrets-") as tmp:
         url = f"file://{tmp}/data"
         t0 = time.perf_counter()
@@ -96,12 +97,16 @@ def run(n: int = 10_000, runs: int = 3) -> dict[str, Any]:
         times: dict[str, list[float]] = {case: [] for case in CASES}
         derivations: dict[str, int] = {}
         for _ in range(runs):
-            for case, (resource, what) in CASES.items():
-                out = run_case(url, resource, what)
-                if out["rows"] != n:
-                    raise SystemExit(f"{case}: read {out['rows']} rows, expected {n}")
-                times[case].append(out["seconds"])
-                derivations[case] = int(out["derivations"])
+            best: dict[str, float] = {}
+            for _ in range(best_of):
+                for case, (resource, what) in CASES.items():
+                    out = run_case(url, resource, what)
+                    if out["rows"] != n:
+                        raise SystemExit(f"{case}: read {out['rows']} rows, expected {n}")
+                    best[case] = min(best.get(case, out["seconds"]), out["seconds"])
+                    derivations[case] = int(out["derivations"])
+            for case, seconds in best.items():
+                times[case].append(seconds)
     return {"n": n, "runs": runs, "write_s": write_s, "times": times, "derivations": derivations}
 
 
@@ -109,14 +114,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--best-of", type=int, default=3, help="reads per case and run; the fastest counts")
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(*args.measure)))
         return
-    figures = run(args.n, args.runs)
+    figures = run(args.n, args.runs, args.best_of)
     times, derivations = figures["times"], figures["derivations"]
-    print(f"wrote 2 x {args.n} records in {figures['write_s']:.1f}s; {args.runs} runs, each read in a fresh process")
+    print(
+        f"wrote 2 x {args.n} records in {figures['write_s']:.1f}s; {args.runs} runs of the best of {args.best_of} reads, each in a fresh process"
+    )
     print(f"\n{'case':<24} {'min s':>8} {'median s':>9} {'PBKDF2':>7}")
     for case, values in times.items():
         print(f"{case:<24} {min(values):>8.3f} {statistics.median(values):>9.3f} {derivations[case]:>7}")
