@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import unique_name
+from s3db_nb.clients import file as file_client_module
 from s3db_nb.clients.base import PutItem, RequestEvent, StorageClient
 from s3db_nb.clients.file import FileClient
 from s3db_nb.clients.memory import MemoryClient
@@ -714,6 +715,18 @@ def test_file_get_many_reads_typed_metadata_as_text_like_get(tmp_path):
     (tmp_path / "k.meta.json").write_text(json.dumps(meta, indent=2))
     expected = {"n": "1", "ok": "True", "s": "text"}
     assert client.get("k").metadata == expected and client.get_many(["k"])[0].metadata == expected
+
+
+def test_file_get_many_opens_each_file_of_an_object_once(tmp_path, monkeypatch):
+    client = FileClient(tmp_path)
+    client.put("small", b'{"_rev":"abcdefghijkl"}')
+    client.put("large", b"x" * 5000)  # past the sidecar's body copy: a body file of its own
+    opened: list[str] = []
+    real = file_client_module.open_for_read
+    monkeypatch.setattr(file_client_module, "open_for_read", lambda path, **kw: opened.append(path) or real(path, **kw))
+    assert [o.body for o in client.get_many(["small", "large"])] == [b'{"_rev":"abcdefghijkl"}', b"x" * 5000]
+    names = [os.path.relpath(p, tmp_path) for p in opened]
+    assert sorted(names) == ["large", "large.meta.json", "small.meta.json"]
 
 
 @pytest.mark.parametrize(

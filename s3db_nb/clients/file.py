@@ -576,7 +576,7 @@ class FileClient(PrefixMixin, StorageClient):
         except (FileNotFoundError, NotADirectoryError):
             return meta, None  # a sidecar without its body (s3db.js deletes the body first)
 
-    def _read_consistent(self, full: str, path: str) -> tuple[dict[str, Any], bytes] | None:
+    def _read_consistent(self, full: str, path: str, sidecar: dict[str, Any] | None = None) -> tuple[dict[str, Any], bytes] | None:
         """Read sidecar and body so that they belong together (None when missing).
 
         An update renames the body and then the sidecar into place, so a reader can meet a
@@ -584,9 +584,10 @@ class FileClient(PrefixMixin, StorageClient):
         On a mismatch we take the key's lock, which waits for our writers (and repairs the
         write of one that died between the two renames), and read again; writers that do not
         lock (s3db.js) are waited out by reading again until the pair matches. A mismatch
-        that stays put for a while (a hand-edited body) trusts the sidecar.
+        that stays put for a while (a hand-edited body) trusts the sidecar. ``sidecar``: the
+        sidecar as the caller has just read it.
         """
-        meta = self._read_sidecar(path)
+        meta = sidecar if sidecar is not None else self._read_sidecar(path)
         if meta is None:
             return None
         if "body" in meta and (embedded := embedded_body(meta)) is not None:
@@ -861,11 +862,11 @@ class FileClient(PrefixMixin, StorageClient):
                         self._report("PutObject", item.key, started, sent=len(body))
         return results  # type: ignore[return-value] - every slot is filled above
 
-    def _load(self, key: str, op: str) -> tuple[dict[str, Any], bytes]:
+    def _load(self, key: str, op: str, sidecar: dict[str, Any] | None = None) -> tuple[dict[str, Any], bytes]:
         full = self._full(key)
         path = self._path(full)
         try:
-            found = self._read_consistent(full, path)
+            found = self._read_consistent(full, path, sidecar)
         except OSError as exc:
             raise self._map_os_error(exc, key, op) from exc
         if found is None:
@@ -881,8 +882,9 @@ class FileClient(PrefixMixin, StorageClient):
 
         Most records are one sidecar that holds the whole object (metadata and a copy of the
         small body, see the module docstring): those are read here in one step, without
-        ``get``'s layers of calls; anything else (a body file, a compressed or stale copy, a
-        missing or unreadable sidecar, a bad key) goes through ``get``."""
+        ``get``'s layers of calls; anything else (a body file, a compressed or stale copy) goes
+        on from the sidecar read here, and a missing or unreadable sidecar or a bad key through
+        ``get``, which says what is wrong."""
         out: list[StoredObject | None] = []
         timed = bool(self._listeners)
         for key in keys:
@@ -891,24 +893,26 @@ class FileClient(PrefixMixin, StorageClient):
                 meta = decode_json(_read_file(self._path(self._full(key)) + SIDECAR_SUFFIX))
             except (OSError, ValueError, S3DBError):
                 meta = None  # ``get`` tries again and says what is wrong
-            if type(meta) is dict and "body" in meta and not meta.get("compressed") and (body := embedded_body(meta)) is not None:
+            if type(meta) is not dict:
+                meta = None
+            elif "body" in meta and not meta.get("compressed") and (body := embedded_body(meta)) is not None:
                 if timed:
                     self._report("GetObject", key, started, received=len(body))
                 out.append(_ReadObject(key, meta, body))
                 continue
             try:
-                meta, body = self._get(key)
+                meta, body = self._get(key, meta)
             except NotFoundError:
                 out.append(None)
             else:
                 out.append(_ReadObject(key, meta, body))
         return out
 
-    def _get(self, key: str) -> tuple[dict[str, Any], bytes]:
-        """One GET: the sidecar and the (gunzipped) body, reported as a ``GetObject``."""
+    def _get(self, key: str, sidecar: dict[str, Any] | None = None) -> tuple[dict[str, Any], bytes]:
+        """One GET: the sidecar (``sidecar`` when just read) and the (gunzipped) body, reported as a ``GetObject``."""
         started = time.perf_counter()
         try:
-            meta, raw = self._load(key, "get")
+            meta, raw = self._load(key, "get", sidecar)
             body = raw
             if meta.get("compressed"):
                 try:
