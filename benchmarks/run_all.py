@@ -422,8 +422,8 @@ def main() -> None:
         t0 = time.perf_counter()
         build_store(big_url, args.big_n)
         print(f"  file:// store of {args.big_n} records built in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-        # file:// first, with no server running: SeaweedFS keeps working (compactions, flushes)
-        # for a while after the S3 rows hammer it, and the file:// rows are CPU-bound
+        # file:// first, with no server running: SeaweedFS keeps working for a while after the
+        # S3 rows load it, and the file:// rows are CPU-bound
         for run in range(args.runs):
             print(f"file:// run {run + 1} of {args.runs}", file=sys.stderr, flush=True)
             bench.local(big_url, run)
