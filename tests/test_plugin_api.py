@@ -84,10 +84,18 @@ def orders(tmp_path):
     db.disconnect()
 
 
-def _requests(resource, action):
+def _requests(resource, action) -> list[str]:
+    """The operations of the storage requests ``action()`` makes."""
     seen: list[str] = []
-    resource.database.client.add_listener(lambda e: seen.append(e.operation))
-    action()
+
+    def listener(event) -> None:
+        seen.append(event.operation)
+
+    resource.database.client.add_listener(listener)
+    try:
+        action()
+    finally:
+        resource.database.client.remove_listener(listener)
     return seen
 
 
