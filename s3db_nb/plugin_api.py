@@ -90,6 +90,8 @@ def drop_stale_refs(resource: Resource, record: Mapping[str, Any], before: Mappi
         raise InvalidArgumentError(
             f"drop_stale_refs: {resource.name!r} has no partition {probe!r}; probe one of {sorted(resource.partitions)}"
         )
+    if not isinstance(record, Mapping) or not record.get("id"):
+        raise InvalidArgumentError(f"drop_stale_refs: record must be a record of {resource.name!r} as read (with its 'id'), got {record!r}")
     refs = resource.engine.refs
     record_id = str(record["id"])
     current = refs.keys(record_id, record)

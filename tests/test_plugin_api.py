@@ -137,6 +137,16 @@ def test_drop_stale_refs_with_nothing_stale_costs_one_head(orders):
     assert deleted == [0] and ops == ["HeadObject"]
 
 
+def test_partition_refs_names_the_partitions_when_asked_for_another(orders):
+    with pytest.raises(api.NotFoundError, match=r"no partition 'byState'.*byStatus"):
+        list(api.partition_refs(orders, "byState"))
+
+
+def test_drop_stale_refs_refuses_a_record_without_its_id(orders):
+    with pytest.raises(api.InvalidArgumentError, match="with its 'id'"):
+        api.drop_stale_refs(orders, {"status": "new"}, {"status": "paid"}, probe="byStatus")
+
+
 def test_drop_stale_refs_names_the_partitions_when_the_probe_is_not_one(orders):
     record = orders.insert({"id": "o1", "status": "new"})
     with pytest.raises(api.InvalidArgumentError, match=r"no partition 'byState'.*byStatus"):
