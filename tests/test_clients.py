@@ -1094,6 +1094,7 @@ def test_s3_transports_store_and_read_the_same_object(s3_by_transport: S3Client)
         got = reader.get("resource=users/data/id=a b")
         head = reader.head("resource=users/data/id=a b")
         assert (got.body, got.info.metadata, got.info.content_type, got.info.etag) == (b'{"x":1}', metadata, "application/json", etag)
+        assert (got.info.key, got.info.size, got.metadata) == ("resource=users/data/id=a b", 7, metadata)
         assert (head.metadata, head.size, head.etag, head.last_modified) == (metadata, 7, etag, got.info.last_modified)
     other.close()
 
@@ -1124,6 +1125,21 @@ def test_s3_transports_report_one_event_per_request(s3_by_transport: S3Client):
     assert [(e.operation, e.bytes_sent, e.bytes_received, e.error) for e in events] == [
         ("PutObject", 3, 0, None), ("GetObject", 0, 3, None), ("HeadObject", 0, 0, None),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("key", "spellable"),
+    [("resource=users/data/id=a b", True), ("s3db.json", True), ("a/.x/b..", True), ("a/./b", False), ("a/../b", False),
+     ("..", False), ("a//b", False), ("/a", False), ("a/", False), ("", False)],
+)  # fmt: skip
+def test_obstore_transport_leaves_keys_it_cannot_spell_to_boto3(key, spellable):
+    s3_obstore = pytest.importorskip("s3db_nb.clients.s3_obstore")
+    try:
+        s3_obstore.ObstoreTransport._check_key(key)
+    except s3_obstore.Unsupported:
+        assert not spellable
+    else:
+        assert spellable
 
 
 @pytest.mark.parametrize(("endpoint", "virtual"), [(None, "true"), ("http://127.0.0.1:9", "false")])

@@ -429,12 +429,23 @@ class S3Client(PrefixMixin, StorageClient):
         except s3_obstore.Missing:  # an If-Match on a missing key
             raise NotFoundError(f"object not found: {self._where(key)}") from None
 
-    def _fast_get(self, key: str, *, head: bool) -> tuple[ObjectInfo, bytes] | None:
-        """GET/HEAD through obstore; None when boto3 must send it."""
+    def _fast_get(self, key: str) -> StoredObject | None:
+        """GET through obstore; None when boto3 must send it."""
         if self._fast is None:
             return None
         try:
-            return self._fast.get(key, self._full(key), head=head)
+            return self._fast.get(key, self._full(key))
+        except s3_obstore.Unsupported:
+            return None
+        except s3_obstore.Missing:
+            raise NotFoundError(f"object not found: {self._where(key)}") from None
+
+    def _fast_head(self, key: str) -> ObjectInfo | None:
+        """HEAD through obstore; None when boto3 must send it."""
+        if self._fast is None:
+            return None
+        try:
+            return self._fast.head(key, self._full(key))
         except s3_obstore.Unsupported:
             return None
         except s3_obstore.Missing:
@@ -481,10 +492,10 @@ class S3Client(PrefixMixin, StorageClient):
     def get(self, key: str) -> StoredObject:
         started = time.perf_counter()
         try:
-            fast = self._fast_get(key, head=False)
+            fast = self._fast_get(key)
             if fast is not None:
-                self._report("GetObject", key, started, received=len(fast[1]))
-                return StoredObject(info=fast[0], body=fast[1])
+                self._report("GetObject", key, started, received=len(fast.body))
+                return fast
             resp = self._call("GetObject", key, self._client.get_object, Bucket=self.bucket, Key=self._full(key))
             try:
                 stream = resp["Body"]
@@ -503,10 +514,10 @@ class S3Client(PrefixMixin, StorageClient):
     def head(self, key: str) -> ObjectInfo:
         started = time.perf_counter()
         try:
-            fast = self._fast_get(key, head=True)
+            fast = self._fast_head(key)
             if fast is not None:
                 self._report("HeadObject", key, started)
-                return fast[0]
+                return fast
             resp = self._call("HeadObject", key, self._client.head_object, Bucket=self.bucket, Key=self._full(key))
         except S3DBError as exc:
             self._report("HeadObject", key, started, error=exc)
