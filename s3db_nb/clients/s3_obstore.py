@@ -81,9 +81,9 @@ def _info_of(key: str, meta: dict[str, Any], metadata: dict[str, str], content_t
 class _FetchedObject(StoredObject):
     """A GET's object whose ``info`` is built from the response's facts on first use.
 
-    A bulk read takes only the metadata and body of most records; reading each response's
-    facts (a dict with a parsed time) and building its ``ObjectInfo`` was a twentieth of the
-    client's CPU per GET (as ``FileClient.get_many`` found for sidecars)."""
+    A bulk read takes only the metadata and body of most records. Keeping the response's facts
+    as obstore gives them and building the ``ObjectInfo`` only when asked (as ``FileClient.get_many``
+    does for sidecars), with a cheaper key check, saved ~10 µs of ~200 µs client CPU per GET."""
 
     def __init__(self, key: str, meta: Any, metadata: dict[str, str], content_type: str | None, body: bytes) -> None:
         self.__dict__.update(_key=key, _meta=meta, _metadata=metadata, _content_type=content_type, body=body)
@@ -275,7 +275,7 @@ class ObstoreTransport:
         return str(result.get("e_tag") or "")
 
     def get(self, key: str, full: str) -> StoredObject:
-        """The whole object; its ``info`` (size, ETag, time) is read from the response on first use."""
+        """The whole object; its ``info`` (size, ETag, time) is built on first use."""
         self._check_key(full)
         try:
             result = self._obstore.get(self._store, full)
