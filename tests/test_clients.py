@@ -24,6 +24,7 @@ from s3db_nb.clients.file import FileClient
 from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.clients.s3 import S3Client
 from s3db_nb.clients.sidecar import EMBED_BODY_MAX, decode_json, sidecar_json
+from s3db_nb.engine.write_tokens import body_from_head
 from s3db_nb.errors import ConflictError, NotFoundError, StorageError
 
 FAKE_REGION = "us-east-1"
@@ -133,12 +134,16 @@ def test_put_many_emits_one_event_per_object(storage_client: StorageClient):
     ]
 
 
-def test_get_many_reads_like_get_in_order_with_none_for_missing_keys(storage_client: StorageClient):
+@pytest.mark.parametrize("head_first", [False, True], ids=["get", "head-first"])
+def test_get_many_reads_like_get_in_order_with_none_for_missing_keys(storage_client: StorageClient, head_first: bool):
     storage_client.put("many/small", b'{"_rev":"abcdefghijkl"}', metadata={"a": "1"})
     storage_client.put("many/large", b"x" * 5000, metadata={"b": "2"})  # past the sidecar's body copy on file://
     storage_client.put("many/empty", b"")
-    keys = ["many/large", "many/gone", "many/small", "many/empty"]
-    got = storage_client.get_many(keys)
+    storage_client.put("many/vouched", b'{"_rev":"abcdefghijkl"}', metadata={"_rev": "abcdefghijkl"})
+    # the token in the metadata is not the body's: the same size, another MD5
+    storage_client.put("many/other", b'{"_rev":"abcdefghijkl"}', metadata={"_rev": "mnopqrstuvwx"})
+    keys = ["many/large", "many/gone", "many/small", "many/empty", "many/vouched", "many/other"]
+    got = storage_client.get_many(keys, body_from_head=body_from_head if head_first else None)
     assert got[1] is None
     for key, obj in zip(keys, got):
         if obj is not None:
@@ -1097,6 +1102,25 @@ def test_s3_transports_store_and_read_the_same_object(s3_by_transport: S3Client)
         assert (got.info.key, got.info.size, got.metadata) == ("resource=users/data/id=a b", 7, metadata)
         assert (head.metadata, head.size, head.etag, head.last_modified) == (metadata, 7, etag, got.info.last_modified)
     other.close()
+
+
+def test_get_many_sends_a_head_alone_where_it_vouches_for_the_body(s3_by_transport: S3Client):
+    client = s3_by_transport
+    client.put("h/vouched", b'{"_rev":"abcdefghijkl"}', metadata={"_rev": "abcdefghijkl"})
+    client.put("h/empty", b"", metadata={"a": "1"})
+    client.put("h/data", b'{"name":"abcdefghijkl"}', metadata={"_rev": "abcdefghijkl"})  # 23 bytes too
+    events: list[RequestEvent] = []
+    client.add_listener(events.append)
+    got = client.get_many(["h/vouched", "h/empty", "h/data", "h/gone"], body_from_head=body_from_head)
+    client.remove_listener(events.append)
+    assert [(e.operation, e.key) for e in events] == [
+        ("HeadObject", "h/vouched"),
+        ("HeadObject", "h/empty"),
+        ("HeadObject", "h/data"),
+        ("GetObject", "h/data"),
+        ("HeadObject", "h/gone"),
+    ]
+    assert [o.body if o else None for o in got] == [b'{"_rev":"abcdefghijkl"}', b"", b'{"name":"abcdefghijkl"}', None]
 
 
 def test_s3_transports_conditional_writes(s3_by_transport: S3Client):

@@ -61,6 +61,9 @@ def _stored(db, drop=()) -> dict[str, tuple]:
             continue
         obj = db.client.get(key)
         meta = {k: v for k, v in obj.metadata.items() if k not in drop}
+        if "_rev" in meta:  # a record kept in metadata repeats its body's token there
+            assert obj.body == b'{"_rev":"' + meta["_rev"].encode() + b'"}', (key, obj.body, meta["_rev"])
+            meta["_rev"] = "<token>"
         body = re.sub(rb'"_rev":"[^"]*"', b'"_rev":"<token>"', obj.body)  # a fresh write token per object
         out[key] = (meta, body, obj.content_type)
     return out

@@ -53,6 +53,10 @@ class ObjectInfo:
         )
 
 
+#: see ``StorageClient.get_many``
+BodyFromHead = Callable[[ObjectInfo], "bytes | None"]
+
+
 class PutItem(NamedTuple):
     """One object of a ``put_many`` batch."""
 
@@ -223,10 +227,14 @@ class StorageClient(abc.ABC):
     def get(self, key: str) -> StoredObject:
         """Read a whole object; ``NotFoundError`` when missing."""
 
-    def get_many(self, keys: Iterable[str]) -> list[StoredObject | None]:
+    def get_many(self, keys: Iterable[str], *, body_from_head: BodyFromHead | None = None) -> list[StoredObject | None]:
         """``get`` of each key, in order, with None where an object is missing (deleted since
         it was listed). Bulk reads fetch their batches through this, so a client can answer a
-        batch in one call where its transport allows."""
+        batch in one call where its transport allows.
+
+        ``body_from_head(info)`` returns an object's body when its HEAD alone proves it (else
+        None): a client whose HEAD is cheaper than its GET (S3) may then HEAD first and GET only
+        the objects it does not vouch for. The objects returned are the same either way."""
         out: list[StoredObject | None] = []
         for key in keys:
             try:

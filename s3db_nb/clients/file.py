@@ -79,7 +79,7 @@ except ImportError:  # pragma: no cover - Windows: thread locks only
     fcntl = None  # type: ignore[assignment]
 
 from ..errors import ConflictError, NotFoundError, S3DBError, StorageError
-from .base import ListPage, ObjectInfo, PutItem, RequestEvent, StorageClient, StoredObject
+from .base import BodyFromHead, ListPage, ObjectInfo, PutItem, RequestEvent, StorageClient, StoredObject
 from .folder_scans import FolderScans
 from .listing import (
     DEFAULT_CONTENT_TYPE,
@@ -877,8 +877,9 @@ class FileClient(PrefixMixin, StorageClient):
         meta, body = self._get(key)
         return StoredObject(info=_object_info(key, meta), body=body)
 
-    def get_many(self, keys: Iterable[str]) -> list[StoredObject | None]:
-        """``get`` of each key (None where missing), each object's info built on first use.
+    def get_many(self, keys: Iterable[str], *, body_from_head: BodyFromHead | None = None) -> list[StoredObject | None]:
+        """``get`` of each key (None where missing), each object's info built on first use
+        (``body_from_head`` is of no use here: one sidecar read gives a whole object).
 
         Most records are one sidecar that holds the whole object (metadata and a copy of the
         small body, see the module docstring): those are read here in one step, without

@@ -22,7 +22,7 @@ from ..schema import Schema, iso_ms
 from .partition_refs import PartitionRefs
 from .pipeline import Pipeline
 from .pool import WorkPool
-from .write_tokens import REV_KEY, ContentLeases, check_content_metadata, content_etag, new_token, with_rev
+from .write_tokens import REV_KEY, ContentLeases, check_content_metadata, content_etag, new_token, stamp
 
 #: metadata and body keys that are storage facts, never record fields
 SYSTEM_KEYS = frozenset({
@@ -443,7 +443,7 @@ class RecordEngine:
         """PUT an encoded record with a fresh write token; returns ``Record.etag``."""
         metadata = self.store_metadata(enc.metadata)
         if content is None or not content[0]:  # an empty content is no content
-            body, content_type, token = with_rev(enc.body), "application/json", None
+            (body, metadata), content_type, token = stamp(enc.body, metadata), "application/json", None
         else:
             body, content_type = content
             token = new_token()
@@ -481,7 +481,7 @@ class RecordEngine:
         """
         # each object gets its write token: unique ETags, and a resent PUT recognises its own
         # success instead of reporting the record as already there
-        items = [PutItem(item.key, with_rev(item.body), item.metadata, "application/json") for item in items]
+        items = [PutItem(item.key, *stamp(item.body, item.metadata or {}), "application/json") for item in items]
         outcomes: list[str | Exception] = list(self.client.put_many(items, if_none_match="*"))
         for position, (record_id, outcome, over) in enumerate(zip(ids, outcomes, exceeded, strict=True)):
             if isinstance(outcome, ConflictError):

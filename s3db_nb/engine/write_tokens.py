@@ -6,7 +6,10 @@ recognise its own success, ``clients/base.is_own_write``):
 
 * a record without binary content gets ``"_rev": <token>`` as the last key of its JSON body
   (an empty body becomes ``{"_rev": ...}``). S3's ETag is the body's MD5, so it is unique per
-  write; both readers ignore ``_`` keys (s3db.js drops every ``_`` key).
+  write; both readers ignore ``_`` keys (s3db.js drops every ``_`` key). A record kept in
+  metadata repeats the token as its metadata key ``_rev`` when S3's limit leaves room
+  (``stamp``): its HEAD then proves its body (``body_from_head``), and bulk reads on S3 send a
+  HEAD instead of a GET.
 * a record with binary content keeps the user's bytes as its body (s3db.js's setContent), so
   its S3 ETag stays the content's MD5 across metadata changes. The token goes in its metadata
   (``_rev``) and ``Record.etag`` is ``"<S3 ETag>:<token>"``. Writes that start from or create
@@ -23,6 +26,7 @@ guarantee assumes a content write takes less than that between its GET and its P
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -30,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from .. import behaviors, encoding
-from ..clients.base import StorageClient
+from ..clients.base import ObjectInfo, StorageClient
 from ..errors import ConflictError, NotFoundError, S3DBError
 
 #: the write token's key, in the JSON body of a record or the metadata of one with content
@@ -44,6 +48,46 @@ CONTENT_LEASE_WAIT = 30.0
 def new_token() -> str:
     """A fresh write token."""
     return encoding.new_id(REV_SIZE)
+
+
+def token_body(token: str) -> bytes:
+    """The body of a record kept whole in metadata: only its write token."""
+    return b'{"_rev":"' + token.encode() + b'"}'
+
+
+#: bytes of ``token_body``
+TOKEN_BODY_SIZE = len(token_body("x" * REV_SIZE))
+
+
+def stamp(body: bytes, metadata: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    """``with_rev(body)`` and the metadata to store with it.
+
+    A record kept whole in metadata (its body only the token) repeats the token in its metadata
+    (``_rev``) when S3's limit leaves room, so a HEAD alone can vouch for its body
+    (``body_from_head``) and bulk reads send HEADs instead of GETs."""
+    stripped = body.strip()
+    if stripped and stripped != b"{}":
+        return with_rev(body), metadata
+    token = new_token()
+    if sum(len(k) + len(v) for k, v in metadata.items()) + len(REV_KEY) + REV_SIZE <= behaviors.S3_METADATA_LIMIT:
+        metadata = {**metadata, REV_KEY: token}  # stored metadata is ASCII: characters are bytes
+    return token_body(token), metadata
+
+
+def body_from_head(info: ObjectInfo) -> bytes | None:
+    """An object's body when its HEAD proves it, else None (only a GET can tell).
+
+    An empty object (what s3db.js writes for a record kept in metadata) is proven by its size;
+    a token-only body by the token in the metadata (``stamp``) and the ETag, which S3 makes
+    the MD5 of the body: the two match only when the body is exactly that token. Anything
+    else, including an ETag that is not an MD5 (multipart, SSE-KMS), takes a GET."""
+    if info.size == 0:
+        return b""
+    token = info.metadata.get(REV_KEY)
+    if info.size != TOKEN_BODY_SIZE or token is None or len(token) != REV_SIZE:
+        return None
+    body = token_body(token)
+    return body if hashlib.md5(body, usedforsecurity=False).hexdigest() == info.etag else None
 
 
 def with_rev(body: bytes) -> bytes:

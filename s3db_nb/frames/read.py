@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from .. import encoding
 from ..engine.records import SYSTEM_KEYS
-from ..engine.write_tokens import is_token_body
+from ..engine.write_tokens import body_from_head, is_token_body
 from ..errors import InvalidArgumentError, InvalidTypeError, NotFoundError
 from ..gc_pause import gc_paused
 from ..progress import ProgressArg, make_progress
@@ -282,8 +282,9 @@ def iter_record_chunks(
     """Lists ids and fetches their records in parallel, yielding lists of records in id order.
 
     Cost: 1 LIST per 1 000 ids + 1 GET per record (GETs in chunks on the bounded pool,
-    overlapped with the listing). A dict ``where`` uses a partition covering its fields.
-    Given a ``decoder`` (and no ``where`` and no get hooks), plain objects come back as
+    overlapped with the listing); on S3 a HEAD instead of each GET that the HEAD makes needless
+    (``write_tokens.body_from_head``), unless the behavior keeps records in the body. A dict
+    ``where`` uses a partition covering its fields. Given a ``decoder`` (and no ``where`` and no get hooks), plain objects come back as
     ``StoredRow`` objects for ``decoder`` to decode a column at a time. Given ``ids`` (listed
     already, as a snapshot refresh does), those records are read instead of a listing.
     """
@@ -314,6 +315,10 @@ def iter_record_chunks(
     hooks = resource.engine.has_hooks("before_get", "after_get")
     if hooks or predicate is not None:
         decoder = None  # hooks and predicates see whole records
+    # behaviors that keep records in metadata: a HEAD of each, a GET only where the body holds
+    # more than the write token (where the client's HEAD is cheaper: S3); the body-first two
+    # would pay both requests for most records
+    head_vouches = None if resource.behavior in ("body-only", "body-overflow") else body_from_head
 
     def fetch(batch: list[str]) -> list[Any]:
         out: list[Any] = []
@@ -327,7 +332,8 @@ def iter_record_chunks(
         key_of = resource.engine.key
         is_plain = decoder.is_plain if decoder is not None else None
         keep = decoder.keep if decoder is not None else None
-        for record_id, obj in zip(batch, resource.client.get_many([key_of(i) for i in batch])):
+        objects = resource.client.get_many([key_of(i) for i in batch], body_from_head=head_vouches)
+        for record_id, obj in zip(batch, objects):
             if obj is None:  # deleted between LIST and GET, or a stale partition ref
                 continue
             metadata = obj.metadata
