@@ -160,6 +160,15 @@ def obstore_get_loop(store, prefix: str, keys: list[str]) -> Callable[[ThreadPoo
     return lambda pool: list(pool.map(get, full))
 
 
+def obstore_head_loop(store, prefix: str, keys: list[str]) -> Callable[[ThreadPoolExecutor], list]:
+    """The raw obstore HEAD loop: every key's attributes (what s3db_nb's bulk read sends for a
+    record whose HEAD proves its body, ``write_tokens.body_from_head``)."""
+    import obstore
+
+    full = [f"{prefix}/{key}" for key in keys]
+    return lambda pool: list(pool.map(lambda key: obstore.get(store, key, options={"head": True}).attributes, full))
+
+
 def file_ceiling(root: Path, keys: list[str], parallelism: int, repeat: int = 1) -> dict[str, float]:
     """Raw reads of each object's data file and sidecar, then raw writes of both elsewhere.
 
@@ -285,10 +294,12 @@ def run_case(
         # sides meet the server in the same states (the first read comes right after the insert)
         local = backend in ("memory", "file")
         keys = [users.engine.key(i) for i in data["id"]]
-        raw_get = None
+        raw_get = raw_head = None
         if not local and importlib.util.find_spec("obstore") is not None:
-            raw_get = obstore_get_loop(obstore_store(endpoint, bucket), prefix, keys)
+            store = obstore_store(endpoint, bucket)
+            raw_get, raw_head = obstore_get_loop(store, prefix, keys), obstore_head_loop(store, prefix, keys)
         raw_gets: list[tuple[float, float]] = []
+        raw_heads: list[tuple[float, float]] = []
         best_read: tuple[float, float] | None = None
         with ThreadPoolExecutor(parallelism) as pool:
             for _ in range(max(1, repeat)):
@@ -296,8 +307,9 @@ def run_case(
                 df, seconds, cpu_s = timed(lambda: users.to_pandas(progress=False))
                 if best_read is None or seconds < best_read[0]:
                     best_read = (seconds, cpu_s)
-                if raw_get is not None:
+                if raw_get is not None and raw_head is not None:
                     raw_gets.append(timed(lambda: raw_get(pool))[1:])
+                    raw_heads.append(timed(lambda: raw_head(pool))[1:])
         read_s, read_cpu = best_read
         assert len(df) == n, (len(df), n)
         table_bytes = users.to_arrow(progress=False).nbytes if n <= 10_000 else int(df.memory_usage(deep=True).sum())
@@ -313,6 +325,7 @@ def run_case(
             ceiling = s3_ceiling(endpoint, bucket, prefix, keys, parallelism, boto3_loop)
             if raw_gets:  # the GET loops timed beside s3db_nb's reads: the best of them
                 ceiling["obstore_get_s"], ceiling["obstore_get_cpu_s"] = min(raw_gets)
+                ceiling["obstore_head_s"], ceiling["obstore_head_cpu_s"] = min(raw_heads)
         db.disconnect()
         return {
             "backend": backend, "n": n, "parallelism": parallelism,

@@ -199,6 +199,7 @@ class Bench:
         self.sql_whole = t("info", "SQL GROUP BY 1 column / read-all + DuckDB now (file://)", big, "", None)
         self.sql_rss = t("17.2", "first query's peak RSS / (2 × column Arrow + base)", big, "<=", 1.0)
         self.s3_read = t("17.3", "to_pandas / raw obstore GET loop (SeaweedFS)", s3, ">=", 0.9)
+        self.s3_read_heads = t("info", "to_pandas / raw obstore HEAD loop (SeaweedFS; the requests it sends)", s3, "", None)
         self.s3_insert = t("info", "insert_frame / raw obstore PUT loop (SeaweedFS)", s3, "", None)
         self.boto3_insert = t("info", "insert_frame / raw boto3 PUT loop (SeaweedFS)", cmp, "", None)
         self.boto3_read = t("info", "to_pandas / raw boto3 GET loop (SeaweedFS)", cmp, "", None)
@@ -214,7 +215,7 @@ class Bench:
         self.targets = [
             self.secret_read, self.secret_unasked, self.secret_sql, self.sql_time, self.sql_rss, self.s3_read, self.count,
             self.file_insert, self.file_read, self.file_rss, self.vector,
-            self.sql_whole, self.s3_insert, self.boto3_insert, self.boto3_read, self.js_insert, self.js_read,
+            self.sql_whole, self.s3_read_heads, self.s3_insert, self.boto3_insert, self.boto3_read, self.js_insert, self.js_read,
         ]  # fmt: skip
         self.notes: list[str] = []
         self.root: Path | None = None  # the run's temporary folder
@@ -241,6 +242,7 @@ class Bench:
             if isinstance(r, str):
                 raise RuntimeError(r)
             self.s3_read.values.append(r["raw_obstore_get_s"] / r["read_s"])
+            self.s3_read_heads.values.append(r["raw_obstore_head_s"] / r["read_s"])
             self.s3_insert.values.append(r["raw_obstore_put_s"] / r["insert_s"])
 
         def s3_boto3_and_s3dbjs() -> None:
@@ -259,7 +261,7 @@ class Bench:
             self.js_insert.values.append(js["insert_s"] / r["insert_s"])
             self.js_read.values.append(js["read_s"] / r["read_s"])
 
-        self.attempt([self.s3_read, self.s3_insert], s3_ceiling_obstore)
+        self.attempt([self.s3_read, self.s3_read_heads, self.s3_insert], s3_ceiling_obstore)
         self.attempt([self.boto3_insert, self.boto3_read, self.js_insert, self.js_read], s3_boto3_and_s3dbjs)
 
     def listing(self, endpoint: str, bucket: str) -> None:
