@@ -22,7 +22,7 @@ from s3db_nb.clients import file as file_client_module
 from s3db_nb.clients.base import PutItem, RequestEvent, StorageClient
 from s3db_nb.clients.file import FileClient
 from s3db_nb.clients.memory import MemoryClient
-from s3db_nb.clients.s3 import S3Client
+from s3db_nb.clients.s3 import HEAD_TRIAL, S3Client
 from s3db_nb.clients.sidecar import EMBED_BODY_MAX, decode_json, sidecar_json
 from s3db_nb.engine.write_tokens import body_from_head
 from s3db_nb.errors import ConflictError, NotFoundError, StorageError
@@ -1121,6 +1121,21 @@ def test_get_many_sends_a_head_alone_where_it_vouches_for_the_body(s3_by_transpo
         ("HeadObject", "h/gone"),
     ]
     assert [o.body if o else None for o in got] == [b'{"_rev":"abcdefghijkl"}', b"", b'{"name":"abcdefghijkl"}', None]
+
+
+def test_get_many_goes_back_to_gets_once_heads_do_not_vouch_for_most_bodies(s3_by_transport: S3Client):
+    client = s3_by_transport
+    keys = [f"b/{i:03d}" for i in range(HEAD_TRIAL + 4)]
+    client.put_many([PutItem(key, b'{"name":"x"}') for key in keys])  # bodies no HEAD vouches for
+    events: list[RequestEvent] = []
+    client.add_listener(events.append)
+    client.get_many(keys[:HEAD_TRIAL], body_from_head=body_from_head)
+    assert [e.operation for e in events] == ["HeadObject", "GetObject"] * HEAD_TRIAL  # the trial
+    events.clear()
+    got = client.get_many(keys[HEAD_TRIAL:], body_from_head=body_from_head)
+    client.remove_listener(events.append)
+    assert [e.operation for e in events] == ["GetObject"] * 4
+    assert [o.body for o in got if o] == [b'{"name":"x"}'] * 4
 
 
 def test_s3_transports_conditional_writes(s3_by_transport: S3Client):
