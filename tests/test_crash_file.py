@@ -32,7 +32,7 @@ import s3db_nb
 import s3db_nb.clients.file as file_module
 from s3db_nb.clients.base import PutItem
 from s3db_nb.clients.file import FileClient
-from s3db_nb.errors import NotFoundError, S3DBError, StorageError
+from s3db_nb.errors import ConflictError, NotFoundError, S3DBError, StorageError
 
 ATTRIBUTES = {"v": "number|integer", "tag": "string", "blob": "string|optional"}
 RESOURCES = {"um": "user-managed", "bo": "body-overflow"}
@@ -151,12 +151,12 @@ def _stopping_child(root: str, job: Callable[[str], Any], stop_at: int, how: str
             os._exit(CRASHED)
         return done == stop_at
 
-    def write_file(path: str, data: bytes) -> None:
+    def write_file(path: str, data: bytes, *flags: int) -> None:
         if how == "torn" and done + 1 == stop_at and os.fspath(path).startswith(root):
-            real_write(path, data[: len(data) // 2])
+            real_write(path, data[: len(data) // 2], *flags)
             os._exit(CRASHED)
         stop = reached(path)
-        real_write(path, data)
+        real_write(path, data, *flags)
         if stop:
             raise KeyboardInterrupt
 
@@ -356,6 +356,29 @@ def test_a_reader_repairs_a_write_that_died_between_its_renames(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+# an insert's file operations: intent, body in place, intent renamed (the commit)
+BEFORE_INSERT_COMMIT = 3
+
+
+@pytest.mark.parametrize("how", ["exit", "torn"])
+@pytest.mark.parametrize("stop_at", range(1, BEFORE_INSERT_COMMIT + 1))
+def test_an_insert_repairs_the_insert_that_died_on_its_key_before_checking(tmp_path, stop_at, how):
+    """An insert learns of a dead insert's intent by failing to create its own (no ``access``
+    call first): it repairs the key and checks again, so ``if_none_match`` sees the outcome."""
+    writer = FileClient(tmp_path)  # opened before the crash: its open had nothing to repair
+    writer.put("first", b"")  # makes the journal folder: the insert's first operation is its intent
+    assert run_stopped(tmp_path, _put_job("k", OLD[1], "1"), stop_at, how)
+    rolled_forward = stop_at == BEFORE_INSERT_COMMIT  # intent and body were whole
+    if rolled_forward:
+        with pytest.raises(ConflictError):
+            writer.put("k", NEW[1], metadata=NEW[0], if_none_match="*")
+    else:
+        writer.put("k", NEW[1], metadata=NEW[0], if_none_match="*")
+    assert _state(writer, "k") == (OLD if rolled_forward else NEW)
+    assert writer.repairs == (0 if (stop_at, how) == (1, "exit") else 1)
+    assert leftovers(tmp_path) == []
+
+
 def test_a_write_first_finishes_the_half_finished_write_it_finds(tmp_path, monkeypatch):
     """The new write fails (disk full) before its body moves; undoing it must not undo the
     dead writer's intent, whose body is already in place."""
@@ -363,7 +386,7 @@ def test_a_write_first_finishes_the_half_finished_write_it_finds(tmp_path, monke
     client.put("k", OLD[1], metadata=OLD[0])
     assert run_stopped(tmp_path, _put_job("k", NEW[1], "2"), BEFORE_UPDATE_COMMIT)
 
-    def disk_full(path: str, data: bytes) -> None:
+    def disk_full(path: str, data: bytes, *flags: int) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(file_module, "_write_file", disk_full)

@@ -19,10 +19,8 @@ EMPTY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 #: bodies up to this size are also written into the sidecar, as s3db.js does with every body
 #: (a JSON byte array costs ~4-5 bytes a byte, so larger bodies stay in their file alone)
 EMBED_BODY_MAX = 256
-_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C: JSON text of a str, non-ASCII kept
 _JSON_DECODER = json.JSONDecoder()
 _UTF8_BOM = b"\xef\xbb\xbf"
-_JSON_CONSTANTS = {None: "null", True: "true", False: "false"}
 
 
 def decode_json(raw: bytes) -> Any:
@@ -50,53 +48,19 @@ def parse_sidecar(raw: bytes) -> dict[str, Any] | None:
 
 
 def sidecar_json(meta: dict[str, Any]) -> bytes:
-    """``json.dumps(meta, indent=2, ensure_ascii=False)`` as UTF-8 (Node's ``JSON.stringify(meta,
-    null, 2)``), written directly for the sidecar's usual shape.
+    """Node's ``JSON.stringify(meta, null, 2)`` as UTF-8: ``json.dumps(meta, indent=2,
+    ensure_ascii=False)``, written by orjson.
 
-    ``json.dumps`` with an indent runs the pure-Python encoder, which cost more per put than
-    both file writes; strings here go through the C string encoder. Any other shape (a
-    sidecar copied from s3db.js with extra fields) takes ``json.dumps``.
+    orjson's two-space indent writes the same bytes for everything a sidecar holds (objects,
+    arrays, strings, integers, booleans, null) in a tenth of the time of the standard
+    library's indenting encoder, which is pure Python. What orjson refuses (a lone surrogate,
+    an integer beyond 64 bits, a key that is not a string) takes ``json.dumps``; floats, which
+    no sidecar holds, are written as orjson writes them.
     """
-    lines = []
     try:
-        for name, value in meta.items():
-            kind = type(value)
-            if kind is dict and name == "body":
-                text = buffer_json(value)
-            elif kind is dict:
-                # _json_str raises TypeError on anything but a str: other values take json.dumps
-                pairs = [_json_str(k) + ": " + _json_str(v) for k, v in value.items()]
-                text = "{\n    " + ",\n    ".join(pairs) + "\n  }" if pairs else "{}"
-            elif kind is str:
-                text = _json_str(value)
-            elif value is None or kind is bool:
-                text = _JSON_CONSTANTS[value]
-            elif kind is int:
-                text = str(value)
-            else:
-                raise TypeError(kind)
-            lines.append("  " + _json_str(name) + ": " + text)
+        return orjson.dumps(meta, option=orjson.OPT_INDENT_2)
     except TypeError:
-        pass
-    else:
-        return ("{\n" + ",\n".join(lines) + "\n}").encode("utf-8") if lines else b"{}"
-    return json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8")
-
-
-def buffer_json(value: dict[str, Any]) -> str:
-    """The sidecar's ``"body"`` (JSON of a Node Buffer) as ``JSON.stringify(_, null, 2)`` nests it.
-
-    Raises TypeError for any other shape, which then takes ``json.dumps``."""
-    data = value.get("data")
-    if len(value) != 2 or value.get("type") != "Buffer" or type(data) is not list:
-        raise TypeError("not a Buffer")
-    try:
-        bytes(data)  # every item an int in 0..255
-    except ValueError as exc:
-        raise TypeError("not a Buffer") from exc
-    if not data:
-        return '{\n    "type": "Buffer",\n    "data": []\n  }'
-    return '{\n    "type": "Buffer",\n    "data": [\n      ' + ",\n      ".join(map(str, data)) + "\n    ]\n  }"
+        return json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8")
 
 
 def embedded_body(meta: dict[str, Any]) -> bytes | None:

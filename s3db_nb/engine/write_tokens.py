@@ -69,7 +69,7 @@ def stamp(body: bytes, metadata: dict[str, str]) -> tuple[bytes, dict[str, str]]
     if stripped and stripped != b"{}":
         return with_rev(body), metadata
     token = new_token()
-    if sum(len(k) + len(v) for k, v in metadata.items()) + len(REV_KEY) + REV_SIZE <= behaviors.S3_METADATA_LIMIT:
+    if sum(map(len, metadata)) + sum(map(len, metadata.values())) + len(REV_KEY) + REV_SIZE <= behaviors.S3_METADATA_LIMIT:
         metadata = {**metadata, REV_KEY: token}  # stored metadata is ASCII: characters are bytes
     return token_body(token), metadata
 

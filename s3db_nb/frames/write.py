@@ -249,9 +249,10 @@ def write_encoded(resource: Resource, rows: list[EncodedRow], *, progress: Progr
     ``client.put_many`` for the records, one for their partition refs); returns ``{row:
     error}`` for the ones that failed (the others are stored)."""
     remote = resource.client.kind not in ("memory", "file")
-    # local stores write in one thread and FileClient.put_many takes each lock stripe once
-    # per batch: big batches there; S3 batches stay small so the pool keeps every slot busy
-    chunk = 4 if remote else 1024
+    # local stores write in one thread and FileClient.put_many takes each of its 256 lock
+    # stripes once per batch: batches many times that there; S3 batches stay small so the
+    # pool keeps every slot busy
+    chunk = 4 if remote else 4096
 
     def write(batch: list[EncodedRow]) -> list[tuple[int, BaseException]]:
         # refs before records (Resource "Partition references"): a crash in between leaves
