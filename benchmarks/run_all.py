@@ -420,6 +420,7 @@ def main() -> None:
     bench = Bench(args)
     root = bench.root = Path(tempfile.mkdtemp(prefix="s3db-make-bench-"))
     os.environ["TMPDIR"] = str(root)  # the benchmarks' own temporary folders go in it, and away with it
+    os.environ[bench_bulk.KEEP_FILES] = "1"  # removed once, at the end: see KEEP_FILES
     tempfile.tempdir = None
     servers = bench_bulk.Servers()
     try:
