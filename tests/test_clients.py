@@ -729,8 +729,28 @@ def test_file_get_many_opens_each_file_of_an_object_once(tmp_path, monkeypatch):
     real = file_client_module.open_for_read
     monkeypatch.setattr(file_client_module, "open_for_read", lambda path, **kw: opened.append(path) or real(path, **kw))
     assert [o.body for o in client.get_many(["small", "large"])] == [b'{"_rev":"abcdefghijkl"}', b"x" * 5000]
-    names = [os.path.relpath(p, tmp_path) for p in opened]
+    names = [os.path.basename(p) for p in opened]  # sidecars are opened relative to their folder
     assert sorted(names) == ["large", "large.meta.json", "small.meta.json"]
+
+
+def test_file_get_many_finds_an_object_whose_folder_was_pruned_and_made_again_meanwhile(tmp_path, monkeypatch):
+    client = FileClient(tmp_path)
+    client.put_many([PutItem("d/x", b"x"), PutItem("d/y", b"old")])
+    real = file_client_module.open_for_read
+    done = False
+
+    def open_then_replace_the_folder(path, **kw):
+        nonlocal done
+        fd = real(path, **kw)
+        if not done:  # after the first sidecar: the folder goes (emptied, pruned) and comes back
+            done = True
+            client.delete_many(["d/x", "d/y"])
+            assert not (tmp_path / "d").exists()
+            client.put("d/y", b"new")
+        return fd
+
+    monkeypatch.setattr(file_client_module, "open_for_read", open_then_replace_the_folder)
+    assert [o.body for o in client.get_many(["d/x", "d/y"])] == [b"x", b"new"]
 
 
 @pytest.mark.parametrize(
