@@ -69,7 +69,6 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -93,7 +92,17 @@ from .listing import (
     strip_quotes,
 )
 from .read_open import open_for_read
-from .sidecar import EMBED_BODY_MAX, EMPTY_MD5, SIDECAR_SUFFIX, decode_json, embedded_body, parse_sidecar, sidecar_json
+from .sidecar import (
+    EMBED_BODY_MAX,
+    EMPTY_MD5,
+    SIDECAR_SUFFIX,
+    SidecarObject,
+    decode_json,
+    embedded_body,
+    object_info,
+    parse_sidecar,
+    sidecar_json,
+)
 
 LOCK_DIR = ".s3db-locks"
 # lock files end like sidecars so that s3db.js's listing (which walks every folder and skips
@@ -122,60 +131,6 @@ _READ_ATTEMPTS = 30
 def _iso_now() -> str:
     """``new Date().toISOString()``: UTC, milliseconds, ``Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _parse_time(value: Any) -> datetime:
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000.0, tz=UTC)
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value)  # takes the "Z" suffix since Python 3.11
-        except ValueError:
-            pass
-        else:
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(0, tz=UTC)
-
-
-def _metadata_of(meta: dict[str, Any]) -> dict[str, str]:
-    """A sidecar's user metadata: the dict ``decode_json`` made (no copy), or its values as text
-    when another writer left some typed."""
-    metadata = meta.get("metadata") or {}
-    try:
-        "".join(metadata.values())  # a TypeError at the first value that is not text, in one C call
-    except TypeError:
-        return {str(k): str(v) for k, v in metadata.items()}
-    return metadata
-
-
-def _object_info(key: str, meta: dict[str, Any], metadata: dict[str, str] | None = None) -> ObjectInfo:
-    """The ``ObjectInfo`` a sidecar describes (``metadata``: its ``_metadata_of``, when known)."""
-    return ObjectInfo(
-        key=key,
-        size=int(meta.get("size") or 0),
-        etag=str(meta.get("etag") or ""),
-        last_modified=_parse_time(meta.get("lastModified")),
-        metadata=_metadata_of(meta) if metadata is None else metadata,
-        content_type=meta.get("contentType"),
-    )
-
-
-class _ReadObject(StoredObject):
-    """A ``StoredObject`` from ``get_many`` whose ``info`` is built from its sidecar on first use.
-
-    A bulk read takes only the metadata and body of most records, and building each one's
-    ``ObjectInfo`` (size, ETag, parsed time) was a tenth of the read."""
-
-    def __init__(self, key: str, meta: dict[str, Any], body: bytes) -> None:
-        self.__dict__.update(_key=key, _sidecar=meta, _metadata=_metadata_of(meta), body=body)
-
-    @cached_property
-    def info(self) -> ObjectInfo:  # type: ignore[override]
-        return _object_info(self._key, self._sidecar, self._metadata)
-
-    @property
-    def metadata(self) -> dict[str, str]:
-        return self._metadata
 
 
 #: a write whose folder a concurrent delete pruned makes it again and retries; each lost race
@@ -915,7 +870,7 @@ class FileClient(PrefixMixin, StorageClient):
 
     def get(self, key: str) -> StoredObject:
         meta, body = self._get(key)
-        return StoredObject(info=_object_info(key, meta), body=body)
+        return StoredObject(info=object_info(key, meta), body=body)
 
     def get_many(self, keys: Iterable[str], *, body_from_head: BodyFromHead | None = None) -> list[StoredObject | None]:
         """``get`` of each key (None where missing), each object's info built on first use
@@ -946,14 +901,14 @@ class FileClient(PrefixMixin, StorageClient):
                 elif "body" in meta and not meta.get("compressed") and (body := embedded_body(meta)) is not None:
                     if timed:
                         self._report("GetObject", key, started, received=len(body))
-                    out.append(_ReadObject(key, meta, body))
+                    out.append(SidecarObject(key, meta, body))
                     continue
                 try:
                     meta, body = self._get(key, meta)
                 except NotFoundError:
                     out.append(None)
                 else:
-                    out.append(_ReadObject(key, meta, body))
+                    out.append(SidecarObject(key, meta, body))
         finally:
             for fd in folders.values():
                 os.close(fd)
@@ -1002,7 +957,7 @@ class FileClient(PrefixMixin, StorageClient):
             self._report("HeadObject", key, started, error=exc)
             raise
         self._report("HeadObject", key, started)
-        return _object_info(key, meta)
+        return object_info(key, meta)
 
     def copy(
         self,
