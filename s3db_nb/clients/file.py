@@ -887,13 +887,15 @@ class FileClient(PrefixMixin, StorageClient):
         100 000 sidecars). A folder removed meanwhile (emptied, then pruned) holds no names, so
         its keys go through ``get`` by their full path, which finds any written since."""
         out: list[StoredObject | None] = []
+        append = out.append
         timed = bool(self._listeners)
         folders: dict[str, int] = {}
+        read_sidecar, path_of, full_of = self._read_sidecar_in, self._path, self._full
         try:
             for key in keys:
                 started = time.perf_counter() if timed else 0.0
                 try:
-                    meta = decode_json(self._read_sidecar_in(folders, self._path(self._full(key))))
+                    meta = decode_json(read_sidecar(folders, path_of(full_of(key))))
                 except (OSError, ValueError, S3DBError):
                     meta = None  # ``get`` tries again and says what is wrong
                 if type(meta) is not dict:
@@ -901,14 +903,14 @@ class FileClient(PrefixMixin, StorageClient):
                 elif "body" in meta and not meta.get("compressed") and (body := embedded_body(meta)) is not None:
                     if timed:
                         self._report("GetObject", key, started, received=len(body))
-                    out.append(SidecarObject(key, meta, body))
+                    append(SidecarObject(key, meta, body))
                     continue
                 try:
                     meta, body = self._get(key, meta)
                 except NotFoundError:
-                    out.append(None)
+                    append(None)
                 else:
-                    out.append(SidecarObject(key, meta, body))
+                    append(SidecarObject(key, meta, body))
         finally:
             for fd in folders.values():
                 os.close(fd)

@@ -330,19 +330,23 @@ def iter_record_chunks(
                     continue
             return out
         key_of = resource.engine.key
-        is_plain = decoder.is_plain if decoder is not None else None
-        keep = decoder.keep if decoder is not None else None
         objects = resource.client.get_many([key_of(i) for i in batch], body_from_head=head_vouches)
+        decode_object = resource.engine.decode_object
+        if decoder is None:
+            return [decode_object(i, obj, decrypt=decrypt) for i, obj in zip(batch, objects) if obj is not None]
+        is_plain, keep, append = decoder.is_plain, decoder.keep, out.append
         for record_id, obj in zip(batch, objects):
             if obj is None:  # deleted between LIST and GET, or a stale partition ref
                 continue
             metadata = obj.metadata
-            if is_plain is not None and is_plain(metadata, obj.body):
-                if decoder.unwarmed:  # type: ignore[union-attr]
-                    decoder.warm(metadata)  # type: ignore[union-attr]
-                out.append(StoredRow(record_id, metadata if keep is None else {k: metadata[k] for k in keep if k in metadata}))
-            else:
-                out.append(resource.engine.decode_object(record_id, obj, decrypt=decrypt))
+            if not is_plain(metadata, obj.body):
+                append(decode_object(record_id, obj, decrypt=decrypt))
+                continue
+            if decoder.unwarmed:
+                decoder.warm(metadata)
+            if keep is not None:
+                metadata = {k: metadata[k] for k in keep if k in metadata}
+            append(StoredRow(record_id, metadata))
         return out
 
     def batches() -> Iterator[list[str]]:
