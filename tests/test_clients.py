@@ -21,6 +21,7 @@ from conftest import unique_name
 from s3db_nb.clients import file as file_client_module
 from s3db_nb.clients.base import PutItem, RequestEvent, StorageClient
 from s3db_nb.clients.file import FileClient
+from s3db_nb.clients.listing import md5_hex
 from s3db_nb.clients.memory import MemoryClient
 from s3db_nb.clients.s3 import HEAD_TRIAL, S3Client
 from s3db_nb.clients.sidecar import EMBED_BODY_MAX, decode_json, sidecar_json
@@ -75,6 +76,15 @@ def test_empty_body_and_no_metadata(storage_client: StorageClient):
     assert etag == md5(b"")
     obj = storage_client.get("k/empty")
     assert obj.body == b"" and obj.metadata == {}
+
+
+@pytest.mark.parametrize("size", [0, 23, 4095, 4096, 70_000])
+def test_an_etag_is_the_md5_of_the_body_on_either_side_of_the_small_body_cut(storage_client: StorageClient, size: int):
+    # md5_hex takes CPython's own MD5 below 4 KiB and OpenSSL's above: both are the S3 ETag
+    body = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert md5_hex(body) == md5(body)
+    assert storage_client.put("k/sized", body) == md5(body)
+    assert storage_client.head("k/sized").etag == md5(body)
 
 
 def test_overwrite_changes_etag(storage_client: StorageClient):

@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from ..errors import InvalidTypeError
 from .base import join_key
 
+try:  # CPython's own MD5 takes a third of the time of hashlib's OpenSSL call on a record's small body
+    from _md5 import md5 as _small_md5
+except ImportError:  # pragma: no cover - a build without it
+    _small_md5 = None
+#: bodies shorter than this take ``_small_md5``; from about 4 KiB OpenSSL's is the faster
+_SMALL_BODY = 4096
+
 #: the Content-Type of an object stored without one (as S3 answers)
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 #: the most keys one ListObjectsV2 page returns
@@ -119,6 +126,8 @@ def clamp_limit(limit: int | None) -> int:
 
 def md5_hex(body: bytes) -> str:
     """The ETag S3 gives a single-part upload of ``body``."""
+    if _small_md5 is not None and len(body) < _SMALL_BODY:
+        return _small_md5(body).hexdigest()
     return hashlib.md5(body, usedforsecurity=False).hexdigest()
 
 

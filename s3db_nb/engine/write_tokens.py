@@ -26,7 +26,6 @@ guarantee assumes a content write takes less than that between its GET and its P
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -35,6 +34,7 @@ from contextlib import contextmanager
 
 from .. import behaviors, encoding
 from ..clients.base import ObjectInfo, StorageClient
+from ..clients.listing import md5_hex
 from ..errors import ConflictError, NotFoundError, S3DBError
 
 #: the write token's key, in the JSON body of a record or the metadata of one with content
@@ -87,7 +87,7 @@ def body_from_head(info: ObjectInfo) -> bytes | None:
     if info.size != TOKEN_BODY_SIZE or token is None or len(token) != REV_SIZE:
         return None
     body = token_body(token)
-    return body if hashlib.md5(body, usedforsecurity=False).hexdigest() == info.etag else None
+    return body if md5_hex(body) == info.etag else None
 
 
 def with_rev(body: bytes) -> bytes:

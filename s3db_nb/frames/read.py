@@ -309,7 +309,7 @@ def iter_record_chunks(
     remote = resource.client.kind not in ("memory", "file")
     # local stores write in one thread, and FileClient.put_many takes each lock stripe once
     # per batch: big batches there; S3 batches stay small so the pool keeps every slot busy
-    chunk = 4 if remote else 1024  # S3: latency-bound, keep many requests in flight
+    chunk = 4 if remote else 128  # S3: latency-bound, keep many requests in flight
     # an inline pool (local stores) has each batch done when submitted: holding more is only memory
     window = max(4, db.parallelism * 2) if remote else (1 if db.pool.inline else max(4, db.parallelism))
     hooks = resource.engine.has_hooks("before_get", "after_get")
